@@ -1,0 +1,100 @@
+"""Detector geometry shared by simulation (simkit.nbed.to_detector) and measured data (fitting.calibrate).
+
+Pixel (i, j) has its centre at index coordinates (i, j). The default centre (ny//2, nx//2) is where
+abTEM puts zero frequency after fftshift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simkit.units import wavelength
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorGeometry:
+    """A pixelated diffraction detector.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Detector shape ``(ny, nx)`` [px].
+    pixel_size : float  [Å⁻¹]
+        Reciprocal-space size of one pixel (Q = 1/d per pixel).
+    center : tuple of float or None  [px]
+        Direct-beam position ``(cy, cx)`` in index coordinates; ``None`` means ``(ny // 2, nx // 2)``.
+    """
+
+    shape: tuple[int, int] = (256, 256)
+    pixel_size: float = 0.005
+    center: tuple[float, float] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.shape)
+        if len(shape) != 2 or min(shape) < 2:
+            raise ValueError(f"shape={self.shape!r}: give the detector shape as (ny, nx) with ny, nx >= 2 [px]")
+        object.__setattr__(self, "shape", shape)
+        ps = float(self.pixel_size)
+        if not np.isfinite(ps) or ps <= 0:
+            raise ValueError(f"pixel_size={self.pixel_size!r}: must be a positive reciprocal pixel size [Å⁻¹]")
+        object.__setattr__(self, "pixel_size", ps)
+        c = (shape[0] // 2, shape[1] // 2) if self.center is None else self.center
+        c = (float(c[0]), float(c[1]))
+        if not all(np.isfinite(c)):
+            raise ValueError(f"center={self.center!r}: must be finite (cy, cx) [px]")
+        object.__setattr__(self, "center", c)
+
+    @classmethod
+    def from_camera(
+        cls,
+        *,
+        shape: tuple[int, int],
+        camera_length: float,
+        pixel_pitch: float,
+        energy: float,
+        center: tuple[float, float] | None = None,
+    ) -> DetectorGeometry:
+        """Geometry from camera length and physical pixel pitch.
+
+        Parameters
+        ----------
+        shape : tuple of int  [px]
+        camera_length : float  [mm]
+        pixel_pitch : float  [µm]
+            Physical detector pixel size (55 µm for Medipix3/Merlin, 150 µm for EMPAD).
+        energy : float  [eV]
+        center : tuple of float or None  [px]
+        """
+        if camera_length <= 0 or pixel_pitch <= 0:
+            raise ValueError("camera_length [mm] and pixel_pitch [µm] must be positive")
+        angle_per_px = (pixel_pitch * 1e-3) / camera_length  # rad
+        return cls(shape=shape, pixel_size=angle_per_px / wavelength(energy), center=center)
+
+    @classmethod
+    def from_mrad(
+        cls, *, shape: tuple[int, int], mrad_per_pixel: float, energy: float, center=None
+    ) -> DetectorGeometry:
+        """Geometry from an angular pixel size.
+
+        Parameters
+        ----------
+        mrad_per_pixel : float  [mrad]
+        energy : float  [eV]
+        """
+        if mrad_per_pixel <= 0:
+            raise ValueError(f"mrad_per_pixel={mrad_per_pixel!r} must be positive [mrad]")
+        return cls(shape=shape, pixel_size=mrad_per_pixel * 1e-3 / wavelength(energy), center=center)
+
+    @property
+    def q_max(self) -> float:
+        """Largest Q fully inside the detector (distance from centre to the nearest edge) [Å⁻¹]."""
+        cy, cx = self.center
+        ny, nx = self.shape
+        return min(cy, cx, ny - 1 - cy, nx - 1 - cx) * self.pixel_size
+
+    def q_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-centre coordinates ``(qy, qx)`` [Å⁻¹], each of shape ``shape``."""
+        iy, ix = np.indices(self.shape, dtype=float)
+        return (iy - self.center[0]) * self.pixel_size, (ix - self.center[1]) * self.pixel_size
