@@ -1,0 +1,1015 @@
+"""Radial (azimuthal) integration: the only place in sei-send that bins detector pixels by radius.
+
+Plan once, integrate many: :func:`make_plan` turns the detector geometry (shape, centre, pixel size, ellipse
+correction, mask, bins) into per-pixel index tables; :meth:`RadialPlan.integrate` applies them to any stack of
+patterns ``(..., ny, nx)`` (NumPy array, memmap, h5py dataset, dask array) and returns :class:`RadialProfiles`.
+
+Conventions
+-----------
+* Q = 1/d [Å⁻¹] (no 2π). The Q of a pixel is its (ellipse-corrected) distance from the centre in pixels times
+  ``pixel_size`` [Å⁻¹/px] (the small-angle detector mapping used throughout the toolkit).
+* Pixel (i, j) (row i, column j) has its centre at index coordinates (i, j); its area spans
+  [i − ½, i + ½] × [j − ½, j + ½]. abTEM puts zero frequency at index ``n // 2`` (:func:`abtem_center`);
+  pyFAI measures from pixel corners, so its centre of pixel i is at i + ½ (:func:`center_from_pyfai`,
+  :func:`center_to_pyfai`).
+* Bin k holds pixels with ``edges[k] <= Q < edges[k + 1]``.
+* Ellipse correction (``ellipse_ratio`` ρ, ``ellipse_angle`` θ [rad]): the recorded pattern is taken to be
+  stretched by the factor ρ along the direction at angle θ, measured from the +x axis (increasing column
+  index j) towards the +y axis (increasing row index i). A ring of true radius R then appears as an ellipse
+  with semi-axis ρ·R along θ and R perpendicular to it. For a pixel at offset (dy, dx) = (i − cy, j − cx),
+  with u = dx·cos θ + dy·sin θ and v = −dx·sin θ + dy·cos θ, the corrected radius is
+  ``r = sqrt((u / ρ)² + v²)`` [px]: the component along θ is divided by ρ, the perpendicular one is kept.
+* Sectors (``n_phi``): the azimuth φ of a pixel is the angle of its ellipse-corrected offset vector, from +x
+  towards +y, in [0, 2π); sector s covers [2π s / n_phi, 2π (s + 1) / n_phi).
+* Pixel splitting: a pixel's radial extent is [r_min, r_max] with r_max the largest corner radius and r_min
+  the exact smallest distance of the (corrected) pixel square from the centre (0 if it contains the
+  centre); its intensity is spread uniformly over that extent, each bin receiving the overlapping fraction.
+  Without splitting a pixel goes wholly to the bin of its centre.
+
+Statistics per bin (weights w are 1 without splitting, the overlap fractions with it)
+---------------------------------------------------------------------------------------
+``count`` = Σw, ``sum`` = Σw·I, ``mean`` = sum / count (NaN in empty bins),
+``sem_poisson`` = sqrt(Σw²·I) / count (= sqrt(sum) / count without splitting; for counts data),
+``sem_azimuthal`` = sqrt(σ² / (n_eff − 1)) with σ² = Σw(I − mean)² / Σw and n_eff = (Σw)² / Σw²
+(= std(ddof=1) / sqrt(n) without splitting): the scatter of pixel values around the ring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numba import njit, prange
+
+from simkit.units import wavelength
+
+__all__ = [
+    "RadialPlan",
+    "RadialProfiles",
+    "abtem_center",
+    "center_from_pyfai",
+    "center_to_pyfai",
+    "make_plan",
+    "make_plan_from_geometry",
+    "pixel_size_from_mrad",
+    "weight_qn",
+]
+
+STATISTICS = ("mean", "clipped", "median")
+#: number of accumulator fields per bin returned by the kernels: Σw, Σw·I, Σw·I², Σw², Σw²·I, statistic
+_NF = 6
+_MAX_CLIP_ITER = 50
+
+
+# ----------------------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------------------
+def pixel_size_from_mrad(mrad_per_pixel: float, energy: float) -> float:
+    """Reciprocal pixel size from the angular pixel size.
+
+    Parameters
+    ----------
+    mrad_per_pixel : float  [mrad]
+        Scattering angle subtended by one detector pixel.
+    energy : float  [eV]
+        Beam energy.
+
+    Returns
+    -------
+    float  [Å⁻¹]
+        Q per pixel = θ_px / λ (small-angle mapping, Q = 1/d).
+    """
+    m = float(mrad_per_pixel)
+    if not np.isfinite(m) or m <= 0:
+        raise ValueError(f"mrad_per_pixel={mrad_per_pixel!r}: must be a positive angle per pixel [mrad]")
+    return m * 1e-3 / wavelength(energy)
+
+
+def abtem_center(shape: tuple[int, int]) -> tuple[float, float]:
+    """Centre of an fftshifted abTEM diffraction pattern in index coordinates.
+
+    Parameters
+    ----------
+    shape : tuple of int  [px]
+        ``(ny, nx)``.
+
+    Returns
+    -------
+    tuple of float  [px]
+        ``(ny // 2, nx // 2)``: abTEM puts zero frequency at index n // 2.
+    """
+    ny, nx = (int(s) for s in shape)
+    return float(ny // 2), float(nx // 2)
+
+
+def center_from_pyfai(poni1: float, poni2: float, pixel1: float, pixel2: float) -> tuple[float, float]:
+    """Convert a pyFAI point of normal incidence (rot1 = rot2 = rot3 = 0) to index coordinates.
+
+    pyFAI measures positions from the corner of pixel (0, 0), so the centre of pixel i is at
+    (i + ½)·pixel1.
+
+    Parameters
+    ----------
+    poni1, poni2 : float  [m]
+        pyFAI PONI along the slow (row, y) and fast (column, x) axis.
+    pixel1, pixel2 : float  [m]
+        pyFAI pixel sizes along the same axes.
+
+    Returns
+    -------
+    tuple of float  [px]
+        ``(cy, cx)`` = (poni1 / pixel1 − ½, poni2 / pixel2 − ½).
+    """
+    return float(poni1) / float(pixel1) - 0.5, float(poni2) / float(pixel2) - 0.5
+
+
+def center_to_pyfai(center: tuple[float, float], pixel1: float, pixel2: float) -> tuple[float, float]:
+    """Inverse of :func:`center_from_pyfai`.
+
+    Parameters
+    ----------
+    center : tuple of float  [px]
+        ``(cy, cx)`` in index coordinates.
+    pixel1, pixel2 : float  [m]
+        pyFAI pixel sizes along rows (y) and columns (x).
+
+    Returns
+    -------
+    tuple of float  [m]
+        ``(poni1, poni2)`` = ((cy + ½)·pixel1, (cx + ½)·pixel2).
+    """
+    cy, cx = center
+    return (float(cy) + 0.5) * float(pixel1), (float(cx) + 0.5) * float(pixel2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# numba kernels (arrays and scalars in, arrays out). Each has a NumPy twin in tests/reference.py.
+# ----------------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _find_bin(edges, q):
+    """Index k with edges[k] <= q < edges[k+1], or -1."""
+    n = edges.size - 1
+    if not (q >= edges[0]) or not (q < edges[n]):
+        return -1
+    lo = 0
+    hi = n
+    while hi - lo > 1:  # invariant: edges[lo] <= q < edges[hi]
+        mid = (lo + hi) // 2
+        if edges[mid] <= q:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _corrected(dy, dx, cos_a, sin_a, inv_ratio):
+    """Ellipse-corrected offset (x', y') in the detector frame [px]."""
+    u = (dx * cos_a + dy * sin_a) * inv_ratio
+    v = -dx * sin_a + dy * cos_a
+    return u * cos_a - v * sin_a, u * sin_a + v * cos_a
+
+
+@njit(cache=True)
+def _sector(xc, yc, n_phi):
+    if n_phi <= 1:
+        return 0
+    phi = math.atan2(yc, xc)
+    if phi < 0.0:
+        phi += 2.0 * math.pi
+    s = int(phi * (n_phi / (2.0 * math.pi)))
+    if s >= n_phi:
+        s = n_phi - 1
+    return s
+
+
+@njit(cache=True)
+def _seg_dist(ax, ay, bx, by):
+    """Distance of the origin from the segment A–B."""
+    ex = bx - ax
+    ey = by - ay
+    ee = ex * ex + ey * ey
+    t = 0.0
+    if ee > 0.0:
+        t = -(ax * ex + ay * ey) / ee
+        if t < 0.0:
+            t = 0.0
+        elif t > 1.0:
+            t = 1.0
+    px = ax + t * ex
+    py = ay + t * ey
+    return math.sqrt(px * px + py * py)
+
+
+@njit(cache=True)
+def _pixel_extent(dy, dx, cos_a, sin_a, inv_ratio):
+    """Smallest and largest corrected radius [px] over the pixel square centred at offset (dy, dx)."""
+    x0, y0 = _corrected(dy - 0.5, dx - 0.5, cos_a, sin_a, inv_ratio)
+    x1, y1 = _corrected(dy - 0.5, dx + 0.5, cos_a, sin_a, inv_ratio)
+    x2, y2 = _corrected(dy + 0.5, dx + 0.5, cos_a, sin_a, inv_ratio)
+    x3, y3 = _corrected(dy + 0.5, dx - 0.5, cos_a, sin_a, inv_ratio)
+    rmax = max(
+        math.sqrt(x0 * x0 + y0 * y0),
+        math.sqrt(x1 * x1 + y1 * y1),
+        math.sqrt(x2 * x2 + y2 * y2),
+        math.sqrt(x3 * x3 + y3 * y3),
+    )
+    if abs(dy) <= 0.5 and abs(dx) <= 0.5:
+        return 0.0, rmax
+    rmin = min(
+        _seg_dist(x0, y0, x1, y1),
+        _seg_dist(x1, y1, x2, y2),
+        _seg_dist(x2, y2, x3, y3),
+        _seg_dist(x3, y3, x0, y0),
+    )
+    return rmin, rmax
+
+
+@njit(cache=True)
+def _pixel_entries(ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, split, n_phi, valid, o_pix, o_bin, o_w):
+    """Fill (pixel, bin, weight) entries in pixel order for one centre; returns the number of entries.
+
+    bin = sector * n_q + k. ``valid`` is the flattened mask (True = use).
+    """
+    nq = edges.size - 1
+    ne = 0
+    for i in range(ny):
+        dy = i - cy
+        for j in range(nx):
+            p = i * nx + j
+            if not valid[p]:
+                continue
+            dx = j - cx
+            xc, yc = _corrected(dy, dx, cos_a, sin_a, inv_ratio)
+            s = _sector(xc, yc, n_phi)
+            if not split:
+                k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size)
+                if k >= 0:
+                    o_pix[ne] = p
+                    o_bin[ne] = s * nq + k
+                    o_w[ne] = 1.0
+                    ne += 1
+            else:
+                rmin, rmax = _pixel_extent(dy, dx, cos_a, sin_a, inv_ratio)
+                qa = rmin * pixel_size
+                qb = rmax * pixel_size
+                if qb <= edges[0] or qa >= edges[nq]:
+                    continue
+                k = _find_bin(edges, qa)
+                if k < 0:
+                    k = 0
+                while k < nq and edges[k] < qb:
+                    lo = max(qa, edges[k])
+                    hi = min(qb, edges[k + 1])
+                    if hi > lo:
+                        o_pix[ne] = p
+                        o_bin[ne] = s * nq + k
+                        o_w[ne] = (hi - lo) / (qb - qa)
+                        ne += 1
+                    k += 1
+    return ne
+
+
+@njit(cache=True)
+def _accumulate_one(img, pix, bins, w, ne, acc):
+    """acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), bin] over the first ne entries, skipping NaN pixels."""
+    for e in range(ne):
+        v = float(img[pix[e]])
+        if v != v:
+            continue
+        b = bins[e]
+        we = w[e]
+        acc[0, b] += we
+        acc[1, b] += we * v
+        acc[2, b] += we * v * v
+        acc[3, b] += we * we
+        acc[4, b] += we * we * v
+
+
+@njit(parallel=True, cache=True)
+def _k_entries(data, pix, bins, w, out):
+    """Fixed centre, general (split pixels and/or sectors): data (N, npix) → out (N, 6, nb)."""
+    n_pat = data.shape[0]
+    ne = pix.size
+    for n in prange(n_pat):
+        out[n, :, :] = 0.0
+        _accumulate_one(data[n], pix, bins, w, ne, out[n])
+        out[n, 5, :] = np.nan
+
+
+@njit(parallel=True, cache=True)
+def _k_table(data, table, nb, out):
+    """Fixed centre, no splitting: table[p] = bin of pixel p (or nb when unused). data (N, npix)."""
+    n_pat = data.shape[0]
+    npix = table.size
+    for n in prange(n_pat):
+        s0 = np.zeros(nb + 1)
+        s1 = np.zeros(nb + 1)
+        s2 = np.zeros(nb + 1)
+        img = data[n]
+        for p in range(npix):
+            v = float(img[p])
+            if v != v:
+                continue
+            b = table[p]
+            s0[b] += 1.0
+            s1[b] += v
+            s2[b] += v * v
+        for b in range(nb):
+            out[n, 0, b] = s0[b]
+            out[n, 1, b] = s1[b]
+            out[n, 2, b] = s2[b]
+            out[n, 3, b] = s0[b]
+            out[n, 4, b] = s1[b]
+            out[n, 5, b] = np.nan
+
+
+@njit(parallel=True, cache=True)
+def _k_shifted(data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, split, n_phi, valid, cap, out):
+    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]): radius computed on the fly."""
+    n_pat = data.shape[0]
+    for n in prange(n_pat):
+        pix = np.empty(cap, np.int32)
+        bins = np.empty(cap, np.int32)
+        w = np.empty(cap, np.float64)
+        ne = _pixel_entries(
+            ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, split,
+            n_phi, valid, pix, bins, w,
+        )  # fmt: skip
+        out[n, :, :] = 0.0
+        _accumulate_one(data[n], pix, bins, w, ne, out[n])
+        out[n, 5, :] = np.nan
+
+
+@njit(cache=True)
+def _weighted_median(v, w):
+    """Weighted median: v sorted (stably) ascending; smallest v[k] with cumulative weight >= half the total;
+    exactly half → mean of v[k] and v[k+1]."""
+    total = 0.0
+    for k in range(v.size):
+        total += w[k]
+    half = 0.5 * total
+    c = 0.0
+    for k in range(v.size):
+        c += w[k]
+        if c >= half:
+            if c == half and k + 1 < v.size:
+                return 0.5 * (v[k] + v[k + 1])
+            return v[k]
+    return np.nan
+
+
+@njit(cache=True)
+def _robust_one(img, pix, bins, w, ne, nb, median, clip_sigma, acc):
+    """Per-ring median or sigma-clipped mean for one pattern; acc as in _accumulate_one plus acc[5] = statistic."""
+    # counting sort of the valid entries by bin (stable: pixel order kept within a bin)
+    cnt = np.zeros(nb + 1, np.int64)
+    for e in range(ne):
+        if img[pix[e]] == img[pix[e]]:
+            cnt[bins[e] + 1] += 1
+    for b in range(nb):
+        cnt[b + 1] += cnt[b]
+    m = cnt[nb]
+    vals = np.empty(m)
+    wts = np.empty(m)
+    pos = cnt[:nb].copy()
+    for e in range(ne):
+        v = float(img[pix[e]])
+        if v != v:
+            continue
+        b = bins[e]
+        vals[pos[b]] = v
+        wts[pos[b]] = w[e]
+        pos[b] += 1
+    for b in range(nb):
+        lo = cnt[b]
+        hi = cnt[b + 1]
+        acc[5, b] = np.nan
+        if hi == lo:
+            continue
+        vb = vals[lo:hi]
+        wb = wts[lo:hi]
+        keep = np.ones(hi - lo, np.bool_)
+        if median:
+            order = np.argsort(vb, kind="mergesort")
+            acc[5, b] = _weighted_median(vb[order], wb[order])
+        else:
+            for _ in range(_MAX_CLIP_ITER):
+                sw = 0.0
+                swv = 0.0
+                for t in range(hi - lo):
+                    if keep[t]:
+                        sw += wb[t]
+                        swv += wb[t] * vb[t]
+                mu = swv / sw
+                sq = 0.0
+                for t in range(hi - lo):
+                    if keep[t]:
+                        sq += wb[t] * (vb[t] - mu) * (vb[t] - mu)
+                sd = math.sqrt(sq / sw)
+                changed = False
+                for t in range(hi - lo):
+                    k = abs(vb[t] - mu) <= clip_sigma * sd
+                    if k != keep[t]:
+                        changed = True
+                    keep[t] = k
+                if not changed:
+                    break
+        for t in range(hi - lo):
+            if keep[t]:
+                acc[0, b] += wb[t]
+                acc[1, b] += wb[t] * vb[t]
+                acc[2, b] += wb[t] * vb[t] * vb[t]
+                acc[3, b] += wb[t] * wb[t]
+                acc[4, b] += wb[t] * wb[t] * vb[t]
+        if not median and acc[0, b] > 0:
+            acc[5, b] = acc[1, b] / acc[0, b]
+
+
+@njit(parallel=True, cache=True)
+def _k_robust(
+    data, shifted, shifts, pix0, bins0, w0, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, split,
+    n_phi, valid, cap, median, clip_sigma, out,
+):  # fmt: skip
+    """Median / sigma-clipped mean per ring; fixed tables (pix0, bins0, w0) or per-pattern centres."""
+    n_pat = data.shape[0]
+    nb = out.shape[2]
+    for n in prange(n_pat):
+        out[n, :, :] = 0.0
+        if shifted:
+            pix = np.empty(cap, np.int32)
+            bins = np.empty(cap, np.int32)
+            w = np.empty(cap, np.float64)
+            ne = _pixel_entries(
+                ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, split,
+                n_phi, valid, pix, bins, w,
+            )  # fmt: skip
+            _robust_one(data[n], pix, bins, w, ne, nb, median, clip_sigma, out[n])
+        else:
+            _robust_one(data[n], pix0, bins0, w0, pix0.size, nb, median, clip_sigma, out[n])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data classes
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RadialProfiles:
+    """Radial (or sector) profiles of a stack of patterns.
+
+    Attributes
+    ----------
+    q : ndarray, shape (n_q,)  [Å⁻¹]
+        Bin centres.
+    edges : ndarray, shape (n_q + 1,)  [Å⁻¹]
+        Bin edges.
+    mean : ndarray, shape (..., n_q) or (..., n_phi, n_q)  [intensity per pixel]
+        Mean pixel intensity per bin (for ``statistic="median"`` the weighted median, for ``"clipped"`` the
+        sigma-clipped mean); NaN in empty bins.
+    sum : ndarray  [intensity]
+        Σw·I over the bin's pixels (the pixels kept by clipping for ``"clipped"``).
+    count : ndarray  [pixels]
+        Pixel weight Σw in the bin (number of pixels without splitting).
+    sem_poisson : ndarray  [intensity per pixel]
+        Standard error of ``mean`` from counting statistics, sqrt(Σw²·I) / Σw (for data in counts).
+    sem_azimuthal : ndarray  [intensity per pixel]
+        Standard error of ``mean`` from the scatter of pixel values around the ring (times sqrt(π/2) for the
+        median).
+    statistic : str
+        ``"mean"``, ``"clipped"`` or ``"median"``.
+    phi_edges : ndarray or None, shape (n_phi + 1,)  [rad]
+        Sector edges when sectors were requested.
+    """
+
+    q: np.ndarray
+    edges: np.ndarray
+    mean: np.ndarray
+    sum: np.ndarray
+    count: np.ndarray
+    sem_poisson: np.ndarray
+    sem_azimuthal: np.ndarray
+    statistic: str = "mean"
+    phi_edges: np.ndarray | None = None
+
+
+def weight_qn(profiles: RadialProfiles, n: float) -> RadialProfiles:
+    """Weight profiles by Qⁿ (I·Qⁿ), e.g. n = 1 for the I·Q curves peaks are read from.
+
+    Parameters
+    ----------
+    profiles : RadialProfiles
+    n : float
+        Power of Q [Å⁻¹] applied to ``mean``, ``sum``, ``sem_poisson`` and ``sem_azimuthal``; ``count`` is
+        unchanged.
+
+    Returns
+    -------
+    RadialProfiles
+        Same shapes; the weighted quantities carry an extra unit of Å⁻ⁿ.
+    """
+    if not isinstance(profiles, RadialProfiles):
+        raise TypeError(f"profiles={type(profiles).__name__}: expected a RadialProfiles")
+    n = float(n)
+    if not np.isfinite(n):
+        raise ValueError(f"n={n!r}: must be a finite power of Q")
+    f = profiles.q**n
+    return replace(
+        profiles,
+        mean=profiles.mean * f,
+        sum=profiles.sum * f,
+        sem_poisson=profiles.sem_poisson * f,
+        sem_azimuthal=profiles.sem_azimuthal * f,
+    )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RadialPlan:
+    """Geometry, bins and precomputed per-pixel index tables for radial integration; build with
+    :func:`make_plan` or :func:`make_plan_from_geometry`.
+
+    Attributes
+    ----------
+    shape : tuple of int  [px]
+        Detector ``(ny, nx)``.
+    center : tuple of float  [px]
+        ``(cy, cx)`` in index coordinates (pixel (i, j) centred at (i, j)).
+    pixel_size : float  [Å⁻¹/px]
+    edges : ndarray  [Å⁻¹]
+        Strictly increasing bin edges, shape (n_q + 1,).
+    mask : ndarray of bool, shape ``shape``
+        True = use the pixel.
+    ellipse_ratio : float
+        Stretch ρ of the recorded pattern along ``ellipse_angle`` (see the module docstring).
+    ellipse_angle : float  [rad]
+        Direction of the stretch, from +x (columns) towards +y (rows).
+    split_pixels : bool
+        Share each pixel among the bins its radial extent covers.
+    pixel_index, bin_index : ndarray of int32
+        Entries (flattened pixel index, bin index) for the plan's centre, in pixel order.
+    weight : ndarray of float64
+        Entry weights (1 without splitting).
+    bin_table : ndarray of int32, shape (ny·nx,)
+        Bin of each pixel without splitting; n_q for pixels that are masked or outside the bins.
+    """
+
+    shape: tuple[int, int]
+    center: tuple[float, float]
+    pixel_size: float
+    edges: np.ndarray
+    mask: np.ndarray = field(repr=False)
+    ellipse_ratio: float = 1.0
+    ellipse_angle: float = 0.0
+    split_pixels: bool = False
+    pixel_index: np.ndarray = field(repr=False)
+    bin_index: np.ndarray = field(repr=False)
+    weight: np.ndarray = field(repr=False)
+    bin_table: np.ndarray = field(repr=False)
+
+    @property
+    def q(self) -> np.ndarray:
+        """Bin centres [Å⁻¹]."""
+        return 0.5 * (self.edges[1:] + self.edges[:-1])
+
+    @property
+    def n_q(self) -> int:
+        """Number of Q bins."""
+        return self.edges.size - 1
+
+    @property
+    def count(self) -> np.ndarray:
+        """Pixel weight per bin for the plan's centre with no NaN pixels [pixels], shape (n_q,)."""
+        return np.bincount(self.bin_index, weights=self.weight, minlength=self.n_q)[: self.n_q]
+
+    # -- geometry parameters handed to the kernels --------------------------------------------------------
+    def _geo(self):
+        a = self.ellipse_angle
+        return math.cos(a), math.sin(a), 1.0 / self.ellipse_ratio
+
+    def _capacity(self) -> int:
+        npix = self.shape[0] * self.shape[1]
+        if not self.split_pixels:
+            return npix
+        widths = np.diff(self.edges)
+        extent = math.sqrt(2.0) * max(1.0, 1.0 / self.ellipse_ratio) * self.pixel_size
+        return npix * (int(math.ceil(extent / widths.min())) + 2)
+
+    def _sector_entries(self, n_phi: int) -> np.ndarray:
+        """Combined bin index sector·n_q + k of the plan's entries for n_phi sectors."""
+        if n_phi == 1:
+            return self.bin_index
+        cos_a, sin_a, inv = self._geo()
+        cap = self._capacity()
+        pix = np.empty(cap, np.int32)
+        bins = np.empty(cap, np.int32)
+        w = np.empty(cap)
+        ne = _pixel_entries(
+            self.shape[0], self.shape[1], self.center[0], self.center[1], cos_a, sin_a, inv, self.pixel_size,
+            self.edges, self.split_pixels, n_phi, self.mask.ravel(), pix, bins, w,
+        )  # fmt: skip
+        return bins[:ne].copy()
+
+    def _run(self, block, shifts, n_phi, statistic, clip_sigma, bins_phi):
+        """Kernel dispatch for one chunk: block (m, ny·nx), shifts (m, 2) or None → (m, 6, n_phi·n_q)."""
+        m = block.shape[0]
+        nb = n_phi * self.n_q
+        out = np.empty((m, _NF, nb))
+        if m == 0:
+            return out
+        cos_a, sin_a, inv = self._geo()
+        ny, nx = self.shape
+        cy, cx = self.center
+        valid = self.mask.ravel()
+        cap = self._capacity()
+        if statistic != "mean":
+            sh = np.zeros((1, 2)) if shifts is None else shifts
+            _k_robust(
+                block, shifts is not None, sh, self.pixel_index, bins_phi, self.weight, ny, nx, cy, cx, cos_a,
+                sin_a, inv, self.pixel_size, self.edges, self.split_pixels, n_phi, valid, cap,
+                statistic == "median", float(clip_sigma), out,
+            )  # fmt: skip
+        elif shifts is not None:
+            _k_shifted(
+                block, shifts, ny, nx, cy, cx, cos_a, sin_a, inv, self.pixel_size, self.edges, self.split_pixels,
+                n_phi, valid, cap, out,
+            )  # fmt: skip
+        elif not self.split_pixels and n_phi == 1:
+            _k_table(block, self.bin_table, nb, out)
+        else:
+            _k_entries(block, self.pixel_index, bins_phi, self.weight, out)
+        return out
+
+    def integrate(
+        self,
+        data,
+        shifts=None,
+        *,
+        n_phi: int | None = None,
+        statistic: str = "mean",
+        clip_sigma: float = 3.0,
+        chunk_size: int | None = None,
+        progress: bool = False,
+    ) -> RadialProfiles:
+        """Integrate a stack of patterns into radial (or sector) profiles.
+
+        Parameters
+        ----------
+        data : array-like, shape (..., ny, nx)  [counts or intensity per pixel]
+            NumPy array, memmap, h5py dataset (read chunk by chunk, never whole) or dask array (processed
+            block by block). Integer data are never converted as a whole; sums are accumulated in float64.
+        shifts : array-like or None, shape data.shape[:-2] + (2,)  [px]
+            Per-pattern (dy, dx): where each pattern's centre actually is minus ``plan.center`` (descan).
+        n_phi : int or None
+            Number of azimuthal sectors; profiles then have shape (..., n_phi, n_q).
+        statistic : {"mean", "clipped", "median"}
+            Per-ring statistic stored in ``mean``: the plain mean, an iterated sigma-clipped mean (robust to
+            Bragg spots; pixels with |I − mean| > clip_sigma·std are dropped until none change), or the median.
+        clip_sigma : float
+            Clipping threshold in standard deviations (``statistic="clipped"`` only).
+        chunk_size : int or None
+            Patterns per chunk (default: about 128 MB of data per chunk).
+        progress : bool
+            Show a tqdm progress bar over chunks.
+
+        Returns
+        -------
+        RadialProfiles
+            Leading dimensions of ``data`` preserved.
+        """
+        shape = getattr(data, "shape", None)
+        if shape is None or not hasattr(data, "dtype"):
+            raise TypeError(
+                f"data={type(data).__name__}: expected an array of shape (..., ny, nx) "
+                "(numpy, memmap, h5py dataset or dask array)"
+            )
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 2 or shape[-2:] != self.shape:
+            raise ValueError(
+                f"data.shape={shape}: the last two axes must equal the plan's detector shape {self.shape} (ny, nx)"
+            )
+        dt = np.dtype(data.dtype)
+        if dt.kind not in "biuf":
+            raise TypeError(f"data.dtype={dt}: expected a real numeric dtype (integer, unsigned or float)")
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic={statistic!r}: must be one of {STATISTICS}")
+        cs = float(clip_sigma)
+        if not np.isfinite(cs) or cs <= 0:
+            raise ValueError(f"clip_sigma={clip_sigma!r}: must be a positive number of standard deviations")
+        if n_phi is None:
+            nphi = 1
+        else:
+            if isinstance(n_phi, bool) or not isinstance(n_phi, (int, np.integer)) or n_phi < 1:
+                raise ValueError(f"n_phi={n_phi!r}: must be a positive integer number of sectors or None")
+            nphi = int(n_phi)
+        lead = shape[:-2]
+        n_pat = int(np.prod(lead, dtype=np.int64))
+        is_dask = type(data).__module__.startswith("dask")
+        if shifts is not None:
+            if type(shifts).__module__.startswith("dask") and not is_dask:
+                shifts = np.asarray(shifts.compute())
+            sshape = tuple(int(s) for s in shifts.shape) if hasattr(shifts, "shape") else np.shape(shifts)
+            if sshape != lead + (2,):
+                raise ValueError(
+                    f"shifts.shape={sshape}: must be data.shape[:-2] + (2,) = {lead + (2,)} with (dy, dx) [px]"
+                )
+            if not is_dask:
+                shifts = np.asarray(shifts, dtype=np.float64)
+                if not np.all(np.isfinite(shifts)):
+                    raise ValueError("shifts: contains non-finite values; give finite (dy, dx) [px]")
+        if chunk_size is None:
+            chunk = max(1, (128 << 20) // max(1, self.shape[0] * self.shape[1] * dt.itemsize))
+        else:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+                raise ValueError(f"chunk_size={chunk_size!r}: must be a positive number of patterns or None")
+            chunk = int(chunk_size)
+        bins_phi = self._sector_entries(nphi)
+        nb = nphi * self.n_q
+        npix = self.shape[0] * self.shape[1]
+
+        def run(block, sh):
+            block = np.ascontiguousarray(block).reshape(-1, npix)
+            if block.dtype.kind == "b":
+                block = block.view(np.uint8)
+            if sh is not None:
+                sh = np.ascontiguousarray(sh, dtype=np.float64).reshape(-1, 2)
+                if not np.all(np.isfinite(sh)):
+                    raise ValueError("shifts: contains non-finite values; give finite (dy, dx) [px]")
+            return self._run(block, sh, nphi, statistic, cs, bins_phi)
+
+        if is_dask:
+            acc = _integrate_dask(data, shifts, run, nb, chunk)
+        else:
+            acc = np.empty((n_pat, _NF, nb))
+            blocks = list(_leading_blocks(lead, chunk))
+            it = blocks
+            if progress:
+                from tqdm.auto import tqdm
+
+                it = tqdm(blocks, desc="radial", unit="chunk")
+            for start, stop, index in it:
+                sh = None if shifts is None else shifts[index]
+                acc[start:stop] = run(np.asarray(data[index]), sh)
+            acc = acc.reshape(lead + (_NF, nb))
+        return self._finish(acc, nphi, statistic)
+
+    def _finish(self, acc, nphi, statistic) -> RadialProfiles:
+        lead = acc.shape[:-2]
+        shp = lead + ((nphi, self.n_q) if nphi > 1 else (self.n_q,))
+        s0, s1, s2, w2, p, stat = (acc[..., f, :].reshape(shp) for f in range(_NF))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            filled = s0 > 0
+            mean = np.where(filled, s1 / s0, np.nan)
+            sem_p = np.where(filled & (p >= 0), np.sqrt(np.abs(p)) / s0, np.nan)
+            n_eff = np.where(filled, s0 * s0 / w2, 0.0)
+            var = np.maximum(s2 / s0 - mean * mean, 0.0)
+            sem_a = np.where(n_eff > 1 + 1e-12, np.sqrt(var / (n_eff - 1.0)), np.nan)
+        if statistic == "median":
+            mean = stat
+            sem_a = sem_a * math.sqrt(math.pi / 2.0)
+        elif statistic == "clipped":
+            mean = np.where(filled, stat, np.nan)
+        phi_edges = np.linspace(0.0, 2.0 * np.pi, nphi + 1) if nphi > 1 else None
+        return RadialProfiles(
+            q=self.q,
+            edges=self.edges.copy(),
+            mean=mean,
+            sum=s1,
+            count=s0,
+            sem_poisson=sem_p,
+            sem_azimuthal=sem_a,
+            statistic=statistic,
+            phi_edges=phi_edges,
+        )
+
+
+def _leading_blocks(lead: tuple[int, ...], chunk: int):
+    """Split the flattened leading index range into contiguous blocks of at most ``chunk`` patterns.
+
+    Yields (start, stop, index) with ``index`` a tuple of ints and one slice, usable on h5py datasets.
+    """
+    if len(lead) == 0:
+        yield 0, 1, ()
+        return
+    # slice the outermost axis whose trailing block of patterns fits in one chunk
+    axis = len(lead) - 1
+    while axis > 0 and int(np.prod(lead[axis:], dtype=np.int64)) <= chunk:
+        axis -= 1
+    inner = int(np.prod(lead[axis + 1 :], dtype=np.int64))
+    step = max(1, chunk // max(inner, 1))
+    for k, outer in enumerate(np.ndindex(*lead[:axis])):
+        base = k * lead[axis] * inner
+        for a0 in range(0, lead[axis], step):
+            a1 = min(lead[axis], a0 + step)
+            yield base + a0 * inner, base + a1 * inner, tuple(int(o) for o in outer) + (slice(a0, a1),)
+
+
+def _integrate_dask(data, shifts, run, nb, chunk):
+    """Apply ``run`` block by block with dask.array.blockwise; returns the accumulators as NumPy."""
+    import dask.array as da
+
+    nd = data.ndim
+    nl = nd - 2
+    x = data.rechunk({nd - 2: -1, nd - 1: -1})
+    lead_ind = tuple(range(nl))
+    out_ind = lead_ind + (nl, nl + 1)
+    if nl == 0:
+        return np.asarray(run(np.asarray(x.compute()), None if shifts is None else np.asarray(shifts)))[0]
+    if shifts is None:
+
+        def f(b):
+            return run(b, None).reshape(b.shape[:-2] + (_NF, nb))
+
+        res = da.blockwise(
+            f, out_ind, x, lead_ind + (nl + 2, nl + 3), new_axes={nl: _NF, nl + 1: nb}, dtype=float, concatenate=True
+        )
+    else:
+        s = da.asarray(shifts).rechunk(x.chunks[:-2] + ((2,),))
+
+        def f(b, sh):
+            return run(b, sh).reshape(b.shape[:-2] + (_NF, nb))
+
+        res = da.blockwise(
+            f, out_ind, x, lead_ind + (nl + 2, nl + 3), s, lead_ind + (nl + 4,),
+            new_axes={nl: _NF, nl + 1: nb}, dtype=float, concatenate=True,
+        )  # fmt: skip
+    return np.asarray(res.compute())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# plan construction
+# ----------------------------------------------------------------------------------------------------------
+def _radius_px(shape, center, ratio, angle):
+    """Ellipse-corrected radius of every pixel centre [px] (NumPy; used for default ranges only)."""
+    iy, ix = np.indices(shape, dtype=float)
+    dy = iy - center[0]
+    dx = ix - center[1]
+    u = (dx * math.cos(angle) + dy * math.sin(angle)) / ratio
+    v = -dx * math.sin(angle) + dy * math.cos(angle)
+    return np.hypot(u, v)
+
+
+def make_plan(
+    shape,
+    *,
+    center,
+    pixel_size: float,
+    edges=None,
+    n_bins: int | None = None,
+    q_max: float | None = None,
+    q_min: float = 0.0,
+    mask=None,
+    ellipse_ratio: float = 1.0,
+    ellipse_angle: float = 0.0,
+    split_pixels: bool = False,
+) -> RadialPlan:
+    """Build a radial integration plan.
+
+    Parameters
+    ----------
+    shape : tuple of int  [px]
+        Detector shape ``(ny, nx)``.
+    center : tuple of float  [px]
+        Beam centre ``(cy, cx)`` in index coordinates (pixel (i, j) centred at (i, j)); see
+        :func:`abtem_center` and :func:`center_from_pyfai` for conversions.
+    pixel_size : float  [Å⁻¹/px]
+        Q = 1/d per pixel; see :func:`pixel_size_from_mrad`.
+    edges : array-like or None  [Å⁻¹]
+        Strictly increasing bin edges. If None, ``n_bins`` equal bins over [q_min, q_max].
+    n_bins : int or None
+        Number of bins when ``edges`` is None (default: bins one pixel wide, ceil((q_max − q_min) /
+        pixel_size)).
+    q_max : float or None  [Å⁻¹]
+        Upper Q limit when ``edges`` is None (default: the largest Q whose whole ring lies on the detector,
+        i.e. the smallest corrected radius of a border pixel centre).
+    q_min : float  [Å⁻¹]
+        Lower Q limit when ``edges`` is None.
+    mask : array-like of bool or None, shape ``shape``
+        True = use the pixel; None uses all pixels.
+    ellipse_ratio : float
+        ρ > 0: the recorded pattern is stretched by ρ along ``ellipse_angle`` (module docstring).
+    ellipse_angle : float  [rad]
+        Direction of the stretch, from +x (increasing column) towards +y (increasing row).
+    split_pixels : bool
+        Share each pixel's intensity among the bins its radial extent covers.
+
+    Returns
+    -------
+    RadialPlan
+    """
+    try:
+        shp = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"shape={shape!r}: expected (ny, nx) [px]") from None
+    if len(shp) != 2 or min(shp) < 1:
+        raise ValueError(f"shape={shape!r}: expected (ny, nx) with ny, nx >= 1 [px]")
+    try:
+        c = tuple(float(v) for v in center)
+    except TypeError:
+        raise TypeError(f"center={center!r}: expected (cy, cx) [px]") from None
+    if len(c) != 2 or not all(np.isfinite(c)):
+        raise ValueError(f"center={center!r}: must be two finite numbers (cy, cx) [px] in index coordinates")
+    ps = float(pixel_size)
+    if not np.isfinite(ps) or ps <= 0:
+        raise ValueError(f"pixel_size={pixel_size!r}: must be a positive reciprocal pixel size [Å⁻¹/px]")
+    rho = float(ellipse_ratio)
+    if not np.isfinite(rho) or rho <= 0:
+        raise ValueError(f"ellipse_ratio={ellipse_ratio!r}: must be a positive axis ratio")
+    ang = float(ellipse_angle)
+    if not np.isfinite(ang):
+        raise ValueError(f"ellipse_angle={ellipse_angle!r}: must be a finite angle [rad]")
+    if mask is None:
+        m = np.ones(shp, dtype=bool)
+    else:
+        m = np.asarray(mask)
+        if m.shape != shp:
+            raise ValueError(f"mask.shape={m.shape}: must equal the detector shape {shp} (True = use the pixel)")
+        if m.dtype != bool:
+            raise TypeError(f"mask.dtype={m.dtype}: must be boolean (True = use the pixel)")
+        m = m.copy()
+    m.setflags(write=False)
+    if edges is not None:
+        e = np.array(edges, dtype=np.float64).ravel()
+        if e.size < 2 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
+            raise ValueError(f"edges={edges!r}: must be at least two finite, strictly increasing Q values [Å⁻¹]")
+    else:
+        qmn = float(q_min)
+        if not np.isfinite(qmn) or qmn < 0:
+            raise ValueError(f"q_min={q_min!r}: must be a finite Q >= 0 [Å⁻¹]")
+        if q_max is None:
+            r = _radius_px(shp, c, rho, ang)
+            border = np.concatenate([r[0], r[-1], r[:, 0], r[:, -1]])
+            qmx = float(border.min()) * ps
+        else:
+            qmx = float(q_max)
+        if not np.isfinite(qmx) or qmx <= qmn:
+            raise ValueError(f"q_max={q_max!r} (→ {qmx!r} Å⁻¹): must be finite and larger than q_min={qmn!r} [Å⁻¹]")
+        if n_bins is None:
+            nbins = max(1, int(math.ceil((qmx - qmn) / ps - 1e-9)))
+        else:
+            if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+                raise ValueError(f"n_bins={n_bins!r}: must be a positive integer")
+            nbins = int(n_bins)
+        e = np.linspace(qmn, qmx, nbins + 1)
+    e.setflags(write=False)
+    plan = RadialPlan(
+        shape=shp,
+        center=c,
+        pixel_size=ps,
+        edges=e,
+        mask=m,
+        ellipse_ratio=rho,
+        ellipse_angle=ang,
+        split_pixels=bool(split_pixels),
+        pixel_index=np.empty(0, np.int32),
+        bin_index=np.empty(0, np.int32),
+        weight=np.empty(0),
+        bin_table=np.empty(0, np.int32),
+    )
+    cos_a, sin_a, inv = plan._geo()
+    cap = plan._capacity()
+    pix = np.empty(cap, np.int32)
+    bins = np.empty(cap, np.int32)
+    w = np.empty(cap)
+    ne = _pixel_entries(
+        shp[0], shp[1], c[0], c[1], cos_a, sin_a, inv, ps, e, plan.split_pixels, 1, m.ravel(), pix, bins, w
+    )
+    if ne == 0:
+        r = _radius_px(shp, c, rho, ang)
+        raise ValueError(
+            f"edges/q range [{e[0]:.4g}, {e[-1]:.4g}] Å⁻¹ contains no unmasked pixel of the detector "
+            f"(pixels span Q = {r.min() * ps:.4g}–{r.max() * ps:.4g} Å⁻¹); choose q_min/q_max/edges inside that range"
+        )
+    table = np.full(shp[0] * shp[1], e.size - 1, np.int32)
+    if not plan.split_pixels:
+        table[pix[:ne]] = bins[:ne]
+    arrays = {
+        "pixel_index": pix[:ne].copy(),
+        "bin_index": bins[:ne].copy(),
+        "weight": w[:ne].copy(),
+        "bin_table": table,
+    }
+    for a in arrays.values():
+        a.setflags(write=False)
+    return replace(plan, **arrays)
+
+
+def make_plan_from_geometry(geometry, **kwargs) -> RadialPlan:
+    """Build a plan from a :class:`simkit.geometry.DetectorGeometry`.
+
+    Parameters
+    ----------
+    geometry : DetectorGeometry
+        Supplies ``shape`` [px], ``center`` [px] and ``pixel_size`` [Å⁻¹/px].
+    **kwargs
+        Any other keyword of :func:`make_plan` (edges, n_bins, q_max, q_min, mask, ellipse_ratio,
+        ellipse_angle, split_pixels); ``center`` and ``pixel_size`` override the geometry's if given.
+
+    Returns
+    -------
+    RadialPlan
+    """
+    for attr in ("shape", "center", "pixel_size"):
+        if not hasattr(geometry, attr):
+            raise TypeError(f"geometry={type(geometry).__name__}: expected a DetectorGeometry (lacks {attr!r})")
+    kwargs.setdefault("center", geometry.center)
+    kwargs.setdefault("pixel_size", geometry.pixel_size)
+    return make_plan(geometry.shape, **kwargs)
