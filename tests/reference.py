@@ -6,4 +6,149 @@ never import the function under test into its own reference. Add sections; do no
 
 from __future__ import annotations
 
-import numpy as np  # noqa: F401  (used by the sections below)
+import numpy as np
+
+
+# ==========================================================================================================
+# simkit.radial — slow, obvious radial integration of ONE pattern (twin of the numba kernels)
+# ==========================================================================================================
+def radial_corrected_offsets(dy, dx, ellipse_ratio, ellipse_angle):
+    """Ellipse-corrected offset (x', y') [px] of detector offsets (dy, dx) [px], by explicit matrices.
+
+    The recorded pattern is stretched by ``ellipse_ratio`` along the direction ``ellipse_angle`` [rad] (from +x =
+    columns towards +y = rows); undo it: rotate that direction onto x, divide x by the ratio, rotate back.
+    """
+    c, s = np.cos(ellipse_angle), np.sin(ellipse_angle)
+    rot = np.array([[c, -s], [s, c]])  # takes the x axis onto the stretch direction
+    m = rot @ np.diag([1.0 / ellipse_ratio, 1.0]) @ rot.T
+    xy = np.stack([np.asarray(dx, float), np.asarray(dy, float)], axis=-1) @ m.T
+    return xy[..., 0], xy[..., 1]
+
+
+def _radial_point_segment(a, b):
+    """Distance of the origin from segment a–b (2-vectors)."""
+    d = b - a
+    t = 0.0 if d @ d == 0 else float(np.clip(-(a @ d) / (d @ d), 0.0, 1.0))
+    return float(np.hypot(*(a + t * d)))
+
+
+def radial_reference(
+    image,
+    *,
+    center,
+    pixel_size,
+    edges,
+    mask=None,
+    ellipse_ratio=1.0,
+    ellipse_angle=0.0,
+    split_pixels=False,
+    n_phi=1,
+    statistic="mean",
+    clip_sigma=3.0,
+):
+    """Radial profile of one 2-D image by looping over pixels in Python.
+
+    Returns a dict of arrays of shape (n_phi, n_q): count, sum, mean, sem_poisson, sem_azimuthal.
+    Pixel (i, j) is centred at (i, j); Q = corrected radius [px] · pixel_size; bin k = [edges[k], edges[k+1]).
+    With split_pixels, a pixel spreads uniformly over [r_min, r_max] (exact nearest point of the corrected
+    pixel square, farthest corner). The sector of a pixel is that of its centre's corrected azimuth in [0, 2π).
+    """
+    image = np.asarray(image, dtype=float)
+    ny, nx = image.shape
+    edges = np.asarray(edges, float)
+    nq = edges.size - 1
+    mask = np.ones((ny, nx), bool) if mask is None else np.asarray(mask, bool)
+    values = [[[] for _ in range(nq)] for _ in range(n_phi)]
+    weights = [[[] for _ in range(nq)] for _ in range(n_phi)]
+    for i in range(ny):
+        for j in range(nx):
+            v = image[i, j]
+            if not mask[i, j] or np.isnan(v):
+                continue
+            dy, dx = i - center[0], j - center[1]
+            xc, yc = radial_corrected_offsets(dy, dx, ellipse_ratio, ellipse_angle)
+            phi = np.arctan2(yc, xc) % (2 * np.pi)
+            sector = min(int(np.floor(phi / (2 * np.pi) * n_phi)), n_phi - 1) if n_phi > 1 else 0
+            if not split_pixels:
+                q = np.hypot(xc, yc) * pixel_size
+                k = int(np.searchsorted(edges, q, side="right")) - 1
+                if 0 <= k < nq:
+                    values[sector][k].append(v)
+                    weights[sector][k].append(1.0)
+                continue
+            corners = [
+                np.array(radial_corrected_offsets(dy + a, dx + b, ellipse_ratio, ellipse_angle))
+                for a, b in [(-0.5, -0.5), (-0.5, 0.5), (0.5, 0.5), (0.5, -0.5)]
+            ]
+            r_max = max(np.hypot(*c) for c in corners)
+            inside = abs(dy) <= 0.5 and abs(dx) <= 0.5
+            r_min = 0.0 if inside else min(_radial_point_segment(corners[k], corners[(k + 1) % 4]) for k in range(4))
+            qa, qb = r_min * pixel_size, r_max * pixel_size
+            for k in range(nq):
+                overlap = min(qb, edges[k + 1]) - max(qa, edges[k])
+                if overlap > 0:
+                    values[sector][k].append(v)
+                    weights[sector][k].append(overlap / (qb - qa))
+    out = {key: np.full((n_phi, nq), np.nan) for key in ("count", "sum", "mean", "sem_poisson", "sem_azimuthal")}
+    for s in range(n_phi):
+        for k in range(nq):
+            v = np.array(values[s][k])
+            w = np.array(weights[s][k])
+            if v.size == 0:
+                out["count"][s, k] = 0.0
+                out["sum"][s, k] = 0.0
+                continue
+            keep = np.ones(v.size, bool)
+            if statistic == "clipped":
+                for _ in range(50):
+                    mu = np.sum(w[keep] * v[keep]) / np.sum(w[keep])
+                    sd = np.sqrt(np.sum(w[keep] * (v[keep] - mu) ** 2) / np.sum(w[keep]))
+                    new = np.abs(v - mu) <= clip_sigma * sd
+                    if np.array_equal(new, keep):
+                        break
+                    keep = new
+            vk, wk = v[keep], w[keep]
+            count = wk.sum()
+            out["count"][s, k] = count
+            out["sum"][s, k] = np.sum(wk * vk)
+            if count == 0:
+                continue
+            mean = np.sum(wk * vk) / count
+            out["mean"][s, k] = mean
+            p = np.sum(wk**2 * vk)
+            out["sem_poisson"][s, k] = np.sqrt(p) / count if p >= 0 else np.nan
+            n_eff = count**2 / np.sum(wk**2)
+            var = np.sum(wk * (vk - mean) ** 2) / count
+            out["sem_azimuthal"][s, k] = np.sqrt(var / (n_eff - 1)) if n_eff > 1 + 1e-12 else np.nan
+            if statistic == "median":
+                order = np.argsort(v, kind="stable")
+                vs, cw = v[order], np.cumsum(w[order])
+                k_half = int(np.argmax(cw >= 0.5 * cw[-1]))
+                exact = cw[k_half] == 0.5 * cw[-1] and k_half + 1 < vs.size
+                out["mean"][s, k] = 0.5 * (vs[k_half] + vs[k_half + 1]) if exact else vs[k_half]
+                out["sem_azimuthal"][s, k] *= np.sqrt(np.pi / 2)
+    return out
+
+
+# ==========================================================================================================
+# simkit.nbed — detector resampling (twin of nbed.to_detector)
+# ==========================================================================================================
+def rebin_supersampled(image, sampling, shape, pixel_size, center, oversample=8):
+    """Split every source pixel into oversample² equal sub-pixels and drop each into the detector pixel
+    that contains its centre. Source pixel (i, j) is centred at ((i - ny//2)·dqy, (j - nx//2)·dqx) [Å⁻¹];
+    detector pixel (k, l) spans [(k - cy - ½)·p, (k - cy + ½)·p] × [(l - cx - ½)·p, (l - cx + ½)·p]."""
+    ny, nx = image.shape
+    out = np.zeros(shape)
+    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    for i in range(ny):
+        for j in range(nx):
+            qy = (i - ny // 2 + sub) * sampling[0]
+            qx = (j - nx // 2 + sub) * sampling[1]
+            ky = np.floor(qy / pixel_size + center[0] + 0.5).astype(int)
+            kx = np.floor(qx / pixel_size + center[1] + 0.5).astype(int)
+            w = image[i, j] / oversample**2
+            for a in ky:
+                for b in kx:
+                    if 0 <= a < shape[0] and 0 <= b < shape[1]:
+                        out[a, b] += w
+    return out
