@@ -1,0 +1,410 @@
+"""Pixel classes of a SEND scan (vacuum, Li metal, Cu, Li₂O, SEI Type 1, SEI Type 2, electrolyte) and layer
+thicknesses.
+
+Features (per probe position; :func:`features`)
+-----------------------------------------------
+``scattered``
+    Fraction of the counts at Q ≥ ``q_direct`` (outside the direct beam) — a thickness/mass proxy.
+``spot_z[phase]``
+    Bragg-spot evidence for each crystal: from ``n_phi`` sector profiles (``simkit.radial``) the excess of the
+    brightest sector over the sector median, in units of its noise,
+    z(Q) = (max_s I_s − median_s I_s) / sqrt(σ² + (0.05·median)²) with σ the Poisson standard error of a
+    sector mean, smoothed over 3 Q bins; z is read at each reflection of the phase (linear interpolation) and
+    the largest value over the phase's reflections is kept (not every reflection is excited in a given
+    orientation): Li 110 0.406 / 200 0.574, Cu 111 0.479 / 200 0.553, LiF 200 0.497 / 220 0.702,
+    Li₂O 111 0.376 / 220 0.613 [Å⁻¹] (cryogenic lattice constants: Li 3.483, Cu 3.605, LiF 4.009 … Å → the
+    study's values to ≤ 0.004 Å⁻¹).
+``anisotropy``
+    Mean relative azimuthal standard deviation (std over sectors / mean) over 0.15–0.75 Å⁻¹ minus its Poisson
+    expectation — a single "how spotty" number for maps.
+``ring_z``
+    Sharp isotropic Li₂O rings (polycrystalline or damaged SEI): the azimuthal median profile minus its
+    running-mean smooth (±``ring_halfwidth`` bins), at the Li₂O 111 and 220 positions, in noise units.
+``sro_position``
+    SRO peak position [Å⁻¹] from ``fitting.peaks.sro_peak_map`` (the project's estimator).
+``second_peak``
+    Strength of a second SRO peak near 0.6 Å⁻¹ (SEI Type 1): mean I·Q over 0.57–0.63 Å⁻¹ divided by the mean
+    of the means over 0.47–0.53 and 0.67–0.73 Å⁻¹ of the isotropic (sector-median) profile, minus 1.
+
+Rules (:func:`classify`, in this order; thresholds are keyword arguments)
+------------------------------------------------------------------------
+1. ``scattered < vacuum_max`` → **vacuum/thin**.
+2. The best ``spot_z`` ≥ ``spot_min`` → its phase: Li → **Li metal**, Cu → **Cu**, Li₂O → **Li₂O**,
+   LiF → **SEI Type 2** (isotropic SRO ring plus anisotropic LiF spots).
+3. ``ring_z ≥ ring_min`` → **Li₂O** (sharp isotropic rings).
+4. Amorphous: **SEI Type 1** if ``sro_position ≥ sro_split`` (0.31 Å⁻¹, midway between Type 1 ≈ 0.33 and
+   electrolyte ≈ 0.285) or ``second_peak ≥ second_min``; otherwise **electrolyte**. Pixels whose SRO fit
+   failed fall back on ``second_peak`` alone.
+Type 2 and electrolyte have close SRO positions (0.295 vs 0.285): they are told apart by the LiF spots (rule 2),
+never by the position. A Type 2 pixel whose LiF crystallites are out of Bragg condition is classified as
+electrolyte or Type 1 — a limitation of any diffraction-only rule.
+
+Unsupervised alternative: :func:`cluster_profiles` (k-means via ``scipy.cluster.vq.kmeans2`` or a
+multiplicative-update NMF in NumPy on normalised I·Q profiles).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "CLASSES",
+    "REFLECTIONS",
+    "Features",
+    "LayerThickness",
+    "classify",
+    "cluster_profiles",
+    "features",
+    "layer_thickness",
+]
+
+#: Class names; the class map holds their index (−1 = unclassified).
+CLASSES = ("vacuum", "li_metal", "cu", "li2o", "sei_type1", "sei_type2", "electrolyte")
+
+# Reflection positions [Å⁻¹] used for spot features. Cryogenic lattice constants (structures.crystals, 100 K):
+# Li 3.483 Å (110: 0.406, 200: 0.574), Cu 3.605 Å (111: 0.480, 200: 0.555), LiF 4.009 Å (200: 0.499,
+# 220: 0.706), Li₂O 4.600 Å (111: 0.377, 220: 0.615); the room-temperature values of the study's table
+# (LiF 200 0.497, 220 0.702; Cu 111 0.479, 200 0.553; Li₂O 111 0.376, 220 0.613) lie within 0.004 Å⁻¹.
+REFLECTIONS = {
+    "li": (0.406, 0.574),
+    "cu": (0.479, 0.553),
+    "lif": (0.497, 0.702),
+    "li2o": (0.376, 0.613),
+}
+_PHASE_CLASS = {"li": "li_metal", "cu": "cu", "lif": "sei_type2", "li2o": "li2o"}
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Features:
+    """Per-pixel features (arrays of shape (sy, sx)); see the module docstring for definitions."""
+
+    scattered: np.ndarray
+    spot_z: dict
+    anisotropy: np.ndarray
+    ring_z: np.ndarray
+    sro_position: np.ndarray
+    sro_ok: np.ndarray
+    second_peak: np.ndarray
+    total: np.ndarray
+
+
+def _interp_last(q, a, q0):
+    """Linear interpolation of a[..., :] (on q) at q0, ignoring NaN by nearest finite neighbours."""
+    i = int(np.clip(np.searchsorted(q, q0) - 1, 0, q.size - 2))
+    t = (q0 - q[i]) / (q[i + 1] - q[i])
+    return (1 - t) * a[..., i] + t * a[..., i + 1]
+
+
+def _band(q, a, lo, hi):
+    sel = (q >= lo) & (q <= hi)
+    v = a[..., sel]
+    f = np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(f, v, 0.0).sum(-1) / f.sum(-1)
+
+
+def features(
+    sector_q,
+    sector_mean,
+    sector_sem,
+    *,
+    profiles=None,
+    peak_map=None,
+    q_direct: float = 0.15,
+    ring_halfwidth: int = 4,
+) -> Features:
+    """Classification features from sector profiles (and optionally isotropic profiles and a peak map).
+
+    Parameters
+    ----------
+    sector_q : ndarray (n_q,)  [Å⁻¹]
+    sector_mean, sector_sem : ndarray (sy, sx, n_phi, n_q)  [counts per pixel]
+        From ``fitting.profiles.sector_profiles`` with a plan that starts at Q = 0 (the direct beam included),
+        so that the scattered fraction can be measured.
+    profiles : fitting.profiles.ScanProfiles or None
+        Isotropic profiles; supplies the total counts when given.
+    peak_map : fitting.peaks.PeakMap or None
+        SRO peak map (position in Å⁻¹); None leaves ``sro_position`` NaN.
+    q_direct : float  [Å⁻¹]
+        Q separating the direct beam from scattered signal (≈ 1.3·α/λ).
+    ring_halfwidth : int  [bins]
+        Half-width of the running mean used to find sharp rings.
+
+    Returns
+    -------
+    Features
+    """
+    q = np.asarray(sector_q, dtype=float)
+    m = np.asarray(sector_mean, dtype=np.float64)
+    s = np.asarray(sector_sem, dtype=np.float64)
+    if m.ndim != 4 or m.shape != s.shape or m.shape[-1] != q.size:
+        raise ValueError(
+            f"sector_mean/sector_sem shapes {m.shape}/{s.shape}: expected (sy, sx, n_phi, n_q) with n_q={q.size}"
+        )
+    n_phi = m.shape[2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # counts per sector-bin: mean · pixels; pixels ≈ mean/sem² for Poisson data (mean > 0)
+        npx = np.where(s > 0, m / np.where(s > 0, s, 1.0) ** 2, 0.0)
+        counts = np.nansum(np.where(np.isfinite(m), m * npx, 0.0), axis=2)  # (sy, sx, n_q)
+    total = np.nansum(counts, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scattered = np.where(total > 0, np.nansum(counts[..., q >= q_direct], axis=-1) / total, 0.0)
+    med = np.nanmedian(m, axis=2)
+    mx = np.nanmax(m, axis=2)
+    noise = np.nanmedian(s, axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (mx - med) / np.sqrt(noise**2 + (0.05 * med) ** 2)
+    z = np.where(np.isfinite(z), z, 0.0)
+    zs = z.copy()
+    zs[..., 1:-1] = (z[..., :-2] + z[..., 1:-1] + z[..., 2:]) / 3.0
+    spot = {ph: np.max([_interp_last(q, zs, r) for r in refl], axis=0) for ph, refl in REFLECTIONS.items()}
+    band = (q >= 0.15) & (q <= 0.75)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mb = m[..., band]
+        fb = np.isfinite(mb)
+        cnt = fb.sum(axis=2)
+        mu = np.where(fb, mb, 0.0).sum(axis=2) / cnt
+        sd = np.sqrt(np.where(fb, (mb - mu[..., None, :]) ** 2, 0.0).sum(axis=2) / cnt)
+        rel = sd / mu
+        rel_noise = noise[..., band] / med[..., band]
+        d = rel - rel_noise
+        aniso = np.where(np.isfinite(d), d, 0.0).sum(-1) / np.maximum(np.isfinite(d).sum(-1), 1)
+    # sharp isotropic rings
+    iso = med
+    k = int(ring_halfwidth)
+    kern = np.ones(2 * k + 1) / (2 * k + 1)
+    fin = np.where(np.isfinite(iso), iso, 0.0)
+    wts = np.isfinite(iso).astype(float)
+    num = np.apply_along_axis(lambda r: np.convolve(r, kern, "same"), -1, fin)
+    den = np.apply_along_axis(lambda r: np.convolve(r, kern, "same"), -1, wts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smooth = num / den
+        rz = (iso - smooth) / (noise / math.sqrt(n_phi) + 1e-12)
+    rz = np.where(np.isfinite(rz), rz, 0.0)
+    ring = np.mean([_interp_last(q, rz, r) for r in REFLECTIONS["li2o"]], axis=0)
+    # second SRO peak of Type 1 from the isotropic (median) profile, as I·Q
+    iq = iso * q
+    with np.errstate(invalid="ignore", divide="ignore"):
+        second = _band(q, iq, 0.57, 0.63) / (0.5 * (_band(q, iq, 0.47, 0.53) + _band(q, iq, 0.67, 0.73))) - 1.0
+    if profiles is not None:
+        total = np.asarray(profiles.total, dtype=float)
+    sy, sx = m.shape[:2]
+    if peak_map is not None:
+        pos, ok = np.asarray(peak_map.position), np.asarray(peak_map.ok)
+        if pos.shape != (sy, sx):
+            raise ValueError(f"peak_map shape {pos.shape} does not match the sector profiles' scan shape {(sy, sx)}")
+    else:
+        pos, ok = np.full((sy, sx), np.nan), np.zeros((sy, sx), dtype=bool)
+    return Features(
+        scattered=scattered,
+        spot_z=spot,
+        anisotropy=aniso,
+        ring_z=ring,
+        sro_position=pos,
+        sro_ok=ok,
+        second_peak=np.where(np.isfinite(second), second, 0.0),
+        total=total,
+    )
+
+
+def classify(
+    feats: Features,
+    *,
+    vacuum_max: float = 0.03,
+    spot_min: float = 6.0,
+    ring_min: float = 6.0,
+    sro_split: float = 0.31,
+    second_min: float = 0.15,
+) -> np.ndarray:
+    """Class map from :func:`features` by the documented rules (module docstring).
+
+    Parameters
+    ----------
+    feats : Features
+    vacuum_max : float
+        Largest scattered fraction of vacuum/very thin pixels.
+    spot_min : float
+        Smallest mean spot significance (noise units) of a crystalline phase.
+    ring_min : float
+        Smallest sharp-ring significance of Li₂O rings.
+    sro_split : float  [Å⁻¹]
+        SRO position separating Type 1 (above) from electrolyte (below).
+    second_min : float
+        Smallest relative second-peak strength of Type 1.
+
+    Returns
+    -------
+    ndarray of int (sy, sx)
+        Index into :data:`CLASSES`.
+    """
+    if not isinstance(feats, Features):
+        raise TypeError(f"feats={type(feats).__name__}: expected fitting.classify.Features (from features())")
+    code = {c: i for i, c in enumerate(CLASSES)}
+    phases = list(REFLECTIONS)
+    zs = np.stack([feats.spot_z[p] for p in phases], axis=-1)
+    best = np.argmax(zs, axis=-1)
+    zbest = np.take_along_axis(zs, best[..., None], axis=-1)[..., 0]
+    out = np.full(zbest.shape, -1, dtype=int)
+    pos = feats.sro_position
+    type1 = np.where(feats.sro_ok & np.isfinite(pos), pos >= sro_split, False) | (feats.second_peak >= second_min)
+    out[:] = np.where(type1, code["sei_type1"], code["electrolyte"])
+    out = np.where(feats.ring_z >= ring_min, code["li2o"], out)
+    spot_class = np.array([code[_PHASE_CLASS[p]] for p in phases])[best]
+    out = np.where(zbest >= spot_min, spot_class, out)
+    out = np.where(feats.scattered < vacuum_max, code["vacuum"], out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def cluster_profiles(
+    profiles,
+    n_clusters: int,
+    *,
+    method: str = "kmeans",
+    q_range: tuple[float, float] | None = None,
+    rng=None,
+    n_iter: int = 300,
+):
+    """Unsupervised grouping of normalised I·Q profiles.
+
+    Parameters
+    ----------
+    profiles : ndarray (..., n_q) or fitting.profiles.ScanProfiles
+        I·Q profiles (``ScanProfiles.iq`` is used for a ScanProfiles); NaN bins are dropped for all pixels.
+    n_clusters : int
+        Number of clusters (k-means) or components (NMF).
+    method : {"kmeans", "nmf"}
+        ``kmeans``: ``scipy.cluster.vq.kmeans2`` (k-means++) on profiles normalised to unit mean;
+        ``nmf``: non-negative matrix factorisation by multiplicative updates (Lee & Seung 2001), label =
+        dominant component.
+    q_range : tuple or None  [Å⁻¹]
+        Q range used (requires a ScanProfiles to know Q).
+    rng : numpy.random.Generator, int or None
+    n_iter : int
+        NMF iterations.
+
+    Returns
+    -------
+    labels : ndarray of int (...)
+    centroids : ndarray (n_clusters, n_used_q)
+        Cluster centres (k-means) or NMF components (normalised profiles).
+    """
+    rng = np.random.default_rng(rng)
+    if hasattr(profiles, "iq"):
+        P, q = np.asarray(profiles.iq, dtype=float), profiles.q
+    else:
+        P, q = np.asarray(profiles, dtype=float), None
+    if q_range is not None:
+        if q is None:
+            raise ValueError("q_range needs a ScanProfiles (the bin centres are not known for a bare array)")
+        P = P[..., (q >= q_range[0]) & (q <= q_range[1])]
+    lead = P.shape[:-1]
+    X = P.reshape(-1, P.shape[-1])
+    X = X[:, np.all(np.isfinite(X), axis=0)]
+    if X.shape[1] < 2:
+        raise ValueError("profiles: fewer than 2 Q bins are finite for every pixel")
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or not 1 <= n_clusters <= len(X):
+        raise ValueError(f"n_clusters={n_clusters!r}: between 1 and the number of profiles ({len(X)})")
+    scale = np.abs(X).mean(axis=1, keepdims=True)
+    Xn = X / np.where(scale > 0, scale, 1.0)
+    if method == "kmeans":
+        from scipy.cluster.vq import kmeans2
+
+        cent, lab = kmeans2(Xn, int(n_clusters), minit="++", seed=rng)
+        return lab.reshape(lead), cent
+    if method == "nmf":
+        V = np.maximum(Xn, 0.0)
+        k = int(n_clusters)
+        W = rng.uniform(0.1, 1.0, (V.shape[0], k))
+        H = rng.uniform(0.1, 1.0, (k, V.shape[1]))
+        for _ in range(int(n_iter)):
+            H *= (W.T @ V) / (W.T @ W @ H + 1e-12)
+            W *= (V @ H.T) / (W @ H @ H.T + 1e-12)
+        norm = H.mean(axis=1, keepdims=True)
+        H = H / np.where(norm > 0, norm, 1.0)
+        W = W * norm.T
+        return np.argmax(W, axis=1).reshape(lead), H
+    raise ValueError(f"method={method!r}: choose 'kmeans' or 'nmf'")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LayerThickness:
+    """Thickness of one class's layer along an axis.
+
+    Attributes
+    ----------
+    thickness : float  [nm]
+        Mean over lines (``method="count"``) or the error-function fit (``"erf"``).
+    thickness_err : float  [nm]
+        Standard error: over lines, with the ±½-step quantisation per line (step/√12) added in quadrature
+        for ``"count"``; from the fit covariance for ``"erf"``.
+    per_line : ndarray  [nm]
+        Pixels of the class per line × step (``"count"``).
+    std : float  [nm]
+        Spread between lines (interface roughness).
+    method : str
+    """
+
+    thickness: float
+    thickness_err: float
+    per_line: np.ndarray
+    std: float
+    method: str
+
+
+def layer_thickness(classes, label, *, axis: int, step: float, method: str = "count") -> LayerThickness:
+    """Thickness of the layer of class ``label`` along ``axis``.
+
+    Parameters
+    ----------
+    classes : ndarray of int (sy, sx)
+        Class map (indices into :data:`CLASSES`).
+    label : int or str
+        Class index or name.
+    axis : int
+        Scan axis across the layer (0 = rows/scan_y, 1 = columns/scan_x).
+    step : float  [Å]
+        Scan step (``Scan.step``).
+    method : {"count", "erf"}
+        ``count``: per line (perpendicular to the interface) the number of pixels of the class times the step;
+        ``erf``: two error-function edges fitted to the class fraction averaged along the interface
+        (``fitting.peaks.erf_layer_fit``).
+
+    Returns
+    -------
+    LayerThickness
+    """
+    c = np.asarray(classes)
+    if c.ndim != 2:
+        raise ValueError(f"classes.shape={c.shape}: expected a 2-D class map (sy, sx)")
+    if axis not in (0, 1):
+        raise ValueError(f"axis={axis!r}: 0 (scan_y) or 1 (scan_x)")
+    if isinstance(label, str):
+        if label not in CLASSES:
+            raise ValueError(f"label={label!r}: one of {CLASSES}")
+        label = CLASSES.index(label)
+    step = float(step) if step is not None else float("nan")
+    if not np.isfinite(step) or step <= 0:
+        raise ValueError(f"step={step!r}: the scan step must be a positive length [Å] (load_scan(..., step=...))")
+    ind = (c == label).astype(float)
+    nm = step / 10.0
+    if method == "count":
+        per = ind.sum(axis=axis) * nm
+        n = per.size
+        std = float(per.std(ddof=1)) if n > 1 else 0.0
+        err = math.sqrt((std**2 / n if n > 1 else 0.0) + (nm**2 / 12.0) / n)
+        return LayerThickness(thickness=float(per.mean()), thickness_err=err, per_line=per, std=std, method=method)
+    if method == "erf":
+        from fitting.peaks import erf_layer_fit
+
+        prof = ind.mean(axis=1 - axis)
+        fit = erf_layer_fit(prof, step)
+        per = ind.sum(axis=axis) * nm
+        return LayerThickness(
+            thickness=fit.thickness, thickness_err=fit.thickness_err, per_line=per, std=float(per.std()), method=method
+        )
+    raise ValueError(f"method={method!r}: 'count' or 'erf'")

@@ -1,0 +1,343 @@
+"""Per-pixel radial (and sector) profiles of a whole scan, through ``simkit.radial``, streamed by chunks.
+
+:func:`scan_profiles` integrates every pattern with the calibrated ``RadialPlan`` and the per-pattern descan
+``shifts``, chunk by chunk (only one chunk of patterns is in memory at a time; h5py datasets, memmaps and dask
+arrays are read block-wise), and then
+
+* excludes the direct beam: bins with Q < ``exclude_direct`` become NaN;
+* optionally bins spatially (``bin`` × ``bin`` probe positions; the bin's profile is Σsum / Σcount, i.e. the
+  profile of the summed patterns);
+* subtracts a background fitted per pixel to I(Q) in ``background_ranges``: ``"power"`` — A·Q^(−p) (linear
+  least squares in log–log, positive data only) — or ``"poly"`` — a polynomial of degree ``poly_degree`` in Q;
+* weights by Qⁿ (I·Qⁿ, n = 1 as in the study).
+
+:func:`sector_profiles` gives ``n_phi`` azimuthal sector profiles per pattern (anisotropy, Bragg spots), used by
+``fitting.classify``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from simkit.radial import RadialPlan
+
+__all__ = ["ScanProfiles", "scan_profiles", "sector_profiles", "subtract_background"]
+
+BACKGROUNDS = ("power", "poly", None)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ScanProfiles:
+    """Per-pixel profiles of a scan.
+
+    Attributes
+    ----------
+    q : ndarray (n_q,)  [Å⁻¹]
+        Bin centres.
+    intensity : ndarray (sy, sx, n_q)  [counts per pixel]
+        Mean pixel intensity per bin (NaN below ``exclude_direct`` and in empty bins), background not removed.
+    iq : ndarray (sy, sx, n_q)  [counts per pixel · Å⁻ⁿ]
+        (intensity − background) · Qⁿ.
+    sem : ndarray (sy, sx, n_q)  [counts per pixel]
+        Poisson standard error of ``intensity`` (not weighted).
+    background : ndarray (sy, sx, n_q) or None  [counts per pixel]
+        Fitted background (None when ``background=None``).
+    count : ndarray (sy, sx, n_q)  [pixels]
+        Pixels per bin (summed over binned positions).
+    total : ndarray (sy, sx)  [counts]
+        Total counts per pattern inside the plan's bins (incl. the direct beam if the plan covers it).
+    n : float
+        Qⁿ exponent of ``iq``.
+    bin : int
+        Spatial binning factor.
+    exclude_direct : float  [Å⁻¹]
+    statistic : str
+    """
+
+    q: np.ndarray
+    intensity: np.ndarray
+    iq: np.ndarray
+    sem: np.ndarray
+    background: np.ndarray | None
+    count: np.ndarray
+    total: np.ndarray
+    n: float
+    bin: int
+    exclude_direct: float
+    statistic: str
+
+
+def _data_of(scan):
+    data = scan.data if hasattr(scan, "scan_shape") else scan
+    if not hasattr(data, "shape") or len(data.shape) != 4:
+        raise ValueError(f"scan: data of shape {getattr(data, 'shape', None)}; expected (scan_y, scan_x, det_y, det_x)")
+    return data
+
+
+def _check(plan, data, shifts):
+    if not isinstance(plan, RadialPlan):
+        raise TypeError(f"plan={type(plan).__name__}: expected a simkit.radial.RadialPlan (fitting.calibrate)")
+    if tuple(data.shape[-2:]) != plan.shape:
+        raise ValueError(f"scan detector shape {tuple(data.shape[-2:])} does not match plan.shape {plan.shape}")
+    if shifts is not None:
+        shifts = np.asarray(shifts, dtype=float)
+        if shifts.shape != tuple(data.shape[:2]) + (2,):
+            raise ValueError(f"shifts.shape={shifts.shape}: must be {tuple(data.shape[:2]) + (2,)} (dy, dx) [px]")
+    return shifts
+
+
+def _rows_per_chunk(data, chunk):
+    sx = int(data.shape[1])
+    if chunk is None:
+        per = int(np.prod(data.shape[2:])) * np.dtype(data.dtype).itemsize * sx
+        return max(1, (64 << 20) // max(per, 1))
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk={chunk!r}: must be a positive number of patterns or None")
+    return max(1, int(chunk) // sx)
+
+
+def _integrate_rows(data, plan, shifts, chunk, *, n_phi=None, statistic="mean", progress=False):
+    """Yield (row slice, RadialProfiles) for blocks of scan rows."""
+    rows = _rows_per_chunk(data, chunk)
+    sy = int(data.shape[0])
+    it = range(0, sy, rows)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="profiles", unit="rows", total=math.ceil(sy / rows))
+    for r0 in it:
+        r1 = min(sy, r0 + rows)
+        block = data[r0:r1]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        block = np.asarray(block)
+        sh = None if shifts is None else shifts[r0:r1]
+        yield slice(r0, r1), plan.integrate(block, sh, n_phi=n_phi, statistic=statistic)
+
+
+def _bin(a, b, reduce="sum"):
+    if b == 1:
+        return a
+    sy, sx = a.shape[:2]
+    ty, tx = sy // b, sx // b
+    a = a[: ty * b, : tx * b]
+    a = a.reshape((ty, b, tx, b) + a.shape[2:])
+    return a.sum(axis=(1, 3)) if reduce == "sum" else a.mean(axis=(1, 3))
+
+
+def scan_profiles(
+    scan,
+    plan: RadialPlan,
+    *,
+    shifts: np.ndarray | None = None,
+    chunk: int | None = None,
+    exclude_direct: float = 0.0,
+    n: float = 1.0,
+    background: str | None = None,
+    background_ranges: list | None = None,
+    poly_degree: int = 2,
+    bin: int = 1,
+    statistic: str = "mean",
+    progress: bool = False,
+) -> ScanProfiles:
+    """Radial profiles of every pattern of a scan (or of ``bin`` × ``bin`` blocks of patterns).
+
+    Parameters
+    ----------
+    scan : fitting.io.Scan or array-like (scan_y, scan_x, det_y, det_x)  [counts]
+    plan : simkit.radial.RadialPlan
+        Calibrated plan (``fitting.calibrate.calibrated_plan``).
+    shifts : ndarray (scan_y, scan_x, 2) or None  [px]
+        Per-pattern descan (actual centre − plan.center).
+    chunk : int or None
+        Patterns per chunk (rounded to whole scan rows); default ≈ 64 MB of raw data.
+    exclude_direct : float  [Å⁻¹]
+        Bins with Q below this are set to NaN (direct beam and its tail), e.g. 1.2·α/λ.
+    n : float
+        Exponent of the I·Qⁿ weighting of ``iq``.
+    background : {"power", "poly", None}
+        Background model subtracted before weighting.
+    background_ranges : list of (q_min, q_max) or None  [Å⁻¹]
+        Q ranges used to fit the background (default: the whole profile above ``exclude_direct``).
+    poly_degree : int
+        Degree of the ``"poly"`` background.
+    bin : int
+        Spatial binning factor (positions that do not fill a whole block at the scan edge are dropped).
+    statistic : {"mean", "clipped", "median"}
+        Per-ring statistic of ``simkit.radial`` ("clipped" is robust to Bragg spots).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ScanProfiles
+    """
+    data = _data_of(scan)
+    shifts = _check(plan, data, shifts)
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background={background!r}: choose one of {BACKGROUNDS}")
+    if isinstance(bin, bool) or not isinstance(bin, (int, np.integer)) or bin < 1:
+        raise ValueError(f"bin={bin!r}: must be a positive integer binning factor")
+    if bin > min(data.shape[:2]):
+        raise ValueError(f"bin={bin}: larger than the scan {tuple(data.shape[:2])}")
+    exclude_direct = float(exclude_direct)
+    if not np.isfinite(exclude_direct) or exclude_direct < 0:
+        raise ValueError(f"exclude_direct={exclude_direct!r}: must be a Q >= 0 [Å⁻¹]")
+    if exclude_direct >= plan.edges[-1]:
+        raise ValueError(f"exclude_direct={exclude_direct} Å⁻¹ removes every bin (plan ends at {plan.edges[-1]:.4g})")
+    sy, sx = int(data.shape[0]), int(data.shape[1])
+    nq = plan.n_q
+    s1 = np.empty((sy, sx, nq))
+    s0 = np.empty((sy, sx, nq))
+    mean = np.empty((sy, sx, nq))
+    var = np.empty((sy, sx, nq))
+    for rows, prof in _integrate_rows(data, plan, shifts, chunk, statistic=statistic, progress=progress):
+        s1[rows] = prof.sum
+        s0[rows] = prof.count
+        mean[rows] = prof.mean
+        var[rows] = prof.sem_poisson**2 * prof.count**2  # Σw²·I
+    total = np.nansum(s1, axis=-1)
+    if bin > 1:
+        s1b, s0b, vb = _bin(s1, bin), _bin(s0, bin), _bin(var, bin)
+        robust = _bin(np.where(np.isfinite(mean), mean, 0.0) * s0, bin)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(s0b > 0, (s1b if statistic == "mean" else robust) / s0b, np.nan)
+        s1, s0, var = s1b, s0b, vb
+        total = _bin(total, bin)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sem = np.where(s0 > 0, np.sqrt(np.maximum(var, 0.0)) / s0, np.nan)
+    q = plan.q
+    drop = q < exclude_direct
+    mean[..., drop] = np.nan
+    sem[..., drop] = np.nan
+    bg = None
+    sub = mean
+    if background is not None:
+        bg = subtract_background(q, mean, model=background, ranges=background_ranges, degree=poly_degree)
+        sub = mean - bg
+    iq = sub * q**n
+    return ScanProfiles(
+        q=q,
+        intensity=mean,
+        iq=iq,
+        sem=sem,
+        background=bg,
+        count=s0,
+        total=total,
+        n=float(n),
+        bin=int(bin),
+        exclude_direct=exclude_direct,
+        statistic=statistic,
+    )
+
+
+def subtract_background(q, intensity, *, model="power", ranges=None, degree=2) -> np.ndarray:
+    """Background of every profile fitted in ``ranges`` (vectorised over leading dims).
+
+    Parameters
+    ----------
+    q : ndarray (n_q,)  [Å⁻¹]
+    intensity : ndarray (..., n_q)  [counts per pixel]
+        NaN bins are ignored.
+    model : {"power", "poly"}
+        ``"power"``: A·Q^(−p), fitted as a straight line in (log Q, log I) over positive finite bins;
+        ``"poly"``: Σ c_k Q^k, k ≤ ``degree``.
+    ranges : list of (q_min, q_max) or None  [Å⁻¹]
+        Bins used for the fit (default all finite bins).
+    degree : int
+        Polynomial degree for ``"poly"``.
+
+    Returns
+    -------
+    ndarray like ``intensity``  [counts per pixel]
+        The background evaluated on ``q`` (NaN where the fit had fewer points than parameters).
+    """
+    q = np.asarray(q, dtype=float)
+    I = np.asarray(intensity, dtype=float)
+    if I.shape[-1] != q.size:
+        raise ValueError(f"intensity.shape={I.shape}: last axis must match q ({q.size})")
+    if model not in ("power", "poly"):
+        raise ValueError(f"model={model!r}: choose 'power' or 'poly'")
+    sel = np.ones(q.size, dtype=bool)
+    if ranges is not None:
+        sel = np.zeros(q.size, dtype=bool)
+        for lo_hi in ranges:
+            lo, hi = (float(v) for v in lo_hi)
+            if not hi > lo:
+                raise ValueError(f"background_ranges item {lo_hi!r}: need q_min < q_max [Å⁻¹]")
+            sel |= (q >= lo) & (q <= hi)
+    flat = I.reshape(-1, q.size)
+    if model == "power":
+        y = np.log(np.where(flat > 0, flat, np.nan))
+        x = np.log(np.where(q > 0, q, np.nan))
+        X = np.stack([np.ones_like(x), x], axis=1)
+    else:
+        if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 0:
+            raise ValueError(f"degree={degree!r}: non-negative integer")
+        y = flat.copy()
+        xs = q / max(q[sel].max() if sel.any() else 1.0, 1e-12)
+        X = np.stack([xs**k for k in range(int(degree) + 1)], axis=1)
+    use = np.isfinite(y) & sel[None, :] & np.all(np.isfinite(X), axis=1)[None, :]
+    yz = np.where(use, y, 0.0)
+    Xz = np.where(np.all(np.isfinite(X), axis=1)[:, None], X, 0.0)
+    # per-row normal equations (rows differ in which bins are usable)
+    A = np.einsum("nm,mi,mj->nij", use.astype(float), Xz, Xz)
+    b = np.einsum("nm,mi->ni", yz * use, Xz)
+    npar = X.shape[1]
+    okr = use.sum(axis=1) >= npar + 1
+    coef = np.full((flat.shape[0], npar), np.nan)
+    if okr.any():
+        A_ok = A[okr] + 1e-12 * np.eye(npar)
+        coef[okr] = np.linalg.solve(A_ok, b[okr][..., None])[..., 0]
+    fit = coef @ Xz.T
+    if model == "power":
+        fit = np.exp(fit)
+        fit[:, ~np.isfinite(x)] = np.nan
+    return fit.reshape(I.shape)
+
+
+def sector_profiles(
+    scan,
+    plan: RadialPlan,
+    *,
+    n_phi: int = 16,
+    shifts: np.ndarray | None = None,
+    chunk: int | None = None,
+    dtype=np.float32,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Azimuthal sector profiles of every pattern (for anisotropy / Bragg-spot features).
+
+    Parameters
+    ----------
+    scan : fitting.io.Scan or array-like (scan_y, scan_x, det_y, det_x)  [counts]
+    plan : RadialPlan
+        Typically a coarser plan than for peak maps (fewer bins keeps memory at sy·sx·n_phi·n_q·2 values).
+    n_phi : int
+        Number of sectors (sector s covers azimuth [2π s/n_phi, 2π (s+1)/n_phi), from +x towards +y).
+    shifts : ndarray or None  [px]
+    chunk : int or None
+        Patterns per chunk.
+    dtype : numpy dtype
+        Storage type of the returned arrays.
+
+    Returns
+    -------
+    q : ndarray (n_q,)  [Å⁻¹]
+    mean : ndarray (sy, sx, n_phi, n_q)  [counts per pixel]
+    sem : ndarray (sy, sx, n_phi, n_q)  [counts per pixel]  Poisson standard error
+    """
+    data = _data_of(scan)
+    shifts = _check(plan, data, shifts)
+    if isinstance(n_phi, bool) or not isinstance(n_phi, (int, np.integer)) or n_phi < 2:
+        raise ValueError(f"n_phi={n_phi!r}: must be an integer number of sectors >= 2")
+    sy, sx = int(data.shape[0]), int(data.shape[1])
+    mean = np.empty((sy, sx, int(n_phi), plan.n_q), dtype=dtype)
+    sem = np.empty_like(mean)
+    for rows, prof in _integrate_rows(data, plan, shifts, chunk, n_phi=int(n_phi), progress=progress):
+        mean[rows] = prof.mean
+        sem[rows] = prof.sem_poisson
+    return plan.q, mean, sem
