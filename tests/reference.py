@@ -192,3 +192,86 @@ def profile_model_reference(q, exposure, comp_grid, comp_values, scales, alpha, 
         s = sum(scales[k] * float(splines[k](alpha * qq)) for k in range(len(splines)))
         mu[i] = exposure[i] * (s + bg_amplitude * (qq / q0) ** (-bg_exponent))
     return mu
+
+
+# ==========================================================================================================
+# simkit.peakpos / fitting.peaks / fitting.calibrate — slow, obvious twins (one scipy call per profile)
+# ==========================================================================================================
+def peak_position_reference(q, intensity, q_range, n=1.0, sigma=None, shape="gaussian"):
+    """Maximum of a peak + linear background fitted to I·Qⁿ in q_range, ONE profile, by scipy.curve_fit.
+
+    Returns (position [Å⁻¹], position_err [Å⁻¹]) or (nan, nan) when the fit fails or its maximum on the window
+    lies on the window edge. The maximum is found on a 1e-6 Å⁻¹ grid; its error by numerically propagating the
+    covariance (central differences of the grid-maximum with respect to each parameter).
+    """
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    q = np.asarray(q, float)
+    sel = (q >= q_range[0]) & (q <= q_range[1]) & np.isfinite(intensity)
+    x = q[sel]
+    y = np.asarray(intensity, float)[sel] * x**n
+    s = None if sigma is None else np.asarray(sigma, float)[sel] * x**n
+    qc = 0.5 * (q_range[0] + q_range[1])
+
+    def g(u):
+        return np.exp(-0.5 * u * u) if shape == "gaussian" else 1.0 / (1.0 + u * u)
+
+    def model(x, a, mu, w, b0, b1):
+        return a * g((x - mu) / w) + b0 + b1 * (x - qc)
+
+    k = int(np.argmax(y))
+    p0 = [y[k] - y.min(), x[k], 0.4 * 0.5 * (q_range[1] - q_range[0]), y.min(), 0.0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", OptimizeWarning)
+            p, cov = curve_fit(model, x, y, p0=p0, sigma=s, absolute_sigma=s is not None, maxfev=20000)
+    except (RuntimeError, OptimizeWarning):
+        return np.nan, np.nan
+    grid = np.arange(q_range[0], q_range[1] + 5e-7, 1e-6)
+
+    def argmax(pp):
+        return grid[np.argmax(model(grid, *pp))]
+
+    pos = argmax(p)
+    if p[0] <= 0 or pos <= grid[0] or pos >= grid[-1]:
+        return np.nan, np.nan
+    jac = np.zeros(5)
+    for i in range(5):
+        h = 1e-4 * max(abs(p[i]), 1e-3)
+        pp, pm = p.copy(), p.copy()
+        pp[i] += h
+        pm[i] -= h
+        jac[i] = (argmax(pp) - argmax(pm)) / (2 * h)
+    return float(pos), float(np.sqrt(jac @ cov @ jac))
+
+
+def gaussian_mixture_loglike_reference(x, means, stds, weights):
+    """Log-likelihood of values x under a 1-D Gaussian mixture, by a plain double loop."""
+    total = 0.0
+    for xi in np.asarray(x, float):
+        p = 0.0
+        for m, s, w in zip(means, stds, weights):
+            p += w * np.exp(-0.5 * ((xi - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+        total += np.log(p)
+    return total
+
+
+def center_of_mass_reference(image, center, radius):
+    """Centre of mass (cy, cx) [px] of the pixels within ``radius`` of ``center``, iterated to convergence,
+    by looping over pixels."""
+    cy, cx = center
+    for _ in range(50):
+        sy = sx = tot = 0.0
+        for i in range(image.shape[0]):
+            for j in range(image.shape[1]):
+                if (i - cy) ** 2 + (j - cx) ** 2 <= radius**2:
+                    sy += i * image[i, j]
+                    sx += j * image[i, j]
+                    tot += image[i, j]
+        ny, nx = sy / tot, sx / tot
+        if abs(ny - cy) < 1e-10 and abs(nx - cx) < 1e-10:
+            break
+        cy, cx = ny, nx
+    return cy, cx
