@@ -278,3 +278,117 @@ def center_of_mass_reference(image, center, radius):
             break
         cy, cx = ny, nx
     return cy, cx
+
+
+# ----------------------------------------------------------------------------------------------------------
+# simkit.kinematic — slow, obvious twins (owner: kinematic)
+# ----------------------------------------------------------------------------------------------------------
+def hydrogen_electron_factor(q):
+    """Exact first-Born electron scattering factor of the hydrogen 1s atom [Å] at Q = 1/d [Å⁻¹].
+
+    Mott–Bethe with f_x = 16/(4 + x²)², x = 2πQ·a₀, gives f_e = 2a₀(8 + x²)/(4 + x²)² (f_e(0) = a₀).
+    """
+    a0 = 0.529177210903
+    x = 2 * np.pi * np.asarray(q, float) * a0
+    return 2 * a0 * (8 + x**2) / (4 + x**2) ** 2
+
+
+def peng_ionic_electron_factor(symbol_with_charge, charge, q):
+    """Electron scattering factor of an ion from Peng (1998), Acta Cryst. A54, 481–485 [Å]:
+    Σ aᵢ exp(−bᵢ s²) + 0.023934·ΔZ/s², s = Q/2 [Å⁻¹]; coefficients as shipped with abTEM (peng_ionic.json)."""
+    import importlib.util
+    import json
+    import os
+
+    path = os.path.join(
+        importlib.util.find_spec("abtem").submodule_search_locations[0], "parametrizations", "data", "peng_ionic.json"
+    )
+    with open(path) as fh:
+        a, b = (np.asarray(v, float) for v in json.load(fh)[symbol_with_charge])
+    s = 0.5 * np.asarray(q, float)
+    return np.sum(a[:, None] * np.exp(-b[:, None] * s**2), axis=0) + 0.023934 * charge / s**2
+
+
+def debye_exact(positions, factors, q):
+    """Debye intensity (1/N) Σ_ij f_i f_j sinc(2πQ r_ij) [Å² per atom] by the plain double sum.
+
+    positions (N, 3) [Å]; factors (N, n_q) [Å] per atom; q (n_q,) [Å⁻¹]."""
+    pos = np.asarray(positions, float)
+    f = np.asarray(factors, float)
+    q = np.asarray(q, float)
+    n = len(pos)
+    out = np.zeros(q.size)
+    for i in range(n):
+        r = np.sqrt(np.sum((pos - pos[i]) ** 2, axis=1))
+        x = 2 * np.pi * r[:, None] * q[None, :]
+        sinc = np.where(x > 0, np.sin(x) / np.where(x > 0, x, 1.0), 1.0)
+        out += np.sum(f[i] * f * sinc, axis=0)
+    return out / n
+
+
+def debye_periodic_exact(positions, factors, species, cell_lengths, q, window=True, n_r=20001):
+    """Periodic-box Debye intensity [Å² per atom] of an orthorhombic box, by the plain double sum over minimum
+    images within r_c = min(L)/2, with the Lorch window w(r) = sinc(πr/r_c) (if ``window``) and the uniform
+    density term Σ_ab N_a (N_b − δ_ab) f_a f_b (1/V) ∫₀^r_c 4πr² w(r) sinc(2πQr) dr subtracted (trapezoid
+    rule on ``n_r`` points)."""
+    pos = np.asarray(positions, float)
+    f = np.asarray(factors, float)
+    L = np.asarray(cell_lengths, float)
+    q = np.asarray(q, float)
+    species = np.asarray(species)
+    n = len(pos)
+    rc = 0.5 * L.min()
+
+    def w(r):
+        return np.sinc(r / rc) if window else np.ones_like(r)
+
+    total = np.sum(f**2, axis=0)
+    for i in range(n):
+        d = pos - pos[i]
+        d -= L * np.round(d / L)
+        r = np.sqrt(np.sum(d**2, axis=1))
+        ok = (r < rc) & (np.arange(n) != i)
+        x = 2 * np.pi * r[ok, None] * q[None, :]
+        total += np.sum(f[i] * f[ok] * w(r[ok])[:, None] * np.sin(x) / x, axis=0)
+    r = np.linspace(0, rc, n_r)
+    x = 2 * np.pi * r[:, None] * q[None, :]
+    sinc = np.where(x > 0, np.sin(x) / np.where(x > 0, x, 1.0), 1.0)
+    integral = np.trapezoid(4 * np.pi * r[:, None] ** 2 * w(r)[:, None] * sinc, r, axis=0)
+    volume = np.prod(L)
+    for a in np.unique(species):
+        for b in np.unique(species):
+            na = np.sum(species == a)
+            nb = np.sum(species == b) - (1 if a == b else 0)
+            fa = f[np.flatnonzero(species == a)[0]]
+            fb = f[np.flatnonzero(species == b)[0]]
+            total -= na * nb * fa * fb * integral / volume
+    return total / n
+
+
+def disc_convolved_ring(points_q, ring, radius, n_side=241):
+    """(I ⊗ D)(p) at 2-D points p [Å⁻¹] for an isotropic intensity ``ring(|q|)`` and the uniform unit-integral
+    disc D of ``radius`` [Å⁻¹], by brute force: the mean of I(|p − u|) over a square grid of ``n_side``² points
+    u, keeping those inside the disc. points_q (n, 2) as (q_y, q_x)."""
+    t = (np.arange(n_side) + 0.5) / n_side * 2 - 1
+    uy, ux = np.meshgrid(t * radius, t * radius, indexing="ij")
+    inside = uy**2 + ux**2 <= radius**2
+    uy, ux = uy[inside], ux[inside]
+    out = np.empty(len(points_q))
+    for k, (py, px) in enumerate(np.asarray(points_q, float)):
+        out[k] = np.mean(ring(np.hypot(py - uy, px - ux)))
+    return out
+
+
+def delta_ring_disc_profile(rho, q0, radius, n_angle=200000):
+    """Azimuthal fraction of a thin ring of radius q0 that lies inside a disc of ``radius`` centred at distance
+    rho, by counting ring points (all [Å⁻¹]); ∝ the disc-convolved intensity of a delta ring at radius rho."""
+    phi = (np.arange(n_angle) + 0.5) / n_angle * 2 * np.pi
+    ry, rx = q0 * np.sin(phi), q0 * np.cos(phi)
+    return np.array([np.mean((rx - r) ** 2 + ry**2 <= radius**2) for r in np.atleast_1d(rho)])
+
+
+def disc_second_moment_radius(image, center):
+    """Radius R [px] of a uniform disc from the intensity-weighted second moment, ⟨r²⟩ = R²/2."""
+    iy, ix = np.indices(image.shape, dtype=float)
+    r2 = (iy - center[0]) ** 2 + (ix - center[1]) ** 2
+    return np.sqrt(2 * np.sum(image * r2) / np.sum(image))
