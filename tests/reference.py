@@ -392,3 +392,74 @@ def disc_second_moment_radius(image, center):
     iy, ix = np.indices(image.shape, dtype=float)
     r2 = (iy - center[0]) ** 2 + (ix - center[1]) ** 2
     return np.sqrt(2 * np.sum(image * r2) / np.sum(image))
+
+
+# ==========================================================================================================
+# structures.crystals / analysis / scenes — structure factors, pair distances, overlap removal by brute force
+# ==========================================================================================================
+_LOBATO_CACHE = {}
+
+
+def lobato_f(symbol, q):
+    """Electron scattering factor f(q) [Å] from abTEM's Lobato parametrization; q = 1/d [Å⁻¹], abTEM takes q²."""
+    if symbol not in _LOBATO_CACHE:
+        from abtem.parametrizations import LobatoParametrization
+
+        _LOBATO_CACHE[symbol] = LobatoParametrization().scattering_factor(symbol)
+    return _LOBATO_CACHE[symbol](np.asarray(q, dtype=float) ** 2)
+
+
+def structure_factor_sum(symbols, positions, g):
+    """F(g) = Σ_j f_j(|g|) exp(2πi g·r_j) by a plain loop over atoms.
+
+    symbols: sequence of str; positions [Å], shape (N, 3); g: reciprocal vector(s) [Å⁻¹] (Q = 1/d
+    convention), shape (3,) or (..., 3). Returns a complex scalar or an array of shape g.shape[:-1].
+    """
+    g = np.asarray(g, dtype=float)
+    q = np.linalg.norm(g, axis=-1)
+    f_of = {}
+    total = np.zeros(g.shape[:-1], dtype=complex)
+    for s, r in zip(symbols, np.asarray(positions, dtype=float)):
+        if s not in f_of:
+            f_of[s] = lobato_f(s, q)
+        total = total + f_of[s] * np.exp(2j * np.pi * (g @ r))
+    return total[()] if total.ndim == 0 else total
+
+
+def all_image_distances(positions_a, positions_b, cell, r_max, same=False):
+    """Every distance ≤ r_max between points a and b over periodic images of a (triclinic) cell, by loops.
+
+    Images n·cell with |n_i| ≤ ceil(r_max / shortest height) + 1 along every axis. With same=True the
+    zero-shift self pair (i, i) is skipped. Returns a 1-D array of distances [Å].
+    """
+    cell = np.asarray(cell, dtype=float)
+    vol = abs(np.linalg.det(cell))
+    heights = [vol / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
+    m = int(np.ceil(r_max / min(heights))) + 1
+    out = []
+    pa = np.asarray(positions_a, dtype=float)
+    pb = np.asarray(positions_b, dtype=float)
+    for n1 in range(-m, m + 1):
+        for n2 in range(-m, m + 1):
+            for n3 in range(-m, m + 1):
+                shift = n1 * cell[0] + n2 * cell[1] + n3 * cell[2]
+                for i in range(len(pa)):
+                    d = np.linalg.norm(pb + shift - pa[i], axis=1)
+                    if same and n1 == n2 == n3 == 0:
+                        d[i] = np.inf
+                    out.append(d[d <= r_max])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def overlapping_matrix_atoms(matrix_positions, crystal_positions, box, min_distance):
+    """Indices of matrix atoms closer than min_distance (strictly) to any crystal atom, minimum image in an
+    orthorhombic box [Å], by a plain loop over matrix atoms."""
+    box = np.asarray(box, dtype=float)
+    cryst = np.asarray(crystal_positions, dtype=float)
+    out = []
+    for i, p in enumerate(np.asarray(matrix_positions, dtype=float)):
+        d = cryst - p
+        d -= box * np.round(d / box)
+        if np.min(np.sqrt(np.sum(d * d, axis=1))) < min_distance:
+            out.append(i)
+    return np.array(out, dtype=int)
