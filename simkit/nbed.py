@@ -87,9 +87,6 @@ ABTEM_VERSION = _abtem_version()
 #: (LiF 4.03, Li₂O 4.61, Li₂S 5.71, Cu 3.62, Li 3.51 Å; ×√2 along [011]) is shorter.
 MAX_CRYSTAL_PERIOD = 12.0
 
-#: Fraction of a hard-aperture probe's intensity inside :func:`required_extent` / 2 (computed in code).
-_AIRY = 0.6098  # first zero of the Airy disc: r = 0.61 λ/α
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Thermal displacements
@@ -101,7 +98,7 @@ _HBAR2_OVER_AMU_KB = 48.508  # ħ²/(1 u · k_B) [Å²·K]  (CODATA 2018 constan
 def debye_displacement(mass: float, debye_temperature: float, temperature: float) -> float:
     """Root-mean-square displacement along one direction in the Debye model.
 
-    ``<u_x²> = 3ħ²T / (m k_B θ_D²) · [Φ(θ_D/T)/(θ_D/T) + 1/4]`` with ``Φ(x) = (1/x)∫₀ˣ t/(eᵗ−1) dt``
+    ``<u_x²> = 3ħ²T / (m k_B θ_D²) · [Φ(θ_D/T) + θ_D/(4T)]`` with ``Φ(x) = (1/x)∫₀ˣ t/(eᵗ−1) dt``
     (Debye–Waller theory, e.g. Willis & Pryor, *Thermal Vibrations in Crystallography*, 1975, eq. 4.22);
     the isotropic Debye–Waller factor is ``B = 8π² <u_x²>``.
 
@@ -129,7 +126,7 @@ def debye_displacement(mass: float, debye_temperature: float, temperature: float
         x = debye_temperature / temperature
         ts = np.linspace(1e-9, x, 2001)
         phi = np.trapezoid(ts / np.expm1(ts), ts) / x
-        bracket = phi / x + 0.25
+        bracket = phi + x / 4.0
         t = temperature
     u2 = 3.0 * _HBAR2_OVER_AMU_KB * t / (mass * debye_temperature**2) * bracket
     if temperature == 0:  # zero-point limit: 3ħ²/(4 m k θ)
@@ -156,10 +153,11 @@ _DEBYE_PARAMETERS = {
     "P": (30.97, 732.0, "Debye model, theta_D assumed = LiF 732 K"),
 }
 
-#: Default rms displacement per direction at 100 K [Å] (Li ≈ 0.033, F ≈ 0.020, Cu ≈ 0.027 Å);
-#: B = 8π²u² (Li ≈ 0.087, F ≈ 0.032, Cu ≈ 0.058 Å²). The Debye model with one θ_D underestimates the light ion in a
-#: compound (room-temperature B(Li in LiF) is ≈ 1 Å² in diffraction studies vs 0.4 Å² from this model), so
-#: treat these as lower bounds; they matter little for Bragg ratios at Q < 1 Å⁻¹ (exp(−B Q²/4) ≥ 0.97).
+#: Default rms displacement per direction at 100 K [Å]: Li 0.090, F 0.054, O 0.059, S 0.042, Cu 0.050 Å, i.e.
+#: B = 8π²u² = 0.64, 0.23, 0.28, 0.14, 0.20 Å² (zero-point motion is most of it). Check of the model at
+#: 295 K: B(Cu) = 0.47 Å² against the measured ≈ 0.55 Å², B(Li in LiF) = 1.06 Å²; the single-θ_D model
+#: probably underestimates the heavier ion of a compound (B(F) = 0.39 Å² at 295 K), so treat F, O, S as
+#: lower bounds. Their effect on Bragg ratios at Q ≤ 0.7 Å⁻¹ is small (exp(−B Q²/4) ≥ 0.92).
 DEFAULT_DISPLACEMENT: dict[str, float] = {
     el: round(debye_displacement(m, th, 100.0), 4) for el, (m, th, _) in _DEBYE_PARAMETERS.items()
 }
@@ -396,9 +394,10 @@ def max_angle_limit(sampling: float, energy: float) -> float:
 def required_extent(probe: Probe) -> float:
     """Smallest lateral cell that holds the probe without aliasing.
 
-    Five Airy radii (2 × 2.5 × 0.61 λ/α, i.e. a radius holding ≈ 91 % of a focused hard-aperture probe's
-    intensity; abTEM's soft aperture has weaker tails) plus the geometric defocus spread 2·|Δf|·α and
-    6 source-size standard deviations. 0.15 mrad at 300 keV: ≈ 400 Å; 2 mrad: ≈ 30 Å.
+    A diameter of 3 λ/α (radius 1.5 λ/α ≈ 2.5 Airy radii, holding ≈ 93 % of a focused hard-aperture
+    probe's intensity — :func:`_encircled_fraction`; abTEM's soft aperture has weaker tails) plus the
+    geometric defocus spread 2·|Δf|·α and 6 source-size standard deviations. 0.15 mrad at 300 keV:
+    394 Å (≈ 40 nm, as the issue estimates from the 8 nm Airy radius and > 20 nm tails); 2 mrad: 30 Å.
 
     Parameters
     ----------
@@ -409,8 +408,7 @@ def required_extent(probe: Probe) -> float:
     float  [Å]
     """
     alpha = probe.semiangle * 1e-3
-    airy = _AIRY * probe.wavelength / alpha
-    return 5.0 * airy + 2.0 * abs(probe.defocus) * alpha + 6.0 * probe.source_size
+    return 3.0 * probe.wavelength / alpha + 2.0 * abs(probe.defocus) * alpha + 6.0 * probe.source_size
 
 
 def _encircled_fraction(radius: float, probe: Probe) -> float:
@@ -496,7 +494,7 @@ def _check_atoms(atoms, probe: Probe, ms: Multislice, *, allow_repeat: bool = Fa
         raise ValueError(
             f"atoms cell {lx:.0f} × {ly:.0f} Å is too small for a {probe.semiangle} mrad probe at "
             f"{probe.energy / 1e3:.0f} keV (defocus {probe.defocus} Å): the cell must be ≥ {need:.0f} Å "
-            f"(5 Airy radii) on each side, or the pattern is aliased by the probe's periodic images"
+            f"(3 λ/α, about 5 Airy radii) on each side, or the pattern is aliased by the probe's periodic images"
         )
     limit = max_angle_limit(ms.sampling, probe.energy)
     if ms.max_angle > limit:
@@ -1037,9 +1035,12 @@ def _vacuum_disc(shape, sampling, probe: Probe) -> np.ndarray:
     qx = (np.arange(nx) - nx // 2) * sampling[1]
     q = np.hypot(*np.meshgrid(qy, qx, indexing="ij"))
     alpha = q * probe.wavelength * 1e3  # mrad
-    # abTEM's soft aperture: linear taper over one angular pixel at the edge.
-    da = max(sampling) * probe.wavelength * 1e3
-    disc = np.clip((probe.semiangle - alpha) / da + 0.5, 0.0, 1.0)
+    # abTEM's soft aperture (abtem.transfer.soft_aperture): amplitude tapers linearly over one angular
+    # pixel centred on the cut-off; the intensity is its square.
+    phi = np.arctan2(*np.meshgrid(qy, qx, indexing="ij"))  # angle from +x; abTEM's (x, y) order swapped
+    da = np.hypot(np.sin(phi) * sampling[0], np.cos(phi) * sampling[1]) * probe.wavelength * 1e3
+    amp = np.clip((probe.semiangle - alpha) / da + 0.5, 0.0, 1.0)
+    disc = amp**2
     return disc / disc.sum()
 
 

@@ -463,3 +463,26 @@ def overlapping_matrix_atoms(matrix_positions, crystal_positions, box, min_dista
         if np.min(np.sqrt(np.sum(d * d, axis=1))) < min_distance:
             out.append(i)
     return np.array(out, dtype=int)
+
+
+# ==========================================================================================================
+# simkit.nbed — detector resampling (twin of nbed.to_detector)
+# ==========================================================================================================
+def rebin_supersampled(image, sampling, shape, pixel_size, center, oversample=8):
+    """Split every source pixel into oversample² equal sub-pixels and drop each into the detector pixel
+    that contains its centre. Source pixel (i, j) is centred at ((i - ny//2)·dqy, (j - nx//2)·dqx) [Å⁻¹];
+    detector pixel (k, l) spans [(k - cy - ½)·p, (k - cy + ½)·p] × [(l - cx - ½)·p, (l - cx + ½)·p].
+    Error per detector pixel ≲ (source pixels on its border) × max(image) / oversample."""
+    ny, nx = image.shape
+    out = np.zeros(shape)
+    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    for i in range(ny):
+        for j in range(nx):
+            qy = (i - ny // 2 + sub) * sampling[0]
+            qx = (j - nx // 2 + sub) * sampling[1]
+            ky = np.floor(qy / pixel_size + center[0] + 0.5).astype(int)
+            kx = np.floor(qx / pixel_size + center[1] + 0.5).astype(int)
+            KY, KX = np.meshgrid(ky, kx, indexing="ij")
+            ok = (KY >= 0) & (KY < shape[0]) & (KX >= 0) & (KX < shape[1])
+            np.add.at(out, (KY[ok], KX[ok]), image[i, j] / oversample**2)
+    return out
