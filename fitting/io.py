@@ -253,7 +253,7 @@ def load_scan(
                 f"{p.name}: holds a stack of {data.shape[0]} frames without a scan shape; pass "
                 "scan_shape=(scan_y, scan_x) (without flyback frames) and flyback=<frames per row>"
             )
-        data = _reshape_stack(data, scan_shape, flyback, p.name)
+        data = _reshape_stack(data, scan_shape, flyback, p.name, flyback_position)
         flyback_done = True
     else:
         flyback_done = scan.metadata.get("_flyback_done", False)
@@ -280,7 +280,7 @@ def load_scan(
     return Scan(data=data, metadata=md, path=str(p), **kw)
 
 
-def _reshape_stack(data, scan_shape, flyback, name):
+def _reshape_stack(data, scan_shape, flyback, name, position):
     ny, nx = scan_shape
     n_exp = ny * (nx + flyback)
     if data.shape[0] != n_exp:
@@ -288,7 +288,9 @@ def _reshape_stack(data, scan_shape, flyback, name):
             f"scan_shape={scan_shape}, flyback={flyback}: expects {n_exp} frames but {name} holds {data.shape[0]}"
         )
     d = data.reshape((ny, nx + flyback) + tuple(data.shape[1:]))
-    return d[:, flyback:] if flyback else d
+    if not flyback:
+        return d
+    return d[:, flyback:] if position == "start" else d[:, :nx]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -534,11 +536,34 @@ def _read_rsciio(p: Path, suffix: str, lazy: bool, scan_shape, flyback) -> Scan:
     if tem.get("convergence_angle"):
         cal["semiangle"] = float(tem["convergence_angle"])  # HyperSpy stores mrad
     md["_flyback_done"] = False
+    if suffix == ".mib":
+        _check_mib_frames(p, data, scan_shape, flyback)
     if np.ndim(data) == 4 and suffix == ".mib" and data.shape[:2] != (scan_shape[0], scan_shape[1] + flyback):
         raise ValueError(
             f"scan_shape={scan_shape}, flyback={flyback}: {p.name} holds data of shape {tuple(data.shape)}"
         )
     return Scan(data=data, metadata=md, path=str(p), **cal)
+
+
+def _check_mib_frames(p: Path, data, scan_shape, flyback):
+    """The number of frames in a .mib file must equal scan_y · (scan_x + flyback) (rosettasciio would silently
+    read a prefix)."""
+    with open(p, "rb") as f:
+        head = f.read(384).decode(errors="replace").split(",")
+    try:
+        head_size = int(head[2])
+    except (IndexError, ValueError):
+        raise ValueError(f"{p.name}: no valid MIB header — the file is truncated or corrupt") from None
+    frame = head_size + int(np.prod(data.shape[-2:])) * np.dtype(data.dtype).itemsize
+    size = p.stat().st_size
+    n_frames, rest = divmod(size, frame)
+    expected = scan_shape[0] * (scan_shape[1] + flyback)
+    if rest:
+        raise ValueError(f"{p.name}: {size} bytes is not a whole number of {frame}-byte frames — truncated file")
+    if n_frames != expected:
+        raise ValueError(
+            f"scan_shape={scan_shape}, flyback={flyback}: expects {expected} frames but {p.name} holds {n_frames}"
+        )
 
 
 def _flatten(d, out, prefix):
