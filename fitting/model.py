@@ -40,13 +40,14 @@ all pixels at once).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 from scipy.interpolate import CubicSpline
-from scipy.optimize import lsq_linear, minimize
+from scipy.optimize import lsq_linear, minimize, nnls
 from scipy.special import gammaln
 
 __all__ = [
@@ -74,6 +75,16 @@ BACKGROUNDS: dict[str | None, tuple[str, ...]] = {
 _RESERVED = {"q_scale", "blur_var", *(n for names in BACKGROUNDS.values() for n in names)}
 _POWER_BOUNDS = (0.0, 8.0)  # exponent p of A·Q^-p; diffuse/inelastic tails fall as Q^-2 … Q^-4
 _EXP_BOUNDS = (0.0, 50.0)  # decay k [Å] of A·exp(-k Q)
+
+
+def _blas_single_thread():
+    """Limit BLAS to one thread around tiny dense problems (P ≲ 10): on a loaded machine OpenBLAS's spinning
+    threads made each L-BFGS-B iteration 10–30× slower. No-op when threadpoolctl is unavailable."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class FitNotConvergedError(RuntimeError):
@@ -897,14 +908,15 @@ def fit_profile(
             return 1e300, np.zeros_like(x)
         return f, g
 
-    res = minimize(
-        fun_grad,
-        theta0 / scale,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=list(zip(lo / scale, hi / scale)),
-        options={"maxiter": int(max_iter), "ftol": 1e-15, "gtol": 1e-10, "maxcor": 30},
-    )
+    with _blas_single_thread():
+        res = minimize(
+            fun_grad,
+            theta0 / scale,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=list(zip(lo / scale, hi / scale)),
+            options={"maxiter": int(max_iter), "ftol": 1e-15, "gtol": 1e-10, "maxcor": 10},
+        )
     theta = np.clip(res.x * scale, lo, hi)
     message = f"L-BFGS-B: {res.message}"
 
@@ -1115,51 +1127,57 @@ def _grad_hess(fwd: _Forward, theta, y, w, likelihood, sig2):
 
 
 def _linear_start(fwd: _Forward, y, E, lo, hi, likelihood, sig2):
-    """Start values: bounded weighted linear LSQ on the scales (and linear background) over a grid of α and
-    background shape; the best by Poisson/Gaussian −log L."""
+    """Start values: weighted non-negative linear least squares on the scales (and the linear background
+    coefficients) over a grid of α and of the background shape; the candidate with the lowest −log L wins."""
     K, P = fwd.K, fwd.P
     wt = 1.0 / np.sqrt(np.maximum(y, 1.0)) if sig2 is None else 1.0 / np.sqrt(sig2)
-    alphas = np.linspace(lo[fwd.i_alpha], hi[fwd.i_alpha], 21) if fwd.fit_alpha else [None]
+    alphas = np.linspace(lo[fwd.i_alpha], hi[fwd.i_alpha], 21) if fwd.fit_alpha else np.array([fwd.alpha_fixed])
     if fwd.background == "power":
         shapes = [np.array([p]) for p in (0.0, 1.0, 2.0, 3.0, 4.0)]
     elif fwd.background == "exp":
         shapes = [np.array([k]) for k in (0.0, 1.0, 3.0, 10.0)]
     else:
         shapes = [np.array([])]
-    best, best_f = None, np.inf
-    for a in alphas:
-        th = np.zeros(P)
-        if a is not None:
-            th[fwd.i_alpha] = a
-        vals, _, _ = fwd.comp_values(th[None, :], False)
-        A_comp = E[:, None] * vals[0]
+    th = np.zeros((alphas.size, P))
+    if fwd.fit_alpha:
+        th[:, fwd.i_alpha] = alphas
+    vals_all, _, _ = fwd.comp_values(th, False)  # (n_alpha, n_q, K)
+    cands = []
+    for ia in range(alphas.size):
+        A_comp = E[:, None] * vals_all[ia]
         for sh in shapes:
             basis = E[:, None] * fwd.bg_basis(sh)
-            A = np.concatenate([A_comp, basis], axis=1)
-            nl = A.shape[1]
-            blo = np.concatenate(
-                [np.zeros(K), np.zeros(basis.shape[1]) if fwd.background != "poly2" else [-np.inf] * 3]
-            )
-            sol = lsq_linear(A * wt[:, None], y * wt, bounds=(blo, np.full(nl, np.inf)), method="bvls")
-            cand = th.copy()
-            cand[:K] = sol.x[:K]
+            A = np.concatenate([A_comp, basis], axis=1) * wt[:, None]
+            if fwd.background == "poly2":
+                blo = np.concatenate([np.zeros(K), np.full(3, -np.inf)])
+                x = lsq_linear(A, y * wt, bounds=(blo, np.full(K + 3, np.inf)), method="bvls").x
+            else:
+                x = nnls(A, y * wt, maxiter=50 * A.shape[1])[0]
+            cand = th[ia].copy()
+            cand[:K] = x[:K]
             if fwd.background in ("power", "exp"):
-                cand[fwd.i_bg] = sol.x[K]
+                cand[fwd.i_bg] = x[K]
                 cand[fwd.i_bg + 1] = sh[0]
             elif fwd.background == "poly2":
-                cand[fwd.i_bg :] = sol.x[K:]
-            mu = fwd.mu(cand[None, :])[0]
-            if likelihood == "poisson" and np.any((mu <= 0) & (y > 0)):
-                cand[:K] = np.maximum(cand[:K], 1e-6 * max(np.max(cand[:K]), 1e-12))
-                if fwd.background in ("power", "exp"):
-                    cand[fwd.i_bg] = max(cand[fwd.i_bg], 1e-3 * np.median(y / E) + 1e-12)
-                mu = fwd.mu(cand[None, :])[0]
-            f = float(np.sum(_nll_terms(y, mu, np.ones_like(y), likelihood, sig2)))
-            if np.isfinite(f) and f < best_f:
-                best, best_f = cand, f
-    if best is None:
+                cand[fwd.i_bg :] = x[K:]
+            cands.append(cand)
+    cands = np.array(cands)
+    if likelihood == "poisson":
+        # keep μ > 0 where counts were recorded: tiny positive floors on the non-negative linear parameters
+        floor = 1e-6 * max(float(np.max(cands[:, :K])), 1e-12)
+        cands[:, :K] = np.maximum(cands[:, :K], floor)
+        if fwd.background in ("power", "exp"):
+            cands[:, fwd.i_bg] = np.maximum(cands[:, fwd.i_bg], 1e-3 * float(np.median(y / E)) + 1e-12)
+    E_saved = fwd.E
+    fwd.E = np.broadcast_to(E, (len(cands), E.size))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        mu = fwd.mu(cands)
+        f = np.sum(_nll_terms(y[None, :], mu, np.ones_like(y)[None, :], likelihood, sig2), axis=1)
+    fwd.E = E_saved
+    f = np.where(np.isfinite(f), f, np.inf)
+    if not np.any(np.isfinite(f)):
         raise ValueError("no finite start values: the model predicts 0 counts where counts were recorded")
-    return best
+    return cands[int(np.argmin(f))]
 
 
 # ----------------------------------------------------------------------------------------------------------------
