@@ -83,6 +83,7 @@ def embed(
     positions: Sequence[Sequence[float]] | None = None,
     *,
     min_distance: float = 2.0,
+    whole_units: str | None = "unit_id",
     max_attempts: int = 10_000,
     rng: np.random.Generator | int | None = None,
 ) -> Atoms:
@@ -100,6 +101,11 @@ def embed(
         crystals come closer than `min_distance` (bounding spheres, periodic), at most `max_attempts` tries.
     min_distance : float  [Å]
         Matrix atoms closer than this (strictly) to any crystal atom are removed, periodic images included.
+    whole_units : str or None
+        Name of a per-atom integer array of `matrix` that labels rigid units (molecules, polyanions such as
+        SO₄²⁻; ``"unit_id"`` as written by `structures.amorphous`). If the matrix has it, every atom of a
+        unit that has one overlapping atom is removed too, so no fragment of a unit is left behind. None
+        (or a matrix without that array) removes single atoms only.
     max_attempts : int
         Bound on random placement tries per crystal.
     rng : numpy.random.Generator | int | None
@@ -110,7 +116,8 @@ def embed(
     ase.Atoms
         Matrix atoms kept (in their original order) followed by the crystal atoms (wrapped into the cell),
         same cell, pbc True. ``arrays["crystal"]`` is −1 for matrix atoms and the crystal index otherwise;
-        ``info`` holds n_matrix, n_removed, removed (indices into `matrix`), crystal_positions [Å],
+        other per-atom arrays of the matrix (e.g. ``unit_id``) are kept for the matrix atoms and set to −1
+        for crystal atoms. ``info`` holds n_matrix, n_removed, removed (indices into `matrix`), crystal_positions [Å],
         min_distance [Å], seed, composition and density [g/cm³].
     """
     if not isinstance(matrix, Atoms):
@@ -181,19 +188,27 @@ def embed(
     if min_distance > 0:
         d, _ = tree.query(mpos, k=1, distance_upper_bound=min_distance)
         remove = d < min_distance
+        if whole_units is not None and whole_units in matrix.arrays and np.any(remove):
+            unit = np.asarray(matrix.arrays[whole_units])
+            remove = np.isin(unit, np.unique(unit[remove]))
     else:
         remove = np.zeros(len(matrix), dtype=bool)
 
-    kept = matrix[~remove]
-    kept.positions = mpos[~remove]
-    symbols = kept.get_chemical_symbols() + [s for c in crystal_list for s in c.get_chemical_symbols()]
+    kept_symbols = [s for s, r in zip(matrix.get_chemical_symbols(), remove) if not r]
+    symbols = kept_symbols + [s for c in crystal_list for s in c.get_chemical_symbols()]
     out = Atoms(
         symbols=symbols,
-        positions=np.concatenate([kept.positions, all_cryst]),
+        positions=np.concatenate([mpos[~remove], all_cryst]),
         cell=np.diag(box),
         pbc=True,
     )
-    out.set_array("crystal", np.concatenate([np.full(len(kept), -1), owner]).astype(int))
+    out.set_array("crystal", np.concatenate([np.full(len(kept_symbols), -1), owner]).astype(int))
+    for key, values in matrix.arrays.items():
+        if key in ("numbers", "positions", "crystal") or np.asarray(values).ndim != 1:
+            continue
+        values = np.asarray(values)
+        if np.issubdtype(values.dtype, np.integer):
+            out.set_array(key, np.concatenate([values[~remove], np.full(len(all_cryst), -1, dtype=values.dtype)]))
     counts: dict[str, int] = {}
     for s in symbols:
         counts[s] = counts.get(s, 0) + 1
@@ -206,6 +221,7 @@ def embed(
             "n_crystal_atoms": len(all_cryst),
             "crystal_positions": [np.asarray(c, dtype=float).tolist() for c in centres],
             "min_distance": min_distance,
+            "whole_units": whole_units if whole_units is not None and whole_units in matrix.arrays else None,
             "seed": seed,
             "composition": dict(sorted(counts.items())),
             "density": mass_density(symbols, float(np.prod(box))),

@@ -48,6 +48,38 @@ def test_embed_removes_exactly_the_overlapping_matrix_atoms(centre):
     assert out.info["composition"]["F"] == crystal.get_chemical_symbols().count("F")
 
 
+def test_embed_removes_whole_units():
+    """With a unit label (molecules, polyanions), every unit that has an overlapping atom goes entirely."""
+    matrix = _random_matrix(n=3000)
+    matrix.set_array("unit_id", np.arange(3000) // 3)  # triplets as stand-in rigid units
+    crystal = nanocrystal("LiF", 12.0, rng=1)
+    out = embed(matrix, crystal, positions=[(15.0, 15.0, 15.0)], min_distance=1.8)
+    placed = crystal.positions - crystal.positions.mean(axis=0) + 15.0
+    hit = ref.overlapping_matrix_atoms(matrix.positions, placed, [30.0] * 3, 1.8)
+    expected = np.flatnonzero(np.isin(np.arange(3000) // 3, np.unique(hit // 3)))
+    assert out.info["removed"] == expected.tolist()
+    ids = out.arrays["unit_id"][out.arrays["crystal"] == -1]
+    assert np.all(np.bincount(ids)[np.unique(ids)] == 3)  # no fragment left
+    assert np.all(out.arrays["unit_id"][out.arrays["crystal"] == 0] == -1)
+    single = embed(matrix, crystal, positions=[(15.0, 15.0, 15.0)], min_distance=1.8, whole_units=None)
+    assert single.info["removed"] == hit.tolist()
+
+
+def test_embed_into_the_amorphous_type2_matrix():
+    amorphous = pytest.importorskip("structures.amorphous")
+    if not hasattr(amorphous, "type2_matrix"):
+        pytest.skip("structures.amorphous.type2_matrix not available yet")
+    matrix = amorphous.type2_matrix(n_atoms=600, relax=False, rng=1)
+    box = np.diag(matrix.cell.array)
+    crystal = nanocrystal("LiF", 10.0, f_vacancy=0.2, rng=2)
+    out = embed(matrix, crystal, positions=[box / 2], min_distance=2.0)
+    placed = crystal.positions - crystal.positions.mean(axis=0) + box / 2
+    hit = ref.overlapping_matrix_atoms(matrix.positions, placed, box, 2.0)
+    unit = np.asarray(matrix.arrays["unit_id"])
+    assert out.info["removed"] == np.flatnonzero(np.isin(unit, unit[hit])).tolist()
+    assert len(out) == len(matrix) - len(out.info["removed"]) + len(crystal)
+
+
 def test_embed_random_positions_are_reproducible_and_separated():
     matrix = _random_matrix(n=2000, box=40.0)
     crystals = [nanocrystal("LiF", 10.0, rng=k) for k in range(3)]
