@@ -370,6 +370,14 @@ class EllipseFit:
     phi: np.ndarray
 
 
+def _nanmean0(a):
+    """Mean over axis 0 ignoring NaN, NaN (silently) where a column has no finite value."""
+    f = np.isfinite(a)
+    n = f.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.where(f, a, 0.0).sum(axis=0) / n, np.nan)
+
+
 def _sector_scales(m, r, r_range):
     """Radial scale s of each sector profile relative to the sector-mean profile: I_φ(r) ≈ a·Ī(r / s).
 
@@ -377,7 +385,7 @@ def _sector_scales(m, r, r_range):
     relative steps 2·10⁻⁴ over ±6 % and refined by a parabola through the χ² minimum. NaN where a sector has
     too few finite bins.
     """
-    ref = np.nanmean(m, axis=0)
+    ref = _nanmean0(m)
     fin = np.isfinite(ref)
     rr, ref = r[fin], ref[fin]
     sel = (r >= r_range[0]) & (r <= r_range[1])
@@ -458,7 +466,7 @@ def fit_ellipse(
             shape[-2:], center=center, pixel_size=1.0, edges=edges, ellipse_ratio=ratio, ellipse_angle=angle
         )
         prof = plan.integrate(sub, sub_shifts, n_phi=int(n_phi))
-        m = prof.mean if prof.mean.ndim == 2 else np.nanmean(prof.mean.reshape((-1,) + prof.mean.shape[-2:]), axis=0)
+        m = prof.mean if prof.mean.ndim == 2 else _nanmean0(prof.mean.reshape((-1,) + prof.mean.shape[-2:]))
         radii = _sector_scales(m, prof.q, (r0, r1)) * 0.5 * (r0 + r1)
         phi = 0.5 * (prof.phi_edges[1:] + prof.phi_edges[:-1])
         good = np.isfinite(radii)
@@ -636,7 +644,7 @@ def calibrate_q(
     )
     prof = plan.integrate(sub, sh)
     m = prof.mean.reshape(-1, plan.n_q)
-    mean = np.nanmean(m, axis=0) if m.shape[0] > 1 else m[0]
+    mean = _nanmean0(m)
     sem = np.sqrt(np.nansum(prof.sem_poisson.reshape(-1, plan.n_q) ** 2, axis=0)) / m.shape[0]
     radii, errs = [], []
     for r in r_exp:
