@@ -486,3 +486,95 @@ def rebin_supersampled(image, sampling, shape, pixel_size, center, oversample=8)
             ok = (KY >= 0) & (KY < shape[0]) & (KX >= 0) & (KX < shape[1])
             np.add.at(out, (KY[ok], KX[ok]), image[i, j] / oversample**2)
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# simkit.dose / simkit.detector / simkit.damage (issue 6)
+# ----------------------------------------------------------------------------------------------------------
+def causal_accumulate(rank, lattice):
+    """Twin of ``simkit.dose._causal_accumulate``: plain double loop over all pairs of scan positions.
+
+    Returns (before, total): Σ lattice[r_k − r_j] over positions j with rank_j < rank_k, and over all j, for
+    offsets inside the lattice table (centre at its middle)."""
+    rank = np.asarray(rank)
+    ny, nx = rank.shape
+    ky, kx = (lattice.shape[0] - 1) // 2, (lattice.shape[1] - 1) // 2
+    before = np.zeros((ny, nx))
+    total = np.zeros((ny, nx))
+    for i in range(ny):
+        for j in range(nx):
+            for i2 in range(ny):
+                for j2 in range(nx):
+                    di, dj = i2 - i, j2 - j
+                    if abs(di) > ky or abs(dj) > kx:
+                        continue
+                    v = lattice[ky + di, kx + dj]
+                    total[i, j] += v
+                    if rank[i2, j2] < rank[i, j]:
+                        before[i, j] += v
+    return before, total
+
+
+def airy_intensity(r, k_alpha):
+    """Normalised Airy probe intensity π k_α² (2 J1(v)/v)², v = 2π k_α r, k_α = α/λ [Å⁻¹], r [Å] → [1/Å²]."""
+    from scipy.special import j1
+
+    v = 2 * np.pi * k_alpha * np.asarray(r, float)
+    a = np.ones_like(v)
+    nz = v > 0
+    a[nz] = 2 * j1(v[nz]) / v[nz]
+    return np.pi * k_alpha**2 * a**2
+
+
+def probe_overlap(d, k_alpha, half_width, h):
+    """∫ P(r) P(r − d) d²r for the Airy probe by brute force on a square grid of spacing h [Å] over
+    |x|, |y| <= half_width [Å]; d = (dy, dx) [Å]."""
+    t = np.arange(-half_width, half_width + h / 2, h)
+    y, x = np.meshgrid(t, t, indexing="ij")
+    p0 = airy_intensity(np.hypot(y, x), k_alpha)
+    p1 = airy_intensity(np.hypot(y - d[0], x - d[1]), k_alpha)
+    return float(np.sum(p0 * p1) * h * h)
+
+
+def paralysable_monte_carlo(rate, tau, t_frame, n_frames, rng):
+    """Counts registered by a paralysable counter (every arrival, counted or not, restarts the dead time τ)
+    for Poisson arrivals of ``rate`` [1/s] during frames of ``t_frame`` [s]; returns counts per frame."""
+    out = np.zeros(n_frames, dtype=np.int64)
+    for f in range(n_frames):
+        n = rng.poisson(rate * t_frame)
+        t = np.sort(rng.uniform(0, t_frame, n))
+        gaps = np.diff(np.concatenate([[-np.inf], t]))
+        out[f] = int(np.sum(gaps > tau))
+    return out
+
+
+def non_paralysable_monte_carlo(rate, tau, t_frame, n_frames, rng):
+    """Counts of a non-paralysable counter (blind for τ after each *registered* count), Poisson arrivals."""
+    out = np.zeros(n_frames, dtype=np.int64)
+    for f in range(n_frames):
+        n = rng.poisson(rate * t_frame)
+        t = np.sort(rng.uniform(0, t_frame, n))
+        last = -np.inf
+        c = 0
+        for ti in t:
+            if ti - last >= tau:
+                c += 1
+                last = ti
+        out[f] = c
+    return out
+
+
+def defocused_probe_fft(semiangle_rad, wavelength, defocus, n=2048, h=1.0):
+    """Probe intensity |IFFT(aperture · exp(−iπλΔf k²))|² on an n × n grid of spacing h [Å], normalised to
+    ∫ = 1 [1/Å²]; returns (radius [Å], intensity) of every grid point, centre at index (0, 0) (FFT order)."""
+    k = np.fft.fftfreq(n, h)
+    kx, ky = np.meshgrid(k, k)
+    k2 = kx**2 + ky**2
+    pupil = (np.sqrt(k2) <= semiangle_rad / wavelength) * np.exp(-1j * np.pi * wavelength * defocus * k2)
+    p = np.abs(np.fft.ifft2(pupil)) ** 2
+    p /= p.sum() * h * h
+    y = np.fft.fftfreq(n, 1.0 / n) * h
+    return np.hypot(*np.meshgrid(y, y)), p
+
+
+# end of the issue-6 section (simkit.dose / detector / damage)
