@@ -77,44 +77,17 @@ def _cell_bins(pos, box, ncell):
 
 
 @numba.njit(cache=True)
-def _neighbour_count(i0, i1, pos, box, unit_of, rc2, ncell, offx, offy, offz, cell_start, cell_atoms, atom_cell, cnt):
+def _neighbour_fill(
+    i0, i1, pos, box, unit_of, rc2, ncell, offx, offy, offz, cell_start, cell_atoms, atom_cell, cap, nbr, shift, cnt
+):
+    # atom i owns slots i*cap … i*cap + cap − 1; cnt[i] counts all neighbours (a rebuild follows if any > cap)
     for i in range(i0, i1):
         ci = atom_cell[i]
         cx = ci // (ncell[1] * ncell[2])
         cy = (ci // ncell[2]) % ncell[1]
         cz = ci % ncell[2]
         c = 0
-        for ox in offx:
-            nx = (cx + ox) % ncell[0]
-            for oy in offy:
-                ny = (cy + oy) % ncell[1]
-                for oz in offz:
-                    nz = (cz + oz) % ncell[2]
-                    cj = (nx * ncell[1] + ny) * ncell[2] + nz
-                    for p in range(cell_start[cj], cell_start[cj + 1]):
-                        j = cell_atoms[p]
-                        if unit_of[j] == unit_of[i]:
-                            continue
-                        r2 = 0.0
-                        for d in range(3):
-                            dd = pos[j, d] - pos[i, d]
-                            dd -= box[d] * math.floor(dd / box[d] + 0.5)
-                            r2 += dd * dd
-                        if r2 < rc2:
-                            c += 1
-        cnt[i] = c
-
-
-@numba.njit(cache=True)
-def _neighbour_fill(
-    i0, i1, pos, box, unit_of, rc2, ncell, offx, offy, offz, cell_start, cell_atoms, atom_cell, start, nbr, shift
-):
-    for i in range(i0, i1):
-        ci = atom_cell[i]
-        cx = ci // (ncell[1] * ncell[2])
-        cy = (ci // ncell[2]) % ncell[1]
-        cz = ci % ncell[2]
-        c = start[i]
+        base = i * cap
         for ox in offx:
             nx = (cx + ox) % ncell[0]
             for oy in offy:
@@ -136,11 +109,13 @@ def _neighbour_fill(
                         s2 = -math.floor(d2 / box[2] + 0.5)
                         d2 += box[2] * s2
                         if d0 * d0 + d1 * d1 + d2 * d2 < rc2:
-                            nbr[c] = j
-                            shift[c, 0] = int(s0)
-                            shift[c, 1] = int(s1)
-                            shift[c, 2] = int(s2)
+                            if c < cap:
+                                nbr[base + c] = j
+                                shift[base + c, 0] = int(s0)
+                                shift[base + c, 1] = int(s1)
+                                shift[base + c, 2] = int(s2)
                             c += 1
+        cnt[i] = c
 
 
 @numba.njit(cache=True)
@@ -264,20 +239,11 @@ def _physical_forces(
 # Parallel drivers: each thread handles a contiguous chunk of atoms and writes only its own rows. Parallel regions
 # are launched only for large systems (few launches per step), because on a shared, oversubscribed machine every
 # launch can cost milliseconds.
-PARALLEL_MIN_ATOMS = 20000
+PARALLEL_MIN_ATOMS = 5000
 
 
 @numba.njit(cache=True, parallel=True)
-def _par_neighbour_count(nchunk, pos, box, unit_of, rc2, ncell, offx, offy, offz, cs, ca, ac, cnt):
-    n = pos.shape[0]
-    for c in numba.prange(nchunk):
-        _neighbour_count(
-            c * n // nchunk, (c + 1) * n // nchunk, pos, box, unit_of, rc2, ncell, offx, offy, offz, cs, ca, ac, cnt
-        )
-
-
-@numba.njit(cache=True, parallel=True)
-def _par_neighbour_fill(nchunk, pos, box, unit_of, rc2, ncell, offx, offy, offz, cs, ca, ac, start, nbr, shift):
+def _par_neighbour_fill(nchunk, pos, box, unit_of, rc2, ncell, offx, offy, offz, cs, ca, ac, cap, nbr, shift, cnt):
     n = pos.shape[0]
     for c in numba.prange(nchunk):
         _neighbour_fill(
@@ -294,9 +260,10 @@ def _par_neighbour_fill(nchunk, pos, box, unit_of, rc2, ncell, offx, offy, offz,
             cs,
             ca,
             ac,
-            start,
+            cap,
             nbr,
             shift,
+            cnt,
         )
 
 
@@ -613,7 +580,7 @@ def _offsets(n: int, m: int) -> np.ndarray:
     return np.arange(n, dtype=np.int64)
 
 
-def pair_tables(buck_a, buck_rho, buck_c, *, alpha: float, cutoff: float, r_min: float = 0.5, n_grid: int = 2048):
+def pair_tables(buck_a, buck_rho, buck_c, *, alpha: float, cutoff: float, r_min: float = 0.5, n_grid: int = 1024):
     """Tables of the pair potential on a uniform grid in r² for :func:`_physical_forces`.
 
     Parameters
@@ -685,48 +652,30 @@ class _NeighbourList:
         self.offs = [_offsets(int(n), self.m) for n in self.ncell]
         self.ref = None
         self.n_builds = 0
+        # slots per atom: 1.5 × the mean number within cutoff + skin, plus room for fluctuations
+        rho = system.n_atoms / float(np.prod(self.box))
+        self.cap = int(1.5 * rho * 4.0 / 3.0 * np.pi * rl**3) + 16
 
     def build(self, pos):
         cs, ca, ac = _cell_bins(pos, self.box, self.ncell)
         rl2 = (self.cutoff + self.skin) ** 2
         n = pos.shape[0]
         cnt = np.zeros(n, dtype=np.int64)
-        _call(
-            _neighbour_count,
-            _par_neighbour_count,
-            n,
-            pos,
-            self.box,
-            self.unit_of,
-            rl2,
-            self.ncell,
-            *self.offs,
-            cs,
-            ca,
-            ac,
-            cnt,
-        )
+        while True:
+            cap = self.cap
+            nbr = np.empty(n * cap, dtype=np.int32)
+            shift = np.empty((n * cap, 3), dtype=np.int8)
+            args = (pos, self.box, self.unit_of, rl2, self.ncell, *self.offs, cs, ca, ac, cap, nbr, shift, cnt)
+            _call(_neighbour_fill, _par_neighbour_fill, n, *args)
+            m = int(cnt.max()) if n else 0
+            if m <= cap:
+                break
+            self.cap = int(1.2 * m) + 8  # a dense spot overflowed the slots: redo once with room to spare
+        keep = (np.arange(cap)[None, :] < cnt[:, None]).ravel()
+        self.nbr = nbr[keep]
+        self.shift = shift[keep]
         start = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(cnt, out=start[1:])
-        self.nbr = np.empty(start[n], dtype=np.int32)
-        self.shift = np.empty((start[n], 3), dtype=np.int8)
-        _call(
-            _neighbour_fill,
-            _par_neighbour_fill,
-            n,
-            pos,
-            self.box,
-            self.unit_of,
-            rl2,
-            self.ncell,
-            *self.offs,
-            cs,
-            ca,
-            ac,
-            start,
-            self.nbr,
-            self.shift,
-        )
         self.start = start
         self.ref = pos.copy()
         self.n_builds += 1
@@ -965,7 +914,7 @@ def relax_physical(
     kwall: float = 20.0,
     steps: int = 300,
     fmax: float = 0.05,
-    skin: float = 1.2,
+    skin: float = 1.5,
     settings: FireSettings | None = None,
 ):
     """Minimise Buckingham + DSF Coulomb + overlap wall with rigid units (FIRE, bounded number of steps).
