@@ -612,6 +612,11 @@ class FitResult:
         The forward model in words, with settings.
     likelihood : str
     component_names : tuple of str
+    information : ndarray, shape (P, P)
+        Expected (Fisher) information JᵀWJ over all parameters at the optimum, including those at a bound
+        (positive semi-definite; its inverse shows degeneracies that a bound hides).
+    settings : dict
+        The fit settings (background, Q-scale and blur options, ``q0``/``qw`` of the background).
     """
 
     param_names: tuple[str, ...]
@@ -642,6 +647,7 @@ class FitResult:
     description: str
     likelihood: str
     component_names: tuple[str, ...]
+    information: np.ndarray | None = None
     settings: dict = field(default_factory=dict)
 
     @property
@@ -1038,6 +1044,7 @@ def fit_profile(
         description=desc,
         likelihood=likelihood,
         component_names=tuple(c.name for c in comps),
+        information=_fisher_single(fwd, theta, yf, w, likelihood, sig2),
         settings={
             "background": background,
             "q_scale": q_scale,
@@ -1094,6 +1101,13 @@ def _free_mask(theta, lo, hi, g):
     at_lo = (theta <= lo) & (g > 0)
     at_hi = (theta >= hi) & (g < 0)
     return ~(at_lo | at_hi)
+
+
+def _fisher_single(fwd: _Forward, theta, y, w, likelihood, sig2):
+    """Expected information JᵀWJ of one profile."""
+    mu, jac = fwd.mu_jac(theta[None, :])
+    cw = _curv_weights(y, mu[0], w, likelihood, sig2, expected=True)
+    return (jac[0] * cw[:, None]).T @ jac[0]
 
 
 def _grad_hess(fwd: _Forward, theta, y, w, likelihood, sig2):

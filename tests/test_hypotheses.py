@@ -1,0 +1,199 @@
+"""Tests of fitting.hypotheses: ranking, nested likelihood-ratio tests, peak attribution, bad input.
+
+The data of the ranking demonstrations are generated independently of the fitted components (analytic
+functions with different peak widths and an extra weak term), never from the candidates themselves. The
+calibration test of the boundary-corrected likelihood-ratio test draws data from the null model: that is the
+oracle for "is the p-value uniform under H0 / is D a 50:50 χ²₀:χ²₁ mixture" (Self & Liang 1987).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fitting.hypotheses import compare, explain_peaks, lrt_pvalue
+
+DQ = 0.005
+Q = np.arange(1, 261) * DQ
+EXPOSURE = 2 * np.pi * Q / DQ
+
+
+def gauss(q, q0, w):
+    return np.exp(-0.5 * ((q - q0) / w) ** 2)
+
+
+def sro(q, w=0.04):
+    return gauss(q, 0.33, w) + 0.5 * gauss(q, 0.6, 1.5 * w)
+
+
+def lif(q, w=0.012):
+    return 0.6 * gauss(q, 0.430, w) + gauss(q, 0.497, w) + 0.7 * gauss(q, 0.702, 1.15 * w)
+
+
+def li2o(q, w=0.012):
+    """Li₂O 111/220/311 at 0.376/0.613/0.719 Å⁻¹ (shared/README table)."""
+    return gauss(q, 0.376, w) + 0.6 * gauss(q, 0.613, w) + 0.4 * gauss(q, 0.719, w)
+
+
+CANDIDATES = {
+    "sro": {"sro": sro(Q)},
+    "sro+LiF": {"sro": sro(Q), "LiF": lif(Q)},
+    "sro+Li2O": {"sro": sro(Q), "Li2O": li2o(Q)},
+    "sro+LiF+Li2O": {"sro": sro(Q), "LiF": lif(Q), "Li2O": li2o(Q)},
+}
+KW = {"q_range": (0.15, 1.2)}  # residual blur fitted: the data peaks are broader than the components
+
+
+def type2_like_counts(rng, lif_scale=10.0, extra=0.0):
+    """'Measured' Type-2-like profile made independently of the candidates (analytic functions, not the
+    component arrays): every peak broadened as by a Gaussian of σ = 0.01 Å⁻¹ (w → sqrt(w² + σ²)), at 1.005× the
+    components' Q, optionally with a weak term at 0.95 Å⁻¹ that no candidate has (model misfit)."""
+    x = 1.005 * Q
+    b = 0.01
+
+    def wb(w):
+        return np.hypot(w, b)
+
+    signal = 25.0 * (0.04 / wb(0.04) * gauss(x, 0.33, wb(0.04)) + 0.5 * 0.06 / wb(0.06) * gauss(x, 0.6, wb(0.06)))
+    signal += lif_scale * (
+        0.012 / wb(0.012) * (0.6 * gauss(x, 0.430, wb(0.012)) + gauss(x, 0.497, wb(0.012)))
+        + 0.7 * 0.0138 / wb(0.0138) * gauss(x, 0.702, wb(0.0138))
+    )
+    signal += extra * gauss(x, 0.95, 0.05)
+    return rng.poisson(EXPOSURE * (signal + 20.0 * (Q / 0.4) ** -2.7)).astype(float)
+
+
+def test_ranks_the_generating_structure_first_and_tests_nesting(rng):
+    y = type2_like_counts(rng)
+    c = compare((Q, y, EXPOSURE), CANDIDATES, **KW)
+    assert c.best == "sro+LiF" or (c.best == "sro+LiF+Li2O" and c.row("sro+LiF").delta_aic < 2.5)
+    assert c.fits[c.best].blur_sigma()[0] > 0.003  # the broader data peaks are absorbed by the residual blur
+    assert c.row("sro").delta_aic > 100 and c.row("sro+Li2O").delta_aic > 100
+    assert sum(r.akaike_weight for r in c.rows) == pytest.approx(1.0)
+    assert [r.aic for r in c.rows] == sorted(r.aic for r in c.rows)
+    # nesting detected from component names: sro ⊂ sro+LiF, sro ⊂ sro+Li2O, both ⊂ the triple, sro ⊂ triple
+    pairs = {(t.null, t.alternative) for t in c.tests}
+    assert pairs == {
+        ("sro", "sro+LiF"),
+        ("sro", "sro+Li2O"),
+        ("sro", "sro+LiF+Li2O"),
+        ("sro+LiF", "sro+LiF+Li2O"),
+        ("sro+Li2O", "sro+LiF+Li2O"),
+    }
+    t = c.test("sro", "sro+LiF")
+    assert t.df == 1 and t.extra == ("LiF",) and t.p_value < 1e-10
+    assert t.statistic == pytest.approx(2 * (c.fits["sro+LiF"].loglike - c.fits["sro"].loglike))
+    assert "sro+LiF" in c.table() and "LRT" in str(c)
+    assert not any("does not fit" in w for w in c.warnings)
+    assert c.row("sro+LiF").gof_p > 1e-3
+
+
+def test_misfit_is_reported(rng):
+    """Data with a feature no candidate has: the best candidate's deviance/dof is large and the tool says
+    that the ranking and the p-values are then not to be trusted."""
+    y = type2_like_counts(rng, extra=1.0)
+    c = compare((Q, y, EXPOSURE), CANDIDATES, **KW)
+    assert any("does not fit" in w for w in c.warnings)
+    assert c.rows[0].gof_p < 1e-6
+
+
+def test_which_component_explains_which_peak(rng):
+    y = type2_like_counts(rng)
+    c = compare((Q, y, EXPOSURE), {"sro+LiF": CANDIDATES["sro+LiF"]}, **KW)
+    peaks = {round(p.position, 2): p for p in c.peaks["sro+LiF"]}
+    p200 = min(c.peaks["sro+LiF"], key=lambda p: abs(p.position - 0.497 / 1.005))
+    assert p200.dominant == "LiF" and p200.fractions["LiF"] > 0.55
+    p_sro = min(c.peaks["sro+LiF"], key=lambda p: abs(p.position - 0.33 / 1.005))
+    assert p_sro.dominant == "sro" and p_sro.fractions["sro"] > 0.9
+    for p in peaks.values():
+        assert sum(p.fractions.values()) == pytest.approx(1.0)
+    # explicit windows
+    (w,) = explain_peaks(c.fits["sro+LiF"], [(0.48, 0.51)])
+    assert w.fractions["LiF"] > 0.6
+
+
+def test_lrt_is_calibrated_under_the_null_with_boundary_mixture():
+    """Data from the null model (no LiF): about half of the D are exactly 0 (the LiF scale sits at its bound)
+    and the boundary-corrected p-value rejects at 5 % about 5 % of the time."""
+    mu = EXPOSURE * (25.0 * sro(Q) + 20.0 * (Q / 0.4) ** -2.7)
+    cands = {"sro": CANDIDATES["sro"], "sro+LiF": CANDIDATES["sro+LiF"]}
+    kw = {"q_range": (0.15, 1.2), "blur": False, "q_scale": False}
+    d, p = [], []
+    for seed in range(80):
+        y = np.random.default_rng(300 + seed).poisson(mu).astype(float)
+        t = compare((Q, y, EXPOSURE), cands, **kw).test("sro", "sro+LiF")
+        d.append(t.statistic)
+        p.append(t.p_value)
+    d, p = np.array(d), np.array(p)
+    assert 0.3 <= np.mean(d < 1e-6) <= 0.7  # 50:50 mixture, binomial ±3σ for n = 80
+    assert np.mean(p < 0.05) <= 0.12
+    assert np.mean(p < 0.5) == pytest.approx(0.5, abs=0.17)
+
+
+def test_lrt_pvalue_mixture_values():
+    # one extra scale: p = ½·P(χ²₁ > D); D = 2.706 → 0.05 (the 90 % point of χ²₁)
+    assert lrt_pvalue(2.7055, 1) == pytest.approx(0.05, abs=1e-4)
+    assert lrt_pvalue(2.7055, 1, boundary=False) == pytest.approx(0.10, abs=1e-4)
+    assert lrt_pvalue(0.0, 2) == 1.0
+    # two extra scales: ¼χ²₀ + ½χ²₁ + ¼χ²₂ at D = 4: ½·0.0455 + ¼·0.1353
+    assert lrt_pvalue(4.0, 2) == pytest.approx(0.5 * 0.04550026 + 0.25 * 0.13533528, rel=1e-6)
+    with pytest.raises(ValueError, match="df"):
+        lrt_pvalue(1.0, 0)
+
+
+def test_indistinguishable_candidates_are_reported(rng):
+    """Two candidates that differ only below the noise (LiF 220 width 1.2×) — the tool says so."""
+    y = rng.poisson(EXPOSURE * (2.0 * sro(Q) + 1.0)).astype(float)
+    c = compare(
+        (Q, y, EXPOSURE),
+        {"a": {"sro": sro(Q)}, "b": {"sro_wide": sro(Q, 0.0402)}},
+        q_range=(0.15, 1.2),
+        blur=False,
+        q_scale=False,
+    )
+    assert any("do not tell them apart" in w for w in c.warnings)
+    assert not c.tests  # different component names → not nested
+
+
+def test_degenerate_parameters_are_reported(rng):
+    """Two nearly identical components: their scales are unidentifiable (correlation ≈ −1)."""
+    y = rng.poisson(EXPOSURE * (5.0 * sro(Q) + 5.0 * sro(Q, 0.0401) + 2.0)).astype(float)
+    c = compare(
+        (Q, y, EXPOSURE),
+        {"twins": {"s1": sro(Q), "s2": sro(Q, 0.0401)}},
+        q_range=(0.15, 1.2),
+        blur=False,
+        q_scale=False,
+    )
+    assert any(a == "s1" and b == "s2" and rho < -0.95 for a, b, rho in c.degeneracies["twins"])
+    assert any("degenerate" in w for w in c.warnings)
+
+
+def test_callable_candidates_and_same_name_different_data_not_nested(rng):
+    y = type2_like_counts(rng)
+    c = compare(
+        (Q, y, EXPOSURE),
+        {"sro": lambda: {"sro": sro(Q)}, "sro'+LiF": lambda: {"sro": sro(Q, 0.045), "LiF": lif(Q)}},
+        **KW,
+    )
+    assert not c.tests  # the shared name 'sro' holds different arrays: not nested
+    assert c.best == "sro'+LiF"
+
+
+def test_bad_input(rng):
+    y = type2_like_counts(rng)
+    with pytest.raises(ValueError, match="candidates is empty"):
+        compare((Q, y, EXPOSURE), {})
+    with pytest.raises(TypeError, match="Mapping"):
+        compare((Q, y, EXPOSURE), [CANDIDATES["sro"]])
+    with pytest.raises(ValueError, match="candidate 'x'"):
+        compare((Q, y, EXPOSURE), {"x": {}})
+    with pytest.raises(TypeError, match="measured"):
+        compare(y, CANDIDATES)
+
+
+def test_non_converged_candidate_is_flagged(rng):
+    y = type2_like_counts(rng)
+    c = compare((Q, y, EXPOSURE), {"sro": CANDIDATES["sro"], "sro+LiF": CANDIDATES["sro+LiF"]}, max_iter=1, **KW)
+    assert any("did not converge" in w for w in c.warnings)
+    assert all(not t.valid and np.isnan(t.p_value) for t in c.tests)
