@@ -157,7 +157,16 @@ class GaussianMixture:
         return d.sum(-1) if component is None else d[..., component]
 
 
-def _em(x, w, k, init_means, sd0, max_iter=500, tol=1e-10):
+_EM_BINS = 512
+
+
+def _loglike(x, w, mu, sd, pi):
+    logp = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd * math.sqrt(2 * math.pi)) + np.log(pi)
+    m = logp.max(axis=1, keepdims=True)
+    return float(np.sum(w * (m[:, 0] + np.log(np.exp(logp - m).sum(axis=1)))))
+
+
+def _em(x, w, k, init_means, sd0, max_iter=1000, tol=1e-7):
     W = w.sum()
     mu = np.array(init_means, dtype=float)
     sd = np.full(k, sd0)
@@ -188,7 +197,7 @@ def fit_histogram(
     *,
     weights=None,
     max_components: int = 3,
-    n_init: int = 8,
+    n_init: int = 3,
     rng=None,
 ) -> GaussianMixture:
     """Gaussian mixture of the finite ``values`` (e.g. a peak-position map), by EM.
@@ -238,18 +247,27 @@ def fit_histogram(
         raise ValueError("values: all equal; a mixture cannot be fitted")
     best_by_k, bic = {}, {}
     N = float(w.sum())
+    xf, wf = x, w
+    if x.size > 2 * _EM_BINS:
+        # EM on a fine weighted histogram (bin width = range/512 ≪ σ: Sheppard's variance bias h²/12 is
+        # negligible); the final log-likelihood is evaluated on the raw values
+        cnt, edges = np.histogram(x, bins=_EM_BINS, weights=w)
+        keep = cnt > 0
+        x, w = (0.5 * (edges[1:] + edges[:-1]))[keep], cnt[keep]
     for k in ks:
         best = None
         for t in range(max(1, n_init)):
             if t == 0:
-                init = np.quantile(x, (np.arange(k) + 0.5) / k)
+                init = np.quantile(xf, (np.arange(k) + 0.5) / k)
             else:
-                init = rng.choice(x, size=k, replace=False)
+                init = rng.choice(xf, size=k, replace=False)
             res = _em(x, w, k, init, sd0 / k)
             if res is not None and (best is None or res[3] > best[3]):
                 best = res
         if best is None:
             continue
+        if xf is not x:
+            best = best[:3] + (_loglike(xf, wf, *best[:3]),)
         best_by_k[k] = best
         bic[k] = -2 * best[3] + (3 * k - 1) * math.log(N)
     if not bic:
@@ -284,7 +302,11 @@ class LayerFit:
 
 
 def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
-    """Thickness of a layer from a profile across it: a·[Φ((x − x₁)/s) − Φ((x − x₂)/s)] + b.
+    """Thickness of a layer from a profile across it: a·[E(x; x₁, s) − E(x; x₂, s)] + b.
+
+    E is a Gaussian-blurred edge Φ((t − x₀)/s) averaged over each sample's extent [x − ½, x + ½] (a probe
+    position or class pixel integrates over one step), so a perfectly sharp interface (s → 0) is a one-step
+    ramp and the edge positions stay defined to a fraction of a step.
 
     Parameters
     ----------
@@ -324,11 +346,17 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
         )
     xi = x[good][hi]
 
+    def G(u):  # ∫ Φ(u) du = u Φ(u) + φ(u)
+        return u * 0.5 * (1 + erf(u / math.sqrt(2))) + np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+
+    def edge(x, x0, s):  # Gaussian edge Φ((t − x0)/s) averaged over the sample's extent [x − ½, x + ½]
+        return s * (G((x + 0.5 - x0) / s) - G((x - 0.5 - x0) / s))
+
     def f(x, a, b, x1, x2, s):
-        s = abs(s) + 1e-6
-        return a * 0.5 * (erf((x - x1) / (math.sqrt(2) * s)) - erf((x - x2) / (math.sqrt(2) * s))) + b
+        return a * (edge(x, x1, s) - edge(x, x2, s)) + b
 
     p0 = [np.nanmax(y) - np.nanmin(y), np.nanmin(y), xi.min() - 0.5, xi.max() + 0.5, 0.5]
+    bounds = ([0.0, -np.inf, -1.0, -1.0, 0.05], [np.inf, np.inf, y.size, y.size, y.size / 2])
     import warnings
 
     from scipy.optimize import OptimizeWarning
@@ -337,7 +365,9 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
         sg = None if sigma is None else np.asarray(sigma, dtype=float)[good]
         with warnings.catch_warnings():
             warnings.simplefilter("error", OptimizeWarning)
-            popt, pcov = curve_fit(f, x[good], y[good], p0=p0, sigma=sg, absolute_sigma=sigma is not None, maxfev=5000)
+            popt, pcov = curve_fit(
+                f, x[good], y[good], p0=p0, sigma=sg, absolute_sigma=sigma is not None, bounds=bounds, max_nfev=5000
+            )
     except (RuntimeError, ValueError, OptimizeWarning):
         return LayerFit(
             thickness=np.nan,

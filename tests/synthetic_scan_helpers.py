@@ -273,3 +273,31 @@ def write_emd(path, data, *, step=None, pixel_size=None, energy=None, semiangle=
                 m.create_dataset("energy", data=float(energy)).attrs["type"] = "number"
             if semiangle is not None:
                 m.create_dataset("semiangle", data=float(semiangle)).attrs["type"] = "number"
+
+
+_CACHE: dict = {}
+
+
+def all_regions_scan(rows_per_region=4, sx=10, electrons=1e5, seed=11):
+    """Cached scan with one band of ``rows_per_region`` rows per region (pure pixels) and Type 1 SRO positions
+    drawn uniformly in 0.325–0.345 Å⁻¹ (the study's pixel-to-pixel range); descan, ellipse 1.015 at 0.4 rad."""
+    key = ("all", rows_per_region, sx, electrons, seed)
+    if key not in _CACHE:
+        rng = np.random.default_rng(seed)
+        codes = np.repeat(np.arange(len(REGIONS)), rows_per_region)[:, None] * np.ones((1, sx), int)
+        sro = np.where(codes == REGIONS.index("type1"), rng.uniform(0.325, 0.345, codes.shape), np.nan)
+        _CACHE[key] = make_scan(codes, sro_map=sro, rng=rng, ellipse=(1.015, 0.4), electrons=electrons)
+    return _CACHE[key]
+
+
+def layered_scan(sx=8, electrons=1e5, seed=12, roughness=0.3):
+    """Cached Li | Type 1 | Type 2 | Cu stack along scan y (the study's bottom interface): Type 1 from 5.3 to 9.1
+    steps (3.8 steps), Type 2 from 9.1 to 17.9 steps (8.8 steps), interfaces roughened per column."""
+    key = ("layered", sx, electrons, seed, roughness)
+    if key not in _CACHE:
+        w = layered_weights((24, sx), [5.3, 9.1, 17.9], ["li", "type1", "type2", "cu"], roughness=roughness, rng=seed)
+        data, truth = make_scan(w, rng=seed, electrons=electrons)
+        # exact thickness per column [steps] = coverage summed across the layer
+        truth["layers"] = {r: w[..., REGIONS.index(r)].sum(axis=0) for r in ("type1", "type2")}
+        _CACHE[key] = (data, truth)
+    return _CACHE[key]

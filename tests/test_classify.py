@@ -1,0 +1,114 @@
+"""fitting.classify: rule-based classes from spots + whole profile, unsupervised grouping, layer thickness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fitting.calibrate import calibrate
+from fitting.classify import CLASSES, classify, cluster_profiles, features, layer_thickness
+from fitting.peaks import sro_peak_map
+from fitting.profiles import scan_profiles, sector_profiles
+from tests.synthetic_scan_helpers import REGIONS, all_regions_scan, layered_scan
+
+# synthetic region names → class names (same order)
+assert len(REGIONS) == len(CLASSES)
+
+
+def _analyse(data, truth):
+    cal = calibrate(data, pixel_size=truth["pixel_size"])
+    prof = scan_profiles(data, cal.plan, shifts=cal.shifts, exclude_direct=0.15)
+    pm = sro_peak_map(prof)
+    q, m, s = sector_profiles(data, cal.plan, shifts=cal.shifts, n_phi=32)
+    f = features(q, m, s, profiles=prof, peak_map=pm)
+    return classify(f), f, prof, pm
+
+
+@pytest.fixture(scope="module")
+def all_regions():
+    data, truth = all_regions_scan()
+    return (*_analyse(data, truth), truth)
+
+
+@pytest.fixture(scope="module")
+def layered():
+    data, truth = layered_scan()
+    return (*_analyse(data, truth), truth)
+
+
+def test_class_accuracy_on_pure_pixels(all_regions):
+    classes, f, prof, pm, truth = all_regions
+    acc = (classes == truth["regions"]).mean()
+    assert acc > 0.95, acc
+    for k in range(len(CLASSES)):
+        m = truth["regions"] == k
+        assert (classes[m] == k).mean() > 0.85, CLASSES[k]
+
+
+def test_type2_and_electrolyte_are_told_apart_by_spots_not_position(all_regions):
+    classes, f, prof, pm, truth = all_regions
+    t2 = truth["regions"] == REGIONS.index("type2")
+    el = truth["regions"] == REGIONS.index("electrolyte")
+    # their SRO positions (0.295 vs 0.285 Å⁻¹) overlap within the noise of single pixels ...
+    assert abs(np.nanmedian(pm.position[t2]) - np.nanmedian(pm.position[el])) < 0.02
+    # ... but the LiF spot significance separates them
+    assert np.median(f.spot_z["lif"][t2]) > 2 * np.median(f.spot_z["lif"][el])
+
+
+def test_layer_thickness_within_one_scan_step(layered):
+    classes, f, prof, pm, truth = layered
+    step = 40.0  # Å (the study's 4 nm)
+    region_ok = np.isin(truth["regions"], [REGIONS.index(r) for r in ("li", "type1", "type2", "cu")])
+    assert region_ok.all()
+    for name, cls in (("type1", "sei_type1"), ("type2", "sei_type2")):
+        true_nm = truth["layers"][name].mean() * step / 10
+        for method in ("count", "erf"):
+            lt = layer_thickness(classes, cls, axis=0, step=step, method=method)
+            assert abs(lt.thickness - true_nm) < step / 10, (name, method, lt.thickness, true_nm)
+            assert 0 < lt.thickness_err < step / 10
+
+
+def test_layer_thickness_counts_exactly_on_a_known_map():
+    c = np.zeros((10, 4), int)
+    c[2:5, :] = 4
+    c[5, 1] = 4  # one line is one pixel thicker
+    lt = layer_thickness(c, "sei_type1", axis=0, step=40.0)
+    np.testing.assert_allclose(lt.per_line, [12.0, 16.0, 12.0, 12.0])
+    assert lt.thickness == pytest.approx(13.0)
+    lt1 = layer_thickness(c.T, 4, axis=1, step=40.0)
+    np.testing.assert_allclose(lt1.per_line, lt.per_line)
+
+
+def test_unsupervised_kmeans_and_nmf_separate_profile_families(all_regions):
+    classes, f, prof, pm, truth = all_regions
+    sel = np.isin(truth["regions"], [REGIONS.index("type1"), REGIONS.index("cu")])
+    iq = prof.iq[sel][:, (prof.q >= 0.2) & (prof.q <= 0.75)]
+    t = truth["regions"][sel]
+    for method in ("kmeans", "nmf"):
+        lab, cent = cluster_profiles(iq, 2, method=method, rng=0)
+        # each true class maps onto one cluster (up to a permutation)
+        agree = max((lab == (t == t[0])).mean(), (lab != (t == t[0])).mean())
+        assert agree > 0.95, method
+
+
+def test_bad_input(all_regions):
+    classes, f, prof, pm, truth = all_regions
+    with pytest.raises(ValueError, match="sector_mean"):
+        features(np.arange(5.0), np.zeros((2, 2, 4, 6)), np.zeros((2, 2, 4, 6)))
+    with pytest.raises(TypeError, match="Features"):
+        classify({"scattered": 1})
+    with pytest.raises(ValueError, match="step"):
+        layer_thickness(classes, "sei_type1", axis=0, step=None)
+    with pytest.raises(ValueError, match="label"):
+        layer_thickness(classes, "sei_type3", axis=0, step=40.0)
+    with pytest.raises(ValueError, match="axis"):
+        layer_thickness(classes, 4, axis=2, step=40.0)
+    with pytest.raises(ValueError, match="method"):
+        cluster_profiles(prof.iq, 2, method="pca")
+
+
+def test_vacuum_and_all_zero_patterns_are_vacuum():
+    q = np.linspace(0, 0.8, 65)
+    m = np.zeros((2, 2, 16, q.size))
+    f = features(q, m, m.copy())
+    assert (classify(f) == CLASSES.index("vacuum")).all()
