@@ -403,6 +403,9 @@ class Region:
         """JSON-compatible form."""
         return {"name": self.name, "kind": self.kind, "params": _thaw(self.params)}
 
+    def __hash__(self) -> int:  # params is a dict: hash its canonical JSON so Regions can key caches
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
 
 @dataclass(frozen=True, kw_only=True)
 class Interface:
@@ -715,6 +718,9 @@ class Scene:
     def to_json(self) -> str:
         """`to_dict` as a JSON string."""
         return json.dumps(self.to_dict())
+
+    def __hash__(self) -> int:  # hashable (e.g. as a cache key) although Region.params are dicts
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | str) -> Scene:

@@ -283,6 +283,7 @@ def test_scene_round_trip_through_json():
         y, x = scene.positions()
         np.testing.assert_array_equal(again.fractions(y, x), scene.fractions(y, x))
         assert Scene.from_dict(scene.to_json()) == scene
+        assert hash(again) == hash(scene)  # usable as a cache key
 
 
 def test_scene_bad_input():
