@@ -11,7 +11,9 @@ LiF
     293 K: 4.0270 Å (Swanson & Tatge, NBS Circular 539 vol. 1 (1953); PDF 04-0857).
     100 K: 4.009 Å, from the linear thermal expansion of LiF (Touloukian et al., *Thermal Expansion:
     Nonmetallic Solids*, TPRC vol. 13 (1977)): α ≈ 8.6, 17, 25, 30, 33 ×10⁻⁶ K⁻¹ at 100, 150, 200, 250,
-    293 K; ∫α dT from 100 to 293 K ≈ 4.4 ×10⁻³ → a(100 K) = 4.0270·(1 − 0.0044) = 4.009 Å.
+    293 K; ∫α dT from 100 to 293 K ≈ 4.4 ×10⁻³ → a(100 K) = 4.0270·(1 − 0.0044) = 4.009 Å. Consistent with
+    the interferometric expansivity of LiF at 20–270 K (Meincke & Graham, Can. J. Phys. 43 (1965) 1853) and
+    the X-ray a(T) of Straumanis et al. (Z. anorg. allg. Chem., 1972) that flattens below ≈ 40 K.
 Li₂O
     293 K: 4.6114 Å (PDF 12-0254; Farley et al., J. Nucl. Mater. 1991). 100 K: 4.600 Å, estimated with a
     mean α ≈ 12 ×10⁻⁶ K⁻¹ between 100 and 293 K (RT value ≈ 16 ×10⁻⁶ K⁻¹ falling with T, Hull et al.,

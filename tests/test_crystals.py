@@ -163,6 +163,37 @@ def test_f_vacancies_weaken_111_relative_to_200_monotonically():
     assert all(r1 > r2 for r1, r2 in zip(ratios, ratios[1:]))
 
 
+def test_111_vanishes_where_the_f_sublattice_cancels_the_li_sublattice():
+    """F(111) = N_Li f_Li − N_F f_F is zero when N_F = N_Li f_Li/f_F(Q111): about half the F sites empty
+    (f_Li/f_F ≈ 0.5 at 0.43 Å⁻¹), the point beyond which I111/I200 rises again."""
+    a = crystals.lattice_constant("LiF")
+    q111 = math.sqrt(3) / a
+    ratio = float(ref.lobato_f("Li", q111) / ref.lobato_f("F", q111))
+    assert 0.45 < 1 - ratio < 0.55
+    perfect = nanocrystal("LiF", 24.0, rng=9)
+    n_li, n_f_sites = perfect.info["n_sites"]["Li"], perfect.info["n_sites"]["F"]
+    x_zero = 1 - n_li * ratio / n_f_sites
+    nc = nanocrystal("LiF", 24.0, f_vacancy=x_zero, rng=9)
+    assert _bragg(nc, (1, 1, 1), a) <= 0.5 * float(ref.lobato_f("F", q111)) + 1e-9  # rounding to whole atoms
+    assert _bragg(nc, (2, 0, 0), a) > 100 * _bragg(nc, (1, 1, 1), a)
+
+
+@pytest.mark.slow
+def test_111_over_200_falls_monotonically_with_displacements_large_crystals():
+    """Heavy variant: 50 Å crystals with static displacements (0.05 Å rms), vacancy fractions 0–0.3 in steps
+    of 0.05, intensities averaged over 3 seeds; the displacement damping is common to both reflections."""
+    a = crystals.lattice_constant("LiF")
+    ratios = []
+    for x_vac in np.arange(0.0, 0.301, 0.05):
+        i111 = i200 = 0.0
+        for seed in range(3):
+            nc = nanocrystal("LiF", 50.0, f_vacancy=float(x_vac), displacement_rms=0.05, rng=seed)
+            i111 += _bragg(nc, (1, 1, 1), a) ** 2
+            i200 += _bragg(nc, (2, 0, 0), a) ** 2
+        ratios.append(i111 / i200)
+    assert all(r1 > r2 for r1, r2 in zip(ratios, ratios[1:]))
+
+
 @pytest.mark.parametrize("x_vac", [0.0, 0.15, 0.3])
 def test_rock_salt_analytic_structure_factor_with_f_occupancy(x_vac):
     """F(111) = 4(f_Li − x f_F), F(200) = 4(f_Li + x f_F) per cubic cell, x the F occupancy, for a 4×4×4
