@@ -318,34 +318,47 @@ def _factor_table(keys, q, parametrization) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
 def _pair_histogram_kernel(
-    pos, species, pair_index, n_pairs, inv_bin, n_nodes, mode, box, cell, inv_cell, r_cut, n_chunks
+    pos, starts, pair_index, n_pairs, inv_bin, n_nodes, mode, box, cell, inv_cell, r_cut, n_chunks
 ):
     """Linear-binned pair-distance histograms of unordered pairs i < j, one per species pair.
 
-    mode 0: open boundaries; 1: orthorhombic minimum image (box lengths ``box``); 2: general cell, minimum image
-    over the 27 neighbouring images of the fractional-wrapped vector. Pairs with r >= r_cut are skipped. Returns
+    ``pos`` is sorted by species; species s occupies rows ``starts[s]:starts[s + 1]``. For each row i the
+    distances to all j > i are computed first (a vectorisable pass), then scattered species block by species
+    block, so that only one histogram row is written at a time (cache-resident). mode 0: open boundaries;
+    1: orthorhombic minimum image (box lengths ``box``); 2: general (reduced) cell, minimum image over the 27
+    neighbouring images of the fractional-wrapped vector. Pairs with r >= r_cut are skipped. Returns
     (n_chunks, n_pairs, n_nodes); chunk c holds rows i ≡ c (mod n_chunks) (balanced triangular work).
     """
     n = pos.shape[0]
+    n_species = starts.shape[0] - 1
     hist = np.zeros((n_chunks, n_pairs, n_nodes))
-    r_cut2 = r_cut * r_cut
+    x_cut = r_cut * inv_bin
     for c in prange(n_chunks):
-        h = hist[c]
+        buf = np.empty(n)
         for i in range(c, n, n_chunks):
             xi = pos[i, 0]
             yi = pos[i, 1]
             zi = pos[i, 2]
-            si = species[i]
-            for j in range(i + 1, n):
-                dx = pos[j, 0] - xi
-                dy = pos[j, 1] - yi
-                dz = pos[j, 2] - zi
-                if mode == 1:
+            if mode == 0:
+                for j in range(i + 1, n):
+                    dx = pos[j, 0] - xi
+                    dy = pos[j, 1] - yi
+                    dz = pos[j, 2] - zi
+                    buf[j] = math.sqrt(dx * dx + dy * dy + dz * dz) * inv_bin
+            elif mode == 1:
+                for j in range(i + 1, n):
+                    dx = pos[j, 0] - xi
+                    dy = pos[j, 1] - yi
+                    dz = pos[j, 2] - zi
                     dx -= box[0] * np.rint(dx / box[0])
                     dy -= box[1] * np.rint(dy / box[1])
                     dz -= box[2] * np.rint(dz / box[2])
-                    r2 = dx * dx + dy * dy + dz * dz
-                elif mode == 2:
+                    buf[j] = math.sqrt(dx * dx + dy * dy + dz * dz) * inv_bin
+            else:
+                for j in range(i + 1, n):
+                    dx = pos[j, 0] - xi
+                    dy = pos[j, 1] - yi
+                    dz = pos[j, 2] - zi
                     fa = dx * inv_cell[0, 0] + dy * inv_cell[1, 0] + dz * inv_cell[2, 0]
                     fb = dx * inv_cell[0, 1] + dy * inv_cell[1, 1] + dz * inv_cell[2, 1]
                     fc = dx * inv_cell[0, 2] + dy * inv_cell[1, 2] + dz * inv_cell[2, 2]
@@ -365,18 +378,49 @@ def _pair_histogram_kernel(
                                 d2 = ex * ex + ey * ey + ez * ez
                                 if d2 < r2:
                                     r2 = d2
-                else:
-                    r2 = dx * dx + dy * dy + dz * dz
-                if r2 >= r_cut2:
-                    continue
-                x = math.sqrt(r2) * inv_bin
-                k = int(x)
-                t = x - k
-                p = pair_index[si, species[j]]
-                if k + 1 < n_nodes:
-                    h[p, k] += 1.0 - t
-                    h[p, k + 1] += t
+                    buf[j] = math.sqrt(r2) * inv_bin
+            si = 0
+            while starts[si + 1] <= i:
+                si += 1
+            for b in range(si, n_species):
+                h = hist[c, pair_index[si, b]]
+                for j in range(max(i + 1, starts[b]), starts[b + 1]):
+                    x = buf[j]
+                    if x >= x_cut:
+                        continue
+                    k = int(x)
+                    t = x - k
+                    h[k] += 1.0 - t
+                    h[k + 1] += t
     return hist
+
+
+def _sinc_sums_blocked(hist: np.ndarray, delta: float, q: np.ndarray) -> np.ndarray:
+    """S[p, iq] = Σ_n hist[p, n] · sinc(2π q n δ) by matrix products (same sums as :func:`_sinc_sums`).
+
+    With n = c·B + f, sin(w(r_c + r_f)) = sin(w r_c) cos(w r_f) + cos(w r_c) sin(w r_f) (w = 2πq), so
+    Σ_n (hist_n / r_n) sin(w r_n) needs only (C + B)·n_q trigonometric evaluations and two BLAS products.
+    """
+    n_pairs, n_nodes = hist.shape
+    w = 2.0 * np.pi * q
+    block = max(1, int(math.ceil(math.sqrt(n_nodes))))
+    n_blocks = int(math.ceil(n_nodes / block))
+    r = np.arange(n_blocks * block) * delta
+    v = np.zeros((n_pairs, n_blocks * block))
+    v[:, 1:n_nodes] = hist[:, 1:] / r[1:n_nodes]
+    v = v.reshape(n_pairs * n_blocks, block)
+    r_fine = np.arange(block) * delta
+    r_coarse = np.arange(n_blocks) * block * delta
+    cos_f = np.cos(np.outer(r_fine, w))
+    sin_f = np.sin(np.outer(r_fine, w))
+    a = (v @ cos_f).reshape(n_pairs, n_blocks, -1)
+    b = (v @ sin_f).reshape(n_pairs, n_blocks, -1)
+    sin_c = np.sin(np.outer(r_coarse, w))
+    cos_c = np.cos(np.outer(r_coarse, w))
+    total = np.einsum("cq,pcq->pq", sin_c, a) + np.einsum("cq,pcq->pq", cos_c, b)
+    w_safe = np.where(w > 0, w, 1.0)
+    out = np.where(w > 0, total / w_safe, hist[:, 1:].sum(axis=1)[:, None]) + hist[:, :1]
+    return out
 
 
 @njit(parallel=True, cache=True)
@@ -438,10 +482,10 @@ def _vacuum_gap(atoms) -> float:
     return gap
 
 
-def _sort_spatially(pos: np.ndarray, cell_size: float = 6.0) -> np.ndarray:
-    """Order of atoms along a coarse 3-D grid (locality of the histogram updates; result unaffected)."""
+def _sort_spatially(pos: np.ndarray, species: np.ndarray, cell_size: float = 6.0) -> np.ndarray:
+    """Order of atoms by species, then along a coarse 3-D grid (memory locality only)."""
     g = np.floor((pos - pos.min(axis=0)) / cell_size).astype(np.int64)
-    return np.lexsort((g[:, 2], g[:, 1], g[:, 0]))
+    return np.lexsort((g[:, 2], g[:, 1], g[:, 0], species))
 
 
 def pair_histogram(atoms, *, bin_width: float = DEFAULT_BIN_WIDTH, charges=None, periodic=None, r_max=None):
@@ -493,10 +537,12 @@ def pair_histogram(atoms, *, bin_width: float = DEFAULT_BIN_WIDTH, charges=None,
         for b in range(a, ns):
             pair_index[a, b] = pair_index[b, a] = len(pairs)
             pairs.append((a, b))
-    order = _sort_spatially(pos)
+    # species blocks (one histogram row written at a time), spatially ordered inside each block
+    order = _sort_spatially(pos, index)
+    starts = np.searchsorted(index[order], np.arange(ns + 1)).astype(np.int64)
     hist = _pair_histogram_kernel(
-        pos[order],
-        index[order],
+        np.ascontiguousarray(pos[order]),
+        starts,
         pair_index,
         len(pairs),
         1.0 / delta,
@@ -590,8 +636,7 @@ def debye_intensity(
             x = np.pi * r / r_cut
             w = np.where(x > 0, np.sin(x) / np.where(x > 0, x, 1.0), 1.0)
             hist *= np.where(r < r_cut, w, 0.0)
-    nz = np.flatnonzero(np.any(hist != 0.0, axis=0))
-    s = _sinc_sums(np.ascontiguousarray(hist[:, nz].T), np.ascontiguousarray(r[nz]), qq)
+    s = _sinc_sums_blocked(hist, delta, qq)
     distinct = np.zeros_like(qq)
     for p, (a, b) in enumerate(pairs):
         distinct += 2.0 * f[a] * f[b] * s[p]

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import reference as ref
 from ase import Atoms
 from ase.build import bulk
 
@@ -15,6 +14,7 @@ from simkit import kinematic as K
 from simkit.geometry import DetectorGeometry
 from simkit.radial import make_plan_from_geometry, weight_qn
 from simkit.units import wavelength
+from tests import reference as ref
 
 E0 = 300e3  # eV
 A_LIF = 4.027  # Å, room-temperature LiF (shared/README reference table)
@@ -257,21 +257,25 @@ def test_debye_seeded_runs_repeat():
 
 
 def test_pair_kernel_identical_without_jit(rng):
-    atoms = _random_cluster(rng, n=40, edge=8.0)
-    atoms.cell = [8.0, 8.0, 8.0]
-    species = np.array([{"F": 0, "Li": 1, "O": 2}[s] for s in atoms.get_chemical_symbols()], np.int32)
+    n = 40
+    pos = rng.uniform(0, 8.0, (n, 3))
+    starts = np.array([0, 13, 30, n], np.int64)  # three species blocks
     pair_index = np.array([[0, 1, 2], [1, 3, 4], [2, 4, 5]], np.int32)
-    cell = np.diag([8.0, 8.0, 8.0])
+    cell = np.array([[8.0, 0, 0], [1.0, 8.0, 0], [0, 0, 8.0]])
     for mode in (0, 1, 2):
-        args = (atoms.positions, species, pair_index, 6, 500.0, 8000, mode, np.full(3, 8.0), cell, np.linalg.inv(cell))
         r_cut = 1e300 if mode == 0 else 4.0
-        fast = K._pair_histogram_kernel(*args, r_cut, 3)
-        slow = K._pair_histogram_kernel.py_func(*args, r_cut, 3)
+        args = (pos, starts, pair_index, 6, 500.0, 8000, mode, np.full(3, 8.0), cell, np.linalg.inv(cell), r_cut, 3)
+        fast = K._pair_histogram_kernel(*args)
+        slow = K._pair_histogram_kernel.py_func(*args)
         np.testing.assert_array_equal(fast, slow)
+        assert fast.sum() > 0
     hist = np.random.default_rng(1).random((50, 3))
     r = np.arange(50) * 0.1
     q = np.linspace(0, 2, 7)
-    np.testing.assert_allclose(K._sinc_sums(hist, r, q), K._sinc_sums.py_func(hist, r, q), rtol=1e-14)
+    direct = K._sinc_sums(hist, r, q)
+    np.testing.assert_allclose(direct, K._sinc_sums.py_func(hist, r, q), rtol=1e-14)
+    # the blocked (BLAS) evaluation used by debye_intensity gives the same sums
+    np.testing.assert_allclose(K._sinc_sums_blocked(np.ascontiguousarray(hist.T), 0.1, q), direct, rtol=1e-10)
 
 
 @pytest.mark.parametrize(
