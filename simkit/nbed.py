@@ -60,6 +60,7 @@ __all__ = [
     "fft_friendly",
     "lateral_period",
     "load_patterns",
+    "matrix_diffuse",
     "measure_reflections",
     "required_extent",
     "save_patterns",
@@ -959,7 +960,7 @@ def simulate_nanocrystal_in_matrix(
     ms: Multislice,
     *,
     extra_thickness: float,
-    position=None,
+    positions=None,
     seed: int | None = None,
     method: str = "auto",
 ) -> SimulatedPatterns:
@@ -967,65 +968,105 @@ def simulate_nanocrystal_in_matrix(
 
     The ``scene`` (crystal(s) embedded in a thin slab of the matrix, in a cell that holds the probe) is
     simulated by multislice. The remaining matrix thickness, which only adds diffuse scattering, is added
-    kinematically: its Debye intensity per atom ``I(Q)`` [Å²] (``simkit.kinematic.debye_intensity`` of the
-    small ``matrix`` model, with abTEM's scattering factors times the relativistic mass ratio γ) times the
-    number of extra atoms per area, converted to a fraction of the incident intensity per pixel
-    (``λ² dqy dqx``), convolved in 2-D with the simulated probe's own aperture intensity (a vacuum pattern on
-    the same grid), and the transmitted beam is depleted by the same amount. Valid while the extra matrix is
-    kinematic (light elements, ≲ 10–20 nm) — see tests/test_nbed.py for the validation against full
-    multislice.
+    kinematically by :func:`matrix_diffuse` (Debye profile of the small ``matrix`` model through
+    ``simkit.kinematic.debye_intensity``, scaled to the extra thickness and convolved with the probe's
+    aperture), and the transmitted patterns are depleted by the same scattered fraction. Valid while the
+    extra matrix scatters kinematically (light elements, a few nm to ~20 nm); validated against full
+    multislice in tests/test_nbed.py (``test_nanocrystal_in_matrix_*``).
 
     Parameters
     ----------
     scene : ase.Atoms
         Crystal(s) in a thin matrix slab, orthorhombic cell ≥ :func:`required_extent`.
     matrix : ase.Atoms
-        A representative amorphous matrix model (periodic cell) used for its Debye profile and density.
+        A representative amorphous matrix model (periodic box) used for its Debye profile and density.
     probe : Probe
     ms : Multislice
     extra_thickness : float  [Å]
         Matrix thickness beyond the scene's slab (≥ 0).
-    position : tuple or None  [Å]
+    positions : array_like or None  [Å]
+        Probe positions ``(..., 2)`` as ``(x, y)``; None = one pattern at the cell centre.
     seed : int or None
-    method : str
+        Frozen-phonon seed of the multislice part.
+    method : {"auto", "multislice", "prism"}
 
     Returns
     -------
     SimulatedPatterns
+        Same layout as :func:`simulate_scan` (or :func:`simulate_pattern` when ``positions`` is None);
+        ``metadata["matrix"]`` records the kinematic part.
     """
-    from simkit import kinematic
-
     if not np.isfinite(extra_thickness) or extra_thickness < 0:
         raise ValueError(f"extra_thickness={extra_thickness!r}: must be ≥ 0 [Å]")
-    if len(matrix) == 0:
-        raise ValueError("matrix is empty (0 atoms): give an amorphous model with a cell")
-    p = simulate_pattern(scene, probe, ms, position=position, seed=seed, method=method)
+    if positions is None:
+        p = simulate_pattern(scene, probe, ms, seed=seed, method=method)
+    else:
+        p = simulate_scan(scene, probe, ms, positions, seed=seed, method=method)
     if extra_thickness == 0:
         return p
-    dqy, dqx = p.sampling
-    qy, qx = p.q_grid()
-    qabs = np.hypot(qy, qx)
-    qs = np.linspace(0.0, float(qabs.max()) * 1.001, 2048)
-    iq = np.asarray(kinematic.debye_intensity(matrix, qs, parametrization=ms.parametrization), dtype=float)
+    diffuse, info = matrix_diffuse(matrix, probe, ms, extra_thickness, p.array.shape[-2:], p.sampling)
+    array = p.array * (1.0 - info["kinematic_fraction"]) + diffuse
+    meta = dict(p.metadata)
+    meta["matrix"] = info
+    return SimulatedPatterns(array=array, sampling=p.sampling, metadata=meta)
+
+
+def matrix_diffuse(
+    matrix, probe: Probe, ms: Multislice, thickness: float, shape: tuple[int, int], sampling: tuple[float, float]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Kinematic diffuse pattern of an amorphous layer, on a simulation grid.
+
+    Intensity per pixel = n_area · γ² · I(|q|) · λ² · dqy · dqx, with I(Q) [Å² per atom] the Debye intensity
+    of ``matrix`` (``simkit.kinematic.debye_intensity``; non-relativistic Born factors, hence the relativistic
+    mass ratio γ = 1 + E/m₀c² squared), n_area = atoms per volume × ``thickness`` [Å⁻²] and λ² dq² the solid
+    angle of a pixel; then convolved (2-D, FFT) with the probe's normalised aperture intensity.
+
+    Parameters
+    ----------
+    matrix : ase.Atoms
+        Amorphous model (periodic box, orthorhombic or not) [Å].
+    probe : Probe
+    ms : Multislice
+        Supplies the parametrization.
+    thickness : float  [Å]
+    shape : tuple of int  [px]
+        Pattern shape ``(ny, nx)``, zero frequency at ``n // 2``.
+    sampling : tuple of float  [Å⁻¹]
+
+    Returns
+    -------
+    tuple
+        ``(pattern (ny, nx) [fraction of incident per pixel], info dict)``.
+    """
+    from simkit import kinematic
     from simkit.units import ELECTRON_REST_ENERGY_EV
 
+    if len(matrix) == 0:
+        raise ValueError("matrix is empty (0 atoms): give an amorphous model with a cell")
+    volume = float(abs(matrix.cell.volume))
+    if volume <= 0:
+        raise ValueError("matrix has no cell volume: give the amorphous model's periodic cell [Å]")
+    ny, nx = shape
+    qy = (np.arange(ny) - ny // 2) * sampling[0]
+    qx = (np.arange(nx) - nx // 2) * sampling[1]
+    qabs = np.hypot(*np.meshgrid(qy, qx, indexing="ij"))
+    qs = np.linspace(0.0, float(qabs.max()) * 1.001, 2048)
+    iq = np.asarray(kinematic.debye_intensity(matrix, qs, parametrization=ms.parametrization), dtype=float)
     gamma = 1.0 + probe.energy / ELECTRON_REST_ENERGY_EV
-    n_area = len(matrix) / float(matrix.cell.volume) * extra_thickness  # atoms per Å² of beam area
-    diffuse = np.interp(qabs, qs, iq) * gamma**2 * n_area * probe.wavelength**2 * dqy * dqx
-    disc = _vacuum_disc(p.array.shape[-2:], p.sampling, probe)
+    n_area = len(matrix) / volume * thickness
+    diffuse = np.clip(np.interp(qabs, qs, iq), 0.0, None) * gamma**2 * n_area * probe.wavelength**2
+    diffuse *= sampling[0] * sampling[1]
+    disc = _vacuum_disc(shape, sampling, probe)
     conv = np.real(np.fft.ifft2(np.fft.fft2(diffuse) * np.fft.fft2(np.fft.ifftshift(disc))))
     conv = np.clip(conv, 0.0, None)
-    scattered = float(conv.sum())
-    array = p.array * (1.0 - scattered) + conv
-    meta = dict(p.metadata)
-    meta["matrix"] = {
-        "extra_thickness": float(extra_thickness),
+    info = {
+        "extra_thickness": float(thickness),
         "n_atoms_model": len(matrix),
         "atoms_per_area": n_area,
-        "kinematic_fraction": scattered,
+        "kinematic_fraction": float(conv.sum()),
         "gamma": gamma,
     }
-    return SimulatedPatterns(array=array, sampling=p.sampling, metadata=meta)
+    return conv, info
 
 
 def _vacuum_disc(shape, sampling, probe: Probe) -> np.ndarray:

@@ -1,0 +1,226 @@
+"""Benchmark simkit.nbed (one run; prints ratios measured side by side in this run).
+
+1. sei-send wrapper (`simulate_scan`) vs raw abTEM with identical settings (target: overhead ≤ 10 %).
+2. FFT-friendly grid (`fft_friendly`) vs the naive grid ceil(extent / sampling) (here a prime size).
+3. Kinematic path (simkit.kinematic Debye profile + probe convolution) vs one multislice pattern.
+
+Timings are the best of ``REPEATS`` after one warm-up call each (the warm-up pays FFTW planning, which abTEM
+caches per grid); the machine is shared, so only the ratios are meaningful.
+
+Run: ``.venv/bin/python bench/nbed.py``
+
+``.venv/bin/python bench/nbed.py --convergence`` instead regenerates docs/convergence.md: the convergence study
+of the reference case (3 nm LiF along [011], 0.15 mrad, 300 keV, 400 Å cell) — about 30–60 min on 2 cores.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from ase.build import bulk
+
+REPEATS = 3
+
+
+def lif_sphere(diameter: float, cell_xy: float, a: float = 4.027):
+    """LiF sphere [Å] along [011] centred in a cell_xy² cell."""
+    n = int(np.ceil(diameter / a)) + 2
+    b = bulk("LiF", "rocksalt", a=a, cubic=True) * (n, n, n)
+    b.positions -= np.array([n // 2 * a] * 3)
+    b = b[np.linalg.norm(b.positions, axis=1) <= diameter / 2 + 1e-6]
+    b.rotate(45, "x")
+    b.set_cell([cell_xy, cell_xy, diameter + 4.0])
+    b.center()
+    b.pbc = True
+    return b
+
+
+def best(fn, repeats=REPEATS):
+    fn()  # warm-up (FFTW planning, numba compilation)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def raw_abtem(atoms, probe, ms, positions, seed):
+    """The same computation written directly against abTEM (what a user would write)."""
+    import abtem
+    import dask
+
+    from simkit.nbed import fft_friendly
+
+    gpts = tuple(fft_friendly(int(np.ceil(atoms.cell[i, i] / ms.sampling - 1e-9))) for i in (0, 1))
+    seeds = tuple(int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, ms.n_phonons))
+    symbols = sorted(set(atoms.get_chemical_symbols()))
+    fp = abtem.FrozenPhonons(atoms, ms.n_phonons, {s: ms.displacement[s] for s in symbols}, seed=seeds)
+    pot = abtem.Potential(
+        fp, gpts=gpts, slice_thickness=ms.slice_thickness, parametrization=ms.parametrization, projection="infinite"
+    )
+    pr = abtem.Probe(energy=probe.energy, semiangle_cutoff=probe.semiangle)
+    pr.grid.match(pot)
+    with dask.config.set(scheduler="threads", num_workers=2), abtem.config.set({"diagnostics.progress_bar": False}):
+        m = pr.multislice(
+            pot,
+            scan=abtem.CustomScan(np.asarray(positions)),
+            detectors=abtem.PixelatedDetector(max_angle=ms.max_angle),
+            lazy=True,
+        ).compute()
+    return np.asarray(m.array)
+
+
+def main() -> None:
+    import abtem
+
+    from simkit import nbed
+
+    print(f"abTEM {abtem.__version__}; best of {REPEATS} after a warm-up; shared 2-core machine")
+    atoms = lif_sphere(20.0, 40.0)
+    probe = nbed.Probe(semiangle=2.0)
+    ms = nbed.Multislice(sampling=0.1, slice_thickness=2.0, n_phonons=2, max_angle=30.0)
+    positions = [(20.0, 20.0), (18.0, 21.0), (22.0, 19.0), (20.0, 23.0)]
+
+    # 1. wrapper overhead
+    t_raw = best(lambda: raw_abtem(atoms, probe, ms, positions, seed=1))
+    t_wrap = best(lambda: nbed.simulate_scan(atoms, probe, ms, positions, seed=1, method="multislice"))
+    a = raw_abtem(atoms, probe, ms, positions, seed=1)
+    b = nbed.simulate_scan(atoms, probe, ms, positions, seed=1, method="multislice").array
+    same = np.isclose(a.sum(), b.sum(), rtol=1e-6)
+    print("\n1. wrapper vs raw abTEM (LiF 2 nm, 2 mrad, 40 Å cell, 0.1 Å, 2 phonons, 4 positions)")
+    print(
+        f"   raw abTEM {t_raw:.3f} s | sei-send {t_wrap:.3f} s | overhead {100 * (t_wrap / t_raw - 1):+.1f} %"
+        f" (target ≤ +10 %) | same total intensity: {same}"
+    )
+
+    # 2. FFT-friendly vs naive grid (extent / sampling = 401, a prime; friendly 405 = 3^4·5)
+    from ase import Atoms
+
+    big = lif_sphere(20.0, 40.1)
+    gpts_naive = int(np.ceil(40.1 / 0.1 - 1e-9))
+    gpts_friendly = nbed.fft_friendly(gpts_naive)
+    pot_kw = dict(slice_thickness=2.0, parametrization="lobato", projection="infinite")
+
+    def run_grid(n):
+        pot = abtem.Potential(big, gpts=(n, n), **pot_kw)
+        pr = abtem.Probe(energy=300e3, semiangle_cutoff=2.0)
+        pr.grid.match(pot)
+        with abtem.config.set({"diagnostics.progress_bar": False}):
+            pr.multislice(pot, scan=[(20.0, 20.0)], detectors=abtem.PixelatedDetector(max_angle=30.0), lazy=False)
+
+    t_naive = best(lambda: run_grid(gpts_naive))
+    t_friendly = best(lambda: run_grid(gpts_friendly))
+    print(f"\n2. grid {gpts_naive}² (naive, prime) vs {gpts_friendly}² (fft_friendly), one pattern")
+    print(f"   naive {t_naive:.3f} s | friendly {t_friendly:.3f} s | speed-up ×{t_naive / t_friendly:.2f}")
+    del Atoms
+
+    # 3. kinematic vs multislice for the same crystal and probe
+    try:
+        from simkit import kinematic
+    except ImportError:  # pragma: no cover - kinematic lands separately
+        print("\n3. simkit.kinematic not available: skipped")
+        return
+    q = np.linspace(0.02, 1.0, 491)
+    crystal = lif_sphere(20.0, 40.0)
+    crystal.pbc = False
+
+    def kin():
+        iq = kinematic.debye_intensity(crystal, q)
+        return kinematic.probe_convolve(q, iq, semiangle=2.0, energy=300e3)
+
+    t_kin = best(kin)
+    one = nbed.Multislice(sampling=0.1, slice_thickness=2.0, n_phonons=1, max_angle=30.0)
+    t_ms = best(lambda: nbed.simulate_pattern(atoms, probe, one, seed=1, method="multislice"))
+    print("\n3. kinematic (Debye I(Q) + probe convolution, radial) vs multislice (one pattern, 1 phonon)")
+    print(f"   kinematic {t_kin:.3f} s | multislice {t_ms:.3f} s | multislice / kinematic ×{t_ms / t_kin:.1f}")
+
+
+def zone_011(a: float = 4.027) -> dict:
+    """Zero-layer 111/200/220 g-vectors (gy, gx) [Å⁻¹] of lif_sphere's [011] frame (x = [100], y = [01-1])."""
+    s = np.sqrt(2) / a
+    return {
+        "111": [(sy * s, sx / a) for sy in (1, -1) for sx in (1, -1)],
+        "200": [(0.0, 2 / a), (0.0, -2 / a)],
+        "220": [(2 * s, 0.0), (-2 * s, 0.0)],
+    }
+
+
+def convergence(path: str = "docs/convergence.md") -> None:
+    """Run the reference convergence study and write the markdown table to ``path`` (atomically)."""
+    import os
+    import platform
+
+    import abtem
+
+    from simkit import nbed
+
+    atoms = lif_sphere(30.0, 400.0)
+    probe = nbed.Probe(semiangle=0.15)
+    default = nbed.Multislice(max_angle=20.0)  # Q ≤ 1.0 Å⁻¹ holds 220; lets the 0.2 Å row run
+    series = {
+        "sampling (1 phonon configuration, same seed)": [
+            default.replace(sampling=s, n_phonons=1) for s in (0.2, 0.1, 0.05)
+        ],
+        "slice thickness": [default.replace(slice_thickness=t) for t in (1.0, 2.0, 4.0)],
+        "frozen-phonon configurations": [default.replace(n_phonons=n) for n in (0, 1, 2, 4, 8)],
+    }
+    lines = []
+    for title, settings in series.items():
+        t0 = time.perf_counter()
+        rows = nbed.convergence_study(atoms, probe, settings, zone_011(), ratio=("111", "200"), seed=0)
+        print(f"{title}: {time.perf_counter() - t0:.0f} s", flush=True)
+        lines.append(f"\n### {title}\n")
+        lines.append(
+            "| sampling [Å] | slice [Å] | phonons | grid | Q111 | Q200 | Q220 [Å⁻¹] | I111 | I200 | I220 | "
+            "I111/I200 | change vs previous row | time [s] |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        prev = None
+        for r in rows:
+            change = "" if prev is None else f"{100 * (r['ratio'] / prev - 1):+.2f} %"
+            prev = r["ratio"]
+            lines.append(
+                f"| {r['sampling']} | {r['slice_thickness']} | {r['n_phonons']} | {r['gpts'][0]}² | "
+                f"{r['q_111']:.4f} | {r['q_200']:.4f} | {r['q_220']:.4f} | {r['I_111']:.3e} | {r['I_200']:.3e} | "
+                f"{r['I_220']:.3e} | {r['ratio']:.4f} | {change} | {r['seconds']:.0f} |"
+            )
+    d = default
+    text = f"""# Multislice convergence (simkit.nbed)
+
+Generated by `.venv/bin/python bench/nbed.py --convergence` (abTEM {abtem.__version__}, Python
+{platform.python_version()}); do not edit by hand.
+
+Reference case: LiF sphere, 3 nm diameter (a = 4.027 Å), viewed along [011] (holds 111, 200, 220), centred
+in a 400 Å × 400 Å cell (the cell a 0.15 mrad probe needs, `required_extent`), 300 keV, 0.15 mrad, probe on
+the crystal centre. Intensities are integrated in discs of 1.5 probe-disc radii around every zero-layer g
+(`measure_reflections`, fraction of the incident intensity, summed over the listed equivalents: four 111,
+two 200, two 220); positions are the intensity-weighted |q| inside those discs. Frozen-phonon seed 0 in
+every row; rows of the sampling series use one phonon configuration so that only the grid changes.
+
+Defaults (`Multislice()`, here with max_angle 20 mrad): sampling {d.sampling} Å, slice thickness {d.slice_thickness} Å,
+{d.n_phonons} phonon configurations, max angle {d.max_angle} mrad, parametrization {d.parametrization},
+displacements {d.displacement} Å (Debye model at 100 K, sources in simkit/nbed.py).
+Criterion (issue 5): I111/I200 changes by < 2 % when the default sampling is halved.
+{chr(10).join(lines)}
+
+A CI-sized version (2 nm crystal, 2 mrad, 32 Å cell, same criterion) runs in tests/test_nbed.py
+(`test_convergence_ci`); the full case is `test_convergence_reference_case` (slow).
+"""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--convergence" in sys.argv:
+        convergence()
+    else:
+        main()
