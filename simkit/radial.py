@@ -147,11 +147,24 @@ def center_to_pyfai(center: tuple[float, float], pixel1: float, pixel2: float) -
 # numba kernels (arrays and scalars in, arrays out). Each has a NumPy twin in tests/reference.py.
 # ----------------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _find_bin(edges, q):
-    """Index k with edges[k] <= q < edges[k+1], or -1."""
+def _find_bin(edges, q, inv_dq):
+    """Index k with edges[k] <= q < edges[k+1], or -1 (q NaN or outside).
+
+    ``inv_dq`` > 0 (near-uniform edges): start from the arithmetic guess and correct it against the edges,
+    so the result is exactly that of the binary search used when ``inv_dq`` is 0.
+    """
     n = edges.size - 1
     if not (q >= edges[0]) or not (q < edges[n]):
         return -1
+    if inv_dq > 0.0:
+        k = int((q - edges[0]) * inv_dq)
+        if k > n - 1:
+            k = n - 1
+        while q < edges[k]:
+            k -= 1
+        while q >= edges[k + 1]:
+            k += 1
+        return k
     lo = 0
     hi = n
     while hi - lo > 1:  # invariant: edges[lo] <= q < edges[hi]
@@ -227,7 +240,9 @@ def _pixel_extent(dy, dx, cos_a, sin_a, inv_ratio):
 
 
 @njit(cache=True)
-def _pixel_entries(ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, split, n_phi, valid, o_pix, o_bin, o_w):
+def _pixel_entries(
+    ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split, n_phi, valid, o_pix, o_bin, o_w
+):
     """Fill (pixel, bin, weight) entries in pixel order for one centre; returns the number of entries.
 
     bin = sector * n_q + k. ``valid`` is the flattened mask (True = use).
@@ -244,7 +259,7 @@ def _pixel_entries(ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, s
             xc, yc = _corrected(dy, dx, cos_a, sin_a, inv_ratio)
             s = _sector(xc, yc, n_phi)
             if not split:
-                k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size)
+                k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size, inv_dq)
                 if k >= 0:
                     o_pix[ne] = p
                     o_bin[ne] = s * nq + k
@@ -256,7 +271,7 @@ def _pixel_entries(ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, s
                 qb = rmax * pixel_size
                 if qb <= edges[0] or qa >= edges[nq]:
                     continue
-                k = _find_bin(edges, qa)
+                k = _find_bin(edges, qa, inv_dq)
                 if k < 0:
                     k = 0
                 while k < nq and edges[k] < qb:
@@ -298,35 +313,174 @@ def _k_entries(data, pix, bins, w, out):
         out[n, 5, :] = np.nan
 
 
+#: interleaved accumulator copies: pixel p adds to copy p % _W, which breaks the store-to-load dependency
+#: chains of consecutive scatter-adds into the same bin (neighbouring pixels mostly share a bin)
+_W = 4
+
+
 @njit(parallel=True, cache=True)
-def _k_table(data, table, nb, out):
-    """Fixed centre, no splitting: table[p] = bin of pixel p (or nb when unused). data (N, npix)."""
+def _k_table_uint(data, table, nb, counts, out):
+    """Fixed centre, no splitting, uint8/uint16 data: exact int64 sums (never overflow).
+
+    data (N, npix); table[p] = bin·_W + p % _W (bin = nb for unused pixels), unsigned; counts[b] pixels per bin.
+    """
     n_pat = data.shape[0]
     npix = table.size
     for n in prange(n_pat):
-        s0 = np.zeros(nb + 1)
-        s1 = np.zeros(nb + 1)
-        s2 = np.zeros(nb + 1)
+        s1 = np.zeros((nb + 1) * _W, np.int64)
+        s2 = np.zeros((nb + 1) * _W, np.int64)
         img = data[n]
         for p in range(npix):
-            v = float(img[p])
-            if v != v:
-                continue
-            b = table[p]
-            s0[b] += 1.0
-            s1[b] += v
-            s2[b] += v * v
+            v = np.int64(img[p])
+            t = table[p]
+            s1[t] += v
+            s2[t] += v * v
         for b in range(nb):
-            out[n, 0, b] = s0[b]
-            out[n, 1, b] = s1[b]
-            out[n, 2, b] = s2[b]
-            out[n, 3, b] = s0[b]
-            out[n, 4, b] = s1[b]
+            a = 0
+            q = 0
+            for u in range(_W):
+                a += s1[b * _W + u]
+                q += s2[b * _W + u]
+            out[n, 0, b] = counts[b]
+            out[n, 1, b] = a
+            out[n, 2, b] = q
+            out[n, 3, b] = counts[b]
+            out[n, 4, b] = a
             out[n, 5, b] = np.nan
 
 
 @njit(parallel=True, cache=True)
-def _k_shifted(data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, split, n_phi, valid, cap, out):
+def _k_table_float(data, table, nb, counts, out):
+    """As _k_table_uint for any real dtype: float64 sums; NaN pixels are skipped and not counted."""
+    n_pat = data.shape[0]
+    npix = table.size
+    for n in prange(n_pat):
+        s1 = np.zeros((nb + 1) * _W)
+        s2 = np.zeros((nb + 1) * _W)
+        bad = np.zeros((nb + 1) * _W, np.int64)
+        img = data[n]
+        for p in range(npix):
+            v = np.float64(img[p])
+            t = table[p]
+            if v != v:
+                bad[t] += 1
+                continue
+            s1[t] += v
+            s2[t] += v * v
+        for b in range(nb):
+            a = 0.0
+            q = 0.0
+            c = counts[b]
+            for u in range(_W):
+                a += s1[b * _W + u]
+                q += s2[b * _W + u]
+                c -= bad[b * _W + u]
+            out[n, 0, b] = c
+            out[n, 1, b] = a
+            out[n, 2, b] = q
+            out[n, 3, b] = c
+            out[n, 4, b] = a
+            out[n, 5, b] = np.nan
+
+
+#: packing of (count, Σ I) into one int64 for uint8/uint16 data: count in the bits from _CSHIFT up (< 2^24 pixels
+#: per bin), Σ I below (< 2^24 · 65535 < 2^40)
+_CSHIFT = 40
+
+
+@njit(parallel=True, cache=True)
+def _k_shift_uint(data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, n_phi, valid, out):
+    """Per-pattern centres, no splitting, uint8/uint16 data: radius computed on the fly, exact int64 sums."""
+    n_pat = data.shape[0]
+    nq = edges.size - 1
+    nb = n_phi * nq
+    one = np.int64(1) << _CSHIFT
+    low = one - 1
+    for n in prange(n_pat):
+        s1 = np.zeros(nb * _W, np.int64)
+        s2 = np.zeros(nb * _W, np.int64)
+        cyn = cy + shifts[n, 0]
+        cxn = cx + shifts[n, 1]
+        img = data[n]
+        for i in range(ny):
+            dy = i - cyn
+            for j in range(nx):
+                p = i * nx + j
+                if not valid[p]:
+                    continue
+                xc, yc = _corrected(dy, j - cxn, cos_a, sin_a, inv_ratio)
+                k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size, inv_dq)
+                if k < 0:
+                    continue
+                t = ((_sector(xc, yc, n_phi) * nq + k) * _W) + (j & 3)
+                v = np.int64(img[p])
+                s1[t] += v | one
+                s2[t] += v * v
+        for b in range(nb):
+            a = np.int64(0)
+            q = np.int64(0)
+            for u in range(_W):
+                a += s1[b * _W + u]
+                q += s2[b * _W + u]
+            c = a >> _CSHIFT
+            out[n, 0, b] = c
+            out[n, 1, b] = a & low
+            out[n, 2, b] = q
+            out[n, 3, b] = c
+            out[n, 4, b] = a & low
+            out[n, 5, b] = np.nan
+
+
+@njit(parallel=True, cache=True)
+def _k_shift_float(data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, n_phi, valid, out):
+    """Per-pattern centres, no splitting, any real dtype: float64 sums, NaN pixels skipped."""
+    n_pat = data.shape[0]
+    nq = edges.size - 1
+    nb = n_phi * nq
+    for n in prange(n_pat):
+        s0 = np.zeros(nb * _W)
+        s1 = np.zeros(nb * _W)
+        s2 = np.zeros(nb * _W)
+        cyn = cy + shifts[n, 0]
+        cxn = cx + shifts[n, 1]
+        img = data[n]
+        for i in range(ny):
+            dy = i - cyn
+            for j in range(nx):
+                p = i * nx + j
+                if not valid[p]:
+                    continue
+                v = np.float64(img[p])
+                if v != v:
+                    continue
+                xc, yc = _corrected(dy, j - cxn, cos_a, sin_a, inv_ratio)
+                k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size, inv_dq)
+                if k < 0:
+                    continue
+                t = ((_sector(xc, yc, n_phi) * nq + k) * _W) + (j & 3)
+                s0[t] += 1.0
+                s1[t] += v
+                s2[t] += v * v
+        for b in range(nb):
+            c = 0.0
+            a = 0.0
+            q = 0.0
+            for u in range(_W):
+                c += s0[b * _W + u]
+                a += s1[b * _W + u]
+                q += s2[b * _W + u]
+            out[n, 0, b] = c
+            out[n, 1, b] = a
+            out[n, 2, b] = q
+            out[n, 3, b] = c
+            out[n, 4, b] = a
+            out[n, 5, b] = np.nan
+
+
+@njit(parallel=True, cache=True)
+def _k_shifted(
+    data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split, n_phi, valid, cap, out
+):
     """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]): radius computed on the fly."""
     n_pat = data.shape[0]
     for n in prange(n_pat):
@@ -334,7 +488,7 @@ def _k_shifted(data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size
         bins = np.empty(cap, np.int32)
         w = np.empty(cap, np.float64)
         ne = _pixel_entries(
-            ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, split,
+            ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split,
             n_phi, valid, pix, bins, w,
         )  # fmt: skip
         out[n, :, :] = 0.0
@@ -429,8 +583,8 @@ def _robust_one(img, pix, bins, w, ne, nb, median, clip_sigma, acc):
 
 @njit(parallel=True, cache=True)
 def _k_robust(
-    data, shifted, shifts, pix0, bins0, w0, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, split,
-    n_phi, valid, cap, median, clip_sigma, out,
+    data, shifted, shifts, pix0, bins0, w0, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq,
+    split, n_phi, valid, cap, median, clip_sigma, out,
 ):  # fmt: skip
     """Median / sigma-clipped mean per ring; fixed tables (pix0, bins0, w0) or per-pattern centres."""
     n_pat = data.shape[0]
@@ -442,7 +596,7 @@ def _k_robust(
             bins = np.empty(cap, np.int32)
             w = np.empty(cap, np.float64)
             ne = _pixel_entries(
-                ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, split,
+                ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split,
                 n_phi, valid, pix, bins, w,
             )  # fmt: skip
             _robust_one(data[n], pix, bins, w, ne, nb, median, clip_sigma, out[n])
@@ -564,6 +718,7 @@ class RadialPlan:
     bin_index: np.ndarray = field(repr=False)
     weight: np.ndarray = field(repr=False)
     bin_table: np.ndarray = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def q(self) -> np.ndarray:
@@ -585,6 +740,28 @@ class RadialPlan:
         a = self.ellipse_angle
         return math.cos(a), math.sin(a), 1.0 / self.ellipse_ratio
 
+    @property
+    def _inv_dq(self) -> float:
+        """n_q / (edges[-1] − edges[0]) for (near-)uniform edges (arithmetic bin guess), else 0 (binary search)."""
+        d = np.diff(self.edges)
+        if np.all(np.abs(d - d.mean()) <= 1e-6 * d.mean()):
+            return self.n_q / float(self.edges[-1] - self.edges[0])
+        return 0.0
+
+    def _fast_table(self, n_phi: int):
+        """Interleaved unsigned table (bin·_W + p % _W; unused pixels → bin n_phi·n_q) and pixels per bin."""
+        key = ("table", n_phi)
+        if key not in self._cache:
+            nb = n_phi * self.n_q
+            npix = self.shape[0] * self.shape[1]
+            bins = self._sector_entries(n_phi)
+            table = np.full(npix, nb, np.int64)
+            table[self.pixel_index] = bins
+            table = (table * _W + np.arange(npix) % _W).astype(np.uint32)
+            counts = np.bincount(bins, minlength=nb).astype(np.int64)
+            self._cache[key] = (table, counts)
+        return self._cache[key]
+
     def _capacity(self) -> int:
         npix = self.shape[0] * self.shape[1]
         if not self.split_pixels:
@@ -604,7 +781,7 @@ class RadialPlan:
         w = np.empty(cap)
         ne = _pixel_entries(
             self.shape[0], self.shape[1], self.center[0], self.center[1], cos_a, sin_a, inv, self.pixel_size,
-            self.edges, self.split_pixels, n_phi, self.mask.ravel(), pix, bins, w,
+            self.edges, self._inv_dq, self.split_pixels, n_phi, self.mask.ravel(), pix, bins, w,
         )  # fmt: skip
         return bins[:ne].copy()
 
@@ -619,21 +796,33 @@ class RadialPlan:
         ny, nx = self.shape
         cy, cx = self.center
         valid = self.mask.ravel()
-        cap = self._capacity()
+        idq = self._inv_dq
+        small_uint = block.dtype in (np.uint8, np.uint16)
+        fast_path = statistic == "mean" and not self.split_pixels
+        if not small_uint and (block.dtype not in (np.float32, np.float64) or not fast_path):
+            # general kernels are compiled for float64 only (bounded compile time); the chunk is converted,
+            # never the whole stack
+            block = block.astype(np.float64)
         if statistic != "mean":
             sh = np.zeros((1, 2)) if shifts is None else shifts
             _k_robust(
                 block, shifts is not None, sh, self.pixel_index, bins_phi, self.weight, ny, nx, cy, cx, cos_a,
-                sin_a, inv, self.pixel_size, self.edges, self.split_pixels, n_phi, valid, cap,
+                sin_a, inv, self.pixel_size, self.edges, idq, self.split_pixels, n_phi, valid, self._capacity(),
                 statistic == "median", float(clip_sigma), out,
             )  # fmt: skip
-        elif shifts is not None:
+        elif shifts is not None and self.split_pixels:
             _k_shifted(
-                block, shifts, ny, nx, cy, cx, cos_a, sin_a, inv, self.pixel_size, self.edges, self.split_pixels,
-                n_phi, valid, cap, out,
+                block, shifts, ny, nx, cy, cx, cos_a, sin_a, inv, self.pixel_size, self.edges, idq, self.split_pixels,
+                n_phi, valid, self._capacity(), out,
             )  # fmt: skip
-        elif not self.split_pixels and n_phi == 1:
-            _k_table(block, self.bin_table, nb, out)
+        elif shifts is not None:
+            kernel = _k_shift_uint if small_uint else _k_shift_float
+            kernel(
+                block, shifts, ny, nx, cy, cx, cos_a, sin_a, inv, self.pixel_size, self.edges, idq, n_phi, valid, out
+            )
+        elif not self.split_pixels:
+            table, counts = self._fast_table(n_phi)
+            (_k_table_uint if small_uint else _k_table_float)(block, table, nb, counts, out)
         else:
             _k_entries(block, self.pixel_index, bins_phi, self.weight, out)
         return out
@@ -970,7 +1159,22 @@ def make_plan(
     bins = np.empty(cap, np.int32)
     w = np.empty(cap)
     ne = _pixel_entries(
-        shp[0], shp[1], c[0], c[1], cos_a, sin_a, inv, ps, e, plan.split_pixels, 1, m.ravel(), pix, bins, w
+        shp[0],
+        shp[1],
+        c[0],
+        c[1],
+        cos_a,
+        sin_a,
+        inv,
+        ps,
+        e,
+        plan._inv_dq,
+        plan.split_pixels,
+        1,
+        m.ravel(),
+        pix,
+        bins,
+        w,
     )
     if ne == 0:
         r = _radius_px(shp, c, rho, ang)
