@@ -548,6 +548,11 @@ class Scene:
             raise TypeError("interfaces must be a sequence of Interface")
         if len(interfaces) != len(layers) - 1:
             raise ValueError(f"{len(layers)} layers need {len(layers) - 1} interfaces, got {len(interfaces)}")
+        positions = [i.position for i in interfaces]
+        if any(b < a for a, b in zip(positions, positions[1:])):
+            raise ValueError(
+                f"interface positions {positions} Å must be non-decreasing along the normal (layers in order)"
+            )
         names = [r.name for r in layers] + ([self.oxide.name] if self.oxide is not None else [])
         if len(set(names)) != len(names):
             raise ValueError(f"region names must be unique, got {names}")

@@ -299,6 +299,12 @@ def test_scene_bad_input():
         )
     with pytest.raises(ValueError, match="roughness"):
         Interface(position=0.0, roughness=-1.0)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        Scene(
+            name="s",
+            layers=(Region(name="a", kind="cu"), Region(name="b", kind="vacuum"), Region(name="c", kind="cu")),
+            interfaces=(Interface(position=100.0), Interface(position=50.0)),
+        )
     with pytest.raises(ValueError, match="host"):
         Scene(
             name="s",
