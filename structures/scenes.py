@@ -475,14 +475,41 @@ class Interface:
         return self.roughness * math.sqrt(2.0 / self.n_modes) * np.cos(arg).sum(axis=-1)
 
     def position_at(self, u: np.ndarray, z: np.ndarray, thickness: float) -> np.ndarray:
-        """Interface position s_k(u, z) along the normal [Å] at coordinate u [Å] and depth z [Å]."""
+        """Interface position along the layer normal.
+
+        Parameters
+        ----------
+        u : array  [Å]
+            Coordinate along the interface.
+        z : array  [Å]
+            Depth along the beam, 0 (entrance) … thickness (exit).
+        thickness : float  [Å]
+            Lamella thickness.
+
+        Returns
+        -------
+        numpy.ndarray  [Å]
+            s(u, z) = position + r(u) + tilt·(z/thickness − 1/2).
+        """
         return self.position + self.profile(u) + self.tilt * (np.asarray(z, dtype=float) / thickness - 0.5)
 
     def beyond(self, s: np.ndarray, u: np.ndarray, thickness: float) -> np.ndarray:
-        """Fraction of the column (0 ≤ z ≤ thickness) at normal coordinate s [Å] that lies beyond this interface.
+        """Fraction of the column through the lamella that lies beyond (on the +normal side of) this interface.
 
-        Exact for the linear dependence on z: the column crosses the interface at depth
-        z* = thickness·((s − position − r(u)) / tilt + 1/2).
+        Parameters
+        ----------
+        s : array  [Å]
+            Normal coordinate of the column.
+        u : array  [Å]
+            Coordinate along the interface.
+        thickness : float  [Å]
+            Lamella thickness.
+
+        Returns
+        -------
+        numpy.ndarray
+            Fraction in [0, 1]. Exact for the linear dependence on z: the column crosses the interface at
+            depth z* = thickness·((s − position − r(u)) / tilt + 1/2).
         """
         offset = np.asarray(s, dtype=float) - self.position - self.profile(u)
         if self.tilt == 0:
