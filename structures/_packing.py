@@ -160,51 +160,29 @@ def _overlap_forces(i0, i1, pos, box, species, dmin, margin, k, start, nbr, shif
 
 @numba.njit(cache=True)
 def _physical_forces(
-    i0,
-    i1,
-    pos,
-    box,
-    species,
-    charge,
-    dmin,
-    margin,
-    kwall,
-    tab_e,
-    tab_s,
-    r2min,
-    inv_dr2,
-    rc,
-    start,
-    nbr,
-    shift,
-    force,
-    energy,
+    i0, i1, pos, box, species, dmin, margin, kwall, tab, r2min, inv_dr2, rc, start, nbr, shift, force, energy
 ):
     """Tabulated pair potential + overlap wall for atoms i0 ≤ i < i1, cut at rc [Å].
 
-    ``tab_e[t, k]`` / ``tab_s[t, k]`` hold the energy [eV] and (dU/dr)/r [eV/Å²] on a uniform grid in r²
-    (r² = r2min + k / inv_dr2); table t = 0 is the Coulomb term for unit charges (multiplied by q_i q_j), table
-    1 + s_i·n_s + s_j the short-range term of the species pair. Linear interpolation.
+    ``tab[s_i·n_s + s_j, k, 0]`` / ``[..., 1]`` hold the pair energy [eV] and (dU/dr)/r [eV/Å²] of the species
+    (site-type) pair on a uniform grid in r² (r² = r2min + k / inv_dr2), Coulomb included (each site type has one
+    charge); energy and force of a grid point share a cache line. Linear interpolation.
     """
     rc2 = rc * rc
     nsp = dmin.shape[0]
-    nk = tab_e.shape[1] - 1
+    nk = tab.shape[1] - 1
     for i in range(i0, i1):
         fx = 0.0
         fy = 0.0
         fz = 0.0
         e = 0.0
         si = species[i]
-        qi = charge[i]
         for p in range(start[i], start[i + 1]):
             j = nbr[p]
             sj = species[j]
-            dx = pos[j, 0] - pos[i, 0]
-            dx += box[0] * shift[p, 0]
-            dy = pos[j, 1] - pos[i, 1]
-            dy += box[1] * shift[p, 1]
-            dz = pos[j, 2] - pos[i, 2]
-            dz += box[2] * shift[p, 2]
+            dx = pos[j, 0] - pos[i, 0] + box[0] * shift[p, 0]
+            dy = pos[j, 1] - pos[i, 1] + box[1] * shift[p, 1]
+            dz = pos[j, 2] - pos[i, 2] + box[2] * shift[p, 2]
             r2 = dx * dx + dy * dy + dz * dz
             if r2 >= rc2:
                 continue
@@ -215,12 +193,9 @@ def _physical_forces(
             if k >= nk:
                 k = nk - 1
             w = x - k
-            qq = qi * charge[j]
-            t = 1 + si * nsp + sj
-            e += 0.5 * (
-                qq * ((1.0 - w) * tab_e[0, k] + w * tab_e[0, k + 1]) + (1.0 - w) * tab_e[t, k] + w * tab_e[t, k + 1]
-            )
-            sc = qq * ((1.0 - w) * tab_s[0, k] + w * tab_s[0, k + 1]) + (1.0 - w) * tab_s[t, k] + w * tab_s[t, k + 1]
+            t = si * nsp + sj
+            e += 0.5 * ((1.0 - w) * tab[t, k, 0] + w * tab[t, k + 1, 0])
+            sc = (1.0 - w) * tab[t, k, 1] + w * tab[t, k + 1, 1]
             dt = dmin[si, sj] * (1.0 + margin)
             if r2 < dt * dt:
                 r = math.sqrt(r2)
@@ -291,24 +266,7 @@ def _par_overlap_forces(nchunk, pos, box, species, dmin, margin, k, start, nbr, 
 
 @numba.njit(cache=True, parallel=True)
 def _par_physical_forces(
-    nchunk,
-    pos,
-    box,
-    species,
-    charge,
-    dmin,
-    margin,
-    kwall,
-    tab_e,
-    tab_s,
-    r2min,
-    inv_dr2,
-    rc,
-    start,
-    nbr,
-    shift,
-    force,
-    energy,
+    nchunk, pos, box, species, dmin, margin, kwall, tab, r2min, inv_dr2, rc, start, nbr, shift, force, energy
 ):
     n = pos.shape[0]
     for c in numba.prange(nchunk):
@@ -318,12 +276,10 @@ def _par_physical_forces(
             pos,
             box,
             species,
-            charge,
             dmin,
             margin,
             kwall,
-            tab_e,
-            tab_s,
+            tab,
             r2min,
             inv_dr2,
             rc,
@@ -580,18 +536,23 @@ def _offsets(n: int, m: int) -> np.ndarray:
     return np.arange(n, dtype=np.int64)
 
 
-def pair_tables(buck_a, buck_rho, buck_c, *, alpha: float, cutoff: float, r_min: float = 0.5, n_grid: int = 1024):
+def pair_tables(
+    buck_a, buck_rho, buck_c, charges, *, alpha: float, cutoff: float, r_min: float = 0.5, n_grid: int = 1024
+):
     """Tables of the pair potential on a uniform grid in r² for :func:`_physical_forces`.
 
     Parameters
     ----------
     buck_a, buck_rho, buck_c : numpy.ndarray
-        Buckingham A [eV], ρ [Å], C [eV·Å⁶] per species pair, shape (n_s, n_s); A = 0 means no term.
+        Buckingham A [eV], ρ [Å], C [eV·Å⁶] per species pair, shape (n_s, n_s); A = 0 means no term. Used in
+        shifted-force form u(r) − u(R) − u'(R)(r − R) so that energy and force vanish at the cut-off.
+    charges : numpy.ndarray  [e]
+        Charge of each species (site type), shape (n_s,).
     alpha : float  [1/Å]
         Damping of the damped-shifted-force Coulomb term (Fennell & Gezelter 2006, J. Chem. Phys. 124, 234104):
         V(r) = K q q' [erfc(αr)/r − erfc(αR)/R + (erfc(αR)/R² + 2α/√π exp(−α²R²)/R)(r − R)], K = e²/4πε₀.
     cutoff : float  [Å]
-        R, where energy and force go to zero.
+        R.
     r_min : float  [Å]
         Smallest tabulated distance (values are clamped below; the overlap wall acts there).
     n_grid : int
@@ -599,14 +560,15 @@ def pair_tables(buck_a, buck_rho, buck_c, *, alpha: float, cutoff: float, r_min:
 
     Returns
     -------
-    tab_e, tab_s : numpy.ndarray
-        Energy [eV] and (dU/dr)/r [eV/Å²], shape (1 + n_s², n_grid + 1); row 0: Coulomb for unit charges.
+    tab : numpy.ndarray
+        Shape (n_s², n_grid + 1, 2): energy [eV] and (dU/dr)/r [eV/Å²] of pair s_i·n_s + s_j.
     r2min, inv_dr2 : float
         Grid origin [Å²] and inverse spacing [1/Å²].
     """
     from scipy.special import erfc
 
     ns = buck_a.shape[0]
+    q = np.asarray(charges, dtype=float)
     r2min = r_min * r_min
     dr2 = (cutoff * cutoff - r2min) / n_grid
     r2 = r2min + dr2 * np.arange(n_grid + 1)
@@ -615,23 +577,22 @@ def pair_tables(buck_a, buck_rho, buck_c, *, alpha: float, cutoff: float, r_min:
     fshift = erfc(alpha * R) / R**2 + 2 * alpha / np.sqrt(np.pi) * np.exp(-(alpha**2) * R**2) / R
     ve = COULOMB_EV_A * (erfc(alpha * r) / r - erfc(alpha * R) / R + fshift * (r - R))
     vg = COULOMB_EV_A * (-(erfc(alpha * r) / r2 + 2 * alpha / np.sqrt(np.pi) * np.exp(-(alpha**2) * r2) / r) + fshift)
-    tab_e = np.zeros((1 + ns * ns, n_grid + 1))
-    tab_s = np.zeros_like(tab_e)
-    tab_e[0], tab_s[0] = ve, vg / r
+    tab = np.zeros((ns * ns, n_grid + 1, 2))
     for a in range(ns):
         for b in range(ns):
+            t = a * ns + b
+            tab[t, :, 0] = q[a] * q[b] * ve
+            tab[t, :, 1] = q[a] * q[b] * vg / r
             A, rho, C = buck_a[a, b], buck_rho[a, b], buck_c[a, b]
             if A == 0.0:
                 continue
             ex = A * np.exp(-r / rho)
-            # shifted-force form so that energy and force vanish at the cut-off too
             ex_R, c_R = A * np.exp(-R / rho), C / R**6
             g = -ex / rho + 6 * C / r**7
             g_R = -ex_R / rho + 6 * c_R / R
-            t = 1 + a * ns + b
-            tab_e[t] = ex - C / r**6 - (ex_R - c_R) - g_R * (r - R)
-            tab_s[t] = (g - g_R) / r
-    return tab_e, tab_s, float(r2min), float(1.0 / dr2)
+            tab[t, :, 0] += ex - C / r**6 - (ex_R - c_R) - g_R * (r - R)
+            tab[t, :, 1] += (g - g_R) / r
+    return tab, float(r2min), float(1.0 / dr2)
 
 
 class _NeighbourList:
@@ -968,7 +929,9 @@ def relax_physical(
     species = np.ascontiguousarray(system.species, dtype=np.int64)
     charge = np.ascontiguousarray(system.charge, dtype=np.float64)
     dmin = np.ascontiguousarray(dmin, dtype=np.float64)
-    tab_e, tab_s, r2min, inv_dr2 = pair_tables(buck_a, buck_rho, buck_c, alpha=alpha, cutoff=cutoff)
+    qtype = np.zeros(len(system.elements))
+    qtype[species] = charge
+    tab, r2min, inv_dr2 = pair_tables(buck_a, buck_rho, buck_c, qtype, alpha=alpha, cutoff=cutoff)
     energies = []
 
     def compute():
@@ -979,12 +942,10 @@ def relax_physical(
             state.pos,
             box,
             species,
-            charge,
             dmin,
             margin,
             kwall,
-            tab_e,
-            tab_s,
+            tab,
             r2min,
             inv_dr2,
             cutoff,

@@ -214,12 +214,14 @@ def test_tabulated_pair_potential_matches_analytic_reference(rng):
 
     dmin = min_distance_table(system.elements)
     a, rho, c = _buckingham_tables(types)
-    tab_e, tab_s, r2min, inv = _packing.pair_tables(a, rho, c, alpha=0.3, cutoff=6.0)
+    qtype = np.zeros(len(types))
+    qtype[system.species] = system.charge
+    tab, r2min, inv = _packing.pair_tables(a, rho, c, qtype, alpha=0.3, cutoff=6.0)
     nl = _packing._NeighbourList(system, 6.0, 0.5)
     nl.build(st.pos)
     n = system.n_atoms
     f, e = np.zeros((n, 3)), np.zeros(n)
-    args = (st.pos, system.box, system.species, system.charge, dmin, 0.03, 20.0, tab_e, tab_s, r2min, inv, 6.0)
+    args = (st.pos, system.box, system.species, dmin, 0.03, 20.0, tab, r2min, inv, 6.0)
     _packing._physical_forces(0, n, *args, nl.start, nl.nbr, nl.shift, f, e)
     e_ref, f_ref = dsf_buckingham_energy_forces(
         st.pos, system.box, system.charge, a, rho, c, system.species, system.unit_of, 0.3, 6.0, dmin, 0.03, 20.0
