@@ -66,6 +66,7 @@ __all__ = [
     "make_probe_convolution",
     "mott_bethe",
     "pair_histogram",
+    "partial_structure_factors",
     "probe_convolve",
     "render_discs",
     "scattering_factor",
@@ -559,15 +560,38 @@ def pair_histogram(atoms, *, bin_width: float = DEFAULT_BIN_WIDTH, charges=None,
 
 
 def _uniform_histogram(r_nodes: np.ndarray, delta: float, r_cut: float, n_sub: int = 32) -> np.ndarray:
-    """∫ tent_k(r) 4π r² dr over [0, r_cut]: the linear-binned histogram of a unit pair density [Å³]."""
-    out = np.zeros_like(r_nodes)
+    """∫ tent_k(r) 4π r² dr over [0, r_cut]: the linear-binned histogram of a unit pair density [Å³]
+    (midpoint rule, 2·n_sub points per node; exact to ~1e-4 relative at the cut-off node, exact elsewhere up to
+    the rule's O(δ²/n_sub²) for the quadratic integrand)."""
     u = (np.arange(2 * n_sub) + 0.5) / n_sub - 1.0  # midpoints over [-1, 1] in units of δ
     tent = 1.0 - np.abs(u)
-    for k, rk in enumerate(r_nodes):
-        r = rk + u * delta
+    out = np.empty_like(r_nodes)
+    for s0 in range(0, r_nodes.size, 4096):
+        r = r_nodes[s0 : s0 + 4096, None] + u[None, :] * delta
         ok = (r >= 0) & (r < r_cut)
-        out[k] = np.sum(tent[ok] * 4.0 * np.pi * r[ok] ** 2) * delta / n_sub
+        out[s0 : s0 + 4096] = np.sum(np.where(ok, tent * 4.0 * np.pi * r**2, 0.0), axis=1) * delta / n_sub
     return out
+
+
+def _distinct_sums(atoms, qq, delta, charges, periodic, window):
+    """Per unordered species pair p = (a, b): S_p(Q) = Σ_{i<j in p} [w(r_ij) sinc(2πQ r_ij)] − uniform term
+    (periodic boxes), from the linear-binned histograms. Returns keys, counts, pairs, S (n_pairs, n_q), r_cut."""
+    if window not in ("lorch", None):
+        raise ValueError(f"window={window!r}: choose 'lorch' or None")
+    r, hist, keys, pairs, r_cut = pair_histogram(atoms, bin_width=delta, charges=charges, periodic=periodic)
+    _, index = _species(atoms, charges)
+    counts = np.bincount(index, minlength=len(keys)).astype(np.float64)
+    if np.isfinite(r_cut):  # periodic box
+        volume = abs(np.linalg.det(atoms.cell.array))
+        uni = _uniform_histogram(r, delta, r_cut)
+        for p, (a, b) in enumerate(pairs):
+            n_pairs_density = (counts[a] * counts[b] if a != b else counts[a] * (counts[a] - 1) / 2.0) / volume
+            hist[p] -= n_pairs_density * uni
+        if window == "lorch":
+            x = np.pi * r / r_cut
+            w = np.where(x > 0, np.sin(x) / np.where(x > 0, x, 1.0), 1.0)
+            hist *= np.where(r < r_cut, w, 0.0)
+    return keys, counts, pairs, _sinc_sums_blocked(hist, delta, qq), r_cut
 
 
 def debye_intensity(
@@ -619,24 +643,9 @@ def debye_intensity(
     sigma = float(displacement_rms)
     if not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"displacement_rms={displacement_rms!r}: must be finite and >= 0 [Å]")
-    if window not in ("lorch", None):
-        raise ValueError(f"window={window!r}: choose 'lorch' or None")
-    r, hist, keys, pairs, r_cut = pair_histogram(atoms, bin_width=delta, charges=charges, periodic=periodic)
+    keys, counts, pairs, s, _ = _distinct_sums(atoms, qq, delta, charges, periodic, window)
     n = len(atoms)
-    _, index = _species(atoms, charges)
-    counts = np.bincount(index, minlength=len(keys)).astype(np.float64)
     f = _factor_table(keys, qq, name)  # (n_species, n_q)
-    if np.isfinite(r_cut):  # periodic box
-        volume = abs(np.linalg.det(atoms.cell.array))
-        uni = _uniform_histogram(r, delta, r_cut)
-        for p, (a, b) in enumerate(pairs):
-            n_pairs_density = (counts[a] * counts[b] if a != b else counts[a] * (counts[a] - 1) / 2.0) / volume
-            hist[p] -= n_pairs_density * uni
-        if window == "lorch":
-            x = np.pi * r / r_cut
-            w = np.where(x > 0, np.sin(x) / np.where(x > 0, x, 1.0), 1.0)
-            hist *= np.where(r < r_cut, w, 0.0)
-    s = _sinc_sums_blocked(hist, delta, qq)
     distinct = np.zeros_like(qq)
     for p, (a, b) in enumerate(pairs):
         distinct += 2.0 * f[a] * f[b] * s[p]
@@ -644,6 +653,49 @@ def debye_intensity(
         distinct *= np.exp(-4.0 * np.pi**2 * qq**2 * sigma**2)
     self_term = np.sum(counts[:, None] * f**2, axis=0)
     return (self_term + distinct) / n
+
+
+def partial_structure_factors(
+    atoms,
+    q,
+    *,
+    charges=None,
+    bin_width: float | None = None,
+    periodic: bool | None = None,
+    window: str | None = "lorch",
+) -> dict:
+    """Faber–Ziman partial structure factors S_ab(Q) from the same pair histograms as :func:`debye_intensity`.
+
+    S_ab(Q) = 1 + N/(N_a N_b) · Σ_{i∈a, j∈b, i≠j} [w(r_ij) sinc(2πQ r_ij)] − (uniform term of periodic boxes), so
+    that I(Q) = Σ_a c_a f_a² + Σ_ab c_a c_b f_a f_b [S_ab(Q) − 1] with c_a = N_a/N (the Debye intensity per
+    atom). For open boundaries (finite objects) S_ab includes the object's small-angle scattering.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+    q : array-like, shape (n_q,)  [Å⁻¹]
+        1-D, strictly increasing, >= 0.
+    charges, bin_width, periodic, window
+        As in :func:`debye_intensity` (charges [e], bin_width [Å]).
+
+    Returns
+    -------
+    dict
+        ``{(species_a, species_b): ndarray (n_q,)}`` [dimensionless] for a <= b in sorted species order; a species
+        is its symbol, or ``"Li+1"``-style symbol+charge when ``charges`` are given. Symmetric: S_ba = S_ab.
+    """
+    atoms = _check_atoms(atoms)
+    qq = _check_q_grid(q)
+    delta = DEFAULT_BIN_WIDTH if bin_width is None else _check_positive(bin_width, "bin_width", "Å")
+    keys, counts, pairs, s, _ = _distinct_sums(atoms, qq, delta, charges, periodic, window)
+    n = len(atoms)
+    names = [sym if charges is None else f"{sym}{ch:+d}" for sym, ch in keys]
+    out = {}
+    for p, (a, b) in enumerate(pairs):
+        # S_p sums unordered pairs; the ordered sum over i∈a, j∈b is S_p (a ≠ b) or 2·S_p (a = b)
+        ordered = s[p] * (2.0 if a == b else 1.0)
+        out[(names[a], names[b])] = 1.0 + n * ordered / (counts[a] * counts[b])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -249,6 +249,29 @@ def test_debye_charges_dict_and_array_agree():
     assert not np.allclose(by_dict, K.debye_intensity(atoms, q))
 
 
+def test_partial_structure_factors_diatomic_and_recombination(rng):
+    q = np.linspace(0.0, 2.0, 41)
+    d = 1.57
+    s = K.partial_structure_factors(Atoms("LiF", positions=[[0, 0, 0], [0, 0, d]]), q)
+    x = 2 * np.pi * q * d
+    sinc = np.where(x > 0, np.sin(x) / np.where(x > 0, x, 1), 1.0)
+    np.testing.assert_allclose(s[("F", "Li")], 1 + 2 * sinc, atol=1e-4)  # N/(N_a N_b) = 2, one ordered pair
+    np.testing.assert_allclose(s[("F", "F")], 1.0)
+    # Faber–Ziman recombination reproduces the Debye intensity of a periodic box; ideal gas → S_ab ≈ 1
+    n, edge = 1200, 24.0
+    symbols = rng.choice(["Li", "F"], size=n)
+    atoms = Atoms(list(symbols), positions=rng.uniform(0, edge, (n, 3)), cell=[edge] * 3, pbc=True)
+    q = np.linspace(0.1, 2.0, 39)
+    parts = K.partial_structure_factors(atoms, q)
+    c = {e: np.mean(symbols == e) for e in ("F", "Li")}
+    f = {e: K.scattering_factor(e, q) for e in ("F", "Li")}
+    total = sum(c[e] * f[e] ** 2 for e in c)
+    for a, b in (("F", "F"), ("F", "Li"), ("Li", "Li")):
+        total = total + (1 if a == b else 2) * c[a] * c[b] * f[a] * f[b] * (parts[(a, b)] - 1)
+        assert abs(np.mean(parts[(a, b)]) - 1) < 0.1
+    np.testing.assert_allclose(total, K.debye_intensity(atoms, q), rtol=1e-10)
+
+
 def test_debye_seeded_runs_repeat():
     q = np.linspace(0.05, 2.0, 50)
     a = K.debye_intensity(_random_cluster(np.random.default_rng(7), n=500), q)
