@@ -50,6 +50,7 @@ __all__ = [
     "bottom",
     "column",
     "embed",
+    "scene_column",
     "top",
 ]
 
@@ -232,7 +233,7 @@ def embed(
 
 
 def column(
-    layers: Sequence[tuple[Atoms, float]],
+    layers: Sequence[tuple[Atoms | None, float]],
     thickness_nm: float = DEFAULT_THICKNESS / 10.0,
     *,
     cell_xy: tuple[float, float] | None = None,
@@ -246,10 +247,10 @@ def column(
 
     Parameters
     ----------
-    layers : sequence of (ase.Atoms, float)
+    layers : sequence of (ase.Atoms or None, float)
         Structures (orthorhombic periodic cells) in beam order, entrance surface first, with their volume
         fractions along the beam (≥ 0, summing to 1 within 1e-6, e.g. a row of `Scene.fractions`).
-        Layers with fraction 0 are skipped.
+        None is an empty (vacuum) layer. Layers with fraction 0 are skipped.
     thickness_nm : float  [nm]
         Lamella thickness (converted once to Å). Default 60 nm (an assumption, see `DEFAULT_THICKNESS`).
     cell_xy : (float, float), optional  [Å]
@@ -273,8 +274,8 @@ def column(
         raise TypeError("layers must be a non-empty sequence of (ase.Atoms, fraction) pairs")
     pairs = []
     for k, item in enumerate(layers):
-        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Atoms)):
-            raise TypeError(f"layers[{k}]={item!r} is not an (ase.Atoms, fraction) pair")
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and (item[0] is None or isinstance(item[0], Atoms))):
+            raise TypeError(f"layers[{k}]={item!r} is not an (ase.Atoms or None, fraction) pair")
         f = float(item[1])
         if not (math.isfinite(f) and f >= 0):
             raise ValueError(f"layers[{k}] fraction={item[1]!r} must be >= 0")
@@ -284,7 +285,10 @@ def column(
         raise ValueError(f"layer fractions sum to {total!r}; they must sum to 1 (volume fractions along the beam)")
     active = [(k, a, f) for k, (a, f) in enumerate(pairs) if f > 0]
     if cell_xy is None:
-        lxy = _orthorhombic_lengths(active[0][1], f"layers[{active[0][0]}]")[:2]
+        first = [(k, a) for k, a, _ in active if a is not None]
+        if not first:
+            raise ValueError("cell_xy is required when every layer is vacuum (None)")
+        lxy = _orthorhombic_lengths(first[0][1], f"layers[{first[0][0]}]")[:2]
     else:
         lxy = np.asarray(cell_xy, dtype=float)
         if lxy.shape != (2,) or np.any(~np.isfinite(lxy)) or np.any(lxy <= 0):
@@ -296,8 +300,12 @@ def column(
     info_layers = []
     z0 = 0.0
     for n_active, (k, atoms, f) in enumerate(active):
-        lengths = _orthorhombic_lengths(atoms, f"layers[{k}]")
         t = f * thickness if n_active < len(active) - 1 else thickness - z0
+        if atoms is None:
+            info_layers.append({"index": k, "fraction": f, "z_range": [z0, z0 + t], "n_atoms": 0, "phase": "vacuum"})
+            z0 += t
+            continue
+        lengths = _orthorhombic_lengths(atoms, f"layers[{k}]")
         reps = np.ceil(np.array([lxy[0], lxy[1], t]) / lengths).astype(int)
         base = _wrap(atoms.positions, lengths)
         shifts = np.stack(np.meshgrid(*[np.arange(r) for r in reps], indexing="ij"), axis=-1).reshape(-1, 3) * lengths
@@ -325,7 +333,7 @@ def column(
         cell=np.diag([lxy[0], lxy[1], thickness]),
         pbc=(True, True, False),
     )
-    out.set_array("layer", np.concatenate(tags).astype(int))
+    out.set_array("layer", np.concatenate(tags).astype(int) if tags else np.zeros(0, dtype=int))
     counts: dict[str, int] = {}
     for s in symbols:
         counts[s] = counts.get(s, 0) + 1
@@ -338,6 +346,60 @@ def column(
             "density": mass_density(symbols, float(lxy[0] * lxy[1] * thickness)) if symbols else 0.0,
         }
     )
+    return out
+
+
+def scene_column(
+    scene: Scene,
+    y: float,
+    x: float,
+    structures: Mapping[str, Atoms | None],
+    *,
+    cell_xy: tuple[float, float] | None = None,
+) -> Atoms:
+    """Atoms of the lamella column at one scan position of a Scene (for a multislice simulation there).
+
+    Parameters
+    ----------
+    scene : Scene
+    y, x : float  [Å]
+        Scan position.
+    structures : mapping str → ase.Atoms or None
+        A periodic structure per region name (or per region kind, used when the name is absent), e.g.
+        {"li": bulk Li supercell, "type1": amorphous Type 1, ..., "li2o": bulk Li₂O}; None means vacuum.
+        Regions of kind "vacuum" need no entry.
+    cell_xy : (float, float), optional  [Å]
+        Lateral size of the column (default: that of the first structure used).
+
+    Returns
+    -------
+    ase.Atoms
+        `column` of the pieces of `Scene.segments` in beam order; ``info["segments"]`` lists them.
+    """
+    if not isinstance(scene, Scene):
+        raise TypeError(f"scene={type(scene).__name__} is not a Scene")
+    kinds = {r.name: r.kind for r in scene.regions}
+    layers = []
+    segs = scene.segments(y, x)
+    for name, z0, z1 in segs:
+        if name in structures:
+            atoms = structures[name]
+        elif kinds[name] in structures:
+            atoms = structures[kinds[name]]
+        elif kinds[name] == "vacuum":
+            atoms = None
+        else:
+            needed = sorted({n for n, _, _ in segs if kinds[n] != "vacuum"})
+            raise ValueError(
+                f"structures has no entry for region {name!r} (kind {kinds[name]!r}); this column needs {needed}"
+            )
+        layers.append((atoms, (z1 - z0) / scene.thickness))
+    total = sum(f for _, f in layers)
+    layers = [(a, f / total) for a, f in layers]  # remove round-off
+    out = column(layers, scene.thickness / 10.0, cell_xy=cell_xy)
+    out.info["segments"] = [[n, z0, z1] for n, z0, z1 in segs]
+    out.info["scene"] = scene.name
+    out.info["position"] = [float(y), float(x)]
     return out
 
 
@@ -686,6 +748,71 @@ class Scene:
         s, u = self._coords(y, x)
         b = [itf.position + itf.profile(u) for itf in self.interfaces]
         return s, (np.stack(b, axis=-1) if b else np.zeros(s.shape + (0,)))
+
+    def segments(self, y: float, x: float) -> list[tuple[str, float, float]]:
+        """The column at one scan position as regions in beam order.
+
+        Parameters
+        ----------
+        y, x : float  [Å]
+            One scan position.
+
+        Returns
+        -------
+        list of (region name, z_start, z_end)  [Å]
+            Contiguous pieces from the entrance (z = 0) to the exit surface (z = thickness). A layer is
+            present at depth z where the column lies beyond all earlier interfaces and before its own (the
+            same rule as `fractions`, so piece lengths / thickness equal `fractions` whenever interfaces do
+            not cross). The surface oxide takes the share 2·t_ox/thickness of every host piece, placed at
+            the ends of the piece that touch a lamella surface (split between both ends otherwise).
+        """
+        s_, u_ = self._coords(y, x)
+        if s_.ndim != 0:
+            raise ValueError(f"segments takes one position (scalars y, x), got arrays of shape {s_.shape}")
+        s, u = float(s_), float(u_)
+        t_total = self.thickness
+        cuts = {0.0, t_total}
+        for itf in self.interfaces:
+            if itf.tilt != 0:
+                z = t_total * ((s - itf.position - float(itf.profile(u))) / itf.tilt + 0.5)
+                if 0.0 < z < t_total:
+                    cuts.add(z)
+        cuts_sorted = sorted(cuts)
+        pieces: list[list] = []
+        for z0, z1 in zip(cuts_sorted[:-1], cuts_sorted[1:]):
+            if z1 <= z0:
+                continue
+            zm = 0.5 * (z0 + z1)
+            k = len(self.layers) - 1
+            for i, itf in enumerate(self.interfaces):
+                if s < float(itf.position_at(u, zm, t_total)):
+                    k = i
+                    break
+            if pieces and pieces[-1][0] == k:
+                pieces[-1][2] = z1
+            else:
+                pieces.append([k, z0, z1])
+        names = [r.name for r in self.layers]
+        out: list[tuple[str, float, float]] = []
+        host = names.index(self.oxide.params["host"]) if self.oxide is not None else -1
+        share = min(1.0, 2.0 * float(self.oxide.params["thickness"]) / t_total) if self.oxide is not None else 0.0
+        for k, z0, z1 in pieces:
+            if k != host or share == 0.0:
+                out.append((names[k], z0, z1))
+                continue
+            ox = share * (z1 - z0)
+            at_entrance, at_exit = z0 == 0.0, z1 == t_total
+            if at_entrance == at_exit:  # both surfaces or none: split
+                first, last = 0.5 * ox, 0.5 * ox
+            else:
+                first, last = (ox, 0.0) if at_entrance else (0.0, ox)
+            if first > 0:
+                out.append((self.oxide.name, z0, z0 + first))
+            if z1 - last > z0 + first:
+                out.append((names[k], z0 + first, z1 - last))
+            if last > 0:
+                out.append((self.oxide.name, z1 - last, z1))
+        return out
 
     def parameters(self, y: Any, x: Any) -> dict[str, np.ndarray]:
         """Per-position parameters of the regions.

@@ -11,7 +11,7 @@ import pytest
 from ase import Atoms
 
 from structures.crystals import bulk, mass_density, nanocrystal
-from structures.scenes import DEFAULT_THICKNESS, Interface, Region, Scene, bottom, column, embed, top
+from structures.scenes import DEFAULT_THICKNESS, Interface, Region, Scene, bottom, column, embed, scene_column, top
 from tests import reference as ref
 
 
@@ -314,3 +314,54 @@ def test_scene_bad_input():
         )
     with pytest.raises(ValueError, match="thickness"):
         Scene(name="s", layers=(Region(name="a", kind="cu"),), interfaces=(), thickness=0.0)
+
+
+def test_segments_order_along_the_beam_and_agree_with_fractions():
+    tilt = 120.0
+    scene = _two_layer(tilt=tilt)
+    x = 530.0  # the interface runs from 440 Å (entrance) to 560 Å (exit): beyond it for z < z*
+    zstar = 600.0 * ((x - 500.0) / tilt + 0.5)
+    seg = scene.segments(0.0, x)
+    assert [n for n, _, _ in seg] == ["b", "a"]
+    assert seg[0][1] == 0.0 and seg[0][2] == pytest.approx(zstar) and seg[1][2] == 600.0
+    for sc in (bottom(), top()):
+        y, xx = sc.positions()
+        f = sc.fractions(y, xx)
+        for i in range(0, sc.field_shape[0], 11):
+            for j in range(sc.field_shape[1]):
+                seg = sc.segments(y[i, j], xx[i, j])
+                assert seg[0][1] == 0.0 and seg[-1][2] == pytest.approx(sc.thickness)
+                assert all(b0[2] == pytest.approx(b1[1]) for b0, b1 in zip(seg, seg[1:]))  # contiguous
+                length = {n: 0.0 for n in sc.region_names}
+                for n, z0, z1 in seg:
+                    length[n] += z1 - z0
+                got = np.array([length[n] for n in sc.region_names]) / sc.thickness
+                np.testing.assert_allclose(got, f[i, j], atol=1e-12)
+    # the oxide sits on the lamella surfaces of pure Li columns
+    seg = bottom().segments(0.0, 0.0)
+    assert [n for n, _, _ in seg] == ["li2o", "li", "li2o"] and seg[0][2] == pytest.approx(15.0)
+
+
+def test_scene_column_builds_the_pieces_in_order():
+    scene = bottom(thickness=60.0, oxide_thickness=3.0)  # a thin lamella keeps the test small
+    structures = {
+        "li": bulk("Li").repeat((3, 3, 3)),
+        "li2o": bulk("Li2O").repeat((2, 2, 2)),
+        "type1": _random_matrix(n=300, box=10.0),
+        "sei_type2": _random_matrix(n=300, box=10.0, seed=1),
+        "cu": bulk("Cu").repeat((3, 3, 3)),
+    }
+    col = scene_column(scene, 0.0, 1200.0, structures, cell_xy=(10.0, 10.0))
+    seg = col.info["segments"]
+    assert col.cell.lengths()[2] == pytest.approx(60.0)
+    z = col.positions[:, 2]
+    for k, (name, z0, z1) in enumerate(seg):
+        inside = col.arrays["layer"] == k
+        if inside.any():
+            assert z[inside].min() >= z0 - 1e-9 and z[inside].max() < z1 + 1e-9
+        assert name in scene.region_names
+    with pytest.raises(ValueError, match="no entry for region 'cu'"):
+        scene_column(scene, 0.0, 3500.0, {"li": structures["li"]}, cell_xy=(10.0, 10.0))
+    # vacuum layers are empty
+    vac = column([(None, 0.5), (bulk("Cu").repeat(3), 0.5)], thickness_nm=2.0)
+    assert vac.positions[:, 2].min() >= 10.0
