@@ -4,7 +4,8 @@ Three tools:
 
 * `embed` puts nanocrystals into an amorphous matrix and removes the matrix atoms that overlap them
   (scipy cKDTree with a periodic box; no O(N²) loops).
-* `column` stacks structures along the beam (z) to a given lamella thickness [nm].
+* `column` stacks structures along the beam (z) to a given lamella thickness [nm]; `scene_column` does it
+  for one scan position of a Scene (pieces from `Scene.segments`, in beam order).
 * `Scene` describes a whole scan field without atoms: layers (`Region`) separated by rough interfaces that
   are tilted through the lamella thickness (`Interface`), so that a probe near an interface sees a mixture
   of regions along the beam. `Scene.fractions(y, x)` returns the volume fraction of each region in the
