@@ -52,6 +52,7 @@ __all__ = [
     "column",
     "embed",
     "scene_column",
+    "smooth_field",
     "top",
 ]
 
@@ -428,6 +429,32 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+def smooth_field(coords: np.ndarray, *, length: float, seed: int, n_modes: int = 24) -> np.ndarray:
+    """A smooth, stationary random field with unit rms (in expectation), evaluated anywhere.
+
+    Parameters
+    ----------
+    coords : array, shape (..., d)  [Å]
+        Points in d dimensions.
+    length : float  [Å]
+        Correlation length ℓ: correlation exp(−|Δr|² / (2 ℓ²)).
+    seed : int
+        Seed; the same seed gives the same field at every call.
+    n_modes : int
+        Number of random Fourier modes.
+
+    Returns
+    -------
+    numpy.ndarray, shape coords.shape[:-1]
+        √(2/n)·Σ cos(k_i·r + φ_i), k_i ~ N(0, 1/ℓ²) per component, φ_i ~ U(0, 2π).
+    """
+    coords = np.asarray(coords, dtype=float)
+    gen = np.random.default_rng(int(seed))
+    k = gen.normal(0.0, 1.0 / float(length), (int(n_modes), coords.shape[-1]))
+    phase = gen.uniform(0.0, 2 * np.pi, int(n_modes))
+    return math.sqrt(2.0 / n_modes) * np.cos(coords @ k.T + phase).sum(axis=-1)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Region:
     """One layer (or the surface oxide) of a Scene.
@@ -444,7 +471,9 @@ class Region:
         across the layer, inner = side of the previous layer); ``sro_peak`` or ``sro_peak_inner``/
         ``sro_peak_outer`` [Å⁻¹] (expected first SRO peak, for truth tables); ``grain_edges`` [Å] (positions
         along the interface where a new grain starts) with ``grain_orientations`` (zone axes, one per
-        grain); ``lif_seed`` (int, base of per-pixel LiF-nanocrystal seeds). Other keys (e.g.
+        grain); ``lif_seed`` (int, base of per-pixel LiF-nanocrystal seeds); ``variation_rms``
+        (relative, dimensionless), ``variation_length`` [Å] and ``variation_seed`` (int): a smooth random
+        local variation ε(y, x) that scales ``sro_peak`` by (1 + ε) and ``density`` by (1 + 3ε). Other keys (e.g.
         ``lif_volume_fraction``, ``lif_f_vacancy``, ``lif_diameter`` [Å], ``thickness`` [Å] of an oxide)
         are carried along for the consumer.
     """
@@ -531,11 +560,9 @@ class Interface:
         u = np.asarray(u, dtype=float)
         if self.roughness == 0:
             return np.zeros_like(u)
-        gen = np.random.default_rng(self.seed)
-        kappa = gen.normal(0.0, 1.0 / self.correlation_length, self.n_modes)
-        phase = gen.uniform(0.0, 2 * np.pi, self.n_modes)
-        arg = u[..., None] * kappa + phase
-        return self.roughness * math.sqrt(2.0 / self.n_modes) * np.cos(arg).sum(axis=-1)
+        return self.roughness * smooth_field(
+            u[..., None], length=self.correlation_length, seed=self.seed, n_modes=self.n_modes
+        )
 
     def position_at(self, u: np.ndarray, z: np.ndarray, thickness: float) -> np.ndarray:
         """Interface position along the layer normal.
@@ -831,7 +858,8 @@ class Scene:
             ``_outer`` values across the layer at mid-thickness, clipped to the end values outside it);
             ``grain`` (int, index into ``grain_orientations``, from ``grain_edges`` along the interface);
             ``lif_seed`` (int64, distinct for every scan pixel, derived from the base seed and the pixel
-            index). Also "depth" [Å], the normal distance from the first interface at mid-thickness.
+            index). ``variation_rms`` (see `Region`) modulates density and sro_peak smoothly in (y, x).
+            Also "depth" [Å], the normal distance from the first interface at mid-thickness.
         """
         s, u = self._coords(y, x)
         _, bounds = self.layer_bounds(y, x)
@@ -853,6 +881,15 @@ class Scene:
                     else:
                         w = np.zeros(s.shape)
                     out[f"{region.name}.{key}"] = p[f"{key}_inner"] + w * (p[f"{key}_outer"] - p[f"{key}_inner"])
+            if "variation_rms" in p and float(p["variation_rms"]) > 0:
+                yx = np.stack(np.broadcast_arrays(np.asarray(y, float), np.asarray(x, float)), axis=-1)
+                eps = float(p["variation_rms"]) * smooth_field(
+                    yx, length=float(p.get("variation_length", 200.0)), seed=int(p.get("variation_seed", k))
+                )
+                if f"{region.name}.sro_peak" in out:
+                    out[f"{region.name}.sro_peak"] = out[f"{region.name}.sro_peak"] * (1 + eps)
+                if f"{region.name}.density" in out:  # Q1 ∝ ρ^(1/3): δρ/ρ = 3 δQ/Q to first order
+                    out[f"{region.name}.density"] = out[f"{region.name}.density"] * (1 + 3 * eps)
             if "grain_edges" in p:
                 out[f"{region.name}.grain"] = np.searchsorted(np.asarray(p["grain_edges"], float), u, side="right")
             if "lif_seed" in p:
@@ -927,6 +964,7 @@ def bottom(
     roughness: float = 20.0,
     correlation_length: float = 400.0,
     oxide_thickness: float = 15.0,
+    variation_rms: tuple[float, float] = (0.03, 0.02),
     seed: int = 1,
 ) -> Scene:
     """The study's bottom interface: Li metal | SEI Type 1 | SEI Type 2 with LiF nanocrystals | Cu grains.
@@ -935,7 +973,9 @@ def bottom(
     layered as Type 1 ≈ 15 nm next to Li and Type 2 ≈ 35 nm next to Cu; Type 1 first SRO peak 0.33 Å⁻¹
     (std 0.019 over the map), Type 2 isotropic SRO ≈ 0.295 Å⁻¹ plus defective LiF crystallites whose
     orientation changes from pixel to pixel (4 nm steps) and whose (111) is weak (F vacancies); Li₂O rings
-    in the Li region from surface oxidation during lift-out; 90 × 60 positions at 4 nm.
+    in the Li region from surface oxidation during lift-out; 90 × 60 positions at 4 nm. Local structural
+    variation (assumption): Type 1 SRO peak and density vary smoothly by 3 % rms (correlation 12 nm), Type 2
+    by 2 %; with noise and mixing this is meant to give map spreads like the observed std 0.019 Å⁻¹.
 
     Parameters
     ----------
@@ -958,6 +998,8 @@ def bottom(
         Roughness correlation length along the interface.
     oxide_thickness : float  [Å]
         Li₂O on each lamella surface inside the Li metal (assumption: a few nm of native oxide).
+    variation_rms : (float, float)
+        Relative rms of the smooth local variation of Type 1 and Type 2 (see `Region`); 0 switches it off.
     seed : int
         Seeds the roughness profiles (interface k uses seed + k) and the per-pixel LiF seeds.
 
@@ -970,12 +1012,25 @@ def bottom(
     cu_edges = (0.3 * along, 0.55 * along, 0.8 * along)
     layers = (
         Region(name="li", kind="li_metal", params={"grain_edges": (), "grain_orientations": ((0, 0, 1),)}),
-        Region(name="type1", kind="sei_type1", params={"density": TYPE1_DENSITY, "sro_peak": 0.33}),
+        Region(
+            name="type1",
+            kind="sei_type1",
+            params={
+                "density": TYPE1_DENSITY,
+                "sro_peak": 0.33,
+                "variation_rms": float(variation_rms[0]),
+                "variation_length": 120.0,
+                "variation_seed": int(seed) + 100,
+            },
+        ),
         Region(
             name="type2",
             kind="sei_type2",
             params={
                 "sro_peak": 0.295,
+                "variation_rms": float(variation_rms[1]),
+                "variation_length": 120.0,
+                "variation_seed": int(seed) + 101,
                 "lif_volume_fraction": 0.3,
                 "lif_f_vacancy": 0.25,
                 "lif_diameter": 30.0,
@@ -1016,6 +1071,7 @@ def top(
     roughness: tuple[float, float] = (20.0, 60.0),
     correlation_length: float = 400.0,
     oxide_thickness: float = 15.0,
+    variation_rms: float = 0.02,
     seed: int = 2,
 ) -> Scene:
     """The study's top interface: Li metal | SEI Type 1 with density falling outwards | vitrified electrolyte.
@@ -1044,6 +1100,8 @@ def top(
     correlation_length : float  [Å]
     oxide_thickness : float  [Å]
         Li₂O per lamella surface in the Li metal.
+    variation_rms : float
+        Relative rms of the smooth local variation of Type 1 on top of its gradient (see `Region`).
     seed : int
         Seeds the roughness profiles.
 
@@ -1062,6 +1120,9 @@ def top(
                 "density_outer": _type1_outer_density(TYPE1_DENSITY, q_in, q_out),
                 "sro_peak_inner": q_in,
                 "sro_peak_outer": q_out,
+                "variation_rms": float(variation_rms),
+                "variation_length": 120.0,
+                "variation_seed": int(seed) + 100,
             },
         ),
         Region(name="electrolyte", kind="electrolyte", params={"sro_peak": 0.285}),

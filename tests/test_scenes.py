@@ -236,7 +236,7 @@ def test_li_region_carries_a_surface_oxide_share():
 
 
 def test_parameters_top_density_falls_outwards_and_grains_change():
-    scene = top(roughness=(0.0, 0.0), tilt=0.0)
+    scene = top(roughness=(0.0, 0.0), tilt=0.0, variation_rms=0.0)
     x = np.linspace(1400, 1800, 41)
     p = scene.parameters(np.zeros_like(x), x)
     rho = p["type1.density"]
@@ -252,6 +252,22 @@ def test_parameters_top_density_falls_outwards_and_grains_change():
     seeds = pb["type2.lif_seed"]
     assert len(np.unique(seeds)) == seeds.size  # a distinct LiF seed at every pixel
     assert np.all(pb["li.grain"] == 0)
+
+
+def test_local_variation_is_smooth_seeded_and_consistent_with_q_scaling():
+    b = bottom()
+    y, x = b.positions()
+    p = b.parameters(y, x)
+    q = p["type1.sro_peak"]
+    rel = q / 0.33 - 1
+    assert np.std(rel) == pytest.approx(0.03, rel=0.5)  # 3 % rms in expectation; ~20 correlation areas
+    assert np.array_equal(q, bottom().parameters(y, x)["type1.sro_peak"])  # deterministic
+    # smooth: neighbouring pixels (40 Å ≪ 120 Å correlation length) differ much less than the rms
+    assert np.std(np.diff(rel, axis=1)) < 0.5 * np.std(rel)
+    # density follows Q1 ∝ ρ^(1/3) to first order
+    np.testing.assert_allclose(p["type1.density"] / 2.0 - 1, 3 * rel, atol=1e-12)
+    flat = bottom(variation_rms=(0.0, 0.0)).parameters(y, x)
+    assert np.all(flat["type1.sro_peak"] == 0.33)
 
 
 def test_defaults_match_the_study():
