@@ -67,6 +67,7 @@ __all__ = [
     "simulate_nanocrystal_in_matrix",
     "simulate_pattern",
     "simulate_scan",
+    "simulate_scan_to_file",
     "to_detector",
 ]
 
@@ -632,8 +633,14 @@ def _crop(array: np.ndarray, sampling: tuple[float, float], qmax: float) -> np.n
     return out
 
 
-def _run(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, seed, method: str, batch: int):
-    """Patterns (n, nx, ny) in abTEM axis order and the metadata of the run."""
+def _run_batches(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, seed, method: str, batch: int):
+    """Generator: first the metadata dict, then ``(start, stop, weight, patterns)`` per batch of positions.
+
+    ``patterns`` has shape ``(stop - start, ny, nx)`` in (y, x) order, averaged over the source-size stencil;
+    the caller adds ``weight * patterns`` into rows ``start:stop`` of its target (for PRISM with several
+    frozen-phonon configurations each batch comes once per configuration, weight 1/n_configs). The metadata
+    dict gains ``sampling`` (dqy, dqx) [Å⁻¹] once the first batch is done.
+    """
     import dask
 
     abtem = _abtem()
@@ -641,42 +648,10 @@ def _run(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, seed, metho
     gpts = _grid(extent, ms.sampling)
     pot = _potential(atoms, ms, gpts, seed)
     stencil, weights = _stencil(positions, probe.source_size)
-    flat = stencil.reshape(-1, 2)
+    n_st = len(weights)
     detector = abtem.PixelatedDetector(max_angle=ms.max_angle)
     aberr = {"C10": -probe.defocus} if probe.defocus else {}
-    chunks = []
-    with dask.config.set(scheduler="threads", num_workers=2), abtem.config.set({"diagnostics.progress_bar": False}):
-        if method == "prism":
-            smat = abtem.SMatrix(
-                semiangle_cutoff=probe.semiangle,
-                energy=probe.energy,
-                potential=pot,
-                interpolation=1,
-                downsample=False,
-            )
-            smat_array = smat.build(lazy=False) if ms.n_phonons <= 1 else None
-            ctf = abtem.CTF(semiangle_cutoff=probe.semiangle, energy=probe.energy, **aberr)
-            for i in range(0, len(flat), batch):
-                scan = abtem.CustomScan(flat[i : i + batch])
-                if smat_array is not None:
-                    m = smat_array.reduce(scan=scan, ctf=ctf, detectors=detector)
-                else:
-                    m = smat.scan(scan=scan, ctf=ctf, detectors=detector)
-                m = m.compute() if m.is_lazy else m
-                chunks.append(np.asarray(m.array, dtype=np.float64).reshape(-1, *m.array.shape[-2:]))
-        else:
-            pr = abtem.Probe(energy=probe.energy, semiangle_cutoff=probe.semiangle, **aberr)
-            pr.grid.match(pot)
-            for i in range(0, len(flat), batch):
-                scan = abtem.CustomScan(flat[i : i + batch])
-                m = pr.multislice(pot, scan=scan, detectors=detector, lazy=True).compute()
-                chunks.append(np.asarray(m.array, dtype=np.float64).reshape(-1, *m.array.shape[-2:]))
-    arr = np.concatenate(chunks, axis=0)
-    samp = (float(m.sampling[0]), float(m.sampling[1]))  # (dqx, dqy) in abTEM order
     qmax = ms.max_angle * 1e-3 / probe.wavelength
-    arr = _crop(arr, samp, qmax)
-    arr = arr.reshape(len(positions), len(weights), *arr.shape[-2:])
-    arr = np.tensordot(weights, arr, axes=([0], [1]))
     meta = {
         "probe": probe.to_dict(),
         "multislice": ms.to_dict(),
@@ -691,7 +666,73 @@ def _run(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, seed, metho
         "n_atoms": len(atoms),
         "normalisation": "fraction of incident intensity per pixel",
     }
-    return arr, (samp[1], samp[0]), meta
+
+    def finish(m, n_pos):
+        arr = np.asarray(m.array, dtype=np.float64).reshape(-1, *m.array.shape[-2:])
+        samp = (float(m.sampling[0]), float(m.sampling[1]))  # (dqx, dqy) in abTEM order
+        meta["sampling"] = [samp[1], samp[0]]
+        arr = _crop(arr, samp, qmax)
+        arr = arr.reshape(n_pos, n_st, *arr.shape[-2:])
+        arr = np.tensordot(weights, arr, axes=([0], [1]))
+        return np.swapaxes(arr, -1, -2)  # abTEM (x, y) → (y, x)
+
+    yield meta
+    n = len(positions)
+    with dask.config.set(scheduler="threads", num_workers=2), abtem.config.set({"diagnostics.progress_bar": False}):
+        if method == "prism":
+            # One S-matrix per frozen-phonon configuration, built once and reduced for every batch of
+            # positions (abTEM's lazy SMatrix.scan would rebuild it per call). Configurations come from the
+            # same FrozenPhonons object as the conventional path, so both give identical patterns.
+            structure = pot.frozen_phonons
+            configs = list(structure) if hasattr(structure, "seed") else [atoms]
+            ctf = abtem.CTF(semiangle_cutoff=probe.semiangle, energy=probe.energy, **aberr)
+            for config in configs:
+                cpot = abtem.Potential(
+                    config,
+                    gpts=gpts,
+                    slice_thickness=ms.slice_thickness,
+                    parametrization=ms.parametrization,
+                    projection="infinite",
+                )
+                smat = abtem.SMatrix(
+                    semiangle_cutoff=probe.semiangle,
+                    energy=probe.energy,
+                    potential=cpot,
+                    interpolation=1,
+                    downsample=False,
+                ).build(lazy=False)
+                for i in range(0, n, batch):
+                    j = min(i + batch, n)
+                    scan = abtem.CustomScan(stencil[i:j].reshape(-1, 2))
+                    m = smat.reduce(scan=scan, ctf=ctf, detectors=detector)
+                    m = m.compute() if m.is_lazy else m
+                    yield i, j, 1.0 / len(configs), finish(m, j - i)
+        else:
+            pr = abtem.Probe(energy=probe.energy, semiangle_cutoff=probe.semiangle, **aberr)
+            pr.grid.match(pot)
+            for i in range(0, n, batch):
+                j = min(i + batch, n)
+                scan = abtem.CustomScan(stencil[i:j].reshape(-1, 2))
+                m = pr.multislice(pot, scan=scan, detectors=detector, lazy=True).compute()
+                yield i, j, 1.0, finish(m, j - i)
+
+
+def _prepare(atoms, probe, ms, positions, method, batch, allow_repeat):
+    pos = np.asarray(positions, dtype=float)
+    if pos.ndim < 1 or pos.shape[-1] != 2 or pos.size == 0 or not np.all(np.isfinite(pos)):
+        raise ValueError(f"positions with shape {pos.shape}: give finite (..., 2) probe positions (x, y) [Å]")
+    if method not in ("auto", "multislice", "prism"):
+        raise ValueError(f"method={method!r}: use 'auto', 'multislice' or 'prism'")
+    if isinstance(batch, bool) or int(batch) != batch or batch < 1:
+        raise ValueError(f"batch={batch!r}: must be an integer ≥ 1 (positions per abTEM call)")
+    extent = _check_atoms(atoms, probe, ms, allow_repeat=allow_repeat)
+    flat = pos.reshape(-1, 2)
+    thickness = float(atoms.cell[2, 2])
+    if method == "auto":
+        method = choose_method(probe, ms, extent, thickness, len(flat))
+    cost = estimate_cost(probe, ms, extent, thickness, len(flat))
+    cost["gpts"] = list(cost["gpts"])
+    return pos, flat, method, cost
 
 
 def simulate_scan(
@@ -705,7 +746,7 @@ def simulate_scan(
     batch: int = 16,
     allow_repeat: bool = False,
 ) -> SimulatedPatterns:
-    """NBED patterns at many probe positions.
+    """NBED patterns at many probe positions (in memory; :func:`simulate_scan_to_file` streams long scans).
 
     Parameters
     ----------
@@ -730,24 +771,75 @@ def simulate_scan(
     SimulatedPatterns
         ``array`` of shape ``positions.shape[:-1] + (ny, nx)``, sampling ``(dqy, dqx)`` [Å⁻¹].
     """
-    pos = np.asarray(positions, dtype=float)
-    if pos.ndim < 1 or pos.shape[-1] != 2 or pos.size == 0 or not np.all(np.isfinite(pos)):
-        raise ValueError(f"positions with shape {pos.shape}: give finite (..., 2) probe positions (x, y) [Å]")
-    if method not in ("auto", "multislice", "prism"):
-        raise ValueError(f"method={method!r}: use 'auto', 'multislice' or 'prism'")
-    if int(batch) < 1:
-        raise ValueError(f"batch={batch!r}: must be ≥ 1")
-    extent = _check_atoms(atoms, probe, ms, allow_repeat=allow_repeat)
-    flat = pos.reshape(-1, 2)
-    if method == "auto":
-        method = choose_method(probe, ms, extent, float(atoms.cell[2, 2]), len(flat))
-    arr, sampling, meta = _run(atoms, probe, ms, flat, seed, method, int(batch))
-    arr = np.swapaxes(arr, -1, -2)  # abTEM (x, y) → (y, x)
-    arr = arr.reshape(*pos.shape[:-1], *arr.shape[-2:])
+    pos, flat, method, cost = _prepare(atoms, probe, ms, positions, method, batch, allow_repeat)
+    gen = _run_batches(atoms, probe, ms, flat, seed, method, int(batch))
+    meta = next(gen)
+    out = None
+    for i, j, w, arr in gen:
+        if out is None:
+            out = np.zeros((len(flat), *arr.shape[-2:]))
+        out[i:j] += w * arr
+    sampling = tuple(meta.pop("sampling"))
     meta["positions"] = flat.tolist()
-    meta["cost"] = {k: v for k, v in estimate_cost(probe, ms, extent, float(atoms.cell[2, 2]), len(flat)).items()}
-    meta["cost"]["gpts"] = list(meta["cost"]["gpts"])
-    return SimulatedPatterns(array=np.ascontiguousarray(arr), sampling=sampling, metadata=meta)
+    meta["cost"] = cost
+    out = out.reshape(*pos.shape[:-1], *out.shape[-2:])
+    return SimulatedPatterns(array=out, sampling=sampling, metadata=meta)
+
+
+def simulate_scan_to_file(
+    path,
+    atoms,
+    probe: Probe,
+    ms: Multislice,
+    positions,
+    *,
+    seed: int | None = None,
+    method: str = "auto",
+    batch: int = 16,
+    allow_repeat: bool = False,
+    dtype=np.float32,
+) -> None:
+    """Like :func:`simulate_scan` but streams each batch into an HDF5 file (bounded memory for long scans).
+
+    The file has the layout of :func:`save_patterns` (``/patterns`` of shape ``(n_positions, ny, nx)``,
+    one pattern per chunk, attribute ``positions_shape``; settings, structure and versions) and is written to
+    ``path.tmp`` and renamed when complete, so ``path`` never holds a partial scan. Read it with
+    :func:`load_patterns` (which restores ``positions_shape``) or lazily with h5py.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    atoms, probe, ms, positions, seed, method, batch, allow_repeat
+        As :func:`simulate_scan`.
+    dtype : numpy dtype
+        Storage type of the patterns (float32 default: 7 significant digits).
+    """
+    import h5py
+
+    pos, flat, method, cost = _prepare(atoms, probe, ms, positions, method, batch, allow_repeat)
+    gen = _run_batches(atoms, probe, ms, flat, seed, method, int(batch))
+    meta = next(gen)
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    try:
+        with h5py.File(tmp, "w") as f:
+            ds = None
+            for i, j, w, arr in gen:
+                if ds is None:
+                    ny, nx = arr.shape[-2:]
+                    ds = f.create_dataset("patterns", shape=(len(flat), ny, nx), dtype=dtype, chunks=(1, ny, nx))
+                    ds[...] = 0
+                ds[i:j] = ds[i:j] + w * arr
+            meta["positions"] = flat.tolist()
+            meta["cost"] = cost
+            ds.attrs["positions_shape"] = list(pos.shape[:-1])
+            _write_attrs(f, ds, tuple(meta.pop("sampling")), meta, atoms)
+            f.flush()
+        _fsync_replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def simulate_pattern(
@@ -1090,6 +1182,38 @@ def _vacuum_disc(shape, sampling, probe: Probe) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _write_attrs(f, ds, sampling, meta, atoms) -> None:
+    """Settings, versions and structure next to the /patterns dataset (layout of :func:`save_patterns`)."""
+    import simkit
+
+    ny, nx = ds.shape[-2:]
+    ds.attrs["sampling"] = np.asarray(sampling, dtype=float)
+    ds.attrs["sampling_units"] = "1/Angstrom (Q = 1/d)"
+    ds.attrs["center"] = np.asarray((ny // 2, nx // 2), dtype=int)
+    f.attrs["metadata"] = json.dumps(meta, default=_json_default)
+    f.attrs["abtem_version"] = str(meta.get("abtem_version", ABTEM_VERSION))
+    f.attrs["sei_send_version"] = simkit.__version__
+    for name in ("probe", "multislice"):
+        g = f.create_group(name)
+        for k, v in meta.get(name, {}).items():
+            g.attrs[k] = json.dumps(v) if isinstance(v, dict) else v
+    if atoms is not None:
+        g = f.create_group("structure")
+        g.create_dataset("positions", data=np.asarray(atoms.positions, dtype=float))
+        g.create_dataset("numbers", data=np.asarray(atoms.numbers, dtype=int))
+        g.create_dataset("cell", data=np.asarray(atoms.cell, dtype=float))
+        g.create_dataset("pbc", data=np.asarray(atoms.pbc, dtype=bool))
+
+
+def _fsync_replace(tmp: str, path: str) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def save_patterns(path, patterns: SimulatedPatterns, atoms=None, *, compression: str | None = "gzip") -> None:
     """Write patterns, settings, structure and versions to HDF5 atomically (``path.tmp`` → rename).
 
@@ -1108,39 +1232,16 @@ def save_patterns(path, patterns: SimulatedPatterns, atoms=None, *, compression:
     """
     import h5py
 
-    import simkit
-
     if not isinstance(patterns, SimulatedPatterns):
         raise TypeError(f"patterns={type(patterns).__name__}: give a SimulatedPatterns")
     path = os.fspath(path)
     tmp = path + ".tmp"
-    meta = patterns.metadata
     try:
         with h5py.File(tmp, "w") as f:
-            d = f.create_dataset("patterns", data=np.asarray(patterns.array), compression=compression)
-            d.attrs["sampling"] = np.asarray(patterns.sampling, dtype=float)
-            d.attrs["sampling_units"] = "1/Angstrom (Q = 1/d)"
-            d.attrs["center"] = np.asarray(patterns.center, dtype=int)
-            f.attrs["metadata"] = json.dumps(meta, default=_json_default)
-            f.attrs["abtem_version"] = str(meta.get("abtem_version", ABTEM_VERSION))
-            f.attrs["sei_send_version"] = simkit.__version__
-            for name in ("probe", "multislice"):
-                g = f.create_group(name)
-                for k, v in meta.get(name, {}).items():
-                    g.attrs[k] = json.dumps(v) if isinstance(v, dict) else v
-            if atoms is not None:
-                g = f.create_group("structure")
-                g.create_dataset("positions", data=np.asarray(atoms.positions, dtype=float))
-                g.create_dataset("numbers", data=np.asarray(atoms.numbers, dtype=int))
-                g.create_dataset("cell", data=np.asarray(atoms.cell, dtype=float))
-                g.create_dataset("pbc", data=np.asarray(atoms.pbc, dtype=bool))
+            ds = f.create_dataset("patterns", data=np.asarray(patterns.array), compression=compression)
+            _write_attrs(f, ds, patterns.sampling, patterns.metadata, atoms)
             f.flush()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        _fsync_replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -1177,6 +1278,8 @@ def load_patterns(path) -> tuple[SimulatedPatterns, Any]:
         if "patterns" not in f:
             raise ValueError(f"path={os.fspath(path)!r} has no /patterns dataset: not a save_patterns file")
         arr = f["patterns"][()]
+        if "positions_shape" in f["patterns"].attrs:
+            arr = arr.reshape(*f["patterns"].attrs["positions_shape"], *arr.shape[-2:])
         sampling = tuple(float(s) for s in f["patterns"].attrs["sampling"])
         meta = json.loads(f.attrs["metadata"])
         atoms = None

@@ -334,12 +334,20 @@ def test_seeded_runs_repeat_and_seeds_differ():
     assert np.abs(a - c).max() > 1e-4 * a.max()
 
 
-def test_prism_equals_conventional_multislice():
+def test_prism_equals_conventional_multislice(tmp_path):
     at = lif_sphere(12.0, 32.0)
-    ms = CI.replace(n_phonons=1, sampling=0.2, max_angle=15.0)
+    ms = CI.replace(n_phonons=2, sampling=0.2, max_angle=15.0)  # two configurations: the ensemble mean too
     pos = [(16.0, 16.0), (13.0, 18.5), (20.0, 11.0)]
-    a = nbed.simulate_scan(at, P2, ms, pos, seed=5, method="multislice")
+    a = nbed.simulate_scan(at, P2, ms, pos, seed=5, method="multislice", batch=2)
     b = nbed.simulate_scan(at, P2, ms, pos, seed=5, method="prism")
+    # Streaming to HDF5 in batches of one position gives the same patterns (stored as float32).
+    nbed.simulate_scan_to_file(
+        tmp_path / "s.h5", at, P2, ms, np.reshape(pos, (1, 3, 2)), seed=5, method="prism", batch=1
+    )
+    c, atoms_back = nbed.load_patterns(tmp_path / "s.h5")
+    assert c.array.shape == (1, 3, *b.array.shape[-2:]) and len(atoms_back) == len(at)
+    np.testing.assert_allclose(c.array[0], b.array, rtol=1e-6, atol=1e-9)
+    assert c.metadata["method"] == "prism" and c.sampling == b.sampling
     assert a.array.shape == (3, *a.array.shape[-2:]) and a.sampling == b.sampling
     np.testing.assert_allclose(b.array, a.array, atol=1e-5 * a.array.max())
     assert not np.allclose(a.array[0], a.array[1])  # positions matter for an off-centre probe
