@@ -1071,6 +1071,7 @@ def top(
     roughness: tuple[float, float] = (20.0, 60.0),
     correlation_length: float = 400.0,
     oxide_thickness: float = 15.0,
+    sro_peak: tuple[float, float] = (0.34, 0.295),
     variation_rms: float = 0.02,
     seed: int = 2,
 ) -> Scene:
@@ -1100,6 +1101,10 @@ def top(
     correlation_length : float  [Å]
     oxide_thickness : float  [Å]
         Li₂O per lamella surface in the Li metal.
+    sro_peak : (float, float)  [Å⁻¹]
+        Type 1 SRO peak next to Li and at the electrolyte side (study: ≈ 0.34 → 0.295). A linear gradient
+        gives a map mean of ≈ 0.317 Å⁻¹ for the pure layer; the study's 0.326 (std 0.026) includes pixels
+        mixed with Li and electrolyte, so tune the outer value against the synthetic peak map if needed.
     variation_rms : float
         Relative rms of the smooth local variation of Type 1 on top of its gradient (see `Region`).
     seed : int
@@ -1109,7 +1114,11 @@ def top(
     -------
     Scene
     """
-    q_in, q_out = 0.34, 0.295
+    q_in, q_out = float(sro_peak[0]), float(sro_peak[1])
+    if not (0 < q_out <= q_in):
+        raise ValueError(
+            f"sro_peak={sro_peak!r} Å⁻¹ must be (inner, outer) with 0 < outer <= inner (density falls outwards)"
+        )
     layers = (
         Region(name="li", kind="li_metal", params={"grain_edges": (), "grain_orientations": ((0, 0, 1),)}),
         Region(
