@@ -523,7 +523,7 @@ def nanocrystal(
     if shape not in ("sphere", "cube"):
         raise ValueError(f"shape={shape!r} is not valid; give 'sphere' or 'cube'")
     if anion_vacancy is not None:
-        if f_vacancy not in (0, 0.0) and float(f_vacancy) != float(anion_vacancy):
+        if _check_fraction("f_vacancy", f_vacancy) != 0.0 and float(f_vacancy) != float(anion_vacancy):
             raise ValueError(
                 f"f_vacancy={f_vacancy!r} and anion_vacancy={anion_vacancy!r} disagree; they are aliases, give one"
             )
