@@ -378,6 +378,31 @@ def _nanmean0(a):
         return np.where(n > 0, np.where(f, a, 0.0).sum(axis=0) / n, np.nan)
 
 
+def _isotropic_patterns(m, sem, r, r_range):
+    """Patterns whose sector profiles inside ``r_range`` are isotropic: the reduced χ² of the sector means about
+    their azimuthal mean (Poisson errors) is at most 3× its lower quartile over the patterns + 1. Bragg spots
+    of single crystals (same orientation in many patterns) would otherwise bias the ellipse."""
+    sel = (r >= r_range[0]) & (r <= r_range[1])
+    a = m[..., sel]
+    e = sem[..., sel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.nanmean(np.where(np.isfinite(a), a, np.nan), axis=1, keepdims=True) if a.size else a
+        z2 = np.where(np.isfinite(a) & (e > 0), (a - mu) ** 2 / np.where(e > 0, e, 1.0) ** 2, np.nan)
+        n = np.isfinite(z2).sum(axis=(1, 2))
+        chi = np.where(n > 0, np.nansum(z2, axis=(1, 2)) / np.maximum(n, 1), np.inf)
+    fin = np.isfinite(chi)
+    if not fin.any():
+        return np.ones(m.shape[0], dtype=bool)
+    keep = chi <= 3.0 * np.quantile(chi[fin], 0.25) + 1.0
+    return keep if keep.sum() >= 1 else fin
+
+
+def _has_ring(m, r, r_range):
+    """Patterns whose azimuthally averaged I·r has an interior maximum in ``r_range`` (a ring to measure)."""
+    avg = np.nanmean(m, axis=1)
+    return peak_position(r, avg, r_range, n=1.0).ok
+
+
 def _sector_scales(m, r, r_range):
     """Radial scale s of each sector profile relative to the sector-mean profile: I_φ(r) ≈ a·Ī(r / s).
 
@@ -428,6 +453,10 @@ def fit_ellipse(
     least-squares match of the whole profile shape inside ``r_range`` (robust for broad amorphous rings as well
     as sharp powder rings); r(φ) = R·s(φ) is fitted with R·(1 + ε cos 2(φ − θ)), ρ = (1 + ε)/(1 − ε). The fit is
     repeated with the corrected plan (sectors then see the residual distortion) and the stretches composed.
+    Only patterns that show a ring (an interior maximum of the azimuthally averaged I·r in ``r_range``) and whose
+    sector profiles are isotropic within the noise enter the average (patterns with Bragg spots of a single
+    crystal in ``r_range`` are dropped: reduced χ² of the sectors about their azimuthal mean above 3× its lower
+    quartile + 1, tested from the second iteration on, when the plan already removes most of the ellipse).
 
     Parameters
     ----------
@@ -461,12 +490,28 @@ def fit_ellipse(
     sub, sub_shifts = _subset(data, shifts, max_patterns)
     edges = np.arange(max(0.0, r0 - 4 * bin_width), r1 + 4 * bin_width + 1e-9, bin_width)
     ratio, angle = 1.0, 0.0
-    for _ in range(max(1, n_iter)):
+    ring = None
+    for it in range(max(1, n_iter)):
         plan = make_plan(
             shape[-2:], center=center, pixel_size=1.0, edges=edges, ellipse_ratio=ratio, ellipse_angle=angle
         )
         prof = plan.integrate(sub, sub_shifts, n_phi=int(n_phi))
-        m = prof.mean if prof.mean.ndim == 2 else _nanmean0(prof.mean.reshape((-1,) + prof.mean.shape[-2:]))
+        if prof.mean.ndim == 2:
+            m = prof.mean
+        else:
+            pm = prof.mean.reshape((-1,) + prof.mean.shape[-2:])
+            if ring is None:
+                ring = _has_ring(pm, prof.q, (r0, r1))
+                if not ring.any():
+                    raise ValueError(
+                        f"r_range={r_range!r}: no pattern shows a ring (a maximum of I·r) in this window; "
+                        "choose a window around an amorphous or powder ring"
+                    )
+            keep = ring
+            if it > 0:  # after the first correction the ellipse no longer makes every sharp ring anisotropic
+                iso = _isotropic_patterns(pm, prof.sem_poisson.reshape(pm.shape), prof.q, (r0, r1))
+                keep = ring & iso if (ring & iso).any() else ring
+            m = _nanmean0(pm[keep])
         radii = _sector_scales(m, prof.q, (r0, r1)) * 0.5 * (r0 + r1)
         phi = 0.5 * (prof.phi_edges[1:] + prof.phi_edges[:-1])
         good = np.isfinite(radii)
@@ -483,7 +528,7 @@ def fit_ellipse(
         # compose the residual stretch with the current one (small residuals: multiply the two stretches as
         # matrices and take the symmetric part's eigen-decomposition)
         ratio, angle = _compose(ratio, angle, rho_res, th)
-        if abs(rho_res - 1) < 1e-4:
+        if abs(rho_res - 1) < 1e-4 and it > 0:
             break
     return EllipseFit(ratio=ratio, angle=angle % math.pi, radius=float(a0), radii=radii, phi=phi)
 
@@ -783,6 +828,7 @@ def calibrate(
     d_spacings: list | None = None,
     descan_order: int = 1,
     center_method: str = "com",
+    ellipse_max_patterns: int = 512,
     q_max: float | None = None,
     n_bins: int | None = None,
     mask=None,
@@ -800,6 +846,8 @@ def calibrate(
     descan_order : int
         Degree of the descan surface (1 = plane).
     center_method : {"com", "xcorr"}
+    ellipse_max_patterns : int
+        Patterns (evenly strided over the scan) used for the ellipse fit.
     q_max : float or None  [Å⁻¹]
     n_bins : int or None
     mask : ndarray of bool or None
@@ -824,7 +872,10 @@ def calibrate(
     ell = None
     ratio, angle = 1.0, 0.0
     if ellipse_q_range is not None:
-        ell = fit_ellipse(data, center=center, shifts=shifts, r_range=tuple(q / ps for q in ellipse_q_range))
+        ell = fit_ellipse(
+            data, center=center, shifts=shifts, r_range=tuple(q / ps for q in ellipse_q_range),
+            max_patterns=ellipse_max_patterns,
+        )  # fmt: skip
         ratio, angle = ell.ratio, ell.angle
     qc = None
     if reflections is not None or d_spacings is not None:
