@@ -42,6 +42,8 @@ __all__ = [
 
 #: |correlation| above which two fitted parameters are reported as degenerate.
 DEGENERACY_CORRELATION = 0.95
+#: D = 2Δlog L below this is numerically zero (both fits resolve log L to ~1e-6).
+LRT_ZERO = 1e-5
 #: deviance/dof of the best candidate above which the comparison warns of misfit (the Poisson deviance has
 #: mean ≈ dof and sd ≈ sqrt(2 dof) for a correct model; 1.5 is > 7 sd for dof ≥ 200).
 MISFIT_DEVIANCE_RATIO = 1.5
@@ -382,7 +384,10 @@ def compare(
             fa, fb = fits[na], fits[nb]
             extra = tuple(c.name for c in cb if c.name not in names_a)
             df = fb.n_params - fa.n_params
-            d = max(2.0 * (fb.loglike - fa.loglike), 0.0)
+            d = 2.0 * (fb.loglike - fa.loglike)
+            # below the optimiser's resolution (Newton decrement tol 1e-6 per fit) D is 0: the extra scales sit
+            # at their bound and the two fits are the same model
+            d = d if d > LRT_ZERO else 0.0
             valid = fa.converged and fb.converged and fa.n_data == fb.n_data
             tests.append(
                 LikelihoodRatioTest(

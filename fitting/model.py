@@ -774,6 +774,7 @@ def fit_profile(
     q_range: tuple[float, float] | None = None,
     resample: bool = False,
     start: Mapping[str, float] | None = None,
+    n_starts: int = 3,
     max_iter: int = 500,
     tol: float = 1e-6,
 ) -> FitResult:
@@ -807,7 +808,10 @@ def fit_profile(
     resample : bool
         Allow components on a Q grid different from ``q`` (they are interpolated); otherwise refuse.
     start : Mapping or None
-        Start values by parameter name (override the linear start).
+        Start values by parameter name (override the linear start; then a single start is used).
+    n_starts : int
+        Number of local optimisations from the best linear starts with distinct α (≥ 0.01 apart); the
+        likelihood in α is multimodal when sharp rings are weak.
     max_iter : int
         Iteration limit of the L-BFGS-B stage (Newton polishing adds ≤ 50).
     tol : float
@@ -875,20 +879,22 @@ def fit_profile(
         lo[fwd.i_bg] = 0.0
         lo[fwd.i_bg + 1], hi[fwd.i_bg + 1] = _POWER_BOUNDS if background == "power" else _EXP_BOUNDS
 
-    theta0 = _linear_start(fwd, yf, Ef, lo, hi, likelihood, sig2)
+    starts = _linear_start(fwd, yf, Ef, lo, hi, likelihood, sig2, n_starts=n_starts)
     if start:
-        for k, v in start.items():
+        for k in start:
             if k not in names:
                 raise ValueError(f"start has unknown parameter {k!r}; valid: {list(names)}")
-            theta0[names.index(k)] = float(v)
-    theta0 = np.clip(theta0, lo, hi)
+        starts = starts[:1]
+        for k, v in start.items():
+            starts[0][names.index(k)] = float(v)
+    starts = [np.clip(t0, lo, hi) for t0 in starts]
 
     # scaling of the parameters for the optimiser
     level = float(np.median(yf / Ef)) if np.any(yf > 0) else 1.0
     level = level if level > 0 else max(float(np.mean(yf / Ef)), 1e-12)
     scale = np.ones(P)
     for k in range(K):
-        ref = float(np.median(np.abs(fwd.V[:, k])))
+        ref = float(np.sqrt(np.mean(fwd.V[:, k] ** 2)))  # RMS (a median is ~0 for sharp Bragg rings)
         scale[k] = level / ref if ref > 0 else 1.0
     if fit_alpha:
         scale[fwd.i_alpha] = 0.01
@@ -914,58 +920,78 @@ def fit_profile(
             return 1e300, np.zeros_like(x)
         return f, g
 
+    # local optimisation from each start (distinct Q scales: the likelihood in α is multimodal when sharp rings
+    # are weak); the best end point is polished below
+    res = None
     with _blas_single_thread():
-        res = minimize(
-            fun_grad,
-            theta0 / scale,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=list(zip(lo / scale, hi / scale)),
-            options={"maxiter": int(max_iter), "ftol": 1e-15, "gtol": 1e-10, "maxcor": 10},
-        )
+        for t0 in starts:
+            r_ = minimize(
+                fun_grad,
+                t0 / scale,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=list(zip(lo / scale, hi / scale)),
+                options={"maxiter": int(max_iter), "ftol": 1e-15, "gtol": 1e-10, "maxcor": 10},
+            )
+            if res is None or r_.fun < res.fun:
+                res = r_
     theta = np.clip(res.x * scale, lo, hi)
     message = f"L-BFGS-B: {res.message}"
 
-    # Newton polishing with the observed information
+    # Polishing: Newton steps with the observed information where it is positive definite, otherwise damped
+    # Fisher-scoring steps (expected information, always positive semi-definite) — L-BFGS-B can stop early in
+    # flat or non-convex regions (e.g. Q scale of a weak component at low counts).
     converged = False
     decrement = np.inf
-    H = None
-    n_newton = 0 if max_iter < 5 else 50
+    n_newton = 0 if max_iter < 5 else 100
+    last = ""
     for _ in range(n_newton):
         g, H = _grad_hess(fwd, theta, yf, w, likelihood, sig2)
         free = _free_mask(theta, lo, hi, g)
-        Hs = H[np.ix_(free, free)] * np.outer(scale[free], scale[free])
-        gs = g[free] * scale[free]
+        sc = scale[free]
+        gs = g[free] * sc
+        steps = []
         try:
-            L = np.linalg.cholesky(Hs)
-        except np.linalg.LinAlgError:
-            message += "; observed information not positive definite at the optimum"
-            break
-        step = -np.linalg.solve(L.T, np.linalg.solve(L, gs))
-        decrement = float(-gs @ step)
-        if decrement < tol:
-            converged = True
-            break
-        f0 = nll(theta)
-        t = 1.0
-        while t > 1e-6:
-            trial = theta.copy()
-            trial[free] = theta[free] + t * step * scale[free]
-            trial = np.clip(trial, lo, hi)
-            if nll(trial) <= f0:
-                theta = trial
+            L = np.linalg.cholesky(H[np.ix_(free, free)] * np.outer(sc, sc))
+            newton = -np.linalg.solve(L.T, np.linalg.solve(L, gs))
+            decrement = float(-gs @ newton)
+            if decrement < tol:
+                converged = True
                 break
-            t *= 0.5
-        else:
-            message += "; line search failed"
+            steps.append(newton)
+            last = "observed information positive definite"
+        except np.linalg.LinAlgError:
+            last = "observed information not positive definite"
+        F = _fisher_single(fwd, theta, yf, w, likelihood, sig2)[np.ix_(free, free)] * np.outer(sc, sc)
+        dF = np.diag(F).copy()
+        for lam in (1e-3, 1e-1, 10.0):
+            M = F + np.diag(lam * dF + 1e-12 * max(float(dF.max()), 1e-300))
+            try:
+                steps.append(-np.linalg.solve(M, gs))
+            except np.linalg.LinAlgError:
+                pass
+        f0 = nll(theta)
+        moved = False
+        for step in steps:
+            t = 1.0
+            while t > 1e-4 and not moved:
+                trial = theta.copy()
+                trial[free] = theta[free] + t * step * sc
+                trial = np.clip(trial, lo, hi)
+                if nll(trial) < f0 or (nll(trial) == f0 and t == 1.0):
+                    theta, moved = trial, True
+                t *= 0.5
+            if moved:
+                break
+        if not moved:
+            last += "; no step decreases −log L"
             break
-    else:
-        if n_newton:
-            message += f"; Newton decrement {decrement:.3g} ≥ tol after {n_newton} steps"
-        else:
-            message += "; not polished (max_iter < 5)"
     if converged:
         message += f"; Newton decrement {decrement:.2g} < {tol:g}"
+    elif n_newton:
+        message += f"; not converged: Newton decrement {decrement:.3g} ≥ tol ({last})"
+    else:
+        message += "; not polished (max_iter < 5)"
 
     # statistics at the optimum
     g, H = _grad_hess(fwd, theta, yf, w, likelihood, sig2)
@@ -1140,7 +1166,7 @@ def _grad_hess(fwd: _Forward, theta, y, w, likelihood, sig2):
     return g, H
 
 
-def _linear_start(fwd: _Forward, y, E, lo, hi, likelihood, sig2):
+def _linear_start(fwd: _Forward, y, E, lo, hi, likelihood, sig2, n_starts=1):
     """Start values: weighted non-negative linear least squares on the scales (and the linear background
     coefficients) over a grid of α and of the background shape; the candidate with the lowest −log L wins."""
     K, P = fwd.K, fwd.P
@@ -1191,7 +1217,17 @@ def _linear_start(fwd: _Forward, y, E, lo, hi, likelihood, sig2):
     f = np.where(np.isfinite(f), f, np.inf)
     if not np.any(np.isfinite(f)):
         raise ValueError("no finite start values: the model predicts 0 counts where counts were recorded")
-    return cands[int(np.argmin(f))]
+    order = np.argsort(f)
+    out = [cands[order[0]]]
+    if fwd.fit_alpha:
+        # further starts: the best candidates whose α differs by ≥ 0.01 from every start taken so far
+        for i in order[1:]:
+            if len(out) >= n_starts or not np.isfinite(f[i]):
+                break
+            a = cands[i, fwd.i_alpha]
+            if all(abs(a - o[fwd.i_alpha]) >= 0.01 for o in out):
+                out.append(cands[i])
+    return [o.copy() for o in out]
 
 
 # ----------------------------------------------------------------------------------------------------------------
