@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from structures import crystals
 from structures.crystals import LATTICE_CONSTANTS, bulk, nanocrystal, reflections
@@ -376,3 +378,21 @@ def test_bad_phase_and_q_max_for_bulk_and_reflections():
         reflections("LiF", q_max=0)
     with pytest.raises(TypeError, match="rng"):
         nanocrystal("LiF", 10, rng="seed")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    phase=st.sampled_from(["LiF", "Li2O", "Li2S"]),
+    x_an=st.floats(0.0, 0.6),
+    x_li=st.floats(0.0, 0.3),
+    diameter=st.floats(6.0, 16.0),
+    seed=st.integers(0, 2**32),
+)
+def test_vacancy_counts_property(phase, x_an, x_li, diameter, seed):
+    """Removed = round-half-up(x · sites) on each sublattice for any fractions, sizes and seeds."""
+    anion = {"LiF": "F", "Li2O": "O", "Li2S": "S"}[phase]
+    perfect = nanocrystal(phase, diameter, rng=seed)
+    nc = nanocrystal(phase, diameter, anion_vacancy=x_an, li_vacancy=x_li, rng=seed)
+    sym_p, sym = perfect.get_chemical_symbols(), nc.get_chemical_symbols()
+    for el, x in ((anion, x_an), ("Li", x_li)):
+        assert sym_p.count(el) - sym.count(el) == math.floor(x * sym_p.count(el) + 0.5)

@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pytest
 from ase import Atoms
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from structures.crystals import bulk, mass_density, nanocrystal
 from structures.scenes import DEFAULT_THICKNESS, Interface, Region, Scene, bottom, column, embed, scene_column, top
@@ -381,3 +383,41 @@ def test_scene_column_builds_the_pieces_in_order():
     # vacuum layers are empty
     vac = column([(None, 0.5), (bulk("Cu").repeat(3), 0.5)], thickness_nm=2.0)
     assert vac.positions[:, 2].min() >= 10.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    positions=st.lists(st.floats(-500, 500), min_size=1, max_size=4),
+    tilts=st.lists(st.floats(-300, 300), min_size=4, max_size=4),
+    rough=st.floats(0, 80),
+    thickness=st.floats(50, 1500),
+)
+def test_fractions_and_segments_properties(positions, tilts, rough, thickness):
+    """Any layer stack (even with crossing interfaces): fractions in [0, 1] summing to 1; segments tile the
+    column and reproduce the fractions wherever the interfaces do not cross inside the column."""
+    positions = sorted(positions)
+    kinds = ["li_metal", "sei_type1", "sei_type2", "electrolyte", "cu"]
+    scene = Scene(
+        name="h",
+        layers=tuple(Region(name=f"r{k}", kind=kinds[k]) for k in range(len(positions) + 1)),
+        interfaces=tuple(
+            Interface(position=p, tilt=t, roughness=rough, seed=k) for k, (p, t) in enumerate(zip(positions, tilts))
+        ),
+        thickness=thickness,
+    )
+    x = np.linspace(-800, 800, 33)
+    f = scene.fractions(np.zeros_like(x), x)
+    assert np.all(f >= -1e-15) and np.all(f <= 1 + 1e-15)
+    np.testing.assert_allclose(f.sum(axis=-1), 1.0, atol=1e-12)
+    for j in range(0, 33, 4):
+        seg = scene.segments(0.0, x[j])
+        assert seg[0][1] == 0.0 and seg[-1][2] == pytest.approx(thickness)
+        # interface positions at entrance and exit: non-crossing if their order is the same at both faces
+        entrance = [itf.position_at(0.0, 0.0, thickness) for itf in scene.interfaces]
+        exit_ = [itf.position_at(0.0, thickness, thickness) for itf in scene.interfaces]
+        if np.all(np.diff(entrance) >= 0) and np.all(np.diff(exit_) >= 0):
+            length = {n: 0.0 for n in scene.region_names}
+            for n, z0, z1 in seg:
+                length[n] += z1 - z0
+            got = np.array([length[n] for n in scene.region_names]) / thickness
+            np.testing.assert_allclose(got, f[j], atol=1e-9)
