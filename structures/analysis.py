@@ -11,7 +11,8 @@ supercell, and n_ab(rc) = 4π ρ_b ∫₀^rc g_ab r² dr is exactly the mean nei
 uniform random points gives g = (N − 1)/N ≈ 1 below the shortest lattice translation. The total g(r) uses
 all ordered pairs with N². Distances are not minimum-image: every periodic image within
 r_max is counted, so r_max may exceed half the box (the pair search then uses explicit periodic images,
-which also handles non-orthogonal cells). Pairs come from scipy's cKDTree, never from O(N²) Python loops.
+which also handles non-orthogonal cells). Pairs come from a numba cell list (orthorhombic boxes at least
+3·r_max wide) or scipy's cKDTree, never from O(N²) Python loops.
 """
 
 from __future__ import annotations
