@@ -88,11 +88,13 @@ def main() -> None:
     t_wrap = best(lambda: nbed.simulate_scan(atoms, probe, ms, positions, seed=1, method="multislice"))
     a = raw_abtem(atoms, probe, ms, positions, seed=1)
     b = nbed.simulate_scan(atoms, probe, ms, positions, seed=1, method="multislice").array
-    same = np.isclose(a.sum(), b.sum(), rtol=1e-6)
+    qmax = ms.max_angle * 1e-3 / probe.wavelength
+    a = np.swapaxes(nbed._crop(a, (1 / 40.0, 1 / 40.0), qmax), -1, -2)  # same crop and (y, x) order
+    same = a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9)
     print("\n1. wrapper vs raw abTEM (LiF 2 nm, 2 mrad, 40 Å cell, 0.1 Å, 2 phonons, 4 positions)")
     print(
         f"   raw abTEM {t_raw:.3f} s | sei-send {t_wrap:.3f} s | overhead {100 * (t_wrap / t_raw - 1):+.1f} %"
-        f" (target ≤ +10 %) | same total intensity: {same}"
+        f" (target ≤ +10 %) | identical patterns: {same}"
     )
 
     # 2. FFT-friendly vs naive grid (extent / sampling = 401, a prime; friendly 405 = 3^4·5)
@@ -131,10 +133,16 @@ def main() -> None:
         return kinematic.probe_convolve(q, iq, semiangle=2.0, energy=300e3)
 
     t_kin = best(kin)
+    t_debye = best(lambda: kinematic.debye_intensity(crystal, q))
     one = nbed.Multislice(sampling=0.1, slice_thickness=2.0, n_phonons=1, max_angle=30.0)
     t_ms = best(lambda: nbed.simulate_pattern(atoms, probe, one, seed=1, method="multislice"))
-    print("\n3. kinematic (Debye I(Q) + probe convolution, radial) vs multislice (one pattern, 1 phonon)")
-    print(f"   kinematic {t_kin:.3f} s | multislice {t_ms:.3f} s | multislice / kinematic ×{t_ms / t_kin:.1f}")
+    big = lif_sphere(20.0, 400.0)
+    one015 = nbed.Multislice(n_phonons=1, max_angle=20.0)
+    t_ms015 = best(lambda: nbed.simulate_pattern(big, nbed.Probe(semiangle=0.15), one015, seed=1), repeats=1)
+    print("\n3. kinematic vs multislice, same 2 nm LiF crystal (485 atoms)")
+    print(f"   Debye I(Q) alone {t_debye:.3f} s | Debye + probe convolution (radial, 2 mrad) {t_kin:.3f} s")
+    print(f"   multislice 2 mrad, 40 Å cell, 0.1 Å, 1 phonon: {t_ms:.3f} s (×{t_ms / t_kin:.1f} the kinematic path)")
+    print(f"   multislice 0.15 mrad, 400 Å cell, defaults, 1 phonon: {t_ms015:.1f} s (×{t_ms015 / t_kin:.0f})")
 
 
 def zone_011(a: float = 4.027) -> dict:
@@ -147,8 +155,26 @@ def zone_011(a: float = 4.027) -> dict:
     }
 
 
+def _table(rows) -> list[str]:
+    lines = [
+        "| sampling [Å] | slice [Å] | phonons | grid | Q111 | Q200 | Q220 [Å⁻¹] | I111 | I200 | I220 | I111/I200 | "
+        "change vs previous row | time [s] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    prev = None
+    for r in rows:
+        change = "" if prev is None else f"{100 * (r['ratio'] / prev - 1):+.2f} %"
+        prev = r["ratio"]
+        lines.append(
+            f"| {r['sampling']} | {r['slice_thickness']} | {r['n_phonons']} | {r['gpts'][0]}² | "
+            f"{r['q_111']:.4f} | {r['q_200']:.4f} | {r['q_220']:.4f} | {r['I_111']:.3e} | {r['I_200']:.3e} | "
+            f"{r['I_220']:.3e} | {r['ratio']:.4f} | {change} | {r['seconds']:.0f} |"
+        )
+    return lines
+
+
 def convergence(path: str = "docs/convergence.md") -> None:
-    """Run the reference convergence study and write the markdown table to ``path`` (atomically)."""
+    """Run the convergence studies and write the markdown tables to ``path`` (atomically, after each series)."""
     import os
     import platform
 
@@ -156,64 +182,76 @@ def convergence(path: str = "docs/convergence.md") -> None:
 
     from simkit import nbed
 
-    atoms = lif_sphere(30.0, 400.0)
-    probe = nbed.Probe(semiangle=0.15)
-    default = nbed.Multislice(max_angle=20.0)  # Q ≤ 1.0 Å⁻¹ holds 220; lets the 0.2 Å row run
-    series = {
-        "sampling (1 phonon configuration, same seed)": [
-            default.replace(sampling=s, n_phonons=1) for s in (0.2, 0.1, 0.05)
-        ],
-        "slice thickness": [default.replace(slice_thickness=t) for t in (1.0, 2.0, 4.0)],
-        "frozen-phonon configurations": [default.replace(n_phonons=n) for n in (0, 1, 2, 4, 8)],
-    }
-    lines = []
-    for title, settings in series.items():
-        t0 = time.perf_counter()
-        rows = nbed.convergence_study(atoms, probe, settings, zone_011(), ratio=("111", "200"), seed=0)
-        print(f"{title}: {time.perf_counter() - t0:.0f} s", flush=True)
-        lines.append(f"\n### {title}\n")
-        lines.append(
-            "| sampling [Å] | slice [Å] | phonons | grid | Q111 | Q200 | Q220 [Å⁻¹] | I111 | I200 | I220 | "
-            "I111/I200 | change vs previous row | time [s] |"
-        )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        prev = None
-        for r in rows:
-            change = "" if prev is None else f"{100 * (r['ratio'] / prev - 1):+.2f} %"
-            prev = r["ratio"]
-            lines.append(
-                f"| {r['sampling']} | {r['slice_thickness']} | {r['n_phonons']} | {r['gpts'][0]}² | "
-                f"{r['q_111']:.4f} | {r['q_200']:.4f} | {r['q_220']:.4f} | {r['I_111']:.3e} | {r['I_200']:.3e} | "
-                f"{r['I_220']:.3e} | {r['ratio']:.4f} | {change} | {r['seconds']:.0f} |"
-            )
-    d = default
-    text = f"""# Multislice convergence (simkit.nbed)
+    d = nbed.Multislice(max_angle=20.0)  # Q ≤ 1.0 Å⁻¹ holds 220; lets the 0.2 Å rows run
+    cases = [
+        (
+            "Small case: 3 nm LiF [011], 2 mrad, 40 Å cell",
+            lif_sphere(30.0, 40.0),
+            nbed.Probe(semiangle=2.0),
+            {
+                "sampling (4 phonon configurations)": [
+                    d.replace(sampling=s) for s in (0.3, 0.2, 0.15, 0.1, 0.075, 0.05)
+                ],
+                "slice thickness (4 phonon configurations, sampling 0.1 Å)": [
+                    d.replace(slice_thickness=t) for t in (1.0, 2.0, 4.0)
+                ],
+                "frozen-phonon configurations (sampling 0.1 Å)": [d.replace(n_phonons=n) for n in (0, 1, 2, 4, 8, 16)],
+            },
+        ),
+        (
+            "Reference case: 3 nm LiF [011], 0.15 mrad, 400 Å cell",
+            lif_sphere(30.0, 400.0),
+            nbed.Probe(semiangle=0.15),
+            {
+                "sampling (1 phonon configuration, same seed)": [
+                    d.replace(sampling=s, n_phonons=1) for s in (0.2, 0.1, 0.05)
+                ],
+                "slice thickness (1 phonon configuration, sampling 0.1 Å)": [
+                    d.replace(slice_thickness=t, n_phonons=1) for t in (1.0, 2.0, 4.0)
+                ],
+                "frozen-phonon configurations (sampling 0.1 Å)": [d.replace(n_phonons=n) for n in (0, 1, 2, 4)],
+            },
+        ),
+    ]
+    header = f"""# Multislice convergence (simkit.nbed)
 
 Generated by `.venv/bin/python bench/nbed.py --convergence` (abTEM {abtem.__version__}, Python
-{platform.python_version()}); do not edit by hand.
+{platform.python_version()}); do not edit by hand. Tables are rewritten after each series finishes.
 
-Reference case: LiF sphere, 3 nm diameter (a = 4.027 Å), viewed along [011] (holds 111, 200, 220), centred
-in a 400 Å × 400 Å cell (the cell a 0.15 mrad probe needs, `required_extent`), 300 keV, 0.15 mrad, probe on
-the crystal centre. Intensities are integrated in discs of 1.5 probe-disc radii around every zero-layer g
-(`measure_reflections`, fraction of the incident intensity, summed over the listed equivalents: four 111,
-two 200, two 220); positions are the intensity-weighted |q| inside those discs. Frozen-phonon seed 0 in
-every row; rows of the sampling series use one phonon configuration so that only the grid changes.
+Crystal: LiF sphere, 3 nm diameter (a = 4.027 Å), viewed along [011] (holds 111, 200, 220), centred in the
+cell, 300 keV, probe on the crystal centre. Reference case (issue 5): 0.15 mrad in a 400 Å × 400 Å cell (the
+cell a 0.15 mrad probe needs, `required_extent`); a small 2 mrad case in a 40 Å cell resolves the trends
+more finely at low cost. Intensities are integrated in discs of 1.5 probe-disc radii (at least 2 pattern
+pixels) around every zero-layer g (`measure_reflections`; fraction of the incident intensity, summed over
+the equivalents: four 111, two 200, two 220); positions are the intensity-weighted |q| inside those discs
+(at 2 mrad the wide discs bias them by a few 0.001 Å⁻¹; at 0.15 mrad they are exact to < 0.001 Å⁻¹).
+Frozen-phonon seed 0 in every row (rows differ only by the setting named in the series).
 
-Defaults (`Multislice()`, here with max_angle 20 mrad): sampling {d.sampling} Å, slice thickness {d.slice_thickness} Å,
-{d.n_phonons} phonon configurations, max angle {d.max_angle} mrad, parametrization {d.parametrization},
+Defaults (`Multislice()`; max_angle 20 mrad here): sampling {d.sampling} Å, slice thickness
+{d.slice_thickness} Å, {d.n_phonons} phonon configurations, parametrization {d.parametrization},
 displacements {d.displacement} Å (Debye model at 100 K, sources in simkit/nbed.py).
 Criterion (issue 5): I111/I200 changes by < 2 % when the default sampling is halved.
-{chr(10).join(lines)}
-
-A CI-sized version (2 nm crystal, 2 mrad, 32 Å cell, same criterion) runs in tests/test_nbed.py
-(`test_convergence_ci`); the full case is `test_convergence_reference_case` (slow).
+CI-sized check of the same criterion: `test_convergence_ci` (2 nm crystal, 2 mrad, 32 Å cell); full:
+`test_convergence_reference_case` (slow) in tests/test_nbed.py.
 """
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    body: list[str] = []
+
+    def write():
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(header + "\n".join(body) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    for title, atoms, probe, series in cases:
+        body.append(f"\n## {title}")
+        for name, settings in series.items():
+            t0 = time.perf_counter()
+            rows = nbed.convergence_study(atoms, probe, settings, zone_011(), ratio=("111", "200"), seed=0)
+            print(f"{title} / {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+            body.extend([f"\n### {name}\n", *_table(rows)])
+            write()
     print(f"wrote {path}")
 
 
