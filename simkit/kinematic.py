@@ -8,7 +8,9 @@ Electron scattering factors
 ---------------------------
 Neutral atoms use abTEM's parametrizations (Lobato & Van Dyck 2014, Acta Cryst. A70, 636; Kirkland 2010,
 *Advanced Computing in Electron Microscopy*): ``Parametrization.scattering_factor(symbol)`` returns a callable of
-k² with k = 1/d, i.e. of Q² in our convention. These are the non-relativistic (Born) factors f_e [Å]; multiply by
+k² with k = 1/d, i.e. of Q² in our convention. The parameters are read from abTEM's data files and evaluated with
+abTEM's formulas here (in float64, without importing abTEM, which costs seconds); a test checks them against
+abTEM's own callables. These are the non-relativistic (Born) factors f_e [Å]; multiply by
 the relativistic factor γ where absolute beam intensities are needed.
 
 Mott–Bethe (International Tables for Crystallography Vol. C, §4.3.1): with s = sinθ/λ = Q/2,
@@ -161,12 +163,38 @@ def _check_charge(charge, name: str = "charge") -> int:
 # --------------------------------------------------------------------------------------------------------------
 # scattering factors
 # --------------------------------------------------------------------------------------------------------------
-@functools.cache
-def _parametrization(name: str):
-    # abTEM costs seconds to import: only when a scattering factor is first needed.
-    from abtem.parametrizations import KirklandParametrization, LobatoParametrization
+def _abtem_data_path(name: str) -> str:
+    spec = importlib.util.find_spec("abtem")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("abTEM is required for its scattering-factor parametrizations (pip install abtem)")
+    return os.path.join(spec.submodule_search_locations[0], "parametrizations", "data", name)
 
-    return {"lobato": LobatoParametrization, "kirkland": KirklandParametrization}[name]()
+
+@functools.cache
+def _parameter_table(name: str) -> dict:
+    """abTEM's parameter file of a parametrization, read without importing abTEM (which costs seconds and does
+    not import under NUMBA_DISABLE_JIT=1); the formulas below are those of abtem.parametrizations.functions."""
+    with open(_abtem_data_path(f"{name}.json")) as fh:
+        return {k: np.asarray(v, dtype=np.float64) for k, v in json.load(fh).items()}
+
+
+def _lobato(k2: np.ndarray, p: np.ndarray) -> np.ndarray:
+    # abtem.parametrizations.functions.lobato.scattering_factor: Σ aᵢ (2 + bᵢ k²) / (1 + bᵢ k²)²
+    out = np.zeros_like(k2)
+    for a, b in zip(p[0], p[1]):
+        out += a * (2.0 + b * k2) / (1.0 + b * k2) ** 2
+    return out
+
+
+def _kirkland(k2: np.ndarray, p: np.ndarray) -> np.ndarray:
+    # abtem.parametrizations.functions.kirkland.scattering_factor: Σ aᵢ / (bᵢ + k²) + cᵢ exp(−dᵢ k²)
+    out = np.zeros_like(k2)
+    for a, b, c, d in zip(p[0], p[1], p[2], p[3]):
+        out += a / (b + k2) + c * np.exp(-d * k2)
+    return out
+
+
+_FORMULAS = {"lobato": _lobato, "kirkland": _kirkland}
 
 
 def _check_parametrization(parametrization) -> str:
@@ -175,14 +203,8 @@ def _check_parametrization(parametrization) -> str:
     return parametrization
 
 
-@functools.lru_cache(maxsize=1)
 def _waasmaier_kirfel() -> dict:
-    spec = importlib.util.find_spec("abtem")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("abTEM is required for the Waasmaier–Kirfel X-ray scattering factors")
-    path = os.path.join(spec.submodule_search_locations[0], "parametrizations", "data", "waasmaier_kirfel.json")
-    with open(path) as fh:
-        return {k: np.asarray(v, dtype=np.float64) for k, v in json.load(fh).items()}
+    return _parameter_table("waasmaier_kirfel")
 
 
 def _ion_key(symbol: str, charge: int) -> str:
@@ -271,11 +293,10 @@ def scattering_factor(symbol, q, *, parametrization: str = "lobato", charge=0.0)
     name = _check_parametrization(parametrization)
     z = _check_charge(charge)
     qq = _check_q_values(q)
-    try:
-        fun = _parametrization(name).scattering_factor(sym)
-    except (KeyError, RuntimeError):
-        raise ValueError(f"symbol={symbol!r}: no {name} parametrization for this element") from None
-    f = np.asarray(fun(qq**2), dtype=np.float64)
+    table = _parameter_table(name)
+    if sym not in table:
+        raise ValueError(f"symbol={symbol!r}: no {name} parametrization for this element")
+    f = _FORMULAS[name](qq**2, table[sym])
     if z != 0:
         if np.any(qq == 0):
             raise ValueError(
@@ -1088,9 +1109,9 @@ class ProbeConvolution:
 
 
 def _default_geometry(q: np.ndarray, radius: float) -> DetectorGeometry:
-    ps = min(0.005, radius / 3.0)
+    # pixel ≤ 0.005 Å⁻¹ and ≤ R/3, coarser only if the detector would exceed 2049² pixels
+    ps = max(min(0.005, radius / 3.0), (q[-1] + radius) / 1020.0)
     half = int(math.ceil((q[-1] + radius) / ps)) + 2
-    half = min(half, 2048)
     return DetectorGeometry(shape=(2 * half + 1, 2 * half + 1), pixel_size=ps, center=(half, half))
 
 
@@ -1100,7 +1121,7 @@ def make_probe_convolution(
     semiangle: float,
     energy: float,
     geometry: DetectorGeometry | None = None,
-    oversample: int = 3,
+    oversample: int | None = None,
     **plan_kwargs,
 ) -> ProbeConvolution:
     """Plan the probe convolution of 1-D profiles on the grid ``q``.
@@ -1119,9 +1140,11 @@ def make_probe_convolution(
         Probe convergence semi-angle α (> 0).
     energy : float  [eV]
     geometry : DetectorGeometry or None
-        Detector; None → a square detector with pixel size min(0.005, R/3) Å⁻¹ covering q[-1] + R.
-    oversample : int
-        Sub-pixel samples per pixel side (1 = pixel centres).
+        Detector; None → a square detector with pixel size min(0.005, R/3) Å⁻¹ (coarser if that needs more
+        than 2049² pixels) covering q[-1] + R.
+    oversample : int or None
+        Sub-pixel samples per pixel side (1 = pixel centres). None → 3, reduced (down to 1) so that
+        pixels × oversample² ≤ 6·10⁶ (memory of the plan ≈ 200 bytes per sample).
     **plan_kwargs
         Keywords of :func:`simkit.radial.make_plan_from_geometry` (edges, n_bins, q_max, mask, ...).
 
@@ -1141,6 +1164,8 @@ def make_probe_convolution(
         geometry = _default_geometry(qq, radius)
     elif not isinstance(geometry, DetectorGeometry):
         raise TypeError(f"geometry={type(geometry).__name__}: expected a simkit.geometry.DetectorGeometry or None")
+    if oversample is None:
+        oversample = int(min(3, max(1, math.floor(math.sqrt(6e6 / (geometry.shape[0] * geometry.shape[1]))))))
     if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or oversample < 1:
         raise ValueError(f"oversample={oversample!r}: must be a positive integer")
     o = int(oversample)
@@ -1218,7 +1243,7 @@ def probe_convolve(
     energy: float,
     geometry: DetectorGeometry | None = None,
     plan: ProbeConvolution | None = None,
-    oversample: int = 3,
+    oversample: int | None = None,
     **integrate_kwargs,
 ):
     """The radial profile a probe of the given semiangle records from an isotropic intensity I(Q).
@@ -1239,8 +1264,8 @@ def probe_convolve(
         Detector (None → see :func:`make_probe_convolution`).
     plan : ProbeConvolution or None
         A plan from :func:`make_probe_convolution` to reuse (its q, semiangle, energy must match).
-    oversample : int
-        Sub-pixel samples per pixel side when no plan is given.
+    oversample : int or None
+        Sub-pixel samples per pixel side when no plan is given (see :func:`make_probe_convolution`).
     **integrate_kwargs
         Passed to ``RadialPlan.integrate`` (e.g. ``n_phi``).
 
