@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit, prange
 
 from simkit.peakpos import peak_position
 from simkit.radial import RadialPlan, make_plan
@@ -131,7 +132,7 @@ def find_centers(
     *,
     radius: float | None = None,
     method: str = "com",
-    n_iter: int = 6,
+    n_iter: int = 20,
     max_shift: float | None = None,
     chunk: int = 512,
 ) -> np.ndarray:
@@ -148,7 +149,7 @@ def find_centers(
         Iterated centre of mass inside a disc around the current estimate, or cross-correlation with a disc
         template (sub-pixel by a 3-point parabola through the maximum along each axis).
     n_iter : int
-        Centre-of-mass iterations (``com``).
+        Largest number of centre-of-mass iterations (``com``; stops earlier when the centre moves < 1e-10 px).
     max_shift : float or None  [px]
         Largest descan expected (sets the crop box); default 2× the beam radius.
     chunk : int
@@ -177,26 +178,28 @@ def find_centers(
     x0, x1 = max(0, int(round(cx0)) - half), min(nx, int(round(cx0)) + half + 1)
     n = int(np.prod(lead))
     out = np.full((n, 2), np.nan)
-    gy, gx = np.mgrid[y0:y1, x0:x1].astype(float)
-    flat = _flat_reader(data, lead)
+    flat = _flat_reader(data, lead, (slice(y0, y1), slice(x0, x1)))
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        box = flat(s, e)[:, y0:y1, x0:x1].astype(float)
-        box = np.where(np.isfinite(box), box, 0.0)
+        box = flat(s, e)
         if method == "com":
-            c = _com_iterate(box, gy, gx, cy0, cx0, radius, n_iter)
+            c = np.empty((e - s, 2))
+            _k_com(np.ascontiguousarray(box), float(y0), float(x0), float(cy0), float(cx0), radius, int(n_iter), c)
         else:
+            box = box.astype(float)
+            box = np.where(np.isfinite(box), box, 0.0)
             c = _xcorr(box, radius) + np.array([y0, x0])
         out[s:e] = c
     return out.reshape(lead + (2,))
 
 
-def _flat_reader(data, lead):
-    """Read patterns [s, e) of the flattened leading index (contiguous slabs along the last leading axis)."""
+def _flat_reader(data, lead, crop=(slice(None), slice(None))):
+    """Read patterns [s, e) of the flattened leading index (contiguous slabs along the last leading axis),
+    only the detector region ``crop`` (two slices)."""
 
     def read(s, e):
         if len(lead) == 1:
-            return np.asarray(data[s:e])
+            return np.asarray(data[(slice(s, e),) + tuple(crop)])
         parts = []
         i = s
         while i < e:
@@ -204,34 +207,60 @@ def _flat_reader(data, lead):
             last = lead[-1]
             j = min(e, i + last - idx[-1])
             sl = tuple(int(v) for v in idx[:-1]) + (slice(int(idx[-1]), int(idx[-1]) + (j - i)),)
-            parts.append(np.asarray(data[sl]).reshape((-1,) + tuple(data.shape[-2:])))
+            block = np.asarray(data[sl + tuple(crop)])
+            parts.append(block.reshape((-1,) + block.shape[-2:]))
             i = j
         return np.concatenate(parts, axis=0)
 
     return read
 
 
-def _com_iterate(box, gy, gx, cy0, cx0, radius, n_iter):
-    m = box.shape[0]
-    cy = np.full(m, cy0)
-    cx = np.full(m, cx0)
+@njit(cache=True, parallel=True)
+def _k_com(box, y0, x0, cy0, cx0, radius, n_iter, out):
+    """Iterated centre of mass inside a disc of ``radius`` [px] for every pattern of ``box`` (m, by, bx), whose
+    pixel (0, 0) sits at detector index (y0, x0); NaN pixels count as 0; out (m, 2) = (cy, cx), NaN for
+    patterns with no counts in the disc. Twin: tests/reference.py::center_of_mass_reference."""
+    m, by, bx = box.shape
     r2 = radius * radius
-    for _ in range(n_iter):
-        inside = (gy[None] - cy[:, None, None]) ** 2 + (gx[None] - cx[:, None, None]) ** 2 <= r2
-        w = box * inside
-        tot = w.sum(axis=(1, 2))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ny_ = (w * gy[None]).sum(axis=(1, 2)) / tot
-            nx_ = (w * gx[None]).sum(axis=(1, 2)) / tot
-        good = tot > 0
-        cy = np.where(good, ny_, np.nan)
-        cx = np.where(good, nx_, np.nan)
-        cy = np.where(np.isfinite(cy), cy, cy0)
-        cx = np.where(np.isfinite(cx), cx, cx0)
-    bad = ~(box.sum(axis=(1, 2)) > 0)
-    cy[bad] = np.nan
-    cx[bad] = np.nan
-    return np.stack([cy, cx], axis=1)
+    for k in prange(m):
+        cy = cy0
+        cx = cx0
+        ok = False
+        for _ in range(n_iter):
+            sy = 0.0
+            sx = 0.0
+            tot = 0.0
+            i_lo = max(0, int(math.floor(cy - radius - y0)))
+            i_hi = min(by - 1, int(math.ceil(cy + radius - y0)))
+            j_lo = max(0, int(math.floor(cx - radius - x0)))
+            j_hi = min(bx - 1, int(math.ceil(cx + radius - x0)))
+            for i in range(i_lo, i_hi + 1):
+                dy = i + y0 - cy
+                for j in range(j_lo, j_hi + 1):
+                    dx = j + x0 - cx
+                    if dy * dy + dx * dx <= r2:
+                        v = float(box[k, i, j])
+                        if v == v:
+                            sy += v * (i + y0)
+                            sx += v * (j + x0)
+                            tot += v
+            if tot <= 0.0:
+                ok = False
+                break
+            ny = sy / tot
+            nx = sx / tot
+            ok = True
+            done = abs(ny - cy) < 1e-10 and abs(nx - cx) < 1e-10
+            cy = ny
+            cx = nx
+            if done:
+                break
+        if ok:
+            out[k, 0] = cy
+            out[k, 1] = cx
+        else:
+            out[k, 0] = np.nan
+            out[k, 1] = np.nan
 
 
 def _xcorr(box, radius):
@@ -486,14 +515,15 @@ def fit_ellipse(
     r0, r1 = (float(v) for v in r_range)
     if not (0 <= r0 < r1):
         raise ValueError(f"r_range={r_range!r}: need 0 <= r_min < r_max [px]")
-    shape = tuple(int(s) for s in data.shape)
     sub, sub_shifts = _subset(data, shifts, max_patterns)
     edges = np.arange(max(0.0, r0 - 4 * bin_width), r1 + 4 * bin_width + 1e-9, bin_width)
+    # only the detector box holding the annulus is integrated (the plan covers nothing outside it)
+    sub, ccenter = _crop(sub, center, sub_shifts, edges[-1] * 1.2)
     ratio, angle = 1.0, 0.0
     ring = None
     for it in range(max(1, n_iter)):
         plan = make_plan(
-            shape[-2:], center=center, pixel_size=1.0, edges=edges, ellipse_ratio=ratio, ellipse_angle=angle
+            sub.shape[-2:], center=ccenter, pixel_size=1.0, edges=edges, ellipse_ratio=ratio, ellipse_angle=angle
         )
         prof = plan.integrate(sub, sub_shifts, n_phi=int(n_phi))
         if prof.mean.ndim == 2:
@@ -553,6 +583,17 @@ def _compose(rho1, th1, rho2, th2):
         rho = 1 / rho
         th += math.pi / 2
     return float(rho), float(th % math.pi)
+
+
+def _crop(sub, center, shifts, radius):
+    """Crop patterns to the box that holds every pixel within ``radius`` [px] of the (shifted) centre; returns
+    the cropped stack and the plan centre in the cropped frame."""
+    ms = 0.0 if shifts is None else float(np.max(np.abs(shifts))) if np.size(shifts) else 0.0
+    half = int(math.ceil(radius + ms + 2))
+    ny, nx = sub.shape[-2:]
+    y0, y1 = max(0, int(center[0]) - half), min(ny, int(center[0]) + half + 2)
+    x0, x1 = max(0, int(center[1]) - half), min(nx, int(center[1]) + half + 2)
+    return np.ascontiguousarray(sub[..., y0:y1, x0:x1]), (center[0] - y0, center[1] - x0)
 
 
 def _subset(data, shifts, max_patterns):
@@ -679,14 +720,15 @@ def calibrate_q(
             "pixel_size_from_camera(camera_length, pixel_pitch, energy))"
         )
     labels, qk = _known_rings(reflections, d_spacings, temperature)
-    shape = tuple(int(s) for s in data.shape)
     sub, sh = _subset(data, shifts, max_patterns)
     r_exp = qk / g
     rmax = float(r_exp.max() * (1 + 2 * window) + 4 * bin_width)
     edges = np.arange(0.0, rmax, bin_width)
+    sub, ccenter = _crop(sub, center, sh, edges[-1] * max(ellipse_ratio, 1.0 / ellipse_ratio))
     plan = make_plan(
-        shape[-2:], center=center, pixel_size=1.0, edges=edges, ellipse_ratio=ellipse_ratio, ellipse_angle=ellipse_angle
-    )
+        sub.shape[-2:], center=ccenter, pixel_size=1.0, edges=edges, ellipse_ratio=ellipse_ratio,
+        ellipse_angle=ellipse_angle,
+    )  # fmt: skip
     prof = plan.integrate(sub, sh)
     m = prof.mean.reshape(-1, plan.n_q)
     mean = _nanmean0(m)
