@@ -825,22 +825,22 @@ def local_to_scan_ratio(
     energy: float,
     step: float,
     *,
-    power_fraction: float = 0.999,
     defocus: float = 0.0,
     source_size: float = 0.0,
 ) -> float:
     """Probe-weighted local fluence per unit scan fluence in the interior of an infinite raster, κ.
 
-    κ = step² Σ_lattice A(d), A = P ⋆ P: ≈ step²/A_eff when the step is much larger than the probe (≈ 24 for
-    2 mrad at 300 keV and a 40 Å step), exactly 1 when the step is below λ/(2α) (the lattice sum of a
-    band-limited probe is then uniform; 0.15 mrad with a 40 Å step).
+    κ = step² Σ_lattice A(d) with A = P ⋆ P, evaluated exactly by Poisson summation in Fourier space:
+    κ = Σ_G T(|G|)² over the scan's reciprocal lattice G = (i, j)/step, T the probe's transfer function
+    (zero beyond 2α/λ, so the sum is finite and needs no truncation). κ ≈ step²/A_eff when the step is much
+    larger than the probe (≈ 24 for 2 mrad at 300 keV and a 40 Å step) and exactly 1 when the step is below
+    λ/(2α) (only G = 0 contributes; 0.15 mrad with a 40 Å step).
 
     Parameters
     ----------
     semiangle : float  [mrad]
     energy : float  [eV]
     step : float  [Å]
-    power_fraction : float
     defocus : float  [Å]
     source_size : float  [Å]  (Gaussian FWHM)
 
@@ -850,8 +850,12 @@ def local_to_scan_ratio(
         Probe-weighted local accumulated fluence / scan fluence (per pass, scan order irrelevant).
     """
     s = _positive("step", step, "Å")
-    _fraction("power_fraction", power_fraction)
-    _, _, _, _, weighted = _kernel_tables(
-        float(semiangle), float(energy), s, None, float(power_fraction), float(defocus), float(source_size)
-    )
-    return float(weighted.sum() * s * s)
+    ka = _k_alpha(semiangle, energy)
+    df = _finite("defocus", defocus, "Å")
+    sigma = _nonnegative("source_size", source_size, "Å (FWHM)") / _FWHM_PER_SIGMA
+    n = int(math.floor(2.0 * ka * s))
+    i = np.arange(-n, n + 1)
+    g = np.hypot(i[:, None], i[None, :]).ravel() / s
+    g = g[g < 2.0 * ka]
+    t = _transfer(g, ka, wavelength(energy), df, sigma)
+    return float(np.sum(t * t))
