@@ -18,16 +18,24 @@ for small semiangles and many positions (0.15 mrad in a 40 nm cell: ~30 beams), 
 
 Why the cell must hold the probe, and why small amorphous boxes are never tiled
 ------------------------------------------------------------------------------
-The simulation is periodic: a probe wider than the cell overlaps its own periodic images and the pattern
-is aliased. :func:`required_extent` gives the smallest cell (5 Airy radii plus the defocus spread), e.g.
-≈ 40 nm at 0.15 mrad and 300 keV; smaller cells raise ``ValueError`` with that size. A small amorphous box
-repeated to fill a large cell adds a fake reciprocal lattice (period 6 nm → 0.017 Å⁻¹, more than the
-0.015 Å⁻¹ disc diameter at 0.15 mrad) that shows up as speckle; this module therefore offers no ``tile``
+The simulation is periodic: a probe wider than the cell overlaps its own periodic images and the pattern is
+aliased. :func:`required_extent` gives the smallest cell (diameter 3 λ/α ≈ 5 Airy radii, plus the defocus
+spread), e.g. ≈ 40 nm at 0.15 mrad and 300 keV; smaller cells raise ``ValueError`` with that size. A small
+amorphous box repeated to fill a large cell adds a fake reciprocal lattice (period 6 nm → 0.017 Å⁻¹, more than
+the 0.015 Å⁻¹ disc diameter at 0.15 mrad) that shows up as speckle; this module therefore offers no ``tile``
 option and refuses a structure that is an exact lateral repeat with a period longer than
 ``MAX_CRYSTAL_PERIOD`` (see :func:`lateral_period`). For 0.15 mrad patterns of nanocrystals in a thick
 amorphous matrix use :func:`simulate_nanocrystal_in_matrix`: multislice of the crystal(s) in a thin slab of
 the matrix in a ≥ 40 nm cell, plus the diffuse scattering of the remaining matrix thickness added
 kinematically.
+
+Performance notes
+-----------------
+Grids are rounded up to FFT-friendly sizes (:func:`fft_friendly`; a prime 401² grid is ≈ 4× slower than
+405², bench/nbed.py). abTEM's default FFTW planner (``FFTW_MEASURE``) spends seconds planning each new grid
+and batch size in a process; for one-off patterns ``abtem.config.set({"fftw.planning_effort":
+"FFTW_ESTIMATE"})`` avoids that (the tests do). Computations run on dask's threaded scheduler with 2 workers.
+Defaults (sampling 0.1 Å, 2 Å slices, 4 phonon configurations) come from docs/convergence.md.
 """
 
 from __future__ import annotations
