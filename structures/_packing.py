@@ -213,7 +213,7 @@ def _physical_forces(
 
 # Parallel drivers: each thread handles a contiguous chunk of atoms and writes only its own rows. Parallel regions
 # are launched only for large systems (few launches per step), because on a shared, oversubscribed machine every
-# launch can cost milliseconds.
+# launch can cost milliseconds; ``numba.set_num_threads(1)`` selects the serial path (better on a busy machine).
 PARALLEL_MIN_ATOMS = 5000
 
 
@@ -293,7 +293,7 @@ def _par_physical_forces(
 
 def _call(serial, parallel, n, *args):
     """Run a range kernel over all n atoms: serially for small n, in parallel chunks for large n."""
-    if n >= PARALLEL_MIN_ATOMS and numba.config.DISABLE_JIT == 0:
+    if n >= PARALLEL_MIN_ATOMS and numba.config.DISABLE_JIT == 0 and numba.get_num_threads() > 1:
         parallel(4 * numba.get_num_threads(), *args)
     else:
         serial(0, n, *args)

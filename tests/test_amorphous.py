@@ -281,11 +281,11 @@ def test_monatomic_mixtures_do_not_peak_at_033(units, density):
 
 def test_presets_record_their_parameters():
     a = type1_sei(n_atoms=600, relax=False, rng=1)
-    assert a.info["preset"] == "type1_sei" and a.info["density_g_cm3"] == 1.9
-    assert {"SO3^2-", "SO4^2-", "F-", "O^2-"} <= set(a.info["units"])
+    assert a.info["preset"] == "type1_sei" and a.info["density_g_cm3"] == 2.1
+    assert {"SO3^2-", "SO4^2-", "F-", "O^2-", "S^2-"} <= set(a.info["units"])
     assert "C" not in a.get_chemical_symbols()
     b = type2_matrix(n_atoms=600, relax=False, rng=1)
-    assert b.info["preset"] == "type2_matrix" and _density(b) == pytest.approx(1.7, rel=1e-9)
+    assert b.info["preset"] == "type2_matrix" and _density(b) == pytest.approx(2.1, rel=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
@@ -329,4 +329,16 @@ def test_type1_large_model_distances_brute_force():
     box = a.cell.lengths()
     sym = a.get_chemical_symbols()
     assert min_distance_violations(a.positions, sym, a.arrays["unit_id"], box, TABLE) == []
-    assert _density(a) == pytest.approx(1.9, rel=1e-9)
+    assert _density(a) == pytest.approx(2.1, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_type1_default_peaks_near_study_values():
+    # the study's Type 1: first I·Q peak 0.325–0.345, second ≈ 0.6 Å⁻¹; before probe convolution we allow ±0.03
+    a = type1_sei(n_atoms=3000, rng=4)
+    q = np.linspace(0.15, 0.9, 301)
+    iq, _ = debye_iq_periodic(a.positions, a.get_chemical_symbols(), a.cell.lengths(), q)
+    q1 = first_peak_above(q, iq * q, 0.2)
+    q2 = first_peak_above(q, iq * q, q1 + 0.1)
+    assert 0.30 <= q1 <= 0.36, q1
+    assert 0.55 <= q2 <= 0.68, q2
