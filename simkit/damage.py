@@ -59,6 +59,7 @@ __all__ = [
     "li2o_structure_factor",
     "mass_remaining",
     "model_fluence",
+    "pattern_fractions",
     "phase_fractions",
     "plot_dose_series",
     "scherrer_broaden",
@@ -308,6 +309,33 @@ def mass_remaining(fluence, model: DamageModel, kind: str = "local") -> np.ndarr
     return 1.0 - model.mass_loss * (-np.expm1(-d / model.mass_loss_dose))
 
 
+def pattern_fractions(fluence_map, model: DamageModel, *, when: str = "during") -> dict[str, np.ndarray]:
+    """Damage state seen by every pattern of a raster scan, from its probe-weighted local fluence history.
+
+    Parameters
+    ----------
+    fluence_map : simkit.dose.FluenceMap
+        From ``simkit.dose.accumulated_fluence_map``.
+    model : DamageModel
+    when : str
+        ``"before"`` (dose received before the exposure), ``"during"`` (mean over the exposure, default:
+        the pattern integrates while its own electrons arrive) or ``"after"``.
+
+    Returns
+    -------
+    dict of ndarray, shape (passes, scan_y, scan_x)
+        ``"fluence"`` [e/Å², local, probe-weighted], ``"amorphous"``, ``"li2o"``, ``"disordered"``
+        [fractions] and ``"crystallite_size"`` [Å].
+    """
+    if when not in ("before", "during", "after"):
+        raise ValueError(f"when={when!r}: use 'before', 'during' or 'after'")
+    d = np.asarray(getattr(fluence_map, when), float)
+    out = dict(phase_fractions(d, model, "local"))
+    out["fluence"] = d
+    out["crystallite_size"] = crystallite_size(d, model, "local")
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # profile level
 # ----------------------------------------------------------------------------------------------------------
@@ -451,9 +479,9 @@ def damaged_profile(
     kind : str
         ``"local"`` or ``"scan"`` (see :func:`model_fluence`).
     disordered_iq : ndarray or None  [Å² per atom]
-        Profile of the disordered remainder; default: ``type1_iq`` smoothed by a Gaussian of FWHM 0.2 Å⁻¹
-        (removes the SRO oscillation, keeps the mean level ≈ ⟨f²⟩). Pass the self-scattering ⟨f²⟩ when
-        the atoms are known.
+        Profile of the disordered remainder; default: ``type1_iq`` smoothed by a Gaussian of FWHM 0.2 Å⁻¹,
+        which removes the SRO oscillation but keeps the low-Q deficit of a dense solid (the bare self term
+        ⟨f²⟩ would overestimate the low-Q intensity of a dense disordered material).
 
     Returns
     -------
@@ -667,14 +695,6 @@ class DoseSeries:
     model: DamageModel
 
 
-def _self_scattering(atoms, q, parametrization="lobato") -> np.ndarray:
-    from simkit.kinematic import scattering_factor
-
-    syms, counts = np.unique(atoms.get_chemical_symbols(), return_counts=True)
-    f2 = sum(c * scattering_factor(s, q, parametrization=parametrization) ** 2 for s, c in zip(syms, counts))
-    return f2 / counts.sum()
-
-
 def dose_series(
     doses,
     *,
@@ -695,9 +715,10 @@ def dose_series(
     doses : sequence of float  [e/Å²]
         Accumulated fluences (``dose_kind``), e.g. ``[0, 200, 1000, 2000, 3600, 6000]``.
     type1 : ase.Atoms, or (q, iq) tuple, or None
-        Undamaged Type 1: atoms (Debye I(Q) through ``simkit.kinematic.debye_intensity``, the disordered
-        remainder then scatters as the self term ⟨f²⟩), or a profile on its own grid (interpolated to ``q``),
-        or None to build ``structures.amorphous.type1_sei(n_atoms=1000, rng=rng)`` (slow: tens of seconds).
+        Undamaged Type 1: atoms (Debye I(Q) through ``simkit.kinematic.debye_intensity``), or a profile
+        ``(q, iq)`` on its own grid (interpolated to ``q``), or None to build
+        ``structures.amorphous.type1_sei(n_atoms=1000, rng=rng)`` (slow: tens of seconds). The disordered
+        remainder scatters as the Type 1 profile smoothed by 0.2 Å⁻¹ (see :func:`damaged_profile`).
     q : ndarray or None  [Å⁻¹]
         Grid of the unconvolved profiles; default 0.05–1.0 Å⁻¹ in 0.0025 steps.
     model : DamageModel or None
@@ -730,7 +751,6 @@ def dose_series(
         raise ValueError(f"li2o={li2o!r}: use 'analytic' or 'debye'")
     q = np.arange(0.05, 1.0 + 1e-9, 0.0025) if q is None else np.asarray(q, float)
     rng = np.random.default_rng(rng)
-    disordered = None
     if type1 is None:
         from structures.amorphous import type1_sei
 
@@ -740,7 +760,6 @@ def dose_series(
         type1_iq = np.interp(q, q1, i1)
     else:
         type1_iq = debye_intensity(type1, q)
-        disordered = _self_scattering(type1, q)
     local = d * local_to_scan_ratio(semiangle, energy, step) if dose_kind == "scan" else d
     if li2o == "analytic":
 
@@ -753,7 +772,7 @@ def dose_series(
         def li2o_fn(qq, size):
             return debye_intensity(nanocrystal("Li2O", size, rng=rng), qq)
 
-    prof = damaged_profile(q, type1_iq, li2o_fn, local, model, kind="local", disordered_iq=disordered)
+    prof = damaged_profile(q, type1_iq, li2o_fn, local, model, kind="local")
     conv = probe_convolve(q, prof, semiangle=semiangle, energy=energy)
     fr = phase_fractions(local, model, "local")
     return DoseSeries(

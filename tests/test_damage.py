@@ -156,7 +156,7 @@ def test_damaged_profile_mixing_and_li2o_positions(type1_profile):
     i1, f2 = type1_profile
     m = dm.DamageModel()
     doses = np.array([0.0, 200.0, 1000.0, 2000.0, 3600.0, 6000.0])
-    prof = dm.damaged_profile(Q, i1, dm.li2o_powder_profile, doses, m, kind="scan", disordered_iq=f2)
+    prof = dm.damaged_profile(Q, i1, dm.li2o_powder_profile, doses, m, kind="scan")
     assert prof.shape == (6, Q.size)
     np.testing.assert_allclose(prof[0], i1)  # undamaged
     # < 10 % change at 200 e/Å² anywhere in 0.2–0.8 Å⁻¹
@@ -174,7 +174,7 @@ def test_damaged_profile_mixing_and_li2o_positions(type1_profile):
             assert fit.position == pytest.approx(ref_q, abs=0.005)
     # the array form of the Li₂O input is Scherrer-broadened to the same result as the callable
     sharp = dm.li2o_powder_profile(Q, 150.0)  # FWHM 0.006 Å⁻¹: still resolved by the 0.0025 Å⁻¹ grid
-    via_array = dm.damaged_profile(Q, i1, sharp, 3600.0, m, kind="scan", disordered_iq=f2)
+    via_array = dm.damaged_profile(Q, i1, sharp, 3600.0, m, kind="scan")
     fit = peak_position(Q, via_array, q_range=(0.355, 0.395), n=1)
     assert fit.position == pytest.approx(0.376, abs=0.005)
 
@@ -298,3 +298,35 @@ def test_damage_series_bad_input():
     at = Atoms("Li", positions=[[0, 0, 0]], cell=[10, 10, 10], pbc=False)
     with pytest.raises(ValueError, match="periodic"):
         dm.damage_series(at, [0.0])
+
+
+def test_pattern_fractions_follow_the_scan_history():
+    from simkit.dose import accumulated_fluence_map, electrons_per_pattern
+
+    m = dm.DamageModel()
+    n_e = electrons_per_pattern(50.0, 1e-3)  # 50 pA, 1 ms: 195 e/Å² scan fluence per pass at 40 Å
+    fm = accumulated_fluence_map((6, 6), 40.0, 2.0, 300e3, n_e, passes=20, power_fraction=0.99)
+    pf = dm.pattern_fractions(fm, m)
+    assert pf["li2o"].shape == (20, 6, 6)
+    # dose only grows: pass after pass and, within a pass, never decreases along the acquisition order
+    assert np.all(np.diff(pf["fluence"], axis=0) > 0)
+    assert np.all(np.diff(pf["amorphous"], axis=0) <= 0)
+    order = np.argsort(fm.order.ravel())
+    # the probe barely overlaps at 40 Å: every pattern sees ≈ the same dose as the interior κ × scan fluence
+    expected = (np.arange(20) + 0.5) * fm.single_exposure
+    np.testing.assert_allclose(pf["fluence"].reshape(20, -1)[:, order].mean(axis=1), expected, rtol=0.02)
+    # 20 passes × 195 e/Å² = 3900 e/Å² scan fluence under the reference conditions: Li₂O has formed
+    assert pf["li2o"][-1].min() > 0.3
+    with pytest.raises(ValueError, match="when"):
+        dm.pattern_fractions(fm, m, when="later")
+
+
+@pytest.mark.slow
+def test_dose_series_with_type1_structure_slow():
+    ser = dm.dose_series([0.0, 200.0, 3600.0, 6000.0], rng=1)
+    for i in (2, 3):
+        for ref_q, lo, hi in ((0.376, 0.355, 0.395), (0.613, 0.595, 0.635)):
+            fit = peak_position(ser.q, ser.profiles[i], q_range=(lo, hi))
+            assert fit.ok and fit.position == pytest.approx(ref_q, abs=0.005)
+    s = (ser.q_probe > 0.2) & (ser.q_probe < 0.8)
+    assert np.max(np.abs(ser.profiles_probe[1, s] / ser.profiles_probe[0, s] - 1)) < 0.1
