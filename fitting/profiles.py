@@ -99,8 +99,29 @@ def _rows_per_chunk(data, chunk):
     return max(1, int(chunk) // sx)
 
 
-def _integrate_rows(data, plan, shifts, chunk, *, n_phi=None, statistic="mean", progress=False):
+def _translate(block, ishift):
+    """Move every pattern of ``block`` (rows, cols, ny, nx) by −ishift (integer (dy, dx) per pattern) so that its
+    centre lands within half a pixel of the plan centre; pixels that come from outside the detector are NaN
+    (``simkit.radial`` ignores NaN pixels)."""
+    out = np.full(block.shape, np.nan, dtype=np.float32 if block.dtype.itemsize <= 2 else np.float64)
+    ny, nx = block.shape[-2:]
+    flat_b = block.reshape((-1, ny, nx))
+    flat_o = out.reshape((-1, ny, nx))
+    flat_s = ishift.reshape(-1, 2)
+    for dy, dx in np.unique(flat_s, axis=0):
+        idx = np.flatnonzero((flat_s[:, 0] == dy) & (flat_s[:, 1] == dx))
+        # out[i, j] = block[i + dy, j + dx]
+        oy0, oy1 = max(0, -dy), min(ny, ny - dy)
+        ox0, ox1 = max(0, -dx), min(nx, nx - dx)
+        if oy1 > oy0 and ox1 > ox0:
+            flat_o[idx, oy0:oy1, ox0:ox1] = flat_b[idx, oy0 + dy : oy1 + dy, ox0 + dx : ox1 + dx]
+    return out
+
+
+def _integrate_rows(data, plan, shifts, chunk, *, n_phi=None, statistic="mean", progress=False, shift_mode="exact"):
     """Yield (row slice, RadialProfiles) for blocks of scan rows."""
+    if shift_mode not in ("exact", "integer"):
+        raise ValueError(f"shift_mode={shift_mode!r}: 'exact' or 'integer'")
     rows = _rows_per_chunk(data, chunk)
     sy = int(data.shape[0])
     it = range(0, sy, rows)
@@ -115,6 +136,11 @@ def _integrate_rows(data, plan, shifts, chunk, *, n_phi=None, statistic="mean", 
             block = block.compute()
         block = np.asarray(block)
         sh = None if shifts is None else shifts[r0:r1]
+        if sh is not None and shift_mode == "integer":
+            ish = np.rint(sh).astype(int)
+            if np.any(ish):
+                block = _translate(block, ish)
+            sh = None  # the residual |δ| ≤ ½ px is neglected (see shift_mode)
         yield slice(r0, r1), plan.integrate(block, sh, n_phi=n_phi, statistic=statistic)
 
 
@@ -141,6 +167,7 @@ def scan_profiles(
     poly_degree: int = 2,
     bin: int = 1,
     statistic: str = "mean",
+    shift_mode: str = "exact",
     progress: bool = False,
 ) -> ScanProfiles:
     """Radial profiles of every pattern of a scan (or of ``bin`` × ``bin`` blocks of patterns).
@@ -168,6 +195,11 @@ def scan_profiles(
         Spatial binning factor (positions that do not fill a whole block at the scan edge are dropped).
     statistic : {"mean", "clipped", "median"}
         Per-ring statistic of ``simkit.radial`` ("clipped" is robust to Bragg spots).
+    shift_mode : {"exact", "integer"}
+        ``exact``: the sub-pixel descan goes to ``simkit.radial`` (per-pattern geometry); ``integer``: patterns
+        are first moved by the rounded shift (whole pixels, NaN where the detector edge comes in) and integrated
+        with the plan's precomputed tables — much faster; the neglected residual |δ| ≤ ½ px moves azimuthal
+        averages only at second order (δ²/4r, < 0.002 px at r = 30 px) but blurs sectors by up to ½ px.
     progress : bool
         Show a progress bar.
 
@@ -194,7 +226,9 @@ def scan_profiles(
     s0 = np.empty((sy, sx, nq))
     mean = np.empty((sy, sx, nq))
     var = np.empty((sy, sx, nq))
-    for rows, prof in _integrate_rows(data, plan, shifts, chunk, statistic=statistic, progress=progress):
+    for rows, prof in _integrate_rows(
+        data, plan, shifts, chunk, statistic=statistic, progress=progress, shift_mode=shift_mode
+    ):
         s1[rows] = prof.sum
         s0[rows] = prof.count
         mean[rows] = prof.mean
@@ -307,6 +341,7 @@ def sector_profiles(
     shifts: np.ndarray | None = None,
     chunk: int | None = None,
     dtype=np.float32,
+    shift_mode: str = "integer",
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Azimuthal sector profiles of every pattern (for anisotropy / Bragg-spot features).
@@ -323,6 +358,11 @@ def sector_profiles(
         Patterns per chunk.
     dtype : numpy dtype
         Storage type of the returned arrays.
+    shift_mode : {"exact", "integer"}
+        How the descan is applied (see :func:`scan_profiles`); default ``integer`` (patterns moved by whole
+        pixels, then the plan's tables — fast; spot features tolerate the neglected ≤ ½ px).
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
@@ -337,7 +377,9 @@ def sector_profiles(
     sy, sx = int(data.shape[0]), int(data.shape[1])
     mean = np.empty((sy, sx, int(n_phi), plan.n_q), dtype=dtype)
     sem = np.empty_like(mean)
-    for rows, prof in _integrate_rows(data, plan, shifts, chunk, n_phi=int(n_phi), progress=progress):
+    for rows, prof in _integrate_rows(
+        data, plan, shifts, chunk, n_phi=int(n_phi), progress=progress, shift_mode=shift_mode
+    ):
         mean[rows] = prof.mean
         sem[rows] = prof.sem_poisson
     return plan.q, mean, sem
