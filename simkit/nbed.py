@@ -692,7 +692,14 @@ def _run_batches(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, see
 
     yield meta
     n = len(positions)
-    with dask.config.set(scheduler="threads", num_workers=2), abtem.config.set({"diagnostics.progress_bar": False}):
+    # abTEM chunks ensembles by "dask.chunk-size" (default 128 MB) and refuses a single wave larger than that
+    # (an 8000² complex128 grid is 1 GB): allow at least two waves per chunk.
+    from dask.utils import parse_bytes
+
+    wave_bytes = 16 * gpts[0] * gpts[1]
+    chunk = max(parse_bytes(str(abtem.config.get("dask.chunk-size"))), 2 * wave_bytes)
+    settings = {"diagnostics.progress_bar": False, "dask.chunk-size": f"{chunk} B"}
+    with dask.config.set(scheduler="threads", num_workers=2), abtem.config.set(settings):
         if method == "prism":
             # One S-matrix per frozen-phonon configuration, built once and reduced for every batch of
             # positions (abTEM's lazy SMatrix.scan would rebuild it per call). Configurations come from the
