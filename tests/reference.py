@@ -734,3 +734,31 @@ def first_peak_above(q, y, q_min):
             off = 0.5 * (y[k - 1] - y[k + 1]) / den if den != 0 else 0.0
             return float(q[k] + off * (q[k + 1] - q[k]))
     return float("nan")
+
+
+def poisson_terms_reference(grid, values, q, theta, y, exposure, q0):
+    """Half Poisson deviance f, gradient g and expected information F per pixel for the model
+    μ = E·[Σ s_k I_k(α q) + A (q/q0)^-p] with θ = (s_1..s_K, α, A, p), by finite-free analytic formulas
+    written out bin by bin (CubicSpline components). Twin of fitting.model.poisson_terms_kernel (bg power)."""
+    from scipy.interpolate import CubicSpline
+
+    spl = CubicSpline(grid, values)
+    n, P = theta.shape
+    K = values.shape[1]
+    f = np.zeros(n)
+    g = np.zeros((n, P))
+    F = np.zeros((n, P, P))
+    for p in range(n):
+        s, alpha, amp, pw = theta[p, :K], theta[p, K], theta[p, K + 1], theta[p, K + 2]
+        for j, qq in enumerate(q):
+            v = spl(alpha * qq)
+            dv = spl(alpha * qq, 1)
+            base = (qq / q0) ** (-pw)
+            e = exposure[p, j]
+            mu = e * (float(s @ v) + amp * base)
+            jac = np.concatenate([e * v, [e * float(s @ dv) * qq, e * base, -e * np.log(qq / q0) * amp * base]])
+            yy = y[p, j]
+            f[p] += mu - yy + (yy * np.log(yy / mu) if yy > 0 else 0.0)
+            g[p] += (1 - yy / mu) * jac
+            F[p] += np.outer(jac, jac) / mu
+    return f, g, F
