@@ -489,6 +489,113 @@ def spline_eval_kernel(coef, grid, q, alpha, out_val, out_dalpha, deriv) -> None
     fn(coef, grid, q, alpha, out_val, out_dalpha, deriv)
 
 
+_BG_KIND = {None: 0, "power": 1, "exp": 2, "poly2": 3}
+
+
+def _poisson_terms_impl(coef, grid, q, lq, theta, y, E, w, K, ia, bg_kind, q0, qw, alpha_fixed, want, f, g, F):
+    """Per pixel p: half Poisson deviance f[p] = Σ w (μ − y + y log(y/μ)), its gradient g[p] and the expected
+    information F[p] = Σ w JJᵀ/μ of the forward model μ = E·[Σₖ sₖ Iₖ(α q) + B(q)] (no blur; the spline
+    ``coef`` is already blurred; ``lq`` = log(q/q0), precomputed). ``ia`` = index of α in θ or −1; background
+    parameters follow the K scales (and α). ``bg_kind``: 0 none, 1 A·(q/q0)^−p, 2 A·exp(−k(q − q0)), 3 b0 + b1 t + b2 t², t = (q − q0)/qw.
+    NumPy twin: ``tests.reference.poisson_terms_reference``."""
+    n = theta.shape[0]
+    P = theta.shape[1]
+    nq = q.shape[0]
+    m = grid.shape[0]
+    g0 = grid[0]
+    dg = (grid[m - 1] - grid[0]) / (m - 1)
+    ib = K + (1 if ia >= 0 else 0)
+    for p in numba.prange(n):
+        alpha = alpha_fixed
+        if ia >= 0:
+            alpha = theta[p, ia]
+        J = np.zeros(P)
+        fp = 0.0
+        gp = np.zeros(P)
+        Fp = np.zeros((P, P))
+        for j in range(nq):
+            wj = w[p, j]
+            if wj == 0.0:
+                continue
+            e = E[p, j]
+            qq = q[j]
+            x = alpha * qq
+            i = int(np.floor((x - g0) / dg))
+            if i < 0:
+                i = 0
+            if i > m - 2:
+                i = m - 2
+            t = x - grid[i]
+            s = 0.0
+            ds = 0.0
+            for k in range(K):
+                c0 = coef[0, i, k]
+                c1 = coef[1, i, k]
+                c2 = coef[2, i, k]
+                c3 = coef[3, i, k]
+                v = ((c0 * t + c1) * t + c2) * t + c3
+                J[k] = e * v
+                s += theta[p, k] * v
+                if ia >= 0:
+                    ds += theta[p, k] * ((3.0 * c0 * t + 2.0 * c1) * t + c2)
+            if ia >= 0:
+                J[ia] = e * ds * qq
+            bgv = 0.0
+            if bg_kind == 1:
+                lr = lq[j]
+                base = np.exp(-theta[p, ib + 1] * lr)
+                bgv = theta[p, ib] * base
+                J[ib] = e * base
+                J[ib + 1] = -e * lr * bgv
+            elif bg_kind == 2:
+                base = np.exp(-theta[p, ib + 1] * (qq - q0))
+                bgv = theta[p, ib] * base
+                J[ib] = e * base
+                J[ib + 1] = -e * (qq - q0) * bgv
+            elif bg_kind == 3:
+                tt = (qq - q0) / qw
+                bgv = theta[p, ib] + theta[p, ib + 1] * tt + theta[p, ib + 2] * tt * tt
+                J[ib] = e
+                J[ib + 1] = e * tt
+                J[ib + 2] = e * tt * tt
+            mu = e * (s + bgv)
+            if mu < 1e-300:
+                mu = 1e-300
+            yy = y[p, j]
+            term = mu - yy
+            if yy > 0:
+                term += yy * np.log(yy / mu)
+            fp += wj * term
+            if want:
+                gw = wj * (1.0 - yy / mu)
+                cw = wj / mu
+                for a in range(P):
+                    gp[a] += gw * J[a]
+                    ca = cw * J[a]
+                    for b in range(a, P):
+                        Fp[a, b] += ca * J[b]
+        f[p] = fp
+        if want:
+            for a in range(P):
+                g[p, a] = gp[a]
+                for b in range(a, P):
+                    F[p, a, b] = Fp[a, b]
+                    F[p, b, a] = Fp[a, b]
+
+
+_poisson_terms_par = numba.njit(parallel=True, cache=True)(_poisson_terms_impl)
+_poisson_terms_ser = numba.njit(parallel=False, cache=True)(_poisson_terms_impl)
+
+
+def poisson_terms_kernel(coef, grid, q, theta, y, E, w, K, ia, bg_kind, q0, qw, alpha_fixed, want, f, g, F) -> None:
+    """Dispatch :func:`_poisson_terms_impl` (parallel for ≥ 64 pixels). Arrays: ``coef`` (4, m − 1, K),
+    ``grid`` (m,) [Å⁻¹], ``q`` (n_q,) [Å⁻¹], ``theta`` (n, P), ``y``/``E``/``w`` (n, n_q) [counts, pixels, 1];
+    outputs ``f`` (n,), ``g`` (n, P), ``F`` (n, P, P) (g and F only written when ``want``)."""
+    fn = _poisson_terms_par if theta.shape[0] >= 64 else _poisson_terms_ser
+    lq = np.log(q / q0) if bg_kind == 1 else np.zeros_like(q)
+    fn(coef, grid, q, lq, theta, y, E, w, K, ia, bg_kind, q0, qw, alpha_fixed, want, f, g, F)
+
+
 def _fft_blur(q: np.ndarray, v: np.ndarray, var: float) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian blur of variance ``var`` [Å⁻²] on a uniform grid, and its derivative with respect to ``var``.
 
@@ -1413,6 +1520,36 @@ def fit_scan(
     if background in ("power", "exp"):
         th[:, fwd.i_bg] = np.maximum(th[:, fwd.i_bg], 1e-6 * max(g_fit.x[fwd.i_bg], 1e-12))
 
+    coef = np.ascontiguousarray(fwd._coefs(float(blur) ** 2)[0])
+    i_al = fwd.i_alpha if fit_alpha else -1
+    kind = _BG_KIND[background]
+
+    def terms(t_, y_, e_, w_, want):
+        na = t_.shape[0]
+        f_ = np.empty(na)
+        g_ = np.empty((na, P)) if want else np.empty((1, 1))
+        F_ = np.empty((na, P, P)) if want else np.empty((1, 1, 1))
+        poisson_terms_kernel(
+            coef,
+            fwd.grid,
+            qf,
+            t_,
+            np.ascontiguousarray(y_),
+            np.ascontiguousarray(e_),
+            np.ascontiguousarray(w_),
+            K,
+            i_al,
+            kind,
+            float(q0),
+            float(qw),
+            float(alpha_fixed),
+            want,
+            f_,
+            g_,
+            F_,
+        )
+        return f_, g_, F_
+
     lam = np.full(n, 1e-3)
     nu = np.full(n, 2.0)
     converged = np.zeros(n, bool)
@@ -1422,13 +1559,9 @@ def fit_scan(
         act = np.nonzero(~converged & ~stalled)[0]
         if act.size == 0:
             break
-        fwd.E = Ef[act]
-        ta = th[act]
+        ta = np.ascontiguousarray(th[act])
         ya, wa = yf[act], w[act]
-        mu, J = fwd.mu_jac(ta)
-        f = np.sum(_nll_terms(ya, mu, wa, "poisson", None), axis=1)
-        g = np.matmul(_grad_weights(ya, mu, wa, "poisson", None)[:, None, :], J)[:, 0, :]
-        F = _fisher(J, _curv_weights(ya, mu, wa, "poisson", None, expected=True))
+        f, g, F = terms(ta, ya, Ef[act], wa, True)
         fixed = ((ta <= lo) & (g > 0)) | ((ta >= hi) & (g < 0))
         dF = np.diagonal(F, axis1=1, axis2=2)
         fixed |= dF <= 1e-300
@@ -1454,9 +1587,7 @@ def fit_scan(
         trial = np.clip(ta + step, lo, hi)
         step = trial - ta
         pred = -np.sum(g * step, axis=1) - 0.5 * np.einsum("np,npr,nr->n", step, F, step)
-        fwd.E = Ef[act]
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ft = np.sum(_nll_terms(ya, fwd.mu(trial), wa, "poisson", None), axis=1)
+        ft, _, _ = terms(np.ascontiguousarray(trial), ya, Ef[act], wa, False)
         rho = np.where(pred > 0, (f - ft) / np.where(pred > 0, pred, 1.0), -1.0)
         acc = np.isfinite(ft) & (ft <= f) & (rho > 0)
         # Nielsen's damping update: shrink λ by up to 3× after a good step, grow geometrically after failures
@@ -1469,15 +1600,14 @@ def fit_scan(
         stalled[act[lam[act] > 1e10]] = True
 
     # uncertainties and statistics at the end (all pixels)
-    fwd.E = Ef
-    mu, J = fwd.mu_jac(th)
-    g = np.einsum("nq,nqp->np", _grad_weights(yf, mu, w, "poisson", None), J)
-    F = _fisher(J, _curv_weights(yf, mu, w, "poisson", None, expected=True))
+    fh, _, F = terms(th, yf, Ef, w, True)
     with np.errstate(invalid="ignore"):
         at_bound = (np.isfinite(lo) & (th <= lo)) | (np.isfinite(hi) & (th >= hi))
     stderr = _batched_stderr(F, at_bound)
-    ll = np.sum(w * (np.where(yf > 0, yf * np.log(np.maximum(mu, _MU_FLOOR)), 0.0) - mu - gammaln(yf + 1)), axis=1)
-    dev = 2.0 * np.sum(_nll_terms(yf, mu, w, "poisson", None), axis=1)
+    # log L = −(half deviance) + log L of the saturated model Σ w (y log y − y − log y!)
+    sat = np.sum(w * (np.where(yf > 0, yf * np.log(np.where(yf > 0, yf, 1.0)), 0.0) - yf - gammaln(yf + 1)), axis=1)
+    ll = sat - fh
+    dev = 2.0 * fh
     desc = _describe(comps, background, fit_alpha, alpha_fixed, False, float(blur), "poisson", qf, q0, qw)
     return ScanFit(
         param_names=fwd.names,

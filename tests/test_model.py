@@ -323,3 +323,30 @@ def test_non_converged_fit_is_flagged(rng):
     assert not r.converged
     with pytest.raises(FitNotConvergedError, match="did not converge"):
         r.require_converged()
+
+
+def test_batched_poisson_kernel_matches_reference(rng):
+    from fitting.model import poisson_terms_kernel
+
+    values = np.stack([amorphous(Q), lif(Q)], axis=1)
+    coef = CubicSpline(Q, values).c
+    qd = np.linspace(0.15, 1.2, 30)
+    for n in (4, 70):  # serial and parallel kernels
+        theta = np.column_stack(
+            [
+                rng.uniform(0, 1, n),
+                rng.uniform(0, 0.5, n),
+                rng.uniform(0.96, 1.04, n),
+                rng.uniform(0.1, 1, n),
+                rng.uniform(1, 3, n),
+            ]
+        )
+        e = np.broadcast_to(2 * np.pi * qd / DQ, (n, qd.size)).copy()
+        y = rng.poisson(10.0, size=(n, qd.size)).astype(float)
+        y[:, :3] = 0.0
+        f, g, F = np.empty(n), np.empty((n, 5)), np.empty((n, 5, 5))
+        poisson_terms_kernel(coef, Q, qd, theta, y, e, np.ones_like(y), 2, 2, 1, 0.5, 1.0, 1.0, True, f, g, F)
+        rf, rg, rF = reference.poisson_terms_reference(Q, values, qd, theta, y, e, 0.5)
+        np.testing.assert_allclose(f, rf, rtol=1e-10)
+        np.testing.assert_allclose(g, rg, rtol=1e-8, atol=1e-8 * np.abs(rg).max())
+        np.testing.assert_allclose(F, rF, rtol=1e-8, atol=1e-10 * np.abs(rF).max())
