@@ -496,7 +496,8 @@ def _poisson_terms_impl(coef, grid, q, lq, theta, y, E, w, K, ia, bg_kind, q0, q
     """Per pixel p: half Poisson deviance f[p] = Σ w (μ − y + y log(y/μ)), its gradient g[p] and the expected
     information F[p] = Σ w JJᵀ/μ of the forward model μ = E·[Σₖ sₖ Iₖ(α q) + B(q)] (no blur; the spline
     ``coef`` is already blurred; ``lq`` = log(q/q0), precomputed). ``ia`` = index of α in θ or −1; background
-    parameters follow the K scales (and α). ``bg_kind``: 0 none, 1 A·(q/q0)^−p, 2 A·exp(−k(q − q0)), 3 b0 + b1 t + b2 t², t = (q − q0)/qw.
+    parameters follow the K scales (and α). ``bg_kind``: 0 none, 1 A·(q/q0)^−p, 2 A·exp(−k(q − q0)),
+    3 b0 + b1 t + b2 t², t = (q − q0)/qw.
     NumPy twin: ``tests.reference.poisson_terms_reference``."""
     n = theta.shape[0]
     P = theta.shape[1]
