@@ -231,6 +231,69 @@ def test_tabulated_pair_potential_matches_analytic_reference(rng):
     assert np.abs(f - f_ref).max() < 2e-3 * scale
 
 
+@pytest.mark.parametrize("cutoff", [3.3, 6.5])
+def test_neighbour_list_equals_brute_force_pairs(rng, cutoff):
+    system, st, _, _ = _random_system(rng, box=16.0)
+    st.pos += rng.normal(size=st.pos.shape) * 20.0  # unwrapped coordinates far outside the box
+    nl = _packing._NeighbourList(system, cutoff, 0.5)
+    nl.build(st.pos)
+    got = {(i, int(j)) for i in range(system.n_atoms) for j in nl.nbr[nl.start[i] : nl.start[i + 1]]}
+    d = np.linalg.norm(min_image_vectors(st.pos, system.box), axis=-1)
+    uid = system.unit_of
+    want = {(int(i), int(j)) for i, j in zip(*np.nonzero((d < cutoff + 0.5) & (uid[:, None] != uid[None, :])))}
+    assert got == want
+    # the stored image shifts reproduce the minimum-image vectors
+    i = np.repeat(np.arange(system.n_atoms), np.diff(nl.start))
+    vec = st.pos[nl.nbr] - st.pos[i] + nl.shift * system.box
+    assert np.allclose(vec, min_image_vectors(st.pos, system.box)[i, nl.nbr])
+
+
+def test_rigid_body_move_and_torque_against_numpy(rng):
+    from scipy.spatial.transform import Rotation
+
+    system, st, _, _ = _random_system(rng)
+    nu = system.n_units
+    force = rng.normal(size=(system.n_atoms, 3))
+    fu, tu = np.zeros((nu, 3)), np.zeros((nu, 3))
+    _packing._unit_reduce(st.pos, st.centre, system.unit_start, force, fu, tu)
+    uid = system.unit_of
+    rel = st.pos - st.centre[uid]
+    assert np.allclose(fu, np.array([force[uid == u].sum(0) for u in range(nu)]))
+    assert np.allclose(tu, np.array([np.cross(rel[uid == u], force[uid == u]).sum(0) for u in range(nu)]))
+    # a small rotation of every unit by dt·ω equals scipy's rotation-vector rotation of its atoms
+    w = rng.normal(size=(nu, 3)) * 0.05
+    v = rng.normal(size=(nu, 3)) * 0.05
+    before = st.pos.copy()
+    c0 = st.centre.copy()
+    _packing._fire_move(st.centre, st.rot, system.body, system.unit_start, st.radius, v, w, 1.0, 10.0, st.pos)
+    for u in range(nu):
+        idx = uid == u
+        expect = Rotation.from_rotvec(w[u]).apply(before[idx] - c0[u]) + c0[u] + v[u]
+        if st.radius[u] == 0:
+            expect = before[idx] + v[u]
+        assert np.allclose(st.pos[idx], expect, atol=1e-10)
+        assert np.allclose(st.rot[u] @ st.rot[u].T, np.eye(3), atol=1e-12)
+
+
+def test_physical_kernel_identical_without_jit(rng):
+    system, st, types, _ = _random_system(rng, box=18.0)
+    from structures.amorphous import _buckingham_tables, min_distance_table
+
+    dmin = min_distance_table(system.elements)
+    a, rho, c = _buckingham_tables(types)
+    qtype = np.zeros(len(types))
+    qtype[system.species] = system.charge
+    tab, r2min, inv = _packing.pair_tables(a, rho, c, qtype, alpha=0.3, cutoff=6.0)
+    nl = _packing._NeighbourList(system, 6.0, 0.5)
+    nl.build(st.pos)
+    n = system.n_atoms
+    args = (st.pos, system.box, system.species, dmin, 0.03, 20.0, tab, r2min, inv, 6.0, nl.start, nl.nbr, nl.shift)
+    f1, e1, f2, e2 = np.zeros((n, 3)), np.zeros(n), np.zeros((n, 3)), np.zeros(n)
+    _packing._physical_forces(0, n, *args, f1, e1)
+    _packing._physical_forces.py_func(0, n, *args, f2, e2)
+    assert np.array_equal(f1, f2) and np.array_equal(e1, e2)
+
+
 @pytest.mark.parametrize(
     "symbol, structure, a0, pair",
     [("LiF", "rocksalt", 4.027, ("F", "Li")), ("OLi2", "fluorite", 4.611, ("Li", "O"))],
