@@ -506,8 +506,8 @@ def expose(
     step : float or (float, float)  [Å]
         Scan step, required with ``dose``.
     chunk : int
-        Patterns drawn per call (memory bound); results do not depend on it for a given ``rng``... only
-        within the same ``chunk``: keep it fixed for bit-identical repeats.
+        Patterns drawn per call (bounds memory). The Poisson stream is consumed element by element in C
+        order, so the result does not depend on ``chunk`` for a given ``rng`` (tested).
 
     Returns
     -------
