@@ -324,13 +324,15 @@ def _bin_index(edges: np.ndarray, d: float) -> int:
     return lo
 
 
-@numba.njit(cache=True, parallel=True)
-def _cell_pair_histogram(pos, kind, n_kinds, box, edges, n_chunks):
+@numba.njit(cache=True)
+def _cell_pair_histogram(pos, kind, n_kinds, box, edges):
     """Ordered pair counts per (kind_i, kind_j, bin) in an orthorhombic periodic box by a cell list.
 
     pos (N, 3) [Å] wrapped into [0, box); kind (N,) int in [0, n_kinds); box (3,) [Å]; edges (nb + 1,) [Å]
-    with edges[-1] <= min(box) / 3 (so the 27 neighbour cells are distinct). Minimum image. Returns int64
-    (n_kinds, n_kinds, nb). Twin: tests/reference.py all_image_distances + numpy.histogram.
+    with edges[-1] <= min(box) / 3 (so the 27 neighbour cells are distinct). Minimum image; each unordered
+    pair is visited once and counted in both orders. Serial on purpose: a parallel version compiles twice as
+    long for at most 2× on the project's 2 cores. Returns int64 (n_kinds, n_kinds, nb).
+    Twin: tests/reference.py all_image_distances + numpy.histogram.
     """
     n = pos.shape[0]
     nb = edges.shape[0] - 1
@@ -368,46 +370,41 @@ def _cell_pair_histogram(pos, kind, n_kinds, box, edges, n_chunks):
         spos[p] = pos[order[p]]
         skind[p] = kind[order[p]]
         scx[p] = cx[order[p]]
-    hist = np.zeros((n_chunks, n_kinds, n_kinds, nb), dtype=np.int64)
-    per = (n + n_chunks - 1) // n_chunks
+    hist = np.zeros((n_kinds, n_kinds, nb), dtype=np.int64)
     r2max = r_max * r_max
-    for ch in numba.prange(n_chunks):
-        for i in range(ch * per, min(n, (ch + 1) * per)):
-            ki = skind[i]
-            xi, yi, zi = spos[i, 0], spos[i, 1], spos[i, 2]
-            for da in range(-1, 2):
-                a = (scx[i, 0] + da) % nc0
-                for db in range(-1, 2):
-                    b = (scx[i, 1] + db) % nc1
-                    for dc in range(-1, 2):
-                        c = (scx[i, 2] + dc) % nc2
-                        k = (a * nc1 + b) * nc2 + c
-                        for j in range(max(start[k], i + 1), start[k + 1]):  # each unordered pair once
-                            dx = spos[j, 0] - xi
-                            if dx > half[0]:
-                                dx -= box[0]
-                            elif dx < -half[0]:
-                                dx += box[0]
-                            dy = spos[j, 1] - yi
-                            if dy > half[1]:
-                                dy -= box[1]
-                            elif dy < -half[1]:
-                                dy += box[1]
-                            dz = spos[j, 2] - zi
-                            if dz > half[2]:
-                                dz -= box[2]
-                            elif dz < -half[2]:
-                                dz += box[2]
-                            r2 = dx * dx + dy * dy + dz * dz
-                            if r2 <= r2max:
-                                bin_ = _bin_index(edges, np.sqrt(r2))
-                                if bin_ >= 0:
-                                    hist[ch, ki, skind[j], bin_] += 1
-                                    hist[ch, skind[j], ki, bin_] += 1
-    out = np.zeros((n_kinds, n_kinds, nb), dtype=np.int64)
-    for ch in range(n_chunks):
-        out += hist[ch]
-    return out
+    for i in range(n):
+        ki = skind[i]
+        xi, yi, zi = spos[i, 0], spos[i, 1], spos[i, 2]
+        for da in range(-1, 2):
+            a = (scx[i, 0] + da) % nc0
+            for db in range(-1, 2):
+                b = (scx[i, 1] + db) % nc1
+                for dc in range(-1, 2):
+                    c = (scx[i, 2] + dc) % nc2
+                    k = (a * nc1 + b) * nc2 + c
+                    for j in range(max(start[k], i + 1), start[k + 1]):  # each unordered pair once
+                        dx = spos[j, 0] - xi
+                        if dx > half[0]:
+                            dx -= box[0]
+                        elif dx < -half[0]:
+                            dx += box[0]
+                        dy = spos[j, 1] - yi
+                        if dy > half[1]:
+                            dy -= box[1]
+                        elif dy < -half[1]:
+                            dy += box[1]
+                        dz = spos[j, 2] - zi
+                        if dz > half[2]:
+                            dz -= box[2]
+                        elif dz < -half[2]:
+                            dz += box[2]
+                        r2 = dx * dx + dy * dy + dz * dz
+                        if r2 <= r2max:
+                            bin_ = _bin_index(edges, np.sqrt(r2))
+                            if bin_ >= 0:
+                                hist[ki, skind[j], bin_] += 1
+                                hist[skind[j], ki, bin_] += 1
+    return hist
 
 
 def pair_histogram(atoms: Atoms, edges: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
@@ -427,10 +424,10 @@ def pair_histogram(atoms: Atoms, edges: np.ndarray) -> dict[tuple[str, str], np.
 
     Notes
     -----
-    Orthorhombic periodic boxes at least 3·r_max wide use a numba cell-list kernel (minimum image, threads
-    over chunks of centre atoms). Otherwise pairs come from scipy's cKDTree (periodic ``boxsize`` when
-    r_max < half the shortest edge, explicit periodic images beyond that or for non-orthogonal cells),
-    processed in chunks of centre atoms so that memory stays bounded. No O(N²) loop anywhere.
+    Orthorhombic periodic boxes at least 3·r_max wide use a numba cell-list kernel (minimum image).
+    Otherwise pairs come from scipy's cKDTree (periodic ``boxsize`` when r_max < half the shortest edge,
+    explicit periodic images beyond that or for non-orthogonal cells), processed in chunks of centre atoms
+    so that memory stays bounded. No O(N²) loop anywhere.
     """
     _check_atoms(atoms)
     edges = np.asarray(edges, dtype=float)
@@ -444,8 +441,7 @@ def pair_histogram(atoms: Atoms, edges: np.ndarray) -> dict[tuple[str, str], np.
         box = np.diag(atoms.cell.array).astype(float)
         pos = np.mod(atoms.positions, box)
         pos[pos >= box] = 0.0
-        n_chunks = max(1, min(4 * numba.get_num_threads(), len(atoms)))
-        h = _cell_pair_histogram(np.ascontiguousarray(pos), kind, ne, box, edges, n_chunks)
+        h = _cell_pair_histogram(np.ascontiguousarray(pos), kind, ne, box, edges)
         return {(ea, eb): h[p, q] for p, ea in enumerate(elements) for q, eb in enumerate(elements)}
     total = np.zeros(ne * ne * nb, dtype=np.int64)
     for i, j, d in _pairs(atoms, float(edges[-1])):

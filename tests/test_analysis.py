@@ -97,9 +97,9 @@ def test_cell_list_kernel_is_identical_without_jit():
     kind = rng.integers(0, 2, 80).astype(np.int64)
     box = np.array([10.0, 10.0, 10.0])
     edges = np.linspace(0, 3.3, 12)
-    fast = _cell_pair_histogram(pos, kind, 2, box, edges, 3)
+    fast = _cell_pair_histogram(pos, kind, 2, box, edges)
     plain = getattr(_cell_pair_histogram, "py_func", _cell_pair_histogram)  # already plain under DISABLE_JIT
-    slow = plain(pos, kind, 2, box, edges, 3)
+    slow = plain(pos, kind, 2, box, edges)
     np.testing.assert_array_equal(fast, slow)
     assert fast.sum() > 0
 
