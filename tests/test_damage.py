@@ -8,6 +8,8 @@ import matplotlib
 import numpy as np
 import pytest
 from ase import Atoms
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simkit import damage as dm
 from simkit.peakpos import peak_position
@@ -330,3 +332,25 @@ def test_dose_series_with_type1_structure_slow():
             assert fit.ok and fit.position == pytest.approx(ref_q, abs=0.005)
     s = (ser.q_probe > 0.2) & (ser.q_probe < 0.8)
     assert np.max(np.abs(ser.profiles_probe[1, s] / ser.profiles_probe[0, s] - 1)) < 0.1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dc=st.floats(100, 1e5),
+    d0=st.floats(0, 1e4),
+    k=st.floats(1e-5, 1e-2),
+    n=st.floats(0.5, 4.0),
+    xmax=st.floats(0, 1),
+)
+def test_kinetics_properties_for_any_valid_model(dc, d0, k, n, xmax):
+    m = dm.DamageModel(
+        threshold_kind="local", critical_dose=dc, onset_dose=d0, rate=k, avrami_exponent=n, max_li2o_fraction=xmax
+    )
+    d = np.geomspace(1.0, 1e6, 300)
+    fr = dm.phase_fractions(d, m)
+    for v in fr.values():
+        assert np.all((v >= 0) & (v <= 1))
+    np.testing.assert_allclose(fr["amorphous"] + fr["li2o"] + fr["disordered"], 1.0, atol=1e-12)
+    assert np.all(np.diff(fr["amorphous"]) <= 0)
+    assert np.all(np.diff(dm.transformed_fraction(d, m)) >= 0)
+    assert np.all(np.diff(dm.crystallite_size(d, m)) >= 0)

@@ -7,6 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simkit import detector as det
 
@@ -215,3 +217,13 @@ def test_bad_data():
         det.apply(np.full((2, 4, 4), 0.5), m)
     with pytest.raises(ValueError, match="rate"):
         det.dead_time_response(-1.0, 1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n_tau=st.floats(0.0, 0.999), model=st.sampled_from(["paralysable", "non-paralysable"]))
+def test_dead_time_inverse_below_the_maximum(n_tau, model):
+    tau = 1e-6
+    n = n_tau / tau  # paralysable lower branch: n < 1/τ
+    m = det.dead_time_response(n, tau, model)
+    assert m <= n
+    assert det.dead_time_correct(m, tau, model) == pytest.approx(n, rel=1e-7, abs=1e-6)
