@@ -604,7 +604,8 @@ class Interface:
         offset = np.asarray(s, dtype=float) - self.position - self.profile(u)
         if self.tilt == 0:
             return (offset >= 0).astype(float)
-        zstar = offset / self.tilt + 0.5
+        with np.errstate(over="ignore"):  # a vanishing tilt sends z* to ±inf, which the clip handles
+            zstar = offset / self.tilt + 0.5
         return np.clip(zstar, 0.0, 1.0) if self.tilt > 0 else np.clip(1.0 - zstar, 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:

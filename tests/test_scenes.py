@@ -385,7 +385,7 @@ def test_scene_column_builds_the_pieces_in_order():
     assert vac.positions[:, 2].min() >= 10.0
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     positions=st.lists(st.floats(-500, 500), min_size=1, max_size=4),
     tilts=st.lists(st.floats(-300, 300), min_size=4, max_size=4),
