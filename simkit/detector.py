@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 _KINDS = ("counting", "integrating")
+#: Patterns processed per block by detect/apply (fixed: seeded results must not depend on memory settings).
+_CHUNK = 64
 _DEAD_TIME_MODELS = ("paralysable", "non-paralysable")
 
 
@@ -503,17 +505,30 @@ def detect(
         (Poisson arrivals → gain and spread → charge blur → offset, read noise, saturation, defects).
     """
     rng = np.random.default_rng(rng)
-    lam = _check_intensity(expected_electrons, "expected_electrons")
-    _check_shape(lam, model, "expected_electrons")
-    if model.kind == "counting":
-        lam_b = np.maximum(_blur(lam, psf_kernel(model)), 0.0)
-        n = rng.poisson(lam_b)
-        p = _survival(lam_b / model.frame_time, model)
-        if model.dead_time > 0:
-            n = rng.binomial(n, p)
-        return _finish_counting(n, model)
-    n = rng.poisson(lam)
-    return _finish_integrating(_integrating_signal(n, model, rng), model, rng)
+    lam_all = np.asarray(expected_electrons)
+    _check_shape(lam_all, model, "expected_electrons")
+
+    def run(block):
+        lam = _check_intensity(block, "expected_electrons")
+        if model.kind == "counting":
+            lam_b = np.maximum(_blur(lam, psf_kernel(model)), 0.0)
+            n = rng.poisson(lam_b)
+            if model.dead_time > 0:
+                n = rng.binomial(n, _survival(lam_b / model.frame_time, model))
+            return _finish_counting(n, model)
+        return _finish_integrating(_integrating_signal(rng.poisson(lam), model, rng), model, rng)
+
+    return _chunked(lam_all, run, model)
+
+
+def _chunked(data: np.ndarray, run, model: DetectorModel) -> np.ndarray:
+    """Apply ``run`` to blocks of ``_CHUNK`` patterns (bounded memory; fixed block size keeps seeded runs
+    reproducible) and assemble the output."""
+    flat = data.reshape((-1,) + data.shape[-2:])
+    out = np.empty(flat.shape, dtype=np.uint32 if model.kind == "counting" else np.float32)
+    for s in range(0, flat.shape[0], _CHUNK):
+        out[s : s + _CHUNK] = run(flat[s : s + _CHUNK])
+    return out.reshape(data.shape)
 
 
 def apply(
@@ -537,20 +552,26 @@ def apply(
         as in :func:`detect` after the Poisson draw.
     """
     rng = np.random.default_rng(rng)
-    c = np.asarray(electron_counts)
-    if not np.issubdtype(c.dtype, np.integer):
-        if not np.issubdtype(c.dtype, np.floating) or np.any(c != np.round(c)):
-            raise TypeError(f"electron_counts: dtype {c.dtype} is not integer counts; use detect() for expectations")
-    c = _check_intensity(c, "electron_counts").astype(np.int64)
-    _check_shape(c, model, "electron_counts")
-    if model.kind == "integrating":
-        return _finish_integrating(_integrating_signal(c, model, rng), model, rng)
+    c_all = np.asarray(electron_counts)
+    if not np.issubdtype(c_all.dtype, np.integer):
+        if not np.issubdtype(c_all.dtype, np.floating) or np.any(c_all != np.round(c_all)):
+            raise TypeError(
+                f"electron_counts: dtype {c_all.dtype} is not integer counts; use detect() for expectations"
+            )
+    _check_shape(c_all, model, "electron_counts")
     kernel = psf_kernel(model)
-    if kernel.shape != (1, 1):
-        c = _redistribute(c, kernel, rng)
-    if model.dead_time > 0:
-        c = rng.binomial(c, _survival(c / model.frame_time, model))
-    return _finish_counting(c, model)
+
+    def run(block):
+        c = _check_intensity(block, "electron_counts").astype(np.int64)
+        if model.kind == "integrating":
+            return _finish_integrating(_integrating_signal(c, model, rng), model, rng)
+        if kernel.shape != (1, 1):
+            c = _redistribute(c, kernel, rng)
+        if model.dead_time > 0:
+            c = rng.binomial(c, _survival(c / model.frame_time, model))
+        return _finish_counting(c, model)
+
+    return _chunked(c_all, run, model)
 
 
 def _redistribute(counts: np.ndarray, kernel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
