@@ -98,6 +98,42 @@ def _interp_last(q, a, q0):
     return (1 - t) * a[..., i] + t * a[..., i + 1]
 
 
+def _median_sectors(a):
+    """Median over the sector axis (2) ignoring NaN; np.median on the bins where every sector is finite (fast),
+    np.nanmedian only on the others (empty sectors near Q = 0)."""
+    out = np.full(a.shape[:2] + a.shape[3:], np.nan, dtype=np.float64)
+    full = np.all(np.isfinite(a), axis=(0, 1, 2))
+    if full.any():
+        out[..., full] = np.median(a[..., full], axis=2)
+    rest = np.flatnonzero(~full)
+    if rest.size:
+        part = a[..., rest]
+        has = np.isfinite(part).any(axis=2)
+        filled = np.where(has[:, :, None, :], part, 0.0)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            val = np.nanmedian(np.where(np.isfinite(part) | ~has[:, :, None, :], filled, np.nan), axis=2)
+        out[..., rest] = np.where(has, val, np.nan)
+    return out
+
+
+def _max_sectors(a):
+    """Maximum over the sector axis ignoring NaN (NaN where a bin has no finite sector)."""
+    has = np.isfinite(a).any(axis=2)
+    return np.where(has, np.max(np.where(np.isfinite(a), a, -np.inf), axis=2), np.nan)
+
+
+def _running_sum(a, k):
+    """Sum over the window [i − k, i + k] along the last axis (truncated at the ends), by cumulative sums."""
+    c = np.cumsum(np.concatenate([np.zeros(a.shape[:-1] + (1,)), a], axis=-1), axis=-1)
+    n = a.shape[-1]
+    hi = np.minimum(np.arange(n) + k + 1, n)
+    lo = np.maximum(np.arange(n) - k, 0)
+    return c[..., hi] - c[..., lo]
+
+
 def _band(q, a, lo, hi):
     sel = (q >= lo) & (q <= hi)
     v = a[..., sel]
@@ -138,8 +174,12 @@ def features(
     Features
     """
     q = np.asarray(sector_q, dtype=float)
-    m = np.asarray(sector_mean, dtype=np.float64)
-    s = np.asarray(sector_sem, dtype=np.float64)
+    m = np.asarray(sector_mean)
+    s = np.asarray(sector_sem)
+    if m.dtype.kind != "f":
+        m = m.astype(np.float64)
+    if s.dtype.kind != "f":
+        s = s.astype(np.float64)
     if m.ndim != 4 or m.shape != s.shape or m.shape[-1] != q.size:
         raise ValueError(
             f"sector_mean/sector_sem shapes {m.shape}/{s.shape}: expected (sy, sx, n_phi, n_q) with n_q={q.size}"
@@ -152,9 +192,9 @@ def features(
     total = np.nansum(counts, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         scattered = np.where(total > 0, np.nansum(counts[..., q >= q_direct], axis=-1) / total, 0.0)
-    med = np.nanmedian(m, axis=2)
-    mx = np.nanmax(m, axis=2)
-    noise = np.nanmedian(s, axis=2)
+    med = _median_sectors(m)
+    mx = _max_sectors(m)
+    noise = _median_sectors(s)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (mx - med) / np.sqrt(noise**2 + (0.05 * med) ** 2)
     z = np.where(np.isfinite(z), z, 0.0)
@@ -175,11 +215,10 @@ def features(
     # sharp isotropic rings
     iso = med
     k = int(ring_halfwidth)
-    kern = np.ones(2 * k + 1) / (2 * k + 1)
     fin = np.where(np.isfinite(iso), iso, 0.0)
     wts = np.isfinite(iso).astype(float)
-    num = np.apply_along_axis(lambda r: np.convolve(r, kern, "same"), -1, fin)
-    den = np.apply_along_axis(lambda r: np.convolve(r, kern, "same"), -1, wts)
+    num = _running_sum(fin, k)
+    den = _running_sum(wts, k)
     with np.errstate(invalid="ignore", divide="ignore"):
         smooth = num / den
         rz = (iso - smooth) / (noise / math.sqrt(n_phi) + 1e-12)

@@ -112,3 +112,24 @@ def test_vacuum_and_all_zero_patterns_are_vacuum():
     m = np.zeros((2, 2, 16, q.size))
     f = features(q, m, m.copy())
     assert (classify(f) == CLASSES.index("vacuum")).all()
+
+
+@pytest.mark.slow
+def test_full_size_study_scan_layers_and_classes():
+    """The study's geometry at full size: 90 × 60 positions at a 4 nm step, Li | Type 1 (≈ 15 nm) | Type 2
+    (≈ 35 nm) | Cu, rough interfaces; classes, layer thicknesses within one step and the peak map."""
+    from tests.synthetic_scan_helpers import layered_weights, make_scan, sro_truth
+
+    rng = np.random.default_rng(90)
+    w = layered_weights((90, 60), [30.2, 34.0, 42.8], ["li", "type1", "type2", "cu"], roughness=0.4, rng=rng)
+    data, truth = make_scan(w, rng=rng, electrons=1e5, ellipse=(1.01, 0.3))
+    classes, f, prof, pm = _analyse(data, truth)
+    pure = w.max(-1) >= 0.8
+    assert (classes == truth["regions"])[pure].mean() > 0.95
+    for name, cls in (("type1", "sei_type1"), ("type2", "sei_type2")):
+        true_nm = w[..., REGIONS.index(name)].sum(0).mean() * 4.0
+        lt = layer_thickness(classes, cls, axis=0, step=40.0)
+        assert abs(lt.thickness - true_nm) < 4.0
+    tr = sro_truth(truth["sro_q0"], truth["regions"])
+    ok = np.isfinite(tr) & pm.ok & pure
+    assert np.median(np.abs(pm.position - tr)[ok]) < 0.003

@@ -148,3 +148,11 @@ def test_integer_shift_mode_equals_exact_for_whole_pixel_shifts(rng):
     np.testing.assert_array_equal(c.intensity, b.intensity)
     with pytest.raises(ValueError, match="shift_mode"):
         scan_profiles(data, plan, shifts=shifts, shift_mode="nearest")
+
+
+def test_dask_input_equals_numpy(plan, rng):
+    da = pytest.importorskip("dask.array")
+    data = rng.poisson(4.0, (4, 3) + SHAPE).astype(np.uint16)
+    a = scan_profiles(data, plan, chunk=3)
+    b = scan_profiles(da.from_array(data, chunks=(1, 3) + SHAPE), plan, chunk=3)
+    np.testing.assert_array_equal(a.intensity, b.intensity)
