@@ -36,9 +36,19 @@ Periodic boxes (amorphous models) use minimum-image distances up to r_c = half t
 width, a Lorch window w(r) = sin(πr/r_c)/(πr/r_c) and the subtraction of the uniform-density pair distribution
 (the ideal-gas histogram of each species pair over the same sphere), so that the truncation does not produce
 the large small-Q artefact (the transform of the cut-off sphere, ∝ sin(2πQr_c)-type ripples rising as Q → 0):
-I(Q) = (1/N)[Σ_i f_i² + Σ_{i≠j, r<r_c} f_i f_j w(r_ij) sinc(2πQr_ij) − Σ_ab N_a N_b f_a f_b (1/V) ∫_0^r_c 4πr² w(r)
-sinc(2πQr) dr] — the forward-scattering delta of the average density removed, as in a measured pattern away
-from Q = 0. The window broadens features by ≈ 1/r_c [Å⁻¹].
+I(Q) = (1/N)[Σ_i f_i² + Σ_{i≠j, r<r_c} f_i f_j w(r_ij) sinc(2πQr_ij) − Σ_ab N_a (N_b − δ_ab) f_a f_b (1/V)
+∫_0^r_c 4πr² w(r) sinc(2πQr) dr] — the forward-scattering delta of the average density removed, as in a measured
+pattern away from Q = 0. The window broadens features by ≈ 1/r_c [Å⁻¹]. Finite objects (nanocrystals, also when
+placed in a periodic vacuum box) are summed over all pairs with open boundaries.
+
+Spot patterns and probe convolution
+-----------------------------------
+:func:`kinematic_spots` lists the reflections of an oriented crystal (beam along +z) with their excitation errors
+and kinematic intensities; :func:`spot_pattern` draws each as the probe's aperture disc (radius α/λ) on a
+:class:`~simkit.geometry.DetectorGeometry`, conserving intensity. :func:`probe_convolve` turns a 1-D I(Q) into the
+radial profile a probe of semi-angle α records: the exact 2-D convolution of the isotropic pattern with the disc
+(reduced to a 1-D kernel), rendered on the detector and integrated through :mod:`simkit.radial`;
+:func:`make_probe_convolution` plans it once for many profiles.
 """
 
 from __future__ import annotations
@@ -70,6 +80,7 @@ __all__ = [
     "pair_histogram",
     "partial_structure_factors",
     "probe_convolve",
+    "relativistic_factor",
     "render_discs",
     "scattering_factor",
     "spot_pattern",

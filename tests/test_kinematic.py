@@ -209,6 +209,22 @@ def test_debye_periodic_box_matches_reference_twin(rng):
     )
 
 
+@pytest.mark.slow
+def test_debye_large_models_match_exact_double_sum(rng):
+    # heavy variant of the 300-atom checks: 3,000 atoms, open and periodic, default bin
+    n, edge = 3000, 32.0
+    symbols = rng.choice(["Li", "O", "F"], size=n)
+    atoms = Atoms(list(symbols), positions=rng.uniform(0, edge, (n, 3)))
+    q = np.linspace(0.05, 2.0, 40)
+    f = np.array([K.scattering_factor(s, q) for s in symbols])
+    exact = ref.debye_exact(atoms.positions, f, q)
+    np.testing.assert_allclose(K.debye_intensity(atoms, q), exact, rtol=1e-5)
+    atoms.cell = [edge] * 3
+    atoms.pbc = True
+    want = ref.debye_periodic_exact(atoms.positions, f, symbols, [edge] * 3, q)
+    np.testing.assert_array_less(np.abs(K.debye_intensity(atoms, q) - want), 2e-3 * np.mean(f**2, axis=0))
+
+
 def test_debye_ideal_gas_has_no_small_q_artefact(rng):
     # Uniform random (Poisson) positions in a periodic box: S(Q) = 1, so I(Q) = ⟨f²⟩; without the uniform-density
     # subtraction the cut-off sphere would add a peak of order N⟨f⟩² at small Q.
