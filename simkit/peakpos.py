@@ -100,7 +100,7 @@ def _lm(x, y, wt, p, shape, max_iter, tol):
     lam = np.full(N, 1e-3)
     f, J = _model(x, p, shape)
     r = (y - f) * wt
-    cost = np.einsum("nm,nm->n", r, r)
+    cost = (r * r).sum(axis=1)
     active = np.ones(N, dtype=bool)
     converged = np.zeros(N, dtype=bool)
     eye = np.eye(_N_PAR)
@@ -109,8 +109,9 @@ def _lm(x, y, wt, p, shape, max_iter, tol):
         if idx.size == 0:
             break
         Jw = J[idx] * wt[idx, :, None]
-        H = np.einsum("nmi,nmj->nij", Jw, Jw)
-        gvec = np.einsum("nmi,nm->ni", Jw, r[idx])
+        JwT = Jw.transpose(0, 2, 1)
+        H = JwT @ Jw
+        gvec = (JwT @ r[idx][..., None])[..., 0]
         diag = np.diagonal(H, axis1=1, axis2=2)
         Hd = H + lam[idx, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
         try:
@@ -121,7 +122,7 @@ def _lm(x, y, wt, p, shape, max_iter, tol):
         p_new[:, 2] = np.clip(p_new[:, 2], np.log(1e-3), np.log(20.0))
         f_new, J_new = _model(x, p_new, shape)
         r_new = (y[idx] - f_new) * wt[idx]
-        cost_new = np.einsum("nm,nm->n", r_new, r_new)
+        cost_new = (r_new * r_new).sum(axis=1)
         good = np.isfinite(cost_new) & (cost_new <= cost[idx])
         gi = idx[good]
         rel = (cost[gi] - cost_new[good]) / np.maximum(cost[gi], 1e-300)
@@ -138,7 +139,7 @@ def _lm(x, y, wt, p, shape, max_iter, tol):
         converged[stuck] = True  # cannot improve further: at a (local) minimum within numerical precision
         active[stuck] = False
     Jw = J * wt[..., None]
-    H = np.einsum("nmi,nmj->nij", Jw, Jw)
+    H = Jw.transpose(0, 2, 1) @ Jw
     return p, converged, H, cost
 
 
@@ -271,7 +272,7 @@ def peak_position(
     N = Iw.shape[0]
     out = {k: np.full(N, np.nan) for k in ("position", "position_err", "amplitude", "width", "background")}
     ok = np.zeros(N, dtype=bool)
-    grid = np.linspace(-1.0, 1.0, 401)
+    grid = np.linspace(-1.0, 1.0, 201)
     for s in range(0, N, max(1, int(chunk))):
         e = min(N, s + int(chunk))
         _fit_chunk(x, Iw[s:e] * qn, None if sw is None else sw[s:e] * qn, shape, max_iter, grid, qc, hw, out, ok, s)
