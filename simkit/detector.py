@@ -430,6 +430,10 @@ def _blur(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Convolve the last two axes with the PSF; charge spreading beyond the detector edge is lost."""
     if kernel.shape == (1, 1):
         return images.astype(float, copy=True)
+    wy, wx = kernel.sum(axis=1), kernel.sum(axis=0)
+    if np.allclose(kernel, np.outer(wy, wx), rtol=0, atol=1e-12):  # separable (Gaussian): two 1-D passes
+        out = ndimage.convolve1d(images.astype(float), wy, axis=-2, mode="constant", cval=0.0)
+        return ndimage.convolve1d(out, wx, axis=-1, mode="constant", cval=0.0)
     full = np.zeros((1,) * (images.ndim - 2) + kernel.shape)
     full[...] = kernel
     return ndimage.convolve(images.astype(float), full, mode="constant", cval=0.0)
@@ -575,25 +579,33 @@ def apply(
 
 
 def _redistribute(counts: np.ndarray, kernel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Move every count to a neighbouring pixel drawn from the kernel (counts falling off the edge are lost)."""
+    """Move every count to a neighbouring pixel drawn from the kernel (counts falling off the edge are lost).
+
+    Each electron is assigned independently (one categorical draw per electron, or a multinomial per pixel when
+    a block holds more than 2e7 electrons); both give the same distribution."""
     ky, kx = (kernel.shape[0] - 1) // 2, (kernel.shape[1] - 1) // 2
     ny, nx = counts.shape[-2:]
     flat = counts.reshape(-1, ny, nx)
-    pvals = kernel.ravel()
-    offsets = np.stack(np.unravel_index(np.arange(pvals.size), kernel.shape), axis=-1) - (ky, kx)
+    pvals = kernel.ravel() / kernel.sum()
+    off_y = np.repeat(np.arange(-ky, ky + 1), kernel.shape[1])
+    off_x = np.tile(np.arange(-kx, kx + 1), kernel.shape[0])
+    f, iy, ix = np.nonzero(flat)
+    n = flat[f, iy, ix]
+    if n.sum() <= 2e7:
+        f, iy, ix = np.repeat(f, n), np.repeat(iy, n), np.repeat(ix, n)
+        o = rng.choice(pvals.size, size=f.size, p=pvals)
+        ty, tx = iy + off_y[o], ix + off_x[o]
+        ok = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx)
+        idx = (f[ok] * ny + ty[ok]) * nx + tx[ok]
+        return np.bincount(idx, minlength=flat.size).astype(np.int64).reshape(counts.shape)
+    moved = rng.multinomial(n, pvals)  # (n_nonzero, n_offsets)
     out = np.zeros(flat.size, dtype=np.int64)
-    for s in range(0, flat.shape[0], 256):  # bounded memory: (non-zero pixels) × (kernel size) per block
-        f, iy, ix = np.nonzero(flat[s : s + 256])
-        if f.size == 0:
-            continue
-        moved = rng.multinomial(flat[s : s + 256][f, iy, ix], pvals)  # (n_nonzero, n_offsets)
-        base = (f + s) * (ny * nx)
-        for o, (dy, dx) in enumerate(offsets):
-            ty, tx = iy + dy, ix + dx
-            ok = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx)
-            out += np.bincount(base[ok] + ty[ok] * nx + tx[ok], weights=moved[ok, o], minlength=out.size).astype(
-                np.int64
-            )
+    for o in range(pvals.size):
+        ty, tx = iy + off_y[o], ix + off_x[o]
+        ok = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx)
+        out += np.bincount((f[ok] * ny + ty[ok]) * nx + tx[ok], weights=moved[ok, o], minlength=out.size).astype(
+            np.int64
+        )
     return out.reshape(counts.shape)
 
 

@@ -55,6 +55,10 @@ def test_blur_before_poisson_keeps_counting_statistics():
     h = (kern.shape[0] - 1) // 2
     np.testing.assert_allclose(spread[7 - h : 7 + h + 1, 7 - h : 7 + h + 1], kern, atol=2e-3)
     assert spread.sum() == pytest.approx(1.0, abs=1e-9)  # the ±4σ kernel fits inside the detector
+    # above 2e7 electrons per block the multinomial branch is used: same distribution
+    point[0, 7, 7] = 3 * 10**7
+    spread = det.apply(point, model, rng=6)[0].astype(float) / (3 * 10**7)
+    np.testing.assert_allclose(spread[7 - h : 7 + h + 1, 7 - h : 7 + h + 1], kern, atol=2e-4)
 
 
 def test_integrating_blur_after_arrivals_correlates_noise():
