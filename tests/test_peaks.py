@@ -117,3 +117,19 @@ def test_erf_layer_fit_recovers_thickness(rng):
     assert fit.thickness_err < 1.0  # nm
     with pytest.raises(ValueError, match="step"):
         erf_layer_fit(y, step=0.0)
+
+
+def test_pipeline_from_a_lazy_emd_file(tmp_path):
+    # file → Scan (h5py, lazy) → calibrate(scan) → peak map straight from the Scan, chunk by chunk
+    from fitting.io import load_scan
+    from tests.synthetic_scan_helpers import write_emd
+
+    data, truth = all_regions_scan()
+    rows = slice(16, 20)  # the Type 1 band
+    write_emd(tmp_path / "s.h5", data[rows], step=40.0, pixel_size=truth["pixel_size"], energy=300e3, semiangle=2.0)
+    scan = load_scan(tmp_path / "s.h5")
+    cal = calibrate(scan)  # pixel size from the file
+    pm = sro_peak_map(scan, plan=cal.plan, shifts=cal.shifts, exclude_direct=0.15, chunk=10)
+    tr = sro_truth(truth["sro_q0"], truth["regions"])[rows]
+    assert pm.ok.all()
+    assert np.median(np.abs(pm.position - tr)) < 0.003
