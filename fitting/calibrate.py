@@ -790,10 +790,10 @@ def pixel_size_from_camera(*, camera_length: float, pixel_pitch: float, energy: 
 # ---------------------------------------------------------------------------------------------------------------
 # 5. plan
 def calibrated_plan(
-    detector_shape: tuple[int, int],
+    detector_shape,
     *,
     center: tuple[float, float],
-    pixel_size: float | None,
+    pixel_size: float | None = None,
     ellipse_ratio: float = 1.0,
     ellipse_angle: float = 0.0,
     q_min: float = 0.0,
@@ -807,11 +807,12 @@ def calibrated_plan(
 
     Parameters
     ----------
-    detector_shape : tuple of int  [px]
+    detector_shape : tuple of int  [px] or fitting.io.Scan
+        Detector shape (ny, nx), or a Scan (its detector shape and, if ``pixel_size`` is None, its pixel size).
     center : tuple of float  [px]
         Mean beam centre (cy, cx); per-pattern descan travels separately as ``shifts``.
-    pixel_size : float  [Å⁻¹/px]
-        Calibrated pixel size; None raises a ValueError naming how to obtain it.
+    pixel_size : float or None  [Å⁻¹/px]
+        Calibrated pixel size; None (and none in the Scan) raises a ValueError naming how to obtain it.
     ellipse_ratio, ellipse_angle : float, float  [–, rad]
     q_min, q_max : float  [Å⁻¹]
     n_bins : int or None
@@ -824,6 +825,10 @@ def calibrated_plan(
     -------
     RadialPlan
     """
+    if hasattr(detector_shape, "scan_shape"):  # a fitting.io.Scan
+        scan = detector_shape
+        detector_shape = scan.detector_shape
+        pixel_size = scan.pixel_size if pixel_size is None else pixel_size
     if pixel_size is None:
         raise ValueError(
             "missing calibration 'pixel_size' [Å⁻¹/px]: give it (load_scan(..., pixel_size=...)) or obtain it with "

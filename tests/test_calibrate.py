@@ -132,6 +132,17 @@ def test_calibrate_end_to_end(type1_scan):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+def test_calibrated_plan_from_a_scan(tmp_path):
+    from fitting.io import load_scan
+
+    np.save(tmp_path / "a.npy", np.ones((2, 2, 40, 48), np.uint16))
+    scan = load_scan(tmp_path / "a.npy", pixel_size=0.01)
+    plan = cal.calibrated_plan(scan, center=(20.0, 24.0))
+    assert plan.shape == (40, 48) and plan.pixel_size == 0.01
+    with pytest.raises(ValueError, match="missing calibration 'pixel_size'"):
+        cal.calibrated_plan(load_scan(tmp_path / "a.npy"), center=(20.0, 24.0))
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="pixel_size"):
         cal.calibrated_plan((64, 64), center=(32, 32), pixel_size=None)
