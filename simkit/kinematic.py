@@ -801,8 +801,9 @@ def kinematic_spots(
     q_max : float  [Å⁻¹]
         Largest in-plane |g_xy| kept.
     lattice : array-like (3, 3) or None  [Å]
-        Lattice vectors (rows) of the crystal in the atoms' frame; None → ``atoms.cell``. Give it for
-        nanocrystals cut from a lattice and placed in a vacuum box.
+        Lattice vectors (rows) of the crystal in the atoms' frame. None → ``atoms.info["lattice"]`` if present,
+        else a·Rᵀ from ``atoms.info["a"]`` and ``atoms.info["orientation"]`` (R, r_lab = R r_crystal, as filled
+        by ``structures.crystals.nanocrystal`` for its cubic phases), else ``atoms.cell``.
     excitation_error : float or None  [Å⁻¹]
         Largest |s_g| kept; None → 3/t with t the thickness (``thickness`` or the atoms' z extent + 2 Å).
     thickness : float or None  [Å]
@@ -831,7 +832,9 @@ def kinematic_spots(
     lam = wavelength(check_energy(energy))
     qmax = _check_positive(q_max, "q_max", "Å⁻¹")
     name = _check_parametrization(parametrization)
-    lat = np.asarray(atoms.cell.array if lattice is None else lattice, dtype=np.float64)
+    if lattice is None:
+        lattice = _lattice_from_info(atoms)
+    lat = np.asarray(lattice, dtype=np.float64)
     if lat.shape != (3, 3) or abs(np.linalg.det(lat)) < 1e-9:
         raise ValueError(
             f"lattice={lattice!r}: need three non-coplanar lattice vectors (rows, Å); atoms.cell is used when "
@@ -889,6 +892,18 @@ def kinematic_spots(
         excitation_error=s[keep],
         intensity=intensity[keep],
     )
+
+
+def _lattice_from_info(atoms) -> np.ndarray:
+    """Crystal lattice (rows, Å, lab frame) recorded by the structure builders, else the atoms' cell."""
+    info = atoms.info
+    if "lattice" in info:
+        return np.asarray(info["lattice"], dtype=np.float64)
+    if "a" in info and "orientation" in info:
+        rot = np.asarray(info["orientation"], dtype=np.float64)
+        if rot.shape == (3, 3):
+            return float(info["a"]) * rot.T
+    return np.asarray(atoms.cell.array, dtype=np.float64)
 
 
 _HALF_TRANSLATIONS = tuple(

@@ -425,6 +425,12 @@ def test_centring_absences_survive_vacancies_and_keep_weak_allowed_reflections()
     lattice = atoms.info["a"] * np.asarray(atoms.info["orientation"]).T
     fam, _ = _spot_families(K.kinematic_spots(atoms, energy=E0, q_max=0.75, lattice=lattice), rel=0.0)
     assert fam == {(0, 0, 2), (0, 2, 2)}
+    # the builder's info (a, orientation) supplies the same lattice when none is given
+    same = K.kinematic_spots(atoms, energy=E0, q_max=0.75)
+    np.testing.assert_allclose(
+        np.sort(np.linalg.norm(same.g, axis=1)),
+        np.sort(np.linalg.norm(K.kinematic_spots(atoms, energy=E0, q_max=0.75, lattice=lattice).g, axis=1)),
+    )
     # antifluorite Li2O: 200 is allowed but very weak, F(200) = 4 f_O − 8 f_Li (slab of one cell)
     cell = crystals.bulk("Li2O", temperature="room")
     spots = K.kinematic_spots(cell, energy=E0, q_max=0.7, thickness=40.0, excitation_error=1.0)
