@@ -177,11 +177,10 @@ def _find_bin(edges, q, inv_dq):
 
 
 @njit(cache=True)
-def _corrected(dy, dx, cos_a, sin_a, inv_ratio):
-    """Ellipse-corrected offset (x', y') in the detector frame [px]."""
-    u = (dx * cos_a + dy * sin_a) * inv_ratio
-    v = -dx * sin_a + dy * cos_a
-    return u * cos_a - v * sin_a, u * sin_a + v * cos_a
+def _corrected(dy, dx, m00, m01, m11):
+    """Ellipse-corrected offset (x', y') = M·(dx, dy) in the detector frame [px]; M = R(θ)·diag(1/ρ, 1)·R(θ)ᵀ
+    is symmetric with entries m00, m01 (= m10), m11 (see RadialPlan._geo)."""
+    return m00 * dx + m01 * dy, m01 * dx + m11 * dy
 
 
 @njit(cache=True)
@@ -216,12 +215,12 @@ def _seg_dist(ax, ay, bx, by):
 
 
 @njit(cache=True)
-def _pixel_extent(dy, dx, cos_a, sin_a, inv_ratio):
+def _pixel_extent(dy, dx, m00, m01, m11):
     """Smallest and largest corrected radius [px] over the pixel square centred at offset (dy, dx)."""
-    x0, y0 = _corrected(dy - 0.5, dx - 0.5, cos_a, sin_a, inv_ratio)
-    x1, y1 = _corrected(dy - 0.5, dx + 0.5, cos_a, sin_a, inv_ratio)
-    x2, y2 = _corrected(dy + 0.5, dx + 0.5, cos_a, sin_a, inv_ratio)
-    x3, y3 = _corrected(dy + 0.5, dx - 0.5, cos_a, sin_a, inv_ratio)
+    x0, y0 = _corrected(dy - 0.5, dx - 0.5, m00, m01, m11)
+    x1, y1 = _corrected(dy - 0.5, dx + 0.5, m00, m01, m11)
+    x2, y2 = _corrected(dy + 0.5, dx + 0.5, m00, m01, m11)
+    x3, y3 = _corrected(dy + 0.5, dx - 0.5, m00, m01, m11)
     rmax = max(
         math.sqrt(x0 * x0 + y0 * y0),
         math.sqrt(x1 * x1 + y1 * y1),
@@ -240,9 +239,7 @@ def _pixel_extent(dy, dx, cos_a, sin_a, inv_ratio):
 
 
 @njit(cache=True)
-def _pixel_entries(
-    ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split, n_phi, valid, o_pix, o_bin, o_w
-):
+def _pixel_entries(ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, split, n_phi, valid, o_pix, o_bin, o_w):
     """Fill (pixel, bin, weight) entries in pixel order for one centre; returns the number of entries.
 
     bin = sector * n_q + k. ``valid`` is the flattened mask (True = use).
@@ -256,7 +253,7 @@ def _pixel_entries(
             if not valid[p]:
                 continue
             dx = j - cx
-            xc, yc = _corrected(dy, dx, cos_a, sin_a, inv_ratio)
+            xc, yc = _corrected(dy, dx, m00, m01, m11)
             s = _sector(xc, yc, n_phi)
             if not split:
                 k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size, inv_dq)
@@ -266,7 +263,7 @@ def _pixel_entries(
                     o_w[ne] = 1.0
                     ne += 1
             else:
-                rmin, rmax = _pixel_extent(dy, dx, cos_a, sin_a, inv_ratio)
+                rmin, rmax = _pixel_extent(dy, dx, m00, m01, m11)
                 qa = rmin * pixel_size
                 qb = rmax * pixel_size
                 if qb <= edges[0] or qa >= edges[nq]:
@@ -388,99 +385,132 @@ def _k_table_float(data, table, nb, counts, out):
 _CSHIFT = 40
 
 
+@njit(cache=True, inline="always")
+def _row_q(nx, dy, cxn, m00, m01, m11, pixel_size, valid_row, qrow):
+    """q [Å⁻¹] of the pixels of a row at offset dy: |M·(dx, dy)|·pixel_size, the arithmetic of _pixel_entries;
+    +inf for masked pixels. A separate pass so that the square roots vectorise."""
+    bx = m01 * dy
+    by = m11 * dy
+    for j in range(nx):
+        dx = j - cxn
+        xc = m00 * dx + bx
+        yc = m01 * dx + by
+        q = math.sqrt(xc * xc + yc * yc) * pixel_size
+        qrow[j] = q if valid_row[j] else np.inf
+
+
+@njit(cache=True, inline="always")
+def _slot(q, j, dy, cxn, m00, m01, m11, edges, inv_dq, n_phi):
+    """Accumulator slot (sector·n_q + k)·_W + j % _W of a pixel with q inside [edges[0], edges[-1])."""
+    nq = edges.size - 1
+    if inv_dq > 0.0:
+        k = int((q - edges[0]) * inv_dq)
+        if k > nq - 1:
+            k = nq - 1
+        while q < edges[k]:
+            k -= 1
+        while q >= edges[k + 1]:
+            k += 1
+    else:
+        k = _find_bin(edges, q, inv_dq)
+    if n_phi > 1:
+        dx = j - cxn
+        k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+    return np.uint64(k * _W + (j & 3))
+
+
 @njit(parallel=True, cache=True)
-def _k_shift_uint(data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, n_phi, valid, out):
-    """Per-pattern centres, no splitting, uint8/uint16 data: radius computed on the fly, exact int64 sums."""
+def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, out):
+    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]), no splitting, uint8/uint16 data: radius
+    computed on the fly row by row, exact int64 sums with (count, Σ I) packed in one accumulator."""
     n_pat = data.shape[0]
     nq = edges.size - 1
     nb = n_phi * nq
     one = np.int64(1) << _CSHIFT
     low = one - 1
+    e0 = edges[0]
+    elast = edges[nq]
     for n in prange(n_pat):
         s1 = np.zeros(nb * _W, np.int64)
         s2 = np.zeros(nb * _W, np.int64)
+        qrow = np.empty(nx)
         cyn = cy + shifts[n, 0]
         cxn = cx + shifts[n, 1]
         img = data[n]
         for i in range(ny):
             dy = i - cyn
+            base = i * nx
+            _row_q(nx, dy, cxn, m00, m01, m11, pixel_size, valid[base : base + nx], qrow)
             for j in range(nx):
-                p = i * nx + j
-                if not valid[p]:
+                q = qrow[j]
+                if not (q >= e0 and q < elast):
                     continue
-                xc, yc = _corrected(dy, j - cxn, cos_a, sin_a, inv_ratio)
-                k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size, inv_dq)
-                if k < 0:
-                    continue
-                t = ((_sector(xc, yc, n_phi) * nq + k) * _W) + (j & 3)
-                v = np.int64(img[p])
+                t = _slot(q, j, dy, cxn, m00, m01, m11, edges, inv_dq, n_phi)
+                v = np.int64(img[base + j])
                 s1[t] += v | one
                 s2[t] += v * v
         for b in range(nb):
             a = np.int64(0)
-            q = np.int64(0)
+            q2 = np.int64(0)
             for u in range(_W):
                 a += s1[b * _W + u]
-                q += s2[b * _W + u]
+                q2 += s2[b * _W + u]
             c = a >> _CSHIFT
             out[n, 0, b] = c
             out[n, 1, b] = a & low
-            out[n, 2, b] = q
+            out[n, 2, b] = q2
             out[n, 3, b] = c
             out[n, 4, b] = a & low
             out[n, 5, b] = np.nan
 
 
 @njit(parallel=True, cache=True)
-def _k_shift_float(data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, n_phi, valid, out):
-    """Per-pattern centres, no splitting, any real dtype: float64 sums, NaN pixels skipped."""
+def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, out):
+    """As _k_shift_uint for float32/float64 data: float64 sums, NaN pixels skipped."""
     n_pat = data.shape[0]
     nq = edges.size - 1
     nb = n_phi * nq
+    e0 = edges[0]
+    elast = edges[nq]
     for n in prange(n_pat):
         s0 = np.zeros(nb * _W)
         s1 = np.zeros(nb * _W)
         s2 = np.zeros(nb * _W)
+        qrow = np.empty(nx)
         cyn = cy + shifts[n, 0]
         cxn = cx + shifts[n, 1]
         img = data[n]
         for i in range(ny):
             dy = i - cyn
+            base = i * nx
+            _row_q(nx, dy, cxn, m00, m01, m11, pixel_size, valid[base : base + nx], qrow)
             for j in range(nx):
-                p = i * nx + j
-                if not valid[p]:
+                q = qrow[j]
+                v = np.float64(img[base + j])
+                if not (q >= e0 and q < elast) or v != v:
                     continue
-                v = np.float64(img[p])
-                if v != v:
-                    continue
-                xc, yc = _corrected(dy, j - cxn, cos_a, sin_a, inv_ratio)
-                k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size, inv_dq)
-                if k < 0:
-                    continue
-                t = ((_sector(xc, yc, n_phi) * nq + k) * _W) + (j & 3)
+                t = _slot(q, j, dy, cxn, m00, m01, m11, edges, inv_dq, n_phi)
                 s0[t] += 1.0
                 s1[t] += v
                 s2[t] += v * v
         for b in range(nb):
             c = 0.0
             a = 0.0
-            q = 0.0
+            q2 = 0.0
             for u in range(_W):
                 c += s0[b * _W + u]
                 a += s1[b * _W + u]
-                q += s2[b * _W + u]
+                q2 += s2[b * _W + u]
             out[n, 0, b] = c
             out[n, 1, b] = a
-            out[n, 2, b] = q
+            out[n, 2, b] = q2
             out[n, 3, b] = c
             out[n, 4, b] = a
             out[n, 5, b] = np.nan
 
 
 @njit(parallel=True, cache=True)
-def _k_shifted(
-    data, shifts, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split, n_phi, valid, cap, out
-):
+def _k_shifted(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, split, n_phi, valid, cap, out):
     """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]): radius computed on the fly."""
     n_pat = data.shape[0]
     for n in prange(n_pat):
@@ -488,12 +518,37 @@ def _k_shifted(
         bins = np.empty(cap, np.int32)
         w = np.empty(cap, np.float64)
         ne = _pixel_entries(
-            ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split,
+            ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, pixel_size, edges, inv_dq, split,
             n_phi, valid, pix, bins, w,
         )  # fmt: skip
         out[n, :, :] = 0.0
         _accumulate_one(data[n], pix, bins, w, ne, out[n])
         out[n, 5, :] = np.nan
+
+
+@njit(cache=True)
+def _stable_argsort(v):
+    """Stable ascending argsort (bottom-up merge sort; cheaper to compile than numba's mergesort argsort)."""
+    n = v.size
+    a = np.arange(n)
+    b = np.empty(n, np.int64)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i = lo
+            j = mid
+            for k in range(lo, hi):
+                if i < mid and (j >= hi or v[a[i]] <= v[a[j]]):
+                    b[k] = a[i]
+                    i += 1
+                else:
+                    b[k] = a[j]
+                    j += 1
+        a, b = b, a
+        width *= 2
+    return a
 
 
 @njit(cache=True)
@@ -527,7 +582,9 @@ def _robust_one(img, pix, bins, w, ne, nb, median, clip_sigma, acc):
     m = cnt[nb]
     vals = np.empty(m)
     wts = np.empty(m)
-    pos = cnt[:nb].copy()
+    pos = np.empty(nb, np.int64)
+    for b in range(nb):
+        pos[b] = cnt[b]
     for e in range(ne):
         v = float(img[pix[e]])
         if v != v:
@@ -546,8 +603,13 @@ def _robust_one(img, pix, bins, w, ne, nb, median, clip_sigma, acc):
         wb = wts[lo:hi]
         keep = np.ones(hi - lo, np.bool_)
         if median:
-            order = np.argsort(vb, kind="mergesort")
-            acc[5, b] = _weighted_median(vb[order], wb[order])
+            order = _stable_argsort(vb)
+            vs = np.empty(hi - lo)
+            ws = np.empty(hi - lo)
+            for t in range(hi - lo):
+                vs[t] = vb[order[t]]
+                ws[t] = wb[order[t]]
+            acc[5, b] = _weighted_median(vs, ws)
         else:
             for _ in range(_MAX_CLIP_ITER):
                 sw = 0.0
@@ -583,7 +645,7 @@ def _robust_one(img, pix, bins, w, ne, nb, median, clip_sigma, acc):
 
 @njit(parallel=True, cache=True)
 def _k_robust(
-    data, shifted, shifts, pix0, bins0, w0, ny, nx, cy, cx, cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq,
+    data, shifted, shifts, pix0, bins0, w0, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq,
     split, n_phi, valid, cap, median, clip_sigma, out,
 ):  # fmt: skip
     """Median / sigma-clipped mean per ring; fixed tables (pix0, bins0, w0) or per-pattern centres."""
@@ -596,7 +658,7 @@ def _k_robust(
             bins = np.empty(cap, np.int32)
             w = np.empty(cap, np.float64)
             ne = _pixel_entries(
-                ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], cos_a, sin_a, inv_ratio, pixel_size, edges, inv_dq, split,
+                ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, pixel_size, edges, inv_dq, split,
                 n_phi, valid, pix, bins, w,
             )  # fmt: skip
             _robust_one(data[n], pix, bins, w, ne, nb, median, clip_sigma, out[n])
@@ -737,8 +799,9 @@ class RadialPlan:
 
     # -- geometry parameters handed to the kernels --------------------------------------------------------
     def _geo(self):
-        a = self.ellipse_angle
-        return math.cos(a), math.sin(a), 1.0 / self.ellipse_ratio
+        """Entries (m00, m01, m11) of the symmetric correction matrix M = R(θ)·diag(1/ρ, 1)·R(θ)ᵀ."""
+        c, s, inv = math.cos(self.ellipse_angle), math.sin(self.ellipse_angle), 1.0 / self.ellipse_ratio
+        return c * c * inv + s * s, c * s * (inv - 1.0), s * s * inv + c * c
 
     @property
     def _inv_dq(self) -> float:
@@ -774,13 +837,13 @@ class RadialPlan:
         """Combined bin index sector·n_q + k of the plan's entries for n_phi sectors."""
         if n_phi == 1:
             return self.bin_index
-        cos_a, sin_a, inv = self._geo()
+        m00, m01, m11 = self._geo()
         cap = self._capacity()
         pix = np.empty(cap, np.int32)
         bins = np.empty(cap, np.int32)
         w = np.empty(cap)
         ne = _pixel_entries(
-            self.shape[0], self.shape[1], self.center[0], self.center[1], cos_a, sin_a, inv, self.pixel_size,
+            self.shape[0], self.shape[1], self.center[0], self.center[1], m00, m01, m11, self.pixel_size,
             self.edges, self._inv_dq, self.split_pixels, n_phi, self.mask.ravel(), pix, bins, w,
         )  # fmt: skip
         return bins[:ne].copy()
@@ -792,7 +855,7 @@ class RadialPlan:
         out = np.empty((m, _NF, nb))
         if m == 0:
             return out
-        cos_a, sin_a, inv = self._geo()
+        m00, m01, m11 = self._geo()
         ny, nx = self.shape
         cy, cx = self.center
         valid = self.mask.ravel()
@@ -806,20 +869,18 @@ class RadialPlan:
         if statistic != "mean":
             sh = np.zeros((1, 2)) if shifts is None else shifts
             _k_robust(
-                block, shifts is not None, sh, self.pixel_index, bins_phi, self.weight, ny, nx, cy, cx, cos_a,
-                sin_a, inv, self.pixel_size, self.edges, idq, self.split_pixels, n_phi, valid, self._capacity(),
+                block, shifts is not None, sh, self.pixel_index, bins_phi, self.weight, ny, nx, cy, cx, m00,
+                m01, m11, self.pixel_size, self.edges, idq, self.split_pixels, n_phi, valid, self._capacity(),
                 statistic == "median", float(clip_sigma), out,
             )  # fmt: skip
         elif shifts is not None and self.split_pixels:
             _k_shifted(
-                block, shifts, ny, nx, cy, cx, cos_a, sin_a, inv, self.pixel_size, self.edges, idq, self.split_pixels,
+                block, shifts, ny, nx, cy, cx, m00, m01, m11, self.pixel_size, self.edges, idq, self.split_pixels,
                 n_phi, valid, self._capacity(), out,
             )  # fmt: skip
         elif shifts is not None:
             kernel = _k_shift_uint if small_uint else _k_shift_float
-            kernel(
-                block, shifts, ny, nx, cy, cx, cos_a, sin_a, inv, self.pixel_size, self.edges, idq, n_phi, valid, out
-            )
+            kernel(block, shifts, ny, nx, cy, cx, m00, m01, m11, self.pixel_size, self.edges, idq, n_phi, valid, out)
         elif not self.split_pixels:
             table, counts = self._fast_table(n_phi)
             (_k_table_uint if small_uint else _k_table_float)(block, table, nb, counts, out)
@@ -1153,7 +1214,7 @@ def make_plan(
         weight=np.empty(0),
         bin_table=np.empty(0, np.int32),
     )
-    cos_a, sin_a, inv = plan._geo()
+    m00, m01, m11 = plan._geo()
     cap = plan._capacity()
     pix = np.empty(cap, np.int32)
     bins = np.empty(cap, np.int32)
@@ -1163,9 +1224,9 @@ def make_plan(
         shp[1],
         c[0],
         c[1],
-        cos_a,
-        sin_a,
-        inv,
+        m00,
+        m01,
+        m11,
         ps,
         e,
         plan._inv_dq,
