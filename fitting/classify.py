@@ -99,30 +99,21 @@ def _interp_last(q, a, q0):
 
 
 def _median_sectors(a):
-    """Median over the sector axis (2) ignoring NaN; np.median on the bins where every sector is finite (fast),
-    np.nanmedian only on the others (empty sectors near Q = 0)."""
-    out = np.full(a.shape[:2] + a.shape[3:], np.nan, dtype=np.float64)
-    full = np.all(np.isfinite(a), axis=(0, 1, 2))
-    if full.any():
-        out[..., full] = np.median(a[..., full], axis=2)
-    rest = np.flatnonzero(~full)
-    if rest.size:
-        part = a[..., rest]
-        has = np.isfinite(part).any(axis=2)
-        filled = np.where(has[:, :, None, :], part, 0.0)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            val = np.nanmedian(np.where(np.isfinite(part) | ~has[:, :, None, :], filled, np.nan), axis=2)
-        out[..., rest] = np.where(has, val, np.nan)
-    return out
+    """Median over the sector axis (2) ignoring NaN, by one vectorised sort along a contiguous last axis
+    (NaN sort to the end; the median of the k finite values is taken by index) — several times faster than
+    np.nanmedian/np.median on strided axes. NaN where a bin has no finite sector."""
+    st = np.sort(np.moveaxis(a, 2, -1), axis=-1)  # (sy, sx, n_q, n_phi)
+    k = np.isfinite(st).sum(axis=-1)
+    lo = np.clip((k - 1) // 2, 0, None)[..., None]
+    hi = np.clip(k // 2, 0, st.shape[-1] - 1)[..., None]
+    med = 0.5 * (np.take_along_axis(st, lo, -1)[..., 0] + np.take_along_axis(st, hi, -1)[..., 0])
+    return np.where(k > 0, med, np.nan).astype(np.float64)
 
 
 def _max_sectors(a):
     """Maximum over the sector axis ignoring NaN (NaN where a bin has no finite sector)."""
     has = np.isfinite(a).any(axis=2)
-    return np.where(has, np.max(np.where(np.isfinite(a), a, -np.inf), axis=2), np.nan)
+    return np.where(has, np.fmax.reduce(a, axis=2), np.nan)
 
 
 def _running_sum(a, k):

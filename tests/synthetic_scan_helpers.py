@@ -145,6 +145,7 @@ def make_scan(
     rng=None,
     dtype=np.uint16,
     noise=True,
+    spot_sigma=0.012,
 ):
     """Synthetic scan.
 
@@ -162,6 +163,8 @@ def make_scan(
     grain_angle : dict region → angle [rad] for single-crystal regions (li, cu); default random per region
     rng : seed
     noise : bool  Poisson sampling (False returns the expected counts as float64)
+    spot_sigma : float  [Å⁻¹]  Gaussian width of Bragg spots (a 2 mrad probe makes discs of radius 0.10 Å⁻¹;
+        the default models sharp spots of a small-convergence probe)
 
     Returns
     -------
@@ -221,7 +224,7 @@ def make_scan(
                             amp = h if name != "type2" else h * rng.uniform(0.6, 1.4)
                             sx0, sy0 = qs * np.cos(p + ang), qs * np.sin(p + ang)
                             dens = dens + amp * background(qs) * np.exp(
-                                -0.5 * ((qx - sx0) ** 2 + (qy - sy0) ** 2) / 0.012**2
+                                -0.5 * ((qx - sx0) ** 2 + (qy - sy0) ** 2) / spot_sigma**2
                             )
                 fs = SCATTERED_FRACTION[name]
                 pat += f * electrons * ((1 - fs) * beam / beam.sum() + fs * dens / dens.sum())
