@@ -964,8 +964,10 @@ def measure_reflections(
     """Integrated intensity and centroid of Bragg discs around given reciprocal vectors.
 
     For each named reflection the listed g-vectors (symmetry equivalents, ``(gy, gx)`` [Å⁻¹]) are summed:
-    the intensity inside a disc of ``radius`` around each g, and the intensity-weighted mean |q| of the
-    pixels inside the discs (the measured position).
+    the intensity inside a disc of ``radius`` around each g; the measured position is the length of each
+    disc's intensity-weighted centroid vector, averaged over the equivalents with their intensities as
+    weights. (The mean of |q| over a disc would be biased outwards by ≈ radius²/(8|g|), 0.003 Å⁻¹ for a
+    2 mrad disc at 111.)
 
     Parameters
     ----------
@@ -991,11 +993,17 @@ def measure_reflections(
     for name, gs in g_vectors.items():
         gs = np.atleast_2d(np.asarray(gs, dtype=float))
         mask = np.zeros(a.shape, dtype=bool)
+        lengths, weights = [], []
         for gy, gx in gs:
-            mask |= (qy - gy) ** 2 + (qx - gx) ** 2 <= radius**2
+            m = (qy - gy) ** 2 + (qx - gx) ** 2 <= radius**2
+            mask |= m
+            w = float(a[m].sum())
+            if w > 0:
+                lengths.append(np.hypot((a[m] * qy[m]).sum() / w, (a[m] * qx[m]).sum() / w))
+                weights.append(w)
         inten = float(a[mask].sum())
-        qabs = float((a[mask] * np.hypot(qy[mask], qx[mask])).sum() / inten) if inten > 0 else float("nan")
-        out[name] = {"intensity": inten, "q": qabs}
+        q = float(np.average(lengths, weights=weights)) if weights else float("nan")
+        out[name] = {"intensity": inten, "q": q}
     return out
 
 

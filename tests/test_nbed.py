@@ -365,6 +365,24 @@ def test_method_choice_follows_cost():
 # ------------------------------------------------------------------------------------------------ to_detector
 
 
+def test_measure_reflections_on_synthetic_discs():
+    # Uniform discs of radius 0.1 Å⁻¹ at ±g with known total intensities: the measured position is |g|
+    # (no outward bias from averaging |q| over the disc) and the intensity is the sum of the discs.
+    dq = 0.005
+    n = 301
+    q = (np.arange(n) - n // 2) * dq
+    qy, qx = np.meshgrid(q, q, indexing="ij")
+    g = np.array([0.2483, 0.3512])  # a 111-like vector, |g| = 0.4301 Å⁻¹
+    img = np.zeros((n, n))
+    for sign, total in ((1, 2e-3), (-1, 1e-3)):
+        disc = (qy - sign * g[0]) ** 2 + (qx - sign * g[1]) ** 2 <= 0.1**2
+        img[disc] += total / disc.sum()
+    p = nbed.SimulatedPatterns(array=img, sampling=(dq, dq), metadata={"probe": P2.to_dict()})
+    m = nbed.measure_reflections(p, {"111": [tuple(g), tuple(-g)]})
+    assert m["111"]["intensity"] == pytest.approx(3e-3, rel=1e-12)
+    assert m["111"]["q"] == pytest.approx(np.hypot(*g), abs=2e-4)
+
+
 def _pattern(array, dq):
     return nbed.SimulatedPatterns(array=np.asarray(array, dtype=float), sampling=dq, metadata={})
 
@@ -457,8 +475,9 @@ def test_convergence_ci():
     assert [r["sampling"] for r in rows] == [d.sampling, d.sampling / 2]
     assert rows[1]["gpts"][0] >= 2 * rows[0]["gpts"][0] - 1
     assert abs(rows[1]["ratio"] / rows[0]["ratio"] - 1) < 0.02
-    for r in rows:  # positions do not move with the grid (2 mrad disc centroids, within one pattern pixel)
-        assert r["q_200"] == pytest.approx(Q200, abs=1 / 32.0)
+    for r in rows:  # disc centroids sit on the reflections at both grids (pattern pixel 1/32 Å⁻¹)
+        assert r["q_200"] == pytest.approx(Q200, abs=0.003)
+        assert r["q_111"] == pytest.approx(Q111, abs=0.003)
 
 
 @pytest.mark.slow
