@@ -225,8 +225,9 @@ cell, 300 keV, probe on the crystal centre. Reference case (issue 5): 0.15 mrad 
 cell a 0.15 mrad probe needs, `required_extent`); a small 2 mrad case in a 40 Å cell resolves the trends
 more finely at low cost. Intensities are integrated in discs of 1.5 probe-disc radii (at least 2 pattern
 pixels) around every zero-layer g (`measure_reflections`; fraction of the incident intensity, summed over
-the equivalents: four 111, two 200, two 220); positions are the intensity-weighted |q| inside those discs
-(at 2 mrad the wide discs bias them by a few 0.001 Å⁻¹; at 0.15 mrad they are exact to < 0.001 Å⁻¹).
+the equivalents: four 111, two 200, two 220); positions are the lengths of the discs' intensity-weighted
+centroid vectors (tables generated before commit 7d7a3cd used the mean |q| inside the discs, biased outwards
+by r²/(8|g|) ≈ 0.003 Å⁻¹ at 2 mrad and < 0.0001 Å⁻¹ at 0.15 mrad).
 Frozen-phonon seed 0 in every row (rows differ only by the setting named in the series).
 
 Defaults (`Multislice()`; max_angle 20 mrad here): sampling {d.sampling} Å, slice thickness
