@@ -379,13 +379,19 @@ def _pair_histogram_kernel(
                     dz = pos[j, 2] - zi
                     buf[j] = math.sqrt(dx * dx + dy * dy + dz * dz) * inv_bin
             elif mode == 1:
+                bx = box[0]
+                by = box[1]
+                bz = box[2]
+                ibx = 1.0 / bx
+                iby = 1.0 / by
+                ibz = 1.0 / bz
                 for j in range(i + 1, n):
                     dx = pos[j, 0] - xi
                     dy = pos[j, 1] - yi
                     dz = pos[j, 2] - zi
-                    dx -= box[0] * np.rint(dx / box[0])
-                    dy -= box[1] * np.rint(dy / box[1])
-                    dz -= box[2] * np.rint(dz / box[2])
+                    dx -= bx * math.floor(dx * ibx + 0.5)
+                    dy -= by * math.floor(dy * iby + 0.5)
+                    dz -= bz * math.floor(dz * ibz + 0.5)
                     buf[j] = math.sqrt(dx * dx + dy * dy + dz * dz) * inv_bin
             else:
                 for j in range(i + 1, n):
