@@ -148,6 +148,13 @@ def test_integer_shift_mode_equals_exact_for_whole_pixel_shifts(rng):
     np.testing.assert_array_equal(c.intensity, b.intensity)
     with pytest.raises(ValueError, match="shift_mode"):
         scan_profiles(data, plan, shifts=shifts, shift_mode="nearest")
+    # a plan reaching the detector edge: pixels moved in from outside are NaN (ignored), inner bins unchanged
+    wide = make_plan(SHAPE, center=(24.0, 23.5), pixel_size=PS, q_max=0.46)
+    d = scan_profiles(data, wide, shifts=shifts)
+    e = scan_profiles(data, wide, shifts=shifts, shift_mode="integer")
+    inner = wide.q < 0.36
+    np.testing.assert_allclose(d.intensity[..., inner], e.intensity[..., inner], rtol=1e-6)
+    assert np.all(np.isfinite(e.intensity[..., inner]))
 
 
 def test_dask_input_equals_numpy(plan, rng):
