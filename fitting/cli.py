@@ -1,39 +1,555 @@
-"""The ``sei-send`` command: argument parsing only; the work is done by the library functions."""
+"""The ``sei-send`` command: argument parsing only; the work is done by the library functions.
+
+Subcommands: ``build`` (structures → .xyz/.cif/.traj), ``simulate`` (NBED multislice or kinematic profile of a
+structure file), ``synth`` (a synthetic scan of a default scene → EMD 1.0), ``analyze`` (scan → profiles, peak
+map, classes, figures, JSON + CSV summary), ``fit`` (a measured profile vs candidate profiles → ranked table),
+``refine`` (a structure parameter against a measured profile), ``demo``.
+
+Units at the command line are named in every option (``--step-nm``, ``--diameter-nm``, ``--energy-kev`` …) and
+converted once to the library's units (Å, eV). Errors exit with code 2 (bad arguments, from argparse) or 1 (bad
+input found while running) and a one-line message on stderr; ``--debug`` shows the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from fitting import __version__
+
+#: Structure kinds of ``build``.
+BUILD_KINDS = ("crystal", "nanocrystal", "type1", "type2", "electrolyte")
+#: Output formats of ``build`` (ASE writers).
+STRUCTURE_FORMATS = {".xyz": "extxyz", ".cif": "cif", ".traj": "traj"}
+NM = 10.0  # Å per nm
+
+
+class CLIError(Exception):
+    """A user error found while running a subcommand (one-line message, exit code 1)."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers (file handling only)
+# ----------------------------------------------------------------------------------------------------------
+def _positive(name: str, unit: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number [{unit}], got {text!r}") from None
+        if not v > 0 or v != v or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be positive [{unit}], got {text!r}")
+        return v
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return v
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"file not found: {path}")
+    return p
+
+
+def _check_new(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise CLIError(f"{path} exists; pass --overwrite to replace it")
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    """Write a CSV atomically (``name.tmp`` → rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_columns(path: Path) -> dict[str, list[str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if len(rows) < 2:
+        raise CLIError(f"{path}: expected a CSV with a header and at least one row")
+    cols = {h.strip(): [] for h in rows[0]}
+    for r in rows[1:]:
+        for h, v in zip(rows[0], r):
+            cols[h.strip()].append(v)
+    return cols
+
+
+def _load_measured(path: Path, cls: str | None):
+    """(q [Å⁻¹], counts, exposure [pixels]) from ``profiles.csv`` of ``analyze`` (or a q,counts[,exposure] CSV)."""
+    import numpy as np
+
+    cols = _read_columns(path)
+    if "q_A^-1" not in cols or "counts" not in cols:
+        raise CLIError(f"{path}: needs columns q_A^-1 and counts (and exposure_px), as written by 'sei-send analyze'")
+    sel = np.ones(len(cols["q_A^-1"]), bool)
+    if "class" in cols:
+        classes = sorted(set(cols["class"]))
+        if cls is None:
+            raise CLIError(f"{path} holds several classes ({', '.join(classes)}); choose one with --class")
+        if cls not in classes:
+            raise CLIError(f"--class {cls!r} is not in {path}; it has {', '.join(classes)}")
+        sel = np.array([c == cls for c in cols["class"]])
+    q = np.array(cols["q_A^-1"], float)[sel]
+    y = np.array(cols["counts"], float)[sel]
+    e = np.array(cols["exposure_px"], float)[sel] if "exposure_px" in cols else np.ones_like(q)
+    return q, y, e
+
+
+def _load_component(path: Path):
+    """(q [Å⁻¹], intensity) from a ``simulate --profile-csv`` file."""
+    import numpy as np
+
+    cols = _read_columns(path)
+    if "q_A^-1" not in cols or "intensity" not in cols:
+        raise CLIError(f"{path}: needs columns q_A^-1 and intensity, as written by 'sei-send simulate --profile-csv'")
+    return np.array(cols["q_A^-1"], float), np.array(cols["intensity"], float)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# subcommands
+# ----------------------------------------------------------------------------------------------------------
+def _structure_from_args(args):
+    """Call the structures builder named by ``args.kind`` (units converted: nm → Å)."""
+    from structures import amorphous, crystals
+
+    rng = args.seed
+    cell = tuple(NM * float(x) for x in args.box_nm) if args.box_nm else None
+    if args.kind == "crystal":
+        atoms = crystals.bulk(args.phase, temperature=args.temperature)
+        if args.repeat > 1:
+            atoms = atoms.repeat(args.repeat)
+        return atoms
+    if args.kind == "nanocrystal":
+        return crystals.nanocrystal(
+            args.phase, NM * args.diameter_nm, orientation=_orientation(args.orientation), f_vacancy=args.f_vacancy,
+            temperature=args.temperature, rng=rng,
+        )  # fmt: skip
+    kw = {"relax": not args.no_relax, "rng": rng}
+    if cell is not None:
+        kw["cell"] = cell
+    else:
+        kw["n_atoms"] = args.n_atoms
+    if args.kind == "type1":
+        return amorphous.type1_sei(density=args.density or 2.1, **kw)
+    if args.kind == "type2":
+        return amorphous.type2_matrix(density=args.density or 2.1, **kw)
+    from structures.electrolyte import electrolyte
+
+    kw.pop("relax")
+    return electrolyte(density=args.density, **kw)
+
+
+def _orientation(text: str):
+    if text == "random":
+        return text
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise CLIError(f"--orientation {text!r}: give a zone axis 'h,k,l' (integers) or 'random'") from None
+
+
+def cmd_build(args) -> int:
+    from ase.io import write
+
+    out = Path(args.output)
+    fmt = STRUCTURE_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise CLIError(f"output {out.name!r}: unsupported extension; use one of {', '.join(STRUCTURE_FORMATS)}")
+    _check_new(out, args.overwrite)
+    atoms = _structure_from_args(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    write(tmp, atoms, format=fmt)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
+    vol = atoms.get_volume()
+    dens = atoms.get_masses().sum() * 1.66053906660 / vol if vol > 0 else float("nan")
+    print(f"wrote {out}: {len(atoms)} atoms, cell {' × '.join(f'{x:.2f}' for x in atoms.cell.lengths())} Å, "
+          f"density {dens:.3f} g/cm³")  # fmt: skip
+    return 0
+
+
+def _read_structure(path: Path):
+    from ase.io import read
+
+    try:
+        return read(path)
+    except Exception as exc:  # ASE raises many kinds on unreadable files
+        raise CLIError(f"cannot read a structure from {path}: {exc}") from exc
+
+
+def cmd_simulate(args) -> int:
+    import numpy as np
+
+    from simkit.geometry import DetectorGeometry
+    from simkit.radial import make_plan_from_geometry
+
+    src = _existing(args.structure)
+    atoms = _read_structure(src)
+    if len(atoms) == 0:
+        raise CLIError(f"{src} holds no atoms")
+    energy = 1e3 * args.energy_kev
+    geometry = DetectorGeometry(shape=(args.detector_px, args.detector_px), pixel_size=args.pixel_size)
+    out = Path(args.output) if args.output else None
+    if out is None and args.profile_csv is None:
+        raise CLIError("nothing to write: give an output .h5 (multislice) and/or --profile-csv")
+    if args.method == "kinematic":
+        from simkit.kinematic import debye_intensity, probe_convolve
+
+        if out is not None:
+            raise CLIError("--method kinematic gives a radial profile only: use --profile-csv instead of an output .h5")
+        q = np.linspace(0.02, geometry.q_max * 1.05, 400)
+        iq = debye_intensity(atoms, q)
+        prof = probe_convolve(q, iq, semiangle=args.semiangle, energy=energy, geometry=geometry)
+        q_out, i_out = prof.q, prof.mean
+    else:
+        from simkit.nbed import Multislice, Probe, save_patterns, simulate_pattern, to_detector
+
+        if out is not None:
+            _check_new(out, args.overwrite)
+        probe = Probe(energy=energy, semiangle=args.semiangle)
+        ms = Multislice(sampling=args.sampling, slice_thickness=args.slice_thickness, n_phonons=args.phonons)
+        sim = simulate_pattern(atoms, probe, ms, seed=args.seed, allow_repeat=True)
+        if out is not None:
+            save_patterns(out, sim, atoms)
+            print(f"wrote {out}: pattern {sim.array.shape[-2]}×{sim.array.shape[-1]} px, sampling "
+                  f"{sim.sampling[0]:.5f} Å⁻¹/px")  # fmt: skip
+        pattern = to_detector(sim, geometry)
+        plan = make_plan_from_geometry(geometry, n_bins=int(geometry.q_max / args.pixel_size), q_max=geometry.q_max)
+        prof = plan.integrate(pattern)
+        q_out, i_out = prof.q, prof.mean
+    if args.profile_csv:
+        path = Path(args.profile_csv)
+        _check_new(path, args.overwrite)
+        _write_csv(path, ["q_A^-1", "intensity"], ((f"{a:.6f}", f"{b:.8g}") for a, b in zip(q_out, i_out)))
+        print(f"wrote {path}: radial profile, {len(q_out)} bins up to {q_out[-1]:.3f} Å⁻¹")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from simkit.synth import default_scan, synthesize_scan
+
+    out = Path(args.output)
+    _check_new(out, args.overwrite)
+    step = NM * args.step_nm
+    if args.dose is not None:
+        electrons = args.dose * step**2  # scan fluence [e/Å²] × step area [Å²]
+    else:
+        electrons = args.electrons
+    scene, _ = default_scan(args.scene, field_shape=tuple(args.size), step=step)
+    res = synthesize_scan(
+        scene, out, library=args.preset, probe=None if args.semiangle == 2.0 else _probe(args.semiangle),
+        electrons_per_pattern=electrons, seed=args.seed, overwrite=args.overwrite, cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
+          f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
+          f"{res.scan_fluence:.2f} e/Å²)")  # fmt: skip
+    return 0
+
+
+def _probe(semiangle: float):
+    from simkit.nbed import Probe
+
+    return Probe(semiangle=semiangle)
+
+
+def cmd_analyze(args) -> int:
+    from fitting.demo import analyze_scan, class_mean_profiles
+    from fitting.io import load_scan
+
+    src = _existing(args.scan)
+    scan = load_scan(src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm)
+    out = Path(args.output)
+    res = analyze_scan(
+        scan, out, pixel_size=args.pixel_size, ellipse_q_range=args.ellipse_window,
+        exclude_direct=args.exclude_direct, figures=not args.no_figures, seed=args.seed,
+    )  # fmt: skip
+    rows = []
+    for cls, (q, y, e) in class_mean_profiles(res).items():
+        rows += [(cls, f"{a:.6f}", f"{b:.6g}", f"{c:.6g}") for a, b, c in zip(q, y, e)]
+    _write_csv(out / "profiles.csv", ["class", "q_A^-1", "counts", "exposure_px"], rows)
+    s = res.summary
+    print(f"analysed {src}: {s['scan_shape'][0]} × {s['scan_shape'][1]} patterns, pixel size "
+          f"{s['pixel_size_A^-1_per_px']:.5f} Å⁻¹/px")  # fmt: skip
+    if s["sro_peak_mean_A^-1"] is not None:
+        print(f"  SRO peak: {s['sro_peak_fitted_pixels']} pixels, mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, "
+              f"std {s['sro_peak_std_A^-1']:.3f} Å⁻¹")  # fmt: skip
+    for c, n in s["class_counts"].items():
+        if n:
+            print(f"  class {c}: {n} pixels")
+    print(f"  wrote {out}/summary.json, pixels.csv, profiles.csv" + ("" if args.no_figures else " and figures"))
+    return 0
+
+
+def _candidates(specs: list[str]) -> dict:
+    cands: dict = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise CLIError(f"--candidate {spec!r}: use NAME=profile.csv[+other.csv...]")
+        name, files = spec.split("=", 1)
+        parts = {}
+        for f in files.split("+"):
+            p = _existing(f)
+            parts[p.stem] = _load_component(p)
+        cands[name] = parts
+    return cands
+
+
+def cmd_fit(args) -> int:
+    from fitting.hypotheses import compare
+
+    measured = _load_measured(_existing(args.profiles), args.cls)
+    cands = _candidates(args.candidate)
+    comp = compare(measured, cands, q_range=tuple(args.q_range), resample=True)
+    rows = [
+        (r.name, f"{r.delta_aic:.3f}", f"{r.akaike_weight:.4f}", f"{r.loglike:.3f}", r.n_params,
+         f"{r.deviance / max(r.dof, 1):.3f}", r.converged)
+        for r in comp.rows
+    ]  # fmt: skip
+    header = ["candidate", "delta_AIC", "akaike_weight", "loglike", "n_params", "deviance_per_dof", "converged"]
+    print(f"{'rank':>4}  {'candidate':<30} {'ΔAIC':>9} {'weight':>7} {'dev/dof':>8}  converged")
+    for k, r in enumerate(comp.rows, 1):
+        print(f"{k:>4}  {r.name:<30} {r.delta_aic:>9.2f} {r.akaike_weight:>7.3f} "
+              f"{r.deviance / max(r.dof, 1):>8.2f}  {'yes' if r.converged else 'no'}")  # fmt: skip
+    for w in comp.warnings:
+        print(f"  warning: {w}")
+    if args.output:
+        _write_csv(Path(args.output), header, rows)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_refine(args) -> int:
+    import numpy as np
+
+    from fitting.refine import Parameter, kinematic_simulator, likelihood_objective, refine
+    from structures import amorphous
+
+    measured = _load_measured(_existing(args.profiles), args.cls)
+    lo, hi = args.density_range
+    if not 0 < lo < hi:
+        raise CLIError(f"--density-range {lo} {hi}: need 0 < low < high [g/cm³]")
+    start = args.density if args.density is not None else 0.5 * (lo + hi)
+    builder_fn = amorphous.type1_sei if args.structure == "type1" else amorphous.type2_matrix
+
+    def builder(params, rng):
+        return builder_fn(n_atoms=args.n_atoms, density=params["density"], relax=False, rng=rng)
+
+    q_sim = np.linspace(0.05, max(measured[0].max() * 1.2, 1.0), 300)
+    res = refine(
+        [Parameter(name="density", start=start, lower=lo, upper=hi, unit="g/cm³")],
+        builder=builder,
+        simulator=kinematic_simulator(q_sim, semiangle=args.semiangle, energy=1e3 * args.energy_kev),
+        objective=likelihood_objective(measured, q_range=tuple(args.q_range), resample=True),
+        seed=args.seed, checkpoint=args.checkpoint, max_evaluations=args.max_evaluations, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"refined {args.structure} density: {res.params['density']:.4f} g/cm³ (−log L = {res.fun:.2f}, "
+          f"{res.n_evaluations} evaluations, {'converged' if res.converged else 'not converged'})")  # fmt: skip
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from fitting.demo import run_demo
+
+    return run_demo(reduced=args.reduced, out=args.output, cache_dir=args.cache_dir, progress=not args.quiet)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# parser
+# ----------------------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``sei-send`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sei-send",
         description="Simulate and analyse cryo-SEND (4D-STEM) data of Li-metal SEIs. Q = 1/d [Å⁻¹] throughout.",
     )
     parser.add_argument("--version", action="version", version=f"sei-send {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("demo", help="run the demonstration on the built-in default scene")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser("build", help="write a structure (.xyz/.cif/.traj)")
+    b.add_argument("kind", choices=BUILD_KINDS, help="what to build")
+    b.add_argument("output", help="output file; format from the extension: .xyz, .cif or .traj")
+    b.add_argument("--phase", default="LiF", help="crystal phase (LiF, Li2O, Li2S, Li, Cu, …) [-]")
+    b.add_argument("--temperature", default="cryo", help="lattice constant set: cryo | room [-]")
+    b.add_argument("--repeat", type=int, default=1, help="crystal: unit-cell repeats per axis [-]")
+    b.add_argument("--diameter-nm", type=_positive("--diameter-nm", "nm"), default=3.0,
+                   help="nanocrystal diameter [nm] (default 3)")  # fmt: skip
+    b.add_argument("--orientation", default="random", help="nanocrystal zone axis 'h,k,l' or 'random' [-]")
+    b.add_argument("--f-vacancy", type=_fraction, default=0.0, help="nanocrystal F-vacancy fraction [0–1]")
+    b.add_argument("--density", type=_positive("--density", "g/cm³"), default=None,
+                   help="amorphous density [g/cm³] (Type 1/2: 2.1; electrolyte: from its composition)")  # fmt: skip
+    b.add_argument("--n-atoms", type=int, default=600, help="amorphous model size [atoms] (default 600)")
+    b.add_argument("--box-nm", type=_positive("--box-nm", "nm"), nargs=3, default=None,
+                   help="amorphous cell edges a b c [nm] (instead of --n-atoms)")  # fmt: skip
+    b.add_argument("--no-relax", action="store_true", help="amorphous: skip the potential relaxation")
+    b.add_argument("--seed", type=int, default=0, help="random seed [-]")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("simulate", help="diffraction of a structure file (NBED multislice or kinematic profile)")
+    s.add_argument("structure", help="structure file readable by ASE (.xyz, .cif, .traj, …)")
+    s.add_argument("output", nargs="?", default=None, help="patterns .h5 (multislice only; simkit.nbed layout)")
+    s.add_argument("--method", choices=("multislice", "kinematic"), default="multislice",
+                   help="abTEM multislice NBED or kinematic Debye I(Q) convolved with the probe [-]")  # fmt: skip
+    s.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=2.0,
+                   help="probe convergence semi-angle [mrad] (default 2)")  # fmt: skip
+    s.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=300.0,
+                   help="beam energy [keV] (default 300)")  # fmt: skip
+    s.add_argument("--sampling", type=_positive("--sampling", "Å"), default=0.1,
+                   help="multislice real-space sampling [Å] (default 0.1)")  # fmt: skip
+    s.add_argument("--slice-thickness", type=_positive("--slice-thickness", "Å"), default=2.0,
+                   help="multislice slice thickness [Å] (default 2)")  # fmt: skip
+    s.add_argument("--phonons", type=int, default=1, help="frozen-phonon configurations [-] (default 1)")
+    s.add_argument("--detector-px", type=int, default=256, help="detector side for the profile [px] (default 256)")
+    s.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=0.005,
+                   help="detector pixel size for the profile [Å⁻¹/px] (default 0.005)")  # fmt: skip
+    s.add_argument("--profile-csv", default=None, help="write the radial profile (q [Å⁻¹], intensity per px) here")
+    s.add_argument("--seed", type=int, default=0, help="frozen-phonon seed [-]")
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    s.set_defaults(func=cmd_simulate)
+
+    y = sub.add_parser("synth", help="synthetic SEND scan of a default scene → EMD 1.0 file with ground truth")
+    y.add_argument("output", help="output .h5/.emd file")
+    y.add_argument("--scene", choices=("bottom", "top"), default="bottom",
+                   help="bottom: Li|Type 1|Type 2|Cu; top: Li|Type 1|electrolyte [-]")  # fmt: skip
+    y.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=2.0,
+                   help="probe semi-angle [mrad] (default 2)")  # fmt: skip
+    y.add_argument("--size", type=int, nargs=2, default=(12, 50), metavar=("NY", "NX"),
+                   help="scan positions (slow, fast) [-] (default 12 50)")  # fmt: skip
+    y.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=4.0, help="scan step [nm] (default 4)")
+    dose = y.add_mutually_exclusive_group()
+    dose.add_argument("--electrons", type=_positive("--electrons", "e per pattern"), default=1.0e4,
+                      help="dose per pattern [e] (default 10000)")  # fmt: skip
+    dose.add_argument("--dose", type=_positive("--dose", "e/Å²"), default=None,
+                      help="scan fluence [e/Å²] = electrons per pattern / step² (instead of --electrons)")  # fmt: skip
+    y.add_argument("--preset", choices=("tiny", "demo", "full"), default="tiny",
+                   help="pattern-library size preset [-] (default tiny)")  # fmt: skip
+    y.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
+    y.add_argument("--seed", type=int, default=0, help="random seed [-]")
+    y.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    y.add_argument("--quiet", action="store_true", help="no progress bars")
+    y.set_defaults(func=cmd_synth)
+
+    a = sub.add_parser("analyze", help="scan → calibrated profiles, SRO peak map, classes, figures, JSON/CSV summary")
+    a.add_argument("scan", help="4D scan file (EMD 1.0 .h5/.emd, .npy, or formats read through rosettasciio)")
+    a.add_argument("-o", "--output", default="analysis", help="output directory (default ./analysis)")
+    a.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=None,
+                   help="detector pixel size [Å⁻¹/px] (overrides the file)")  # fmt: skip
+    a.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=None,
+                   help="scan step [nm] (overrides the file)")  # fmt: skip
+    a.add_argument("--ellipse-window", type=float, nargs=2, default=None, metavar=("QMIN", "QMAX"),
+                   help="ring window for the ellipse fit [Å⁻¹] (default: no ellipse fit)")  # fmt: skip
+    a.add_argument("--exclude-direct", type=_positive("--exclude-direct", "Å⁻¹"), default=0.15,
+                   help="ignore Q below this (direct beam) [Å⁻¹] (default 0.15)")  # fmt: skip
+    a.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    a.add_argument("--seed", type=int, default=0, help="seed of the histogram mixture [-]")
+    a.set_defaults(func=cmd_analyze)
+
+    f = sub.add_parser("fit", help="a measured profile vs candidate profiles → table ranked by AIC")
+    f.add_argument("profiles", help="profiles.csv from 'analyze' (class, q_A^-1, counts, exposure_px)")
+    f.add_argument("--class", dest="cls", default=None, help="class whose summed profile is fitted, e.g. sei_type1")
+    f.add_argument("--candidate", action="append", required=True, metavar="NAME=A.csv[+B.csv]",
+                   help="candidate: profile CSVs from 'simulate --profile-csv' (q [Å⁻¹], intensity)")  # fmt: skip
+    f.add_argument("--q-range", type=float, nargs=2, default=(0.2, 0.85), metavar=("QMIN", "QMAX"),
+                   help="fitted Q window [Å⁻¹] (default 0.2 0.85)")  # fmt: skip
+    f.add_argument("-o", "--output", default=None, help="write the ranked table as CSV here")
+    f.set_defaults(func=cmd_fit)
+
+    r = sub.add_parser("refine", help="refine the density of an amorphous model against a measured profile")
+    r.add_argument("profiles", help="profiles.csv from 'analyze'")
+    r.add_argument("--class", dest="cls", default=None, help="class whose summed profile is fitted")
+    r.add_argument("--structure", choices=("type1", "type2"), default="type1", help="amorphous model [-]")
+    r.add_argument("--density", type=_positive("--density", "g/cm³"), default=None, help="start density [g/cm³]")
+    r.add_argument("--density-range", type=float, nargs=2, default=(1.7, 2.5), metavar=("LOW", "HIGH"),
+                   help="density bounds [g/cm³] (default 1.7 2.5)")  # fmt: skip
+    r.add_argument("--n-atoms", type=int, default=300, help="model size per evaluation [atoms] (default 300)")
+    r.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=2.0, help="probe semi-angle [mrad]")
+    r.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=300.0, help="beam energy [keV]")
+    r.add_argument("--q-range", type=float, nargs=2, default=(0.2, 0.85), metavar=("QMIN", "QMAX"),
+                   help="fitted Q window [Å⁻¹]")  # fmt: skip
+    r.add_argument("--max-evaluations", type=int, default=30, help="objective evaluations allowed [-]")
+    r.add_argument("--checkpoint", default=None, help="HDF5 checkpoint (resumes when it exists)")
+    r.add_argument("--seed", type=int, default=0, help="root seed [-]")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_refine)
+
+    d = sub.add_parser("demo", help="the demonstration on the built-in bottom scene (writes demo-output/)")
+    d.add_argument("-o", "--output", default="demo-output", help="output directory (default ./demo-output)")
+    d.add_argument("--reduced", action="store_true", help="small library and scan (a quick check)")
+    d.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``sei-send`` console script; returns the exit code."""
+    """Entry point of the ``sei-send`` console script; returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        Arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 on an error while running, 2 on bad arguments (argparse).
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+        return int(exc.code or 0)
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command == "demo":
-        from fitting.demo import run_demo
-
-        return run_demo()
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("sei-send: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line per error unless --debug
+        if args.debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"sei-send {args.command}: error: {msg}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
