@@ -1032,7 +1032,7 @@ def bottom(
                 "variation_rms": float(variation_rms[1]),
                 "variation_length": 120.0,
                 "variation_seed": int(seed) + 101,
-                "lif_volume_fraction": 0.3,
+                "lif_volume_fraction": 0.05,
                 "lif_f_vacancy": 0.25,
                 "lif_diameter": 30.0,
                 "lif_seed": int(seed),

@@ -1,0 +1,583 @@
+"""Pattern library: representative noise-free patterns per region kind, simulated once and cached on disk.
+
+A library entry is one noise-free diffraction pattern on the detector grid (a
+:class:`simkit.geometry.DetectorGeometry`), normalised to an incident intensity of 1 (the direct beam
+included), for one piece of material:
+
+* ``li_metal`` / ``cu`` / ``li2o`` — a crystal column of the library thickness, one entry per zone axis
+  (multislice, simkit.nbed);
+* ``sei_type1`` / ``electrolyte`` / ``type2_matrix`` — an amorphous column of the library thickness, one entry
+  per density / random configuration;
+* ``lif`` — one LiF nanocrystal (diameter, F-vacancy fraction, random orientation) in vacuum (multislice);
+* ``li2o_damage`` — Li₂O crystallites formed by beam damage (analytic powder profile, probe-convolved);
+* ``vacuum`` — the probe alone.
+
+Methods: ``"multislice"`` (abTEM through :func:`simkit.nbed.simulate_pattern`, then
+:func:`simkit.nbed.to_detector`) or ``"kinematic"`` (Debye I(Q) of the model with electron scattering factors,
+rendered on the detector with the exact probe convolution of :func:`simkit.kinematic.make_probe_convolution`,
+plus the direct disc). The kinematic intensity per pixel is n_A · γ² λ² · I_atom(Q) · Δq² with n_A the areal
+atom density [Å⁻²] of the column, γ the relativistic factor and I_atom the Debye intensity per atom [Å²]
+(dσ/dΩ = γ²|f|² and dΩ = λ² d²Q). Kinematic entries of amorphous regions have no speckle (they are the
+ensemble average); each entry records the method it used.
+
+Entries are cached in HDF5 files named by a hash of (entry parameters, probe, geometry, thickness, multislice
+settings, library format version) under ``cache_dir``; a second build with the same settings simulates nothing.
+Files are written atomically (temporary file + rename), so concurrent builders never leave a corrupt entry.
+Building is parallel through dask: the local threaded scheduler by default (each task limited to one inner
+thread for numba, BLAS and FFT, so two tasks fill the two cores without oversubscription), or a
+``dask.distributed`` client (``client=`` or ``scheduler_address=``) for a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from simkit.geometry import DetectorGeometry
+
+__all__ = [
+    "ENTRY_KINDS",
+    "PRESETS",
+    "EntrySpec",
+    "LibraryEntry",
+    "PatternLibrary",
+    "build_entry",
+    "build_library",
+    "default_cache_dir",
+    "preset_specs",
+]
+
+#: Library format version (part of every cache key; bump when the meaning of an entry changes).
+FORMAT_VERSION = 1
+
+#: Entry kinds the library knows.
+ENTRY_KINDS = (
+    "vacuum",
+    "li_metal",
+    "cu",
+    "li2o",
+    "sei_type1",
+    "type2_matrix",
+    "lif",
+    "electrolyte",
+    "li2o_damage",
+)
+
+#: Size presets: library column thickness [Å], amorphous model size [atoms], multislice settings.
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds: for tests
+    "tiny": {"thickness": 60.0, "n_atoms": 600, "n_type1": 3, "n_electrolyte": 1, "n_lif": 2, "n_phonons": 1},
+    # about a minute on 2 cores: for `make demo`
+    "demo": {"thickness": 150.0, "n_atoms": 1500, "n_type1": 5, "n_electrolyte": 2, "n_lif": 4, "n_phonons": 1},
+    # the study's 60 nm lamella: minutes to hours
+    "full": {"thickness": 600.0, "n_atoms": 4000, "n_type1": 7, "n_electrolyte": 3, "n_lif": 12, "n_phonons": 4},
+}
+
+
+def default_cache_dir() -> Path:
+    """Cache directory: ``$SEI_SEND_CACHE`` or ``.sei-send-cache`` in the working directory."""
+    return Path(os.environ.get("SEI_SEND_CACHE", ".sei-send-cache")) / "library"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# specifications
+# ----------------------------------------------------------------------------------------------------------
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj)
+    if isinstance(obj, (np.integer, int)) and not isinstance(obj, bool):
+        return int(obj)
+    return obj
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntrySpec:
+    """What one library entry is.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`ENTRY_KINDS`.
+    method : str
+        ``"multislice"`` or ``"kinematic"``.
+    params : dict
+        Structure parameters: ``density`` [g/cm³], ``zone_axis`` (3 ints), ``diameter`` [Å],
+        ``f_vacancy`` [fraction], ``size`` [Å] (Li₂O crystallites), ``n_atoms``; free-form, all hashed.
+    seed : int
+        Seed of the structure (and of the frozen phonons).
+    """
+
+    kind: str
+    method: str = "kinematic"
+    params: dict = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENTRY_KINDS:
+            raise ValueError(f"kind={self.kind!r} is not a library entry kind; valid: {', '.join(ENTRY_KINDS)}")
+        if self.method not in ("multislice", "kinematic"):
+            raise ValueError(f"method={self.method!r}: use 'multislice' or 'kinematic'")
+
+    def to_dict(self) -> dict:
+        """JSON-compatible form."""
+        return {"kind": self.kind, "method": self.method, "params": _canonical(self.params), "seed": int(self.seed)}
+
+
+def preset_specs(preset: str = "demo", *, seed: int = 0) -> list[EntrySpec]:
+    """The entries of a size preset.
+
+    Parameters
+    ----------
+    preset : {"tiny", "demo", "full"}
+    seed : int
+        Base seed of the structures.
+
+    Returns
+    -------
+    list of EntrySpec
+        Vacuum; Li metal along [001], [011], [111]; Cu along [001], [011], [111], [112]; Li₂O (oxide
+        artefact, [011]); Type 1 at densities spanning 1.8–2.4 g/cm³ (so that the compositor can interpolate
+        the SRO peak, Q₁ ∝ ρ^(1/3)); Type 2 matrix; LiF nanocrystals (3 nm, random orientations, 0–30 % F
+        vacancies); electrolyte configurations; Li₂O damage crystallites of 2, 3.5 and 5 nm.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r}: choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    amorphous_method = "multislice" if preset == "full" else "kinematic"
+    n_at = p["n_atoms"]
+    specs = [EntrySpec(kind="vacuum", method="kinematic", params={}, seed=0)]
+    for zone in ((0, 0, 1), (0, 1, 1), (1, 1, 1)):
+        specs.append(EntrySpec(kind="li_metal", method="multislice", params={"zone_axis": zone}, seed=seed))
+    for zone in ((0, 0, 1), (0, 1, 1), (1, 1, 1), (1, 1, 2)):
+        specs.append(EntrySpec(kind="cu", method="multislice", params={"zone_axis": zone}, seed=seed))
+    specs.append(EntrySpec(kind="li2o", method="multislice", params={"zone_axis": (0, 1, 1)}, seed=seed))
+    for k, rho in enumerate(np.linspace(1.8, 2.4, p["n_type1"])):
+        specs.append(
+            EntrySpec(
+                kind="sei_type1",
+                method=amorphous_method,
+                params={"density": round(float(rho), 4), "n_atoms": n_at},
+                seed=seed + 100 + k,
+            )
+        )
+    specs.append(EntrySpec(kind="type2_matrix", method=amorphous_method, params={"n_atoms": n_at}, seed=seed + 200))
+    for k in range(p["n_lif"]):
+        fv = (0.0, 0.15, 0.3)[k % 3] if preset != "tiny" else (0.0, 0.3)[k % 2]
+        specs.append(
+            EntrySpec(
+                kind="lif",
+                method="multislice",
+                params={"diameter": 30.0, "f_vacancy": fv, "orientation": "random"},
+                seed=seed + 300 + k,
+            )
+        )
+    for k in range(p["n_electrolyte"]):
+        specs.append(
+            EntrySpec(kind="electrolyte", method=amorphous_method, params={"n_atoms": 3 * n_at}, seed=seed + 400 + k)
+        )
+    for size in (20.0, 35.0, 50.0):
+        specs.append(EntrySpec(kind="li2o_damage", method="kinematic", params={"size": size}, seed=0))
+    return specs
+
+
+# ----------------------------------------------------------------------------------------------------------
+# entries
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class LibraryEntry:
+    """One simulated pattern.
+
+    Attributes
+    ----------
+    spec : EntrySpec
+    pattern : ndarray, shape geometry.shape  [fraction of the incident electrons per pixel]
+        Noise-free; includes the direct beam.
+    info : dict
+        What was simulated (atoms count, density [g/cm³], orientation matrix, vacancy fraction, method, time).
+    key : str
+        Cache key.
+    """
+
+    spec: EntrySpec
+    pattern: np.ndarray = field(repr=False)
+    info: dict
+    key: str
+
+
+def entry_key(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float, ms=None) -> str:
+    """Cache key of an entry: SHA-256 of everything that determines its pattern."""
+    from simkit import __version__
+
+    payload = {
+        "format": FORMAT_VERSION,
+        "spec": spec.to_dict(),
+        "probe": _canonical(probe.to_dict()),
+        "geometry": {"shape": list(geometry.shape), "pixel_size": geometry.pixel_size, "center": list(geometry.center)},
+        "thickness": float(thickness),
+        "multislice": _canonical(ms.to_dict()) if (ms is not None and spec.method == "multislice") else None,
+        "version": __version__.split("+")[0],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _probe_geometry_direct(geometry: DetectorGeometry, probe) -> np.ndarray:
+    from simkit.kinematic import disc_radius, render_discs
+
+    return render_discs(geometry, np.zeros((1, 2)), np.ones(1), disc_radius(probe.semiangle, probe.energy))
+
+
+def _default_ms(probe, n_phonons: int):
+    from simkit.nbed import Multislice
+
+    # 0.1 Å sampling reaches 1/(3·0.1) ≈ 3.3 Å⁻¹ (66 mrad) after abTEM's 2/3 antialias; 2 Å slices converge
+    # LiF (111)/(200) to < 2 % (docs/convergence.md).
+    return Multislice(sampling=0.1, slice_thickness=2.0, n_phonons=n_phonons, max_angle=40.0)
+
+
+def _structure(spec: EntrySpec, thickness: float, lateral: float):
+    """Atoms for a multislice entry [Å]."""
+    from structures import amorphous, crystals
+
+    kind, p = spec.kind, spec.params
+    if kind in ("li_metal", "cu", "li2o"):
+        phase = {"li_metal": "Li", "cu": "Cu", "li2o": "Li2O"}[kind]
+        rot = crystals.rotation_to_zone_axis(p.get("zone_axis", (0, 0, 1)))
+        return _oriented_slab(crystals.bulk(phase), rot, lateral, thickness)
+    if kind == "lif":
+        side = max(lateral, float(p.get("diameter", 30.0)) + 10.0)
+        return crystals.nanocrystal(
+            "LiF",
+            float(p.get("diameter", 30.0)),
+            orientation=p.get("orientation", "random"),
+            f_vacancy=float(p.get("f_vacancy", 0.0)),
+            box=(side, side, float(p.get("diameter", 30.0)) + 10.0),
+            rng=spec.seed,
+        )
+    if kind in ("sei_type1", "type2_matrix", "electrolyte"):
+        cell = (lateral, lateral, thickness)
+        if kind == "sei_type1":
+            return amorphous.type1_sei(density=float(p.get("density", 2.1)), cell=cell, relax=False, rng=spec.seed)
+        if kind == "type2_matrix":
+            return amorphous.type2_matrix(cell=cell, relax=False, rng=spec.seed)
+        from structures.electrolyte import electrolyte
+
+        return electrolyte(cell=cell, rng=spec.seed)
+    raise ValueError(f"no multislice structure for kind {kind!r}")
+
+
+def _oriented_slab(unit, rot: np.ndarray, lateral: float, thickness: float):
+    """A laterally periodic-enough box of a rotated crystal: atoms of a large supercell inside the box."""
+    from ase import Atoms
+
+    a = np.abs(np.diag(unit.cell.array)).max()
+    reach = np.sqrt(2 * lateral**2 + thickness**2)
+    n = int(np.ceil(reach / a)) + 1
+    grid = np.arange(-n, n + 1)
+    shifts = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3) @ unit.cell.array
+    pos = (shifts[:, None, :] + unit.positions[None]).reshape(-1, 3) @ rot.T
+    num = np.tile(unit.numbers, len(shifts))
+    centre = np.array([lateral / 2, lateral / 2, thickness / 2])
+    pos = pos + centre
+    keep = np.all((pos >= 0) & (pos < [lateral, lateral, thickness]), axis=1)
+    return Atoms(numbers=num[keep], positions=pos[keep], cell=[lateral, lateral, thickness], pbc=True)
+
+
+def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float) -> tuple[np.ndarray, dict]:
+    from simkit.damage import li2o_powder_profile
+    from simkit.kinematic import debye_intensity, make_probe_convolution, relativistic_factor
+    from structures import amorphous
+    from structures.electrolyte import electrolyte
+
+    direct = _probe_geometry_direct(geometry, probe)
+    if spec.kind == "vacuum":
+        return direct, {"method": "kinematic", "what": "probe disc in vacuum"}
+    qmax = np.hypot(*[max(c, s - 1 - c) for c, s in zip(geometry.center, geometry.shape)]) * geometry.pixel_size
+    q = np.linspace(0.02, qmax + 2.5 * probe.disc_radius, 400)
+    p = spec.params
+    if spec.kind == "li2o_damage":
+        iq = li2o_powder_profile(q, float(p["size"]))
+        density = 2.013  # g/cm³, Li₂O
+        mass = (2 * 6.941 + 15.999) / 3  # mean atomic mass [u]
+        n_vol = density / (mass * 1.66053906660) * 1.0  # atoms/Å³ (1 u/Å³ = 1.6605 g/cm³)
+        info = {"size": float(p["size"])}
+    else:
+        n_at = int(p.get("n_atoms", 1500))
+        if spec.kind == "sei_type1":
+            atoms = amorphous.type1_sei(n_atoms=n_at, density=float(p.get("density", 2.1)), relax=True, rng=spec.seed)
+        elif spec.kind == "type2_matrix":
+            atoms = amorphous.type2_matrix(n_atoms=n_at, relax=True, rng=spec.seed)
+        elif spec.kind == "electrolyte":
+            atoms = electrolyte(n_atoms=n_at, rng=spec.seed)
+        else:
+            raise ValueError(f"kind {spec.kind!r} has no kinematic path in the library; use method='multislice'")
+        iq = debye_intensity(atoms, q, periodic=True)
+        n_vol = len(atoms) / atoms.get_volume()
+        info = {"n_atoms": len(atoms), "density": float(atoms.info.get("density", np.nan))}
+    conv = make_probe_convolution(q, semiangle=probe.semiangle, energy=probe.energy, geometry=geometry)
+    lam = probe.wavelength
+    scale = n_vol * thickness * (relativistic_factor(probe.energy) * lam) ** 2 * geometry.pixel_size**2
+    scattered = conv.pattern(iq) * scale
+    # total elastic scattering (all Q, kinematic): n_A γ²λ² ∫ I(Q) 2πQ dQ
+    q_all = np.linspace(q[0], 6.0, 3000)
+    tail = np.interp(q_all, q, iq, right=iq[-1]) * np.where(q_all > q[-1], (q[-1] / q_all) ** 4, 1.0)
+    total = (
+        n_vol
+        * thickness
+        * (relativistic_factor(probe.energy) * lam) ** 2
+        * np.trapezoid(tail * 2 * np.pi * q_all, q_all)
+    )
+    info.update({"method": "kinematic", "scattered_fraction": float(total)})
+    return scattered + direct * max(1.0 - float(total), 0.0), info
+
+
+def build_entry(
+    spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float, ms=None
+) -> tuple[np.ndarray, dict]:
+    """Simulate one entry (no cache).
+
+    Parameters
+    ----------
+    spec : EntrySpec
+    probe : simkit.nbed.Probe
+    geometry : DetectorGeometry
+    thickness : float  [Å]
+        Column thickness of region entries (LiF nanocrystal entries are one crystal).
+    ms : simkit.nbed.Multislice or None
+
+    Returns
+    -------
+    (pattern, info) : ndarray [fraction of incident per pixel], dict
+    """
+    import time
+
+    t0 = time.perf_counter()
+    if spec.method == "kinematic":
+        pat, info = _kinematic_pattern(spec, probe, geometry, thickness)
+    else:
+        from simkit.nbed import required_extent, simulate_pattern, to_detector
+
+        ms = ms or _default_ms(probe, 1)
+        lateral = float(required_extent(probe)) * 1.05
+        atoms = _structure(spec, thickness, lateral)
+        sim = simulate_pattern(atoms, probe, ms, seed=spec.seed)
+        pat = to_detector(sim, geometry)
+        info = {
+            "method": "multislice",
+            "n_atoms": len(atoms),
+            "cell": np.diag(atoms.cell.array).tolist(),
+            "orientation": np.asarray(atoms.info.get("orientation", np.eye(3))).tolist(),
+            "f_vacancy": float(spec.params.get("f_vacancy", 0.0)),
+        }
+    info["seconds"] = time.perf_counter() - t0
+    return np.asarray(pat, dtype=np.float32), _canonical(info)
+
+
+def _atomic_write_entry(path: Path, pattern: np.ndarray, spec: EntrySpec, info: dict, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("pattern", data=pattern)
+            f.attrs["spec"] = json.dumps(spec.to_dict())
+            f.attrs["info"] = json.dumps(info)
+            f.attrs["key"] = key
+            f.flush()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_entry(path: Path) -> tuple[np.ndarray, EntrySpec, dict]:
+    with h5py.File(path, "r") as f:
+        pat = f["pattern"][()]
+        s = json.loads(f.attrs["spec"])
+        info = json.loads(f.attrs["info"])
+    return pat, EntrySpec(**s), info
+
+
+def _task(spec, probe, geometry, thickness, ms, path, key):
+    """One library task: simulate with one inner thread, write atomically; returns the path."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    if Path(path).exists():
+        return str(path)
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            pat, info = build_entry(spec, probe, geometry, thickness, ms)
+    finally:
+        numba.set_num_threads(old)
+    _atomic_write_entry(Path(path), pat, spec, info, key)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the library
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class PatternLibrary:
+    """Simulated patterns for every region kind of a scene, on one detector geometry.
+
+    Attributes
+    ----------
+    geometry : DetectorGeometry
+    probe : simkit.nbed.Probe
+    thickness : float  [Å]
+        Column thickness of the region entries.
+    entries : tuple of LibraryEntry
+    built : int
+        Entries simulated by the call that made this library (0 when everything came from the cache).
+    """
+
+    geometry: DetectorGeometry
+    probe: Any
+    thickness: float
+    entries: tuple[LibraryEntry, ...]
+    built: int = 0
+
+    def by_kind(self, kind: str) -> list[LibraryEntry]:
+        """Entries of one kind (in build order); raises if there is none."""
+        out = [e for e in self.entries if e.spec.kind == kind]
+        if not out:
+            have = sorted({e.spec.kind for e in self.entries})
+            raise KeyError(f"the library has no {kind!r} entry (it has: {', '.join(have)}); add it to the specs")
+        return out
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Entry kinds present."""
+        return tuple(dict.fromkeys(e.spec.kind for e in self.entries))
+
+    @property
+    def vacuum(self) -> np.ndarray:
+        """The probe in vacuum [fraction of incident per pixel]."""
+        return self.by_kind("vacuum")[0].pattern
+
+
+def build_library(
+    specs: Sequence[EntrySpec] | str = "demo",
+    *,
+    probe=None,
+    geometry: DetectorGeometry | None = None,
+    thickness: float | None = None,
+    ms=None,
+    cache_dir: str | os.PathLike | None = None,
+    client=None,
+    scheduler_address: str | None = None,
+    num_workers: int = 2,
+    progress: bool = True,
+    seed: int = 0,
+) -> PatternLibrary:
+    """Build (or load from the cache) a pattern library.
+
+    Parameters
+    ----------
+    specs : sequence of EntrySpec or str
+        Entries, or a preset name ("tiny", "demo", "full") for :func:`preset_specs`.
+    probe : simkit.nbed.Probe or None
+        Default ``Probe()`` (300 keV, 2 mrad).
+    geometry : DetectorGeometry or None
+        Default: 256² pixels of 0.005 Å⁻¹ centred at (128, 128).
+    thickness : float or None  [Å]
+        Column thickness; default from the preset (60, 150 or 600 Å).
+    ms : simkit.nbed.Multislice or None
+        Multislice settings for multislice entries (default 0.1 Å sampling, 2 Å slices).
+    cache_dir : path or None
+        Default :func:`default_cache_dir`.
+    client : dask.distributed.Client or None
+        Run the missing entries on this cluster.
+    scheduler_address : str or None
+        Connect a client to this dask scheduler (needs the ``dist`` extra).
+    num_workers : int
+        Threads of the local scheduler (default 2 = the cores of the reference machine).
+    progress : bool
+        Show a progress bar.
+    seed : int
+        Base seed of preset structures.
+
+    Returns
+    -------
+    PatternLibrary
+    """
+    import dask
+    from tqdm.auto import tqdm
+
+    from simkit.nbed import Probe
+
+    preset = specs if isinstance(specs, str) else None
+    if preset is not None:
+        specs = preset_specs(preset, seed=seed)
+        if thickness is None:
+            thickness = PRESETS[preset]["thickness"]
+        if ms is None:
+            ms = _default_ms(probe or Probe(), PRESETS[preset]["n_phonons"])
+    specs = list(specs)
+    if not specs:
+        raise ValueError("specs is empty: give at least one EntrySpec or a preset name")
+    if not all(isinstance(s, EntrySpec) for s in specs):
+        raise TypeError("specs must be EntrySpec objects or a preset name")
+    probe = probe or Probe()
+    geometry = geometry or DetectorGeometry(shape=(256, 256), pixel_size=0.005)
+    thickness = float(thickness if thickness is not None else PRESETS["demo"]["thickness"])
+    if not np.isfinite(thickness) or thickness <= 0:
+        raise ValueError(f"thickness={thickness!r} must be a positive column thickness [Å]")
+    ms = ms or _default_ms(probe, 1)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    keys = [entry_key(s, probe, geometry, thickness, ms) for s in specs]
+    paths = [cache / f"{s.kind}-{k}.h5" for s, k in zip(specs, keys)]
+    missing = [i for i, p in enumerate(paths) if not p.exists()]
+    if missing:
+        tasks = [
+            dask.delayed(_task, pure=False)(specs[i], probe, geometry, thickness, ms, str(paths[i]), keys[i])
+            for i in missing
+        ]
+        if scheduler_address is not None and client is None:
+            from dask.distributed import Client
+
+            client = Client(scheduler_address)
+        bar = tqdm(total=len(tasks), desc="pattern library", unit="entry", disable=not progress)
+        try:
+            if client is not None:
+                from dask.distributed import as_completed
+
+                futures = client.compute(tasks)
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.update(1)
+            else:
+                # batches of num_workers so the bar moves; each task runs with one inner thread
+                for b in range(0, len(tasks), max(1, num_workers)):
+                    chunk = tasks[b : b + max(1, num_workers)]
+                    dask.compute(*chunk, scheduler="threads", num_workers=max(1, num_workers))
+                    bar.update(len(chunk))
+        finally:
+            bar.close()
+    entries = []
+    for spec, key, path in zip(specs, keys, paths):
+        pat, _, info = _read_entry(path)
+        if pat.shape != geometry.shape:
+            raise ValueError(f"cached entry {path} has shape {pat.shape}, expected {geometry.shape}; clear the cache")
+        entries.append(LibraryEntry(spec=spec, pattern=pat, info=info, key=key))
+    return PatternLibrary(
+        geometry=geometry, probe=probe, thickness=thickness, entries=tuple(entries), built=len(missing)
+    )
