@@ -339,3 +339,10 @@ def test_local_cluster_build_equals_local_scheduler(tmp_path):
     assert remote.built == len(specs)
     for a, b in zip(local.entries, remote.entries):
         np.testing.assert_array_equal(a.pattern, b.pattern)
+
+
+def test_truth_window_is_the_analysis_window():
+    # one estimator, one default window: synthetic truth and fitting.peaks must agree
+    from fitting.peaks import SRO_RANGE
+
+    assert tuple(TRUTH_Q_RANGE) == tuple(SRO_RANGE)
