@@ -179,7 +179,7 @@ def compare_electrolytes(
     seeds: Sequence[int] = (0, 1, 2),
     semiangle: float = 2.0,
     energy: float = 300e3,
-    q_max: float = 1.0,
+    q_max: float = 1.2,
     n_q: int = 400,
     q_range: tuple[float, float] = (0.15, 0.5),
     geometry=None,
@@ -198,7 +198,7 @@ def compare_electrolytes(
         Probe convergence semi-angle (study: 2 mrad).
     energy : float  [eV]
     q_max : float  [Å⁻¹]
-        Largest Q of the Debye grid.
+        Largest Q of the Debye grid (the convolved profile is truncated within one disc radius of it).
     n_q : int
         Debye grid points.
     q_range : (float, float)  [Å⁻¹]
@@ -252,6 +252,8 @@ def compare_electrolytes(
             "semiangle_mrad": float(semiangle),
             "energy_eV": float(energy),
             "q_range": list(q_range),
+            "q_max": float(q_max),
+            "disc_radius": float(conv.radius),
         },
     )
 
@@ -278,13 +280,14 @@ def plot_electrolyte_comparison(result: ElectrolyteComparison, *, offset: float 
     for k, (lab, y, s, st) in enumerate(zip(result.labels, result.iq, result.sem, result.strengths)):
         norm = np.nanmax(y)
         base = k * offset
-        ax.plot(result.q, y / norm + base, label=f"{lab}: C = {st.strength:.3f} ± {st.strength_err:.3f}")
+        ax.plot(result.q, y / norm + base, label=f"{lab}: C = {st.strength:.2f} ± {st.strength_err:.2f}")
         ax.fill_between(result.q, (y - s) / norm + base, (y + s) / norm + base, alpha=0.3)
         if np.isfinite(result.peak_position[k]):
             ax.axvline(result.peak_position[k], ls=":", lw=0.8, color=ax.lines[-1].get_color())
     ax.set_xlabel("Q = 1/d [Å⁻¹]")
     ax.set_ylabel("I·Q (normalised, offset)")
-    ax.set_xlim(0.05, min(1.0, float(result.q[-1])))
-    ax.legend(fontsize=7, loc="upper right")
+    q_top = float(result.settings.get("q_max", result.q[-1])) - float(result.settings.get("disc_radius", 0.0))
+    ax.set_xlim(0.05, min(1.0, q_top))
+    ax.legend(fontsize=7, loc="lower left")
     ax.set_title(f"SEI radial profiles, {result.settings['semiangle_mrad']:g} mrad probe")
     return fig

@@ -28,14 +28,14 @@ def test_strength_of_analytic_profile_is_its_contrast(contrast, q0):
 
 
 def test_uncertainty_matches_scatter_over_poisson_realisations():
-    """Counts ~ Poisson(λ(q)) with λ = N·profile; sem = √counts. Over 300 realisations the spread of the strength
+    """Counts ~ Poisson(λ(q)) with λ = N·profile; sem = √counts. Over 200 realisations the spread of the strength
     equals the typical propagated error (within the χ² sampling error of the spread and a small nonlinearity)."""
     rng = np.random.default_rng(5)
     q = np.linspace(0.1, 0.6, 101)
     lam = 400.0 * _profile(q, 0.4)
     truth = 0.4
     vals, errs = [], []
-    for _ in range(300):
+    for _ in range(200):
         c = rng.poisson(lam).astype(float)
         r = sro_strength(q, c, np.sqrt(np.maximum(c, 1.0)), q_range=(0.15, 0.5))
         assert r.ok
@@ -43,7 +43,7 @@ def test_uncertainty_matches_scatter_over_poisson_realisations():
         errs.append(r.strength_err)
     vals, errs = np.array(vals), np.array(errs)
     spread = vals.std(ddof=1)
-    # sampling error of a std from 300 draws is ≈ 4 %
+    # sampling error of a std from 200 draws is ≈ 5 %
     assert np.median(errs) == pytest.approx(spread, rel=0.15)
     assert abs(vals.mean() - truth) < 4 * spread / np.sqrt(len(vals)) + 0.01 * truth
 
@@ -72,3 +72,13 @@ def test_compare_small_end_to_end():
     assert all(np.isfinite(s.strength) for s in r.strengths)
     fig = plot_electrolyte_comparison(r)
     assert len(fig.axes[0].lines) >= 2
+
+
+@pytest.mark.slow
+def test_compare_three_electrolytes_full():
+    """The study's comparison at a useful size: three SEIs, three seeds; strengths with positive finite errors
+    (the ranking is reported, not asserted: it follows from the presets of structures.sei_variants)."""
+    r = compare_electrolytes(n_atoms=1200, seeds=(0, 1, 2))
+    assert len(r.ranking) == 3
+    for s in r.strengths:
+        assert s.ok and np.isfinite(s.strength) and 0 < s.strength_err < s.strength
