@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simkit.compare import ElectrolyteComparison, compare_electrolytes, plot_electrolyte_comparison, sro_strength
+from simkit.compare import (
+    ElectrolyteComparison,
+    compare_electrolytes,
+    plot_electrolyte_comparison,
+    profile_decomposition,
+    sro_strength,
+)
 
 
 def _profile(q, contrast, q0=0.3, w=0.04, b0=2.0, b1=-3.0, qc=0.3):
@@ -82,3 +88,18 @@ def test_compare_three_electrolytes_full():
     assert len(r.ranking) == 3
     for s in r.strengths:
         assert s.ok and np.isfinite(s.strength) and 0 < s.strength_err < s.strength
+
+
+def test_decomposition_sum_rule_and_ideal_gas():
+    """total = self + distinct (linearity of the convolution); for an ideal gas (uniform random Li, no
+    correlations) the distinct part is small and the I·Q maximum is the self term's."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(0)
+    box = 30.0
+    gas = Atoms("Li" * 1500, positions=rng.uniform(0, box, (1500, 3)), cell=[box] * 3, pbc=True)
+    d = profile_decomposition(gas, n_q=200, q_max=1.0)
+    sel = (d["q"] > 0.15) & (d["q"] < 0.6)
+    assert np.allclose(d["total"][sel], d["self"][sel] + d["distinct"][sel], rtol=1e-9, atol=1e-12)
+    assert np.max(np.abs(d["distinct"][sel])) < 0.1 * np.max(d["self"][sel])
+    assert abs(d["peak_total"] - d["peak_self"]) <= 0.02
