@@ -45,6 +45,19 @@ Partial charges (for the optional Buckingham + Coulomb relaxation of :mod:`struc
 hypotheses): CO₃²⁻ C +0.7, O −0.9; CH₃O⁻ O −1.0, C and H 0; EtOCO₂⁻ carboxylate O −0.8, C +0.8, ester O −0.4,
 CH₂ carbon +0.2; PF₆⁻ P +1.0, F −1/3; EC and DEC 0 (never relaxed with charges).
 
+Why the HCE model's SRO peak sits at ≈ 0.245 Å⁻¹ (2 mrad probe, I·Q) rather than the study's 0.285 (measured
+for issue 11 with :func:`simkit.compare.profile_decomposition`, 2000-atom models, two seeds each): the maximum of a
+recorded I·Q is a compromise between the atomic self term ⟨f²⟩·Q, whose own maximum after the 2 mrad probe is at
+0.2975 Å⁻¹ for this composition (no structure in it), and the distinct (intermolecular) part, whose maximum is at
+≈ 0.23 Å⁻¹ (molecule spacing ≈ 5.4 Å). Density is the main lever: 1.30 → 0.245, 1.45 → 0.26, 1.60 →
+0.2775 g/cm³ → Å⁻¹ (≈ 0.1 Å⁻¹ per g/cm³), so 0.285 would need ≈ 1.7 g/cm³, +30 % over the estimate — more than
+vitrification plausibly adds (+5–15 %). Box size is not it (1500 vs 3000 atoms: same within the ±0.005 Å⁻¹ seed
+scatter), nor is Li⁺–anion coordination (rigid-ion relaxation of the packed electrolyte moves the peak by
+−0.005 Å⁻¹). Composition matters: 1 M LiFSI/DME at 0.97 g/cm³ peaks higher (≈ 0.255) than the HCE, because
+its distinct peak (DME–DME) is at higher Q than the HCE's anion-rich one. So the remaining gap is structural —
+random rigid packing without a force field puts intermolecular correlations at too low Q — or lies in how the
+study's profiles were processed ("after signal enhancement", not specified). electrolyte.py is left unchanged.
+
 These units are added to :data:`structures.units_library.UNITS` by :func:`register_study_units` (idempotent, run
 on import) because that module is not ours to edit; they belong there (reported to the lead).
 """
