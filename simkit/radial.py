@@ -32,6 +32,22 @@ Statistics per bin (weights w are 1 without splitting, the overlap fractions wit
 ``sem_poisson`` = sqrt(Σw²·I) / count (= sqrt(sum) / count without splitting; for counts data),
 ``sem_azimuthal`` = sqrt(σ² / (n_eff − 1)) with σ² = Σw(I − mean)² / Σw and n_eff = (Σw)² / Σw²
 (= std(ddof=1) / sqrt(n) without splitting): the scatter of pixel values around the ring.
+For ``statistic="clipped"`` these describe the pixels kept by the clipping; for ``"median"``, ``mean`` holds the
+weighted median and ``sem_azimuthal`` is multiplied by sqrt(π/2) (the median's efficiency for normal noise).
+
+Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' output rows)
+--------------------------------------------------------------------------------------------
+* fixed centre, no splitting: a per-pixel unsigned table ``bin·4 + p % 4`` built once (four interleaved
+  accumulator copies break the store-to-load chains of scatter-adds into the same bin); uint8/uint16 data are
+  summed exactly in int64 (no overflow, no float conversion of the stack); other dtypes in float64.
+* per-pattern centres (``shifts``), no splitting: the radius is computed on the fly row by row (a vectorised
+  square-root pass, then an exact bin search and the scatter); for uint8/uint16 the count and the sum share one
+  int64 accumulator (count in the bits from 2⁴⁰ up).
+* split pixels, sectors with shifts, median and sigma clipping: general (pixel, bin, weight) entry lists in
+  float64 (built once for a fixed centre, per pattern with shifts).
+Every path bins with the same arithmetic (q = |M·(dx, dy)|·pixel_size, M the symmetric ellipse-correction
+matrix; exact search of ``edges``), so all paths agree with each other and with the slow reference in
+``tests/reference.py``; ``NUMBA_DISABLE_JIT=1`` gives identical results.
 """
 
 from __future__ import annotations
@@ -765,7 +781,8 @@ class RadialPlan:
     weight : ndarray of float64
         Entry weights (1 without splitting).
     bin_table : ndarray of int32, shape (ny·nx,)
-        Bin of each pixel without splitting; n_q for pixels that are masked or outside the bins.
+        Bin of each pixel without splitting; n_q for pixels that are masked or outside the bins (all n_q with
+        splitting: use the entries).
     """
 
     shape: tuple[int, int]
@@ -979,6 +996,8 @@ class RadialPlan:
             block = np.ascontiguousarray(block).reshape(-1, npix)
             if block.dtype.kind == "b":
                 block = block.view(np.uint8)
+            elif not block.dtype.isnative:  # e.g. big-endian data from a file: the kernels need native order
+                block = block.astype(block.dtype.newbyteorder("="))
             if sh is not None:
                 sh = np.ascontiguousarray(sh, dtype=np.float64).reshape(-1, 2)
                 if not np.all(np.isfinite(sh)):

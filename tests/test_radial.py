@@ -550,3 +550,17 @@ def test_bad_integrate_arguments_are_named():
         plan.integrate([[1, 2], [3, 4]])
     with pytest.raises(TypeError, match="data.dtype"):
         plan.integrate(np.zeros((20, 20), complex))
+
+
+def test_other_dtypes_and_progress(rng, capsys):
+    """Integer, big-endian, float32 and bool data give the float64 result; progress=True draws a bar."""
+    plan = make_plan((24, 24), center=(11.6, 12.2), pixel_size=0.01, n_bins=8)
+    data = rng.integers(0, 200, (5, 24, 24))
+    ref = plan.integrate(data.astype(np.float64))
+    for dt in (np.uint8, np.int16, np.int32, ">u2", np.float32):
+        got = plan.integrate(data.astype(dt), chunk_size=2, progress=True)
+        for f in FIELDS:
+            np.testing.assert_allclose(getattr(got, f), getattr(ref, f), rtol=1e-6, err_msg=f"{dt} {f}")
+    assert "radial" in capsys.readouterr().err
+    flags = rng.random((3, 24, 24)) > 0.5
+    np.testing.assert_allclose(plan.integrate(flags).sum, plan.integrate(flags.astype(float)).sum)
