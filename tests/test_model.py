@@ -350,3 +350,18 @@ def test_batched_poisson_kernel_matches_reference(rng):
         np.testing.assert_allclose(f, rf, rtol=1e-10)
         np.testing.assert_allclose(g, rg, rtol=1e-8, atol=1e-8 * np.abs(rg).max())
         np.testing.assert_allclose(F, rF, rtol=1e-8, atol=1e-10 * np.abs(rF).max())
+
+
+def test_component_from_iq_goes_through_probe_convolution():
+    kinematic = pytest.importorskip("simkit.kinematic")
+    from fitting.model import component_from_iq
+
+    q = np.linspace(0.0, 1.0, 201)
+    iq = gauss(q, 0.5, 0.02)
+    comp = component_from_iq(q, iq, 0.15, 300e3, name="ring")
+    prof = kinematic.probe_convolve(q, iq, semiangle=0.15, energy=300e3)
+    np.testing.assert_array_equal(comp.q, prof.q)
+    np.testing.assert_array_equal(comp.intensity, prof.mean)
+    # the probe disc (radius α/λ ≈ 0.0076 Å⁻¹ at 0.15 mrad) keeps the ring near 0.5 Å⁻¹
+    ok = np.isfinite(comp.intensity)
+    assert abs(comp.q[ok][np.argmax(comp.intensity[ok])] - 0.5) < 0.01
