@@ -401,8 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sei-send {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
 
-    b = sub.add_parser("build", help="write a structure (.xyz/.cif/.traj)")
+    b = sub.add_parser("build", parents=[common], help="write a structure (.xyz/.cif/.traj)")
     b.add_argument("kind", choices=BUILD_KINDS, help="what to build")
     b.add_argument("output", help="output file; format from the extension: .xyz, .cif or .traj")
     b.add_argument("--phase", default="LiF", help="crystal phase (LiF, Li2O, Li2S, Li, Cu, …) [-]")
@@ -422,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     b.set_defaults(func=cmd_build)
 
-    s = sub.add_parser("simulate", help="diffraction of a structure file (NBED multislice or kinematic profile)")
+    s = sub.add_parser(
+        "simulate", parents=[common], help="diffraction of a structure file (NBED multislice or kinematic profile)"
+    )
     s.add_argument("structure", help="structure file readable by ASE (.xyz, .cif, .traj, …)")
     s.add_argument("output", nargs="?", default=None, help="patterns .h5 (multislice only; simkit.nbed layout)")
     s.add_argument("--method", choices=("multislice", "kinematic"), default="multislice",
@@ -444,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.set_defaults(func=cmd_simulate)
 
-    y = sub.add_parser("synth", help="synthetic SEND scan of a default scene → EMD 1.0 file with ground truth")
+    y = sub.add_parser(
+        "synth", parents=[common], help="synthetic SEND scan of a default scene → EMD 1.0 file with ground truth"
+    )
     y.add_argument("output", help="output .h5/.emd file")
     y.add_argument("--scene", choices=("bottom", "top"), default="bottom",
                    help="bottom: Li|Type 1|Type 2|Cu; top: Li|Type 1|electrolyte [-]")  # fmt: skip
@@ -466,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--quiet", action="store_true", help="no progress bars")
     y.set_defaults(func=cmd_synth)
 
-    a = sub.add_parser("analyze", help="scan → calibrated profiles, SRO peak map, classes, figures, JSON/CSV summary")
+    a = sub.add_parser(
+        "analyze", parents=[common], help="scan → calibrated profiles, SRO peak map, classes, figures, JSON/CSV summary"
+    )
     a.add_argument("scan", help="4D scan file (EMD 1.0 .h5/.emd, .npy, or formats read through rosettasciio)")
     a.add_argument("-o", "--output", default="analysis", help="output directory (default ./analysis)")
     a.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=None,
@@ -481,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0, help="seed of the histogram mixture [-]")
     a.set_defaults(func=cmd_analyze)
 
-    f = sub.add_parser("fit", help="a measured profile vs candidate profiles → table ranked by AIC")
+    f = sub.add_parser("fit", parents=[common], help="a measured profile vs candidate profiles → table ranked by AIC")
     f.add_argument("profiles", help="profiles.csv from 'analyze' (class, q_A^-1, counts, exposure_px)")
     f.add_argument("--class", dest="cls", default=None, help="class whose summed profile is fitted, e.g. sei_type1")
     f.add_argument("--candidate", action="append", required=True, metavar="NAME=A.csv[+B.csv]",
@@ -491,7 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", default=None, help="write the ranked table as CSV here")
     f.set_defaults(func=cmd_fit)
 
-    r = sub.add_parser("refine", help="refine the density of an amorphous model against a measured profile")
+    r = sub.add_parser(
+        "refine", parents=[common], help="refine the density of an amorphous model against a measured profile"
+    )
     r.add_argument("profiles", help="profiles.csv from 'analyze'")
     r.add_argument("--class", dest="cls", default=None, help="class whose summed profile is fitted")
     r.add_argument("--structure", choices=("type1", "type2"), default="type1", help="amorphous model [-]")
@@ -504,12 +514,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--q-range", type=float, nargs=2, default=(0.2, 0.85), metavar=("QMIN", "QMAX"),
                    help="fitted Q window [Å⁻¹]")  # fmt: skip
     r.add_argument("--max-evaluations", type=int, default=30, help="objective evaluations allowed [-]")
-    r.add_argument("--checkpoint", default=None, help="HDF5 checkpoint (resumes when it exists)")
+    r.add_argument("--checkpoint", default=None, help="HDF5 checkpoint file (resumes when it exists)")
     r.add_argument("--seed", type=int, default=0, help="root seed [-]")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_refine)
 
-    d = sub.add_parser("demo", help="the demonstration on the built-in bottom scene (writes demo-output/)")
+    d = sub.add_parser(
+        "demo", parents=[common], help="the demonstration on the built-in bottom scene (writes demo-output/)"
+    )
     d.add_argument("-o", "--output", default="demo-output", help="output directory (default ./demo-output)")
     d.add_argument("--reduced", action="store_true", help="small library and scan (a quick check)")
     d.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
@@ -545,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         print("sei-send: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line per error unless --debug
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"sei-send {args.command}: error: {msg}", file=sys.stderr)
