@@ -58,13 +58,16 @@ its distinct peak (DME–DME) is at higher Q than the HCE's anion-rich one. So t
 random rigid packing without a force field puts intermolecular correlations at too low Q — or lies in how the
 study's profiles were processed ("after signal enhancement", not specified). electrolyte.py is left unchanged.
 
-These units are added to :data:`structures.units_library.UNITS` by :func:`register_study_units` (idempotent, run
-on import) because that module is not ours to edit; they belong there (reported to the lead).
+These units live in :data:`STUDY_UNITS` and are made known to the packing engine only inside the
+:func:`study_units` context (the builders here and in :mod:`structures.sei_variants` enter it), because
+:mod:`structures.units_library` is not ours to edit; they belong there (reported to the lead).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,7 +87,8 @@ __all__ = [
     "STUDY_UNITS",
     "counts_from_molarity",
     "molarity_composition",
-    "register_study_units",
+    "get_study_unit",
+    "study_units",
     "study_electrolyte",
 ]
 
@@ -232,15 +236,54 @@ def _study_units() -> dict:
 STUDY_UNITS: dict = _study_units()
 
 
-def register_study_units() -> None:
-    """Add :data:`STUDY_UNITS` (EC, DEC, PF₆⁻, CO₃²⁻, CH₃O⁻, EtOCO₂⁻) to the unit library (idempotent)."""
-    for name, unit in STUDY_UNITS.items():
-        units_library.UNITS.setdefault(name, unit)
-    units_library.ALIASES.setdefault("PF6", "PF6-")
-    units_library.ALIASES.setdefault("CO3", "CO3^2-")
+_LOCK = threading.Lock()
+_USERS = [0]
+_ADDED: list = []
 
 
-register_study_units()
+@contextmanager
+def study_units():
+    """Context in which :data:`STUDY_UNITS` are known to :func:`structures.units_library.get_unit`.
+
+    The units are added to ``units_library.UNITS`` on entry and removed on exit (reference-counted and locked,
+    so concurrent builders in threads share one registration), so importing this module changes nothing for
+    other code: e.g. ``get_unit("PF6-")`` outside the context still raises. Names already in the unit library
+    are never touched.
+    """
+    with _LOCK:
+        if _USERS[0] == 0:
+            _ADDED.clear()
+            for name, unit in STUDY_UNITS.items():
+                if name not in units_library.UNITS:
+                    units_library.UNITS[name] = unit
+                    _ADDED.append(name)
+        _USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _USERS[0] -= 1
+            if _USERS[0] == 0:
+                for name in _ADDED:
+                    units_library.UNITS.pop(name, None)
+                _ADDED.clear()
+
+
+def get_study_unit(name: str):
+    """A unit by name: one of :data:`STUDY_UNITS` or any unit of :mod:`structures.units_library`.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    structures.units_library.Unit
+    """
+    if isinstance(name, str) and name in STUDY_UNITS:
+        return STUDY_UNITS[name]
+    return get_unit(name)
+
 
 # ================================================================================================================
 # compositions
@@ -261,7 +304,7 @@ SALT_MOLAR_VOLUME: dict = {"LiFSI": 100.0, "LiTFSI": 145.0, "LiPF6": 60.0}
 
 def _salt_mass(salt: str) -> float:
     cat, an = SALT_UNITS[salt]
-    return get_unit(cat).mass + get_unit(an).mass
+    return get_study_unit(cat).mass + get_study_unit(an).mass
 
 
 def molarity_composition(molarity: Mapping, solvents: Mapping, *, basis: str = "volume", density=None) -> dict:
@@ -329,7 +372,7 @@ def molarity_composition(molarity: Mapping, solvents: Mapping, *, basis: str = "
         moles[cat] = moles.get(cat, 0.0) + c
         moles[an] = moles.get(an, 0.0) + c
     for s, m in mass_solv.items():
-        moles[s] = m / get_unit(s).mass
+        moles[s] = m / get_study_unit(s).mass
     kg = sum(mass_solv.values()) / 1000.0
     return {
         "moles": moles,
@@ -360,14 +403,14 @@ def counts_from_molarity(moles: Mapping, *, n_atoms: int = 3000) -> dict:
     """
     if not isinstance(n_atoms, (int, np.integer)) or n_atoms < 1:
         raise ValueError(f"n_atoms must be a positive int, got {n_atoms!r}")
-    anions = [s for s in moles if get_unit(s).charge < 0]
+    anions = [s for s in moles if get_study_unit(s).charge < 0]
     if not anions:
         raise ValueError(f"moles={dict(moles)} has no anion")
     ref = min(anions, key=lambda s: moles[s])
-    per_ref = sum(moles[s] / moles[ref] * get_unit(s).n_atoms for s in moles)
+    per_ref = sum(moles[s] / moles[ref] * get_study_unit(s).n_atoms for s in moles)
     k = max(1, int(round(n_atoms / per_ref)))
     counts = {s: int(round(k * moles[s] / moles[ref])) for s in moles if s != "Li+"}
-    counts["Li+"] = int(round(-sum(get_unit(s).charge * c for s, c in counts.items())))
+    counts["Li+"] = int(round(-sum(get_study_unit(s).charge * c for s, c in counts.items())))
     return counts
 
 
@@ -477,9 +520,10 @@ def study_electrolyte(
     basis = spec.solvent_basis if solvent_basis is None else solvent_basis
     comp = molarity_composition(spec.molarity, spec.solvents, basis=basis, density=density)
     counts = counts_from_molarity(comp["moles"], n_atoms=n_atoms)
-    atoms = solution(counts, comp["density"], cell=cell, rng=rng, max_steps=max_steps)
+    with study_units():
+        atoms = solution(counts, comp["density"], cell=cell, rng=rng, max_steps=max_steps)
     vol_l = atoms.get_volume() * 1e-27 * AVOGADRO
-    kg = sum(counts[s] * get_unit(s).mass for s in spec.solvents) / 1000.0
+    kg = sum(counts[s] * get_study_unit(s).mass for s in spec.solvents) / 1000.0
     label = spec.label if basis == spec.solvent_basis else spec.label.replace("(v/v)", "(w/w)")
     atoms.info.update(
         {

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 from ase import Atoms
 
-from . import electrolytes_study as _es  # noqa: F401  (registers CO3^2-, CH3O-, EtOCO2- in the unit library)
 from .amorphous import TYPE1_DEFAULT_UNITS, TYPE2_DEFAULT_UNITS, amorphous, type2_matrix
 from .crystals import bulk
+from .electrolytes_study import study_units
 from .scenes import column
 
 __all__ = [
@@ -131,14 +131,15 @@ def sei_variant(name: str = "hce", *, n_atoms: int = 1500, cell=None, density=No
     if name not in SEI_VARIANTS:
         raise ValueError(f"name={name!r}: SEI variants are {sorted(SEI_VARIANTS)}")
     v = SEI_VARIANTS[name]
-    atoms = amorphous(
-        dict(v.units),
-        v.density if density is None else float(density),
-        cell=cell,
-        n_atoms=None if cell is not None else n_atoms,
-        relax=v.relax if relax is None else relax,
-        rng=rng,
-    )
+    with study_units():  # CO3^2-, CH3O-, EtOCO2- known to the packing engine only while building
+        atoms = amorphous(
+            dict(v.units),
+            v.density if density is None else float(density),
+            cell=cell,
+            n_atoms=None if cell is not None else n_atoms,
+            relax=v.relax if relax is None else relax,
+            rng=rng,
+        )
     atoms.info.update({"sei_variant": name, "hypothesis": v.note, "electrolyte": v.electrolyte})
     return atoms
 

@@ -11,10 +11,12 @@ from structures.electrolytes_study import (
     ELECTROLYTES,
     STUDY_UNITS,
     counts_from_molarity,
+    get_study_unit,
     molarity_composition,
     study_electrolyte,
+    study_units,
 )
-from structures.units_library import get_unit
+from structures.units_library import get_unit as library_unit
 
 N_A = 6.02214076e23
 # molar masses [g/mol] from standard atomic weights (C 12.011, H 1.008, O 15.999, F 18.998, N 14.007, S 32.06,
@@ -114,7 +116,7 @@ def test_molecules_intact_in_packed_model(name):
         idx = np.flatnonzero(uid == u)
         s = tuple(sym[idx])
         for unit_name in BONDS:
-            unit = get_unit(unit_name)
+            unit = get_study_unit(unit_name)
             if s == unit.symbols:
                 for i, j in unit.bonds:
                     d = atoms.positions[idx[i]] - atoms.positions[idx[j]]
@@ -152,3 +154,16 @@ def test_bad_input():
         molarity_composition({"NaPF6": 1.0}, {"EC": 1.0})
     with pytest.raises(ValueError, match="molarity"):
         molarity_composition({"LiPF6": -1.0}, {"EC": 1.0})
+
+
+def test_study_units_do_not_leak_into_the_unit_library():
+    """Outside the study_units context the unit library is unchanged (other modules' error paths rely on it)."""
+    with pytest.raises(ValueError, match="unknown unit"):
+        library_unit("PF6-")
+    with study_units():
+        assert library_unit("PF6-") is STUDY_UNITS["PF6-"]
+        with study_units():  # nested / concurrent users share one registration
+            assert library_unit("EC") is STUDY_UNITS["EC"]
+        assert library_unit("EC") is STUDY_UNITS["EC"]
+    with pytest.raises(ValueError, match="unknown unit"):
+        library_unit("EC")

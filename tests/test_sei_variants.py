@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from structures.electrolytes_study import get_study_unit as get_unit
 from structures.sei_variants import (
     SEI_VARIANTS,
     li2o_surface_layer,
@@ -15,7 +16,6 @@ from structures.sei_variants import (
     type2_at_voltage,
     type2_lif_fraction,
 )
-from structures.units_library import get_unit
 
 N_A = 6.02214076e23
 
