@@ -69,6 +69,9 @@ DEFAULT_ELECTRONS_PER_PATTERN = 1.0e4
 #: Window [Å⁻¹] of the ground-truth SRO peak (the default window of fitting.peaks.sro_peak_map).
 TRUTH_Q_RANGE = (0.22, 0.42)
 
+#: Region kinds whose SRO peak is part of the ground truth (elsewhere the truth peak is NaN).
+_SRO_KINDS = ("sei_type1", "sei_type2", "electrolyte")
+
 _REGION_TO_ENTRY = {
     "li_metal": "li_metal",
     "cu": "cu",
@@ -122,13 +125,43 @@ def _warp(src, out, cy, cx, shifts, ratio, cos_a, sin_a):
 
 @njit(parallel=True, cache=True)
 def _poisson_rows(lam, seeds, out):
-    """Poisson draws per pattern; pattern k uses its own seed, so results do not depend on the thread count."""
-    n = lam.shape[0]
+    """Poisson draws per pattern; pattern k uses its own seed, so results do not depend on the thread count.
+
+    Independent Poisson pixels are drawn as a Poisson total N ~ P(Σλ) whose electrons fall on pixels with
+    probabilities λ_p/Σλ (the same joint distribution). At low dose (N ≪ number of pixels) this costs one
+    cumulative sum and N binary searches instead of one draw per pixel; at high dose pixels are drawn directly.
+    """
+    n, npix = lam.shape
     for k in prange(n):
         np.random.seed(seeds[k])  # noqa: NPY002  (numba: per-pattern state, independent of thread count)
-        for p in range(lam.shape[1]):
-            v = lam[k, p]
-            out[k, p] = np.random.poisson(v) if v > 0 else 0  # noqa: NPY002
+        total = 0.0
+        for p in range(npix):
+            total += lam[k, p]
+        for p in range(npix):
+            out[k, p] = 0
+        if total <= 0:
+            continue
+        m = np.random.poisson(total)  # noqa: NPY002
+        if m < npix // 4:
+            cdf = np.empty(npix)
+            acc = 0.0
+            for p in range(npix):
+                acc += lam[k, p]
+                cdf[p] = acc
+            for _ in range(m):
+                u = np.random.random() * acc  # noqa: NPY002
+                lo, hi = 0, npix - 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if cdf[mid] <= u:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                out[k, lo] += 1
+        else:
+            for p in range(npix):
+                v = lam[k, p]
+                out[k, p] = np.random.poisson(v) if v > 0 else 0  # noqa: NPY002
 
 
 def poisson_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -751,7 +784,14 @@ def synthesize_scan(
                 for k in ("density", "lif_entry", "lif_angle", "lif_f_vacancy", "lif_count", "li2o_damage_fraction"):
                     truth[k][sl] = t[k]
                 truth["fractions"][sl] = t["fractions"]
-                truth["sro_peak"][sl] = truth_peaks(pats, geometry, tplan)
+                sro = np.zeros(pats.shape[:2], bool)
+                for r, region in enumerate(scene.regions):
+                    if region.kind in _SRO_KINDS:
+                        sro |= t["fractions"][..., r] > 0.05
+                if sro.any():
+                    block = np.full(pats.shape[:2], np.nan)
+                    block[sro] = truth_peaks(pats[sro], geometry, tplan)
+                    truth["sro_peak"][sl] = block
                 flat = pats.reshape(-1, *geometry.shape)
                 warped = warp_patterns(flat, geometry.center, shifts[sl].reshape(-1, 2), ratio, angle)
                 lam = warped * np.float32(electrons_per_pattern)

@@ -346,3 +346,18 @@ def test_truth_window_is_the_analysis_window():
     from fitting.peaks import SRO_RANGE
 
     assert tuple(TRUTH_Q_RANGE) == tuple(SRO_RANGE)
+
+
+def test_poisson_counts_low_dose_path_matches_pixel_means():
+    # low dose (Σλ ≪ pixels) takes the total-then-allocate path: per-pixel means must still equal λ
+    rng = np.random.default_rng(11)
+    lam_row = rng.gamma(0.5, 0.02, size=400)  # Σλ ≈ 4 per pattern over 400 pixels
+    lam = np.tile(lam_row, (4000, 1))
+    c = poisson_counts(lam, np.random.default_rng(2)).astype(float)
+    mean = c.mean(0)
+    # aggregate χ² of the pixel means against λ (each mean has variance λ/n): ≈ 400 ± 5·sqrt(800)
+    chi2 = float(np.sum((mean - lam_row) ** 2 / (lam_row / c.shape[0])))
+    assert abs(chi2 - 400) < 5 * np.sqrt(800)
+    # totals per pattern are Poisson(Σλ): variance equals mean
+    tot = c.sum(1)
+    assert abs(tot.var() / tot.mean() - 1) < 0.1
