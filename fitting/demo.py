@@ -380,21 +380,23 @@ def _comparison_markdown(name: str, comp) -> list[str]:
 def _hypothesis_figure(tests: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 1.0 + 0.35 * sum(len(c.rows) + 1 for c in tests.values())))
-    ax = fig.add_subplot()
+    cells = [
+        [name, r.name, f"{r.delta_aic:.1f}", f"{r.akaike_weight:.3f}", f"{r.deviance / max(r.dof, 1):.2f}"]
+        for name, comp in tests.items()
+        for r in comp.rows
+    ]
+    fig = Figure(figsize=(7.5, 0.8 + 0.28 * (len(cells) + 1)))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.86))
     ax.axis("off")
-    cells, labels = [], []
-    for name, comp in tests.items():
-        for r in comp.rows:
-            labels.append(name)
-            cells.append([r.name, f"{r.delta_aic:.1f}", f"{r.akaike_weight:.3f}", f"{r.deviance / max(r.dof, 1):.2f}"])
     if cells:
         tab = ax.table(
-            cellText=cells, rowLabels=labels, colLabels=["candidate", "ΔAIC", "Akaike w", "dev/dof"], loc="center"
-        )
+            cellText=cells, colLabels=["class", "candidate", "ΔAIC", "Akaike weight", "deviance/dof"],
+            colWidths=[0.17, 0.33, 0.14, 0.17, 0.17], loc="upper center", cellLoc="center",
+        )  # fmt: skip
         tab.auto_set_font_size(False)
         tab.set_fontsize(8)
-    ax.set_title("peak-assignment hypotheses (class-mean profiles, Poisson likelihood)")
+        tab.scale(1.0, 1.25)
+    fig.suptitle("peak-assignment hypotheses (class-summed profiles, Poisson likelihood)", fontsize=10)
     _save_fig(fig, path)
 
 
