@@ -162,7 +162,10 @@ def _structure_from_args(args):
     from structures.electrolyte import electrolyte
 
     kw.pop("relax")
-    return electrolyte(density=args.density, **kw)
+    return electrolyte(
+        molality_lifsi=args.molality_lifsi, molality_litfsi=args.molality_litfsi, solvent=args.solvent,
+        density=args.density, **kw,
+    )  # fmt: skip
 
 
 def _orientation(text: str):
@@ -419,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n-atoms", type=int, default=600, help="amorphous model size [atoms] (default 600)")
     b.add_argument("--box-nm", type=_positive("--box-nm", "nm"), nargs=3, default=None,
                    help="amorphous cell edges a b c [nm] (instead of --n-atoms)")  # fmt: skip
+    b.add_argument("--molality-lifsi", type=float, default=4.6, help="electrolyte LiFSI molality [mol/kg] (4.6)")
+    b.add_argument("--molality-litfsi", type=float, default=2.3, help="electrolyte LiTFSI molality [mol/kg] (2.3)")
+    b.add_argument("--solvent", default="DME", help="electrolyte solvent (DME = 1,2-dimethoxyethane) [-]")
     b.add_argument("--no-relax", action="store_true", help="amorphous: skip the potential relaxation")
     b.add_argument("--seed", type=int, default=0, help="random seed [-]")
     b.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -67,6 +67,10 @@ def test_build_nanocrystal_and_amorphous(tmp_path, capsys):
     rho = t1.get_masses().sum() * U_G / t1.get_volume()
     assert rho == pytest.approx(2.0, rel=0.02)
     assert "density 2.0" in out
+    rc, out, _ = run(capsys, "build", "electrolyte", tmp_path / "el.xyz", "--n-atoms", "300")
+    assert rc == 0
+    el = read(tmp_path / "el.xyz")
+    assert 250 < len(el) < 400 and set(el.get_chemical_symbols()) >= {"Li", "F", "S", "O", "N", "C", "H"}
 
 
 @pytest.mark.parametrize(
@@ -78,6 +82,7 @@ def test_build_nanocrystal_and_amorphous(tmp_path, capsys):
         (["build", "nanocrystal", "x.xyz", "--f-vacancy", "1.5"], 2, ["1.5", "[0, 1]"]),
         (["build", "nanocrystal", "x.xyz", "--orientation", "a,b"], 1, ["h,k,l"]),
         (["build", "crystal", "x.xyz", "--phase", "Unobtainium"], 1, ["Unobtainium"]),
+        (["build", "electrolyte", "x.xyz", "--molality-lifsi", "-1"], 1, ["LiFSI", "mol/kg"]),
         (["simulate", "missing.xyz", "--profile-csv", "p.csv"], 1, ["not found", "missing.xyz"]),
         (["simulate", "x.xyz", "--semiangle", "0"], 2, ["--semiangle", "mrad"]),
         (["synth", "s.h5", "--scene", "middle"], 2, ["middle", "bottom"]),
