@@ -136,7 +136,7 @@ class EntrySpec:
         return {"kind": self.kind, "method": self.method, "params": _canonical(self.params), "seed": int(self.seed)}
 
 
-def preset_specs(preset: str = "demo", *, seed: int = 0) -> list[EntrySpec]:
+def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[str] = ("hce",)) -> list[EntrySpec]:
     """The entries of a size preset.
 
     Parameters
@@ -144,6 +144,11 @@ def preset_specs(preset: str = "demo", *, seed: int = 0) -> list[EntrySpec]:
     preset : {"tiny", "demo", "full"}
     seed : int
         Base seed of the structures.
+    electrolytes : sequence of str
+        Electrolytes whose SEI Type 1 variant and vitrified electrolyte get entries ("hce", "lifsi_1m",
+        "lipf6_1m"; structures.sei_variants / structures.electrolytes_study). Entries of other electrolytes
+        than "hce" carry ``params["variant"]`` / ``params["electrolyte"]``; their Type 1 densities span
+        1.5–1.9 g/cm³ (the 1 M SEI hypotheses are less dense).
 
     Returns
     -------
@@ -190,6 +195,25 @@ def preset_specs(preset: str = "demo", *, seed: int = 0) -> list[EntrySpec]:
         )
     for size in (20.0, 35.0, 50.0):
         specs.append(EntrySpec(kind="li2o_damage", method="kinematic", params={"size": size}, seed=0))
+    for e, name in enumerate(el for el in electrolytes if el != "hce"):
+        for k, rho in enumerate(np.linspace(1.5, 1.9, p["n_type1"])):
+            specs.append(
+                EntrySpec(
+                    kind="sei_type1",
+                    method=amorphous_method,
+                    params={"density": round(float(rho), 4), "n_atoms": n_at, "variant": name},
+                    seed=seed + 500 + 20 * e + k,
+                )
+            )
+        for k in range(p["n_electrolyte"]):
+            specs.append(
+                EntrySpec(
+                    kind="electrolyte",
+                    method=amorphous_method,
+                    params={"n_atoms": 3 * n_at, "electrolyte": name},
+                    seed=seed + 600 + 20 * e + k,
+                )
+            )
     return specs
 
 
@@ -268,10 +292,18 @@ def _structure(spec: EntrySpec, thickness: float, lateral: float):
         )
     if kind in ("sei_type1", "type2_matrix", "electrolyte"):
         cell = (lateral, lateral, thickness)
+        if kind == "sei_type1" and p.get("variant", "hce") != "hce":
+            from structures.sei_variants import sei_variant
+
+            return sei_variant(p["variant"], density=float(p.get("density", 2.0)), cell=cell, rng=spec.seed)
         if kind == "sei_type1":
             return amorphous.type1_sei(density=float(p.get("density", 2.1)), cell=cell, relax=False, rng=spec.seed)
         if kind == "type2_matrix":
             return amorphous.type2_matrix(cell=cell, relax=False, rng=spec.seed)
+        if p.get("electrolyte", "hce") != "hce":
+            from structures.electrolytes_study import study_electrolyte
+
+            return study_electrolyte(p["electrolyte"], cell=cell, rng=spec.seed)
         from structures.electrolyte import electrolyte
 
         return electrolyte(cell=cell, rng=spec.seed)
@@ -315,10 +347,18 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
         info = {"size": float(p["size"])}
     else:
         n_at = int(p.get("n_atoms", 1500))
-        if spec.kind == "sei_type1":
+        if spec.kind == "sei_type1" and p.get("variant", "hce") != "hce":
+            from structures.sei_variants import sei_variant
+
+            atoms = sei_variant(p["variant"], n_atoms=n_at, density=float(p.get("density", 2.0)), rng=spec.seed)
+        elif spec.kind == "sei_type1":
             atoms = amorphous.type1_sei(n_atoms=n_at, density=float(p.get("density", 2.1)), relax=True, rng=spec.seed)
         elif spec.kind == "type2_matrix":
             atoms = amorphous.type2_matrix(n_atoms=n_at, relax=True, rng=spec.seed)
+        elif spec.kind == "electrolyte" and p.get("electrolyte", "hce") != "hce":
+            from structures.electrolytes_study import study_electrolyte
+
+            atoms = study_electrolyte(p["electrolyte"], n_atoms=n_at, rng=spec.seed)
         elif spec.kind == "electrolyte":
             atoms = electrolyte(n_atoms=n_at, rng=spec.seed)
         else:

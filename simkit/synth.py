@@ -281,27 +281,34 @@ def _rotate(pattern: np.ndarray, center, angle: float) -> np.ndarray:
 class _Prepared:
     vac: np.ndarray  # (npix,) float32
     stack: np.ndarray  # (n_entries, npix) float32: entry − vacuum
-    base: dict  # entry kind -> (first index, count)
-    t1_density: np.ndarray
+    base: dict  # (entry kind, variant tag) -> (first index, count)
+    t1_density: dict  # variant tag -> densities [g/cm³] of the Type 1 entries, increasing
     lif_fv: np.ndarray
     dmg_size: np.ndarray
     n_rot: int
+
+
+def _tag(params) -> str:
+    """Electrolyte variant an entry or region belongs to ("hce" when untagged)."""
+    return str(params.get("variant", params.get("sei_variant", params.get("electrolyte", "hce"))))
 
 
 def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
     """Stack every entry's difference to vacuum once (LiF crystals at ``n_rot`` in-plane angles)."""
     vac = library.vacuum.astype(np.float32)
     blocks, base, i0 = [], {}, 0
-    t1_density = np.zeros(0)
     lif_fv = np.zeros(0)
     dmg_size = np.zeros(0)
-    for kind in library.kinds:
-        entries = library.by_kind(kind)
+    groups: dict = {}
+    for e in library.entries:
+        groups.setdefault((e.spec.kind, _tag(e.spec.params)), []).append(e)
+    t1_density = {}
+    for (kind, tag), entries in groups.items():
         if kind == "sei_type1":
             dens = np.array([float(e.spec.params.get("density", np.nan)) for e in entries])
             order = np.argsort(dens)
             entries = [entries[i] for i in order]
-            t1_density = dens[order]
+            t1_density[tag] = dens[order]
         if kind == "lif":
             c = library.geometry.center
             diffs = [_rotate(e.pattern - vac, c, 2 * np.pi * r / n_rot) for e in entries for r in range(n_rot)]
@@ -311,7 +318,7 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         if kind == "li2o_damage":
             dmg_size = np.array([float(e.spec.params.get("size", 0.0)) for e in entries])
         blocks.append(np.stack(diffs).reshape(len(diffs), -1).astype(np.float32))
-        base[kind] = (i0, len(diffs))
+        base[(kind, tag)] = (i0, len(diffs))
         i0 += len(diffs)
     return _Prepared(vac.reshape(-1), np.concatenate(blocks), base, t1_density, lif_fv, dmg_size, n_rot)
 
@@ -388,13 +395,15 @@ def compose(
         c_idx.append(np.asarray(cols)[where] if np.ndim(cols) else np.full(int(where.sum()), cols))
         vals.append(np.asarray(w)[where] if np.ndim(w) else np.full(int(where.sum()), w))
 
-    def need(kind, region):
-        if kind not in prep.base:
+    def need(kind, region, tag=None):
+        tag = tag if tag is not None else (_tag(region.params) if kind in ("sei_type1", "electrolyte") else "hce")
+        if (kind, tag) not in prep.base:
+            have = ", ".join(sorted(f"{k}[{t}]" for k, t in prep.base))
             raise KeyError(
-                f"the library has no {kind!r} entry needed by region {region.name!r} ({region.kind}); "
-                f"build the library with it (it has: {', '.join(sorted(prep.base))})"
+                f"the library has no {kind!r} entry for variant {tag!r} needed by region {region.name!r} "
+                f"({region.kind}); build the library with it (it has: {have})"
             )
-        return prep.base[kind]
+        return prep.base[(kind, tag)]
 
     for r, region in enumerate(scene.regions):
         f = fr[..., r].reshape(-1) * scale
@@ -405,9 +414,9 @@ def compose(
         b0, nb = need(kind, region)
         if region.kind == "sei_type1":
             rho_map = params.get(f"{region.name}.density")
-            rho = rho_map.reshape(-1) if rho_map is not None else np.full(npx, np.nanmean(prep.t1_density))
+            x = prep.t1_density[_tag(region.params)]
+            rho = rho_map.reshape(-1) if rho_map is not None else np.full(npx, np.nanmean(x))
             truth["density"] = np.where(on, rho, truth["density"])
-            x = prep.t1_density
             if nb == 1:
                 j, t = np.zeros(npx, int), np.zeros(npx)
             else:
@@ -420,7 +429,7 @@ def compose(
                 xl = damage_state["li2o"][-1][rows].reshape(-1)
                 size = damage_state["crystallite_size"][-1][rows].reshape(-1)
                 amorph = a
-                d0, nd = need("li2o_damage", region)
+                d0, nd = need("li2o_damage", region, "hce")
                 k = np.argmin(np.abs(prep.dmg_size[None, :] - size[:, None]), axis=1)
                 add(d0 + k, f * xl, on)
                 truth["li2o_damage_fraction"] = np.where(on, xl, truth["li2o_damage_fraction"])
@@ -433,8 +442,8 @@ def compose(
             rho2 = params.get(f"{region.name}.density")
             if rho2 is not None:
                 truth["density"] = np.where(on & np.isnan(truth["density"]), rho2.reshape(-1), truth["density"])
-            if v > 0 and "lif" in prep.base:
-                l0, nl = prep.base["lif"]
+            if v > 0 and ("lif", "hce") in prep.base:
+                l0, nl = prep.base[("lif", "hce")]
                 n_cr = nl // prep.n_rot
                 dia = float(region.params.get("lif_diameter", 30.0))
                 # crystals along the beam: LiF thickness v·f·t_scene over one crystal's mean chord (2/3 d)

@@ -361,3 +361,17 @@ def test_poisson_counts_low_dose_path_matches_pixel_means():
     # totals per pattern are Poisson(Σλ): variance equals mean
     tot = c.sum(1)
     assert abs(tot.var() / tot.mean() - 1) < 0.1
+
+
+def test_electrolyte_variants_pick_their_own_entries(library, cache):
+    # a region tagged with an SEI variant takes that variant's entries, and says so when they are missing
+    extra = [EntrySpec(kind="sei_type1", params={"density": 1.7, "n_atoms": 400, "variant": "lifsi_1m"}, seed=21)]
+    lib = build_library(_specs() + extra, geometry=GEOM, thickness=THICK, cache_dir=cache, progress=False)
+    assert lib.built == 1  # only the new entry is simulated
+    pats, _ = compose(_single("sei_type1", {"density": 1.7, "sei_variant": "lifsi_1m"}), lib)
+    want = lib.entries[-1].pattern
+    np.testing.assert_allclose(pats[0, 0], want, atol=2e-7)
+    hce, _ = compose(_single("sei_type1", {"density": 1.9}), lib)
+    assert not np.allclose(hce[0, 0], want, atol=1e-6)
+    with pytest.raises(KeyError, match="lipf6_1m"):
+        compose(_single("sei_type1", {"density": 1.7, "sei_variant": "lipf6_1m"}), lib)
