@@ -131,30 +131,6 @@ def radial_reference(
 
 
 # ==========================================================================================================
-# simkit.nbed — detector resampling (twin of nbed.to_detector)
-# ==========================================================================================================
-def rebin_supersampled(image, sampling, shape, pixel_size, center, oversample=8):
-    """Split every source pixel into oversample² equal sub-pixels and drop each into the detector pixel
-    that contains its centre. Source pixel (i, j) is centred at ((i - ny//2)·dqy, (j - nx//2)·dqx) [Å⁻¹];
-    detector pixel (k, l) spans [(k - cy - ½)·p, (k - cy + ½)·p] × [(l - cx - ½)·p, (l - cx + ½)·p]."""
-    ny, nx = image.shape
-    out = np.zeros(shape)
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
-    for i in range(ny):
-        for j in range(nx):
-            qy = (i - ny // 2 + sub) * sampling[0]
-            qx = (j - nx // 2 + sub) * sampling[1]
-            ky = np.floor(qy / pixel_size + center[0] + 0.5).astype(int)
-            kx = np.floor(qx / pixel_size + center[1] + 0.5).astype(int)
-            w = image[i, j] / oversample**2
-            for a in ky:
-                for b in kx:
-                    if 0 <= a < shape[0] and 0 <= b < shape[1]:
-                        out[a, b] += w
-    return out
-
-
-# ==========================================================================================================
 # fitting.model — spline evaluation at α·Q, Poisson log-likelihood, forward model of one profile
 # ==========================================================================================================
 def spline_eval_reference(grid, values, q, alpha):
