@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from fitting import __version__
@@ -72,20 +70,12 @@ def _check_new(path: Path, overwrite: bool) -> None:
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
     """Write a CSV atomically (``name.tmp`` → rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from simkit.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def _read_columns(path: Path) -> dict[str, list[str]]:
@@ -186,12 +176,10 @@ def cmd_build(args) -> int:
         raise CLIError(f"output {out.name!r}: unsupported extension; use one of {', '.join(STRUCTURE_FORMATS)}")
     _check_new(out, args.overwrite)
     atoms = _structure_from_args(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    write(tmp, atoms, format=fmt)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
+    from simkit.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        write(tmp, atoms, format=fmt)
     vol = atoms.get_volume()
     dens = atoms.get_masses().sum() * 1.66053906660 / vol if vol > 0 else float("nan")
     print(f"wrote {out}: {len(atoms)} atoms, cell {' × '.join(f'{x:.2f}' for x in atoms.cell.lengths())} Å, "

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,23 +425,13 @@ def build_entry(
 
 
 def _atomic_write_entry(path: Path, pattern: np.ndarray, spec: EntrySpec, info: dict, key: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("pattern", data=pattern)
-            f.attrs["spec"] = json.dumps(spec.to_dict())
-            f.attrs["info"] = json.dumps(info)
-            f.attrs["key"] = key
-            f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from simkit.atomic import atomic_path
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("pattern", data=pattern)
+        f.attrs["spec"] = json.dumps(spec.to_dict())
+        f.attrs["info"] = json.dumps(info)
+        f.attrs["key"] = key
 
 
 def _read_entry(path: Path) -> tuple[np.ndarray, EntrySpec, dict]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -763,11 +762,9 @@ def synthesize_scan(
         "truth_q_range": list(TRUTH_Q_RANGE),
     }
     from simkit import __version__
+    from simkit.atomic import atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             ds = write_emd_header(
                 f,
@@ -835,13 +832,6 @@ def synthesize_scan(
             tg.attrs["settings"] = json.dumps(settings)
             tg.attrs["sei_send_version"] = __version__
             f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     maj = np.argmax(truth["fractions"], axis=-1)
     truth["region"] = maj
     truth["region_names"] = names

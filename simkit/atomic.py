@@ -1,0 +1,45 @@
+"""Atomic file output: write to a temporary file beside the target, fsync, then rename over it.
+
+Never leaves a half-written file under the final name: an exception (or Ctrl-C) inside the block removes the
+temporary file and leaves any previous file at ``path`` untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_path"]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is fsynced and renamed to ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        Final file name; its folder is created if needed.
+
+    Yields
+    ------
+    pathlib.Path
+        Temporary file in the same folder (same file system, so the rename is atomic). Close the file before
+        leaving the block.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
