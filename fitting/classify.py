@@ -26,18 +26,43 @@ Features (per probe position; :func:`features`)
     Strength of a second SRO peak near 0.6 Å⁻¹ (SEI Type 1): mean I·Q over 0.57–0.63 Å⁻¹ divided by the mean
     of the means over 0.47–0.53 and 0.67–0.73 Å⁻¹ of the isotropic (sector-median) profile, minus 1.
 
-Rules (:func:`classify`, in this order; thresholds are keyword arguments)
-------------------------------------------------------------------------
+``bragg``
+    Fraction of the counts at 0.2–0.9 Å⁻¹ that lie in anisotropic excess over the azimuthal median, summed over
+    sectors: Σ_s Σ_Q max(I_s − median_s I_s − ``n_sigma``·σ_s, 0)·n_s / Σ_Q counts (σ_s the Poisson standard
+    error of the sector mean, n_s its pixels) — the share of the scattering in Bragg discs, ≈ 0 for amorphous
+    matter at any dose. With a 2 mrad probe the discs have a radius of 0.10 Å⁻¹ at 300 keV, so they cover
+    ±0.1 Å⁻¹ around each reflection and spot z-scores read at one Q (``spot_z``) cannot tell phases apart.
+``bragg_q``
+    Q centroid [Å⁻¹] of that excess in the sector holding most of it: the |g| of the brightest disc (along one
+    sector, discs of g and 2g lie ≥ 0.37 Å⁻¹ apart, so one sector holds one disc in the window).
+``high_q``
+    I·Q of the isotropic profile over 0.55–0.62 Å⁻¹ divided by that over 0.22–0.30 Å⁻¹: the second SRO ring of
+    inorganic SEI Type 1 (≈ 0.6 Å⁻¹) keeps I·Q high there (ratio ≈ 0.6–0.9 on the simkit Type 1 and Type 2
+    matrices) while the molecular electrolyte's falls off (≈ 0.35–0.45). Read inside the 0.64 Å⁻¹ full-ring
+    limit of the default 256² × 0.005 Å⁻¹ detector.
+
+Rules (:func:`classify`, in this order of precedence; thresholds are keyword arguments)
+--------------------------------------------------------------------------------------
 1. ``scattered < vacuum_max`` → **vacuum/thin**.
-2. The best ``spot_z`` ≥ ``spot_min`` → its phase: Li → **Li metal**, Cu → **Cu**, Li₂O → **Li₂O**,
-   LiF → **SEI Type 2** (isotropic SRO ring plus anisotropic LiF spots).
-3. ``ring_z ≥ ring_min`` → **Li₂O** (sharp isotropic rings).
-4. Amorphous: **SEI Type 1** if ``sro_position ≥ sro_split`` (0.31 Å⁻¹, midway between Type 1 ≈ 0.33 and
-   electrolyte ≈ 0.285) or ``second_peak ≥ second_min``; otherwise **electrolyte**. Pixels whose SRO fit
-   failed fall back on ``second_peak`` alone.
-Type 2 and electrolyte have close SRO positions (0.295 vs 0.285): they are told apart by the LiF spots (rule 2),
-never by the position. A Type 2 pixel whose LiF crystallites are out of Bragg condition is classified as
-electrolyte or Type 1 — a limitation of any diffraction-only rule.
+2. Crystal: ``bragg ≥ crystal_min`` (0.06), or ``bragg ≥ weak_crystal_min`` (0.025) with ``bragg_q`` not
+   within ``lif_tol`` of a LiF reflection → the phase (Li, Cu, Li₂O) with the reflection nearest ``bragg_q``:
+   **Li metal**, **Cu**, **Li₂O**. A metal grain puts ≥ 8 % of its scattering in discs (Li ≈ 0.55, Cu ≈ 0.9
+   on the simkit scans, ≈ 0.07–0.1 on the analytic test scans); the 5 %-volume LiF of Type 2 ≤ 4 %. A Li grain
+   under a 5 % Li₂O surface oxide stays **Li metal**: its Li 110 disc (0.406) outweighs the oxide's weak Li₂O
+   111 (0.376), so the centroid sits at Li; Li₂O is called only when Li₂O discs dominate.
+3. Sharp isotropic Li₂O rings, ``ring_z ≥ ring_min`` → **Li₂O** (polycrystalline or damaged SEI).
+4. Weak discs at LiF: ``bragg ≥ lif_min`` (0.004, above the ≤ 0.004 noise floor of amorphous pixels at 10⁵
+   e/pattern) with ``bragg_q`` within ``lif_tol`` (0.05 Å⁻¹) of LiF 200/220 → **SEI Type 2** (SRO ring plus
+   sparse anisotropic LiF spots).
+5. Amorphous: ``high_q ≥ high_q_split`` (0.55) → **SEI Type 1**, otherwise **electrolyte**.
+Type 2 and electrolyte have close SRO positions (0.295 vs 0.285): they are told apart by the LiF spots, never by
+the position; nor is Type 1 told by its position (0.31–0.34 on the simkit scenes, overlapping Type 2). A Type 2
+pixel whose LiF crystallites are out of Bragg condition (or below the noise: at 10⁴ e/pattern the 5 % LiF spots
+are not detected) is classified as Type 1 — a limitation of any diffraction-only rule. A metal pixel whose grain
+shows no disc inside the detector (e.g. Cu [111], first discs at 220 = 0.78 Å⁻¹, only in the detector corners)
+falls to the amorphous rules. ``Features`` built without the Bragg features (``bragg`` None) use the previous
+rules (best ``spot_z`` ≥ ``spot_min`` → its phase; ``ring_z``; SRO position ≥ ``sro_split`` or
+``second_peak`` ≥ ``second_min`` → Type 1).
 
 Unsupervised alternative: :func:`cluster_profiles` (k-means via ``scipy.cluster.vq.kmeans2`` or a
 multiplicative-update NMF in NumPy on normalised I·Q profiles).
@@ -89,6 +114,9 @@ class Features:
     sro_ok: np.ndarray
     second_peak: np.ndarray
     total: np.ndarray
+    bragg: np.ndarray | None = None
+    bragg_q: np.ndarray | None = None
+    high_q: np.ndarray | None = None
 
 
 def _interp_last(q, a, q0):
@@ -125,6 +153,27 @@ def _running_sum(a, k):
     return c[..., hi] - c[..., lo]
 
 
+def _bragg_discs(q, m, s, med, npx, counts, window, n_sigma=2.0):
+    """Fraction of the counts in ``window`` that lie in anisotropic excess over the azimuthal median (Bragg
+    discs), and the Q centroid [Å⁻¹] of the excess in the sector holding most of it."""
+    w = (q >= window[0]) & (q <= window[1])
+    qw = q[w]
+    mw, sw, nw = m[..., w], s[..., w], npx[..., w]
+    with np.errstate(invalid="ignore"):
+        e = mw - med[..., None, w] - n_sigma * sw
+    e = np.where(np.isfinite(e) & (e > 0), e, 0.0)  # (sy, sx, n_phi, n_w)
+    ec = e * nw  # excess counts
+    tot = np.nansum(counts[..., w], axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(tot > 0, ec.sum(axis=(-1, -2)) / tot, 0.0)
+    per = ec.sum(-1)
+    best = np.argmax(per, axis=-1)
+    eb = np.take_along_axis(ec, best[..., None, None], axis=2)[..., 0, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        qc = (eb * qw).sum(-1) / eb.sum(-1)
+    return frac, qc
+
+
 def _band(q, a, lo, hi):
     sel = (q >= lo) & (q <= hi)
     v = a[..., sel]
@@ -142,6 +191,10 @@ def features(
     peak_map=None,
     q_direct: float = 0.15,
     ring_halfwidth: int = 4,
+    bragg_window: tuple[float, float] = (0.2, 0.9),
+    n_sigma: float = 2.0,
+    high_q_band: tuple[float, float] = (0.55, 0.62),
+    low_q_band: tuple[float, float] = (0.22, 0.30),
 ) -> Features:
     """Classification features from sector profiles (and optionally isotropic profiles and a peak map).
 
@@ -159,6 +212,12 @@ def features(
         Q separating the direct beam from scattered signal (≈ 1.3·α/λ).
     ring_halfwidth : int  [bins]
         Half-width of the running mean used to find sharp rings.
+    bragg_window : (float, float)  [Å⁻¹]
+        Q window of the Bragg-disc features.
+    n_sigma : float
+        Noise margin (Poisson standard errors) subtracted from each sector's excess over the median.
+    high_q_band, low_q_band : (float, float)  [Å⁻¹]
+        Bands of the ``high_q`` ratio.
 
     Returns
     -------
@@ -212,13 +271,24 @@ def features(
     den = _running_sum(wts, k)
     with np.errstate(invalid="ignore", divide="ignore"):
         smooth = num / den
-        rz = (iso - smooth) / (noise / math.sqrt(n_phi) + 1e-12)
-    rz = np.where(np.isfinite(rz), rz, 0.0)
+        rz = (iso - smooth) / (noise / math.sqrt(n_phi))
+    rz = np.where(np.isfinite(rz) & (noise > 0), rz, 0.0)  # no counts in the median sector → no evidence
     ring = np.mean([_interp_last(q, rz, r) for r in REFLECTIONS["li2o"]], axis=0)
     # second SRO peak of Type 1 from the isotropic (median) profile, as I·Q
     iq = iso * q
     with np.errstate(invalid="ignore", divide="ignore"):
         second = _band(q, iq, 0.57, 0.63) / (0.5 * (_band(q, iq, 0.47, 0.53) + _band(q, iq, 0.67, 0.73))) - 1.0
+    bragg, bragg_q = _bragg_discs(q, m, s, med, npx, counts, bragg_window, n_sigma)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # azimuthal mean (all counts / all pixels) — defined at low dose, where the sector median is 0
+        npx_tot = np.nansum(np.where(np.isfinite(m), npx, 0.0), axis=2)
+        iq_mean = np.where(npx_tot > 0, counts / np.where(npx_tot > 0, npx_tot, 1.0), np.nan) * q
+        high = _band(q, iq_mean, *high_q_band) / _band(q, iq_mean, *low_q_band)
+        if profiles is not None:  # the isotropic profile itself (exact pixel counts per bin)
+            pq = np.asarray(profiles.q, dtype=float)
+            ip = np.asarray(profiles.intensity, dtype=float) * pq
+            if ip.shape[:2] == m.shape[:2]:
+                high = _band(pq, ip, *high_q_band) / _band(pq, ip, *low_q_band)
     if profiles is not None:
         total = np.asarray(profiles.total, dtype=float)
     sy, sx = m.shape[:2]
@@ -237,6 +307,9 @@ def features(
         sro_ok=ok,
         second_peak=np.where(np.isfinite(second), second, 0.0),
         total=total,
+        bragg=bragg,
+        bragg_q=bragg_q,
+        high_q=np.where(np.isfinite(high), high, 0.0),
     )
 
 
@@ -248,6 +321,11 @@ def classify(
     ring_min: float = 6.0,
     sro_split: float = 0.31,
     second_min: float = 0.15,
+    crystal_min: float = 0.06,
+    weak_crystal_min: float = 0.025,
+    lif_min: float = 0.004,
+    lif_tol: float = 0.05,
+    high_q_split: float = 0.55,
 ) -> np.ndarray:
     """Class map from :func:`features` by the documented rules (module docstring).
 
@@ -257,13 +335,23 @@ def classify(
     vacuum_max : float
         Largest scattered fraction of vacuum/very thin pixels.
     spot_min : float
-        Smallest mean spot significance (noise units) of a crystalline phase.
+        Smallest mean spot significance (noise units) of a crystalline phase (rules without Bragg features only).
     ring_min : float
         Smallest sharp-ring significance of Li₂O rings.
     sro_split : float  [Å⁻¹]
-        SRO position separating Type 1 (above) from electrolyte (below).
+        SRO position separating Type 1 (above) from electrolyte (below) (rules without Bragg features only).
     second_min : float
-        Smallest relative second-peak strength of Type 1.
+        Smallest relative second-peak strength of Type 1 (rules without Bragg features only).
+    crystal_min : float
+        Smallest Bragg fraction of a crystal (metal grain or Li₂O) whatever the disc position.
+    weak_crystal_min : float
+        Smallest Bragg fraction of a crystal whose disc centroid is not at a LiF reflection.
+    lif_min : float
+        Smallest Bragg fraction of the LiF spots of SEI Type 2.
+    lif_tol : float  [Å⁻¹]
+        Largest distance of the disc centroid from a LiF reflection (200: 0.497, 220: 0.702) for Type 2.
+    high_q_split : float
+        ``high_q`` separating SEI Type 1 (above) from electrolyte (below).
 
     Returns
     -------
@@ -278,12 +366,38 @@ def classify(
     best = np.argmax(zs, axis=-1)
     zbest = np.take_along_axis(zs, best[..., None], axis=-1)[..., 0]
     out = np.full(zbest.shape, -1, dtype=int)
+    if feats.bragg is not None:
+        return _classify_bragg(
+            feats, code, vacuum_max=vacuum_max, ring_min=ring_min, crystal_min=crystal_min,
+            weak_crystal_min=weak_crystal_min, lif_min=lif_min, lif_tol=lif_tol, high_q_split=high_q_split,
+        )  # fmt: skip
     pos = feats.sro_position
     type1 = np.where(feats.sro_ok & np.isfinite(pos), pos >= sro_split, False) | (feats.second_peak >= second_min)
     out[:] = np.where(type1, code["sei_type1"], code["electrolyte"])
     out = np.where(feats.ring_z >= ring_min, code["li2o"], out)
     spot_class = np.array([code[_PHASE_CLASS[p]] for p in phases])[best]
     out = np.where(zbest >= spot_min, spot_class, out)
+    out = np.where(feats.scattered < vacuum_max, code["vacuum"], out)
+    return out
+
+
+def _classify_bragg(
+    feats, code, *, vacuum_max, ring_min, crystal_min, weak_crystal_min, lif_min, lif_tol, high_q_split
+):
+    """Rules of the module docstring on the Bragg-disc features (``feats.bragg`` not None)."""
+    bragg = np.where(np.isfinite(feats.bragg), feats.bragg, 0.0)
+    bq = feats.bragg_q
+    phases = ("li", "cu", "li2o")
+    with np.errstate(invalid="ignore"):
+        dist = np.stack([np.min([np.abs(bq - r) for r in REFLECTIONS[p]], axis=0) for p in phases], axis=-1)
+        dist = np.where(np.isfinite(dist), dist, np.inf)
+        near_lif = np.min([np.abs(bq - r) for r in REFLECTIONS["lif"]], axis=0) <= lif_tol
+    crystal_class = np.array([code[_PHASE_CLASS[p]] for p in phases])[np.argmin(dist, axis=-1)]
+    crystal = (bragg >= crystal_min) | ((bragg >= weak_crystal_min) & ~near_lif)
+    out = np.where(feats.high_q >= high_q_split, code["sei_type1"], code["electrolyte"])
+    out = np.where((bragg >= lif_min) & near_lif, code["sei_type2"], out)
+    out = np.where(feats.ring_z >= ring_min, code["li2o"], out)
+    out = np.where(crystal, crystal_class, out)
     out = np.where(feats.scattered < vacuum_max, code["vacuum"], out)
     return out
 

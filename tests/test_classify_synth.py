@@ -1,0 +1,105 @@
+"""fitting.classify on real synthetic scans (simkit.synth: multislice Li/Cu/Li₂O/LiF library entries, kinematic
+amorphous entries, 2 mrad discs of radius 0.10 Å⁻¹) with known truth — issue 8, item 7: class accuracy > 95 % on
+pixels whose majority region fills ≥ 80 % of the probe volume.
+
+The library is the demo's reduced one (``tiny`` preset, one zone axis per metal, default 256² × 0.005 Å⁻¹
+detector) plus the kinematic electrolyte entry, cached in the project cache that ``tests/test_demo.py`` uses, so
+a full run builds it once (≈ 1 min cold, < 1 s warm).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fitting.calibrate import calibrate
+from fitting.classify import CLASSES, classify, features
+from fitting.io import load_scan
+from fitting.peaks import sro_peak_map
+from fitting.profiles import scan_profiles, sector_profiles
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".sei-send-cache" / "library"
+KINDS = ("vacuum", "li_metal", "cu", "li2o", "sei_type1", "type2_matrix", "lif", "electrolyte")
+# scene region kind → class name
+KIND_CLASS = {"li_metal": "li_metal", "cu": "cu", "li2o": "li2o", "sei_type1": "sei_type1",
+              "sei_type2": "sei_type2", "electrolyte": "electrolyte", "vacuum": "vacuum"}  # fmt: skip
+PURE = 0.8  # majority region's probe-volume fraction (issue 8, item 7)
+DOSE = 1.0e5  # electrons per pattern (the demo's dose; at 10⁴ e the 5 % LiF spots of Type 2 are below noise)
+
+
+@pytest.fixture(scope="module")
+def library():
+    from simkit.library import build_library, preset_specs
+
+    seen, specs = set(), []
+    for s in preset_specs("tiny"):
+        if s.kind not in KINDS or (s.kind in ("li_metal", "cu") and s.kind in seen):
+            continue
+        seen.add(s.kind)
+        specs.append(s)
+    return build_library(specs, cache_dir=CACHE, progress=False)
+
+
+def _classified(library, tmp_path_factory, name, seed):
+    from simkit.synth import default_scan, synthesize_scan
+
+    scene, _ = default_scan(name, field_shape=(6, 90))
+    path = tmp_path_factory.mktemp("synth") / f"{name}.h5"
+    res = synthesize_scan(scene, path, library=library, electrons_per_pattern=DOSE, progress=False, seed=seed)
+    scan = load_scan(path)
+    cal = calibrate(scan)
+    prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=0.15)
+    pm = sro_peak_map(prof)
+    q, m, s = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
+    f = features(q, m, s, profiles=prof, peak_map=pm)
+    truth_cls = np.array([CLASSES.index(KIND_CLASS[r.kind]) for r in scene.regions])[res.truth["region"]]
+    pure = res.truth["fractions"].max(axis=-1) >= PURE
+    return classify(f), truth_cls, pure, f
+
+
+@pytest.fixture(scope="module")
+def bottom(library, tmp_path_factory):
+    return _classified(library, tmp_path_factory, "bottom", 1)
+
+
+@pytest.fixture(scope="module")
+def top(library, tmp_path_factory):
+    return _classified(library, tmp_path_factory, "top", 2)
+
+
+def _confusion(pred, truth, pure):
+    return {
+        CLASSES[k]: {CLASSES[j]: int(np.count_nonzero(pred[pure & (truth == k)] == j)) for j in range(len(CLASSES))}
+        for k in np.unique(truth[pure])
+    }
+
+
+@pytest.mark.parametrize("scene", ["bottom", "top"])
+def test_accuracy_on_pure_pixels_above_95_percent(scene, request):
+    pred, truth, pure, _ = request.getfixturevalue(scene)
+    assert pure.sum() > 0.8 * pure.size
+    acc = np.mean(pred[pure] == truth[pure])
+    assert acc > 0.95, (acc, _confusion(pred, truth, pure))
+
+
+def test_every_region_is_mostly_its_class(bottom, top):
+    for pred, truth, pure, _ in (bottom, top):
+        for k in np.unique(truth[pure]):
+            sel = pure & (truth == k)
+            assert np.mean(pred[sel] == k) > 0.85, (CLASSES[k], _confusion(pred, truth, pure))
+
+
+def test_bragg_disc_centroids_sit_at_the_metal_reflections(bottom):
+    # Li 110 at 0.406 Å⁻¹ (a = 3.483 Å at 100 K: √2/a); Cu discs between 111 (0.480) and 200 (0.555)
+    pred, truth, pure, f = bottom
+    li = pure & (truth == CLASSES.index("li_metal"))
+    cu = pure & (truth == CLASSES.index("cu"))
+    assert abs(np.median(f.bragg_q[li]) - np.sqrt(2) / 3.483) < 0.01
+    assert 0.47 < np.median(f.bragg_q[cu]) < 0.56
+    # a 5 %-volume oxide does not outweigh the Li grain's discs, and a metal grain carries far more Bragg
+    # intensity than the 5 % LiF crystallites of Type 2
+    t2 = pure & (truth == CLASSES.index("sei_type2"))
+    assert np.median(f.bragg[li]) > 5 * np.median(f.bragg[t2])
