@@ -158,19 +158,20 @@ def _bragg_discs(q, m, s, med, npx, counts, window, n_sigma=2.0):
     discs), and the Q centroid [Å⁻¹] of the excess in the sector holding most of it."""
     w = (q >= window[0]) & (q <= window[1])
     qw = q[w]
-    mw, sw, nw = m[..., w], s[..., w], npx[..., w]
+    f32 = np.float32
     with np.errstate(invalid="ignore"):
-        e = mw - med[..., None, w] - n_sigma * sw
-    e = np.where(np.isfinite(e) & (e > 0), e, 0.0)  # (sy, sx, n_phi, n_w)
-    ec = e * nw  # excess counts
+        e = m[..., w].astype(f32) - med[..., None, w].astype(f32)
+        e -= f32(n_sigma) * s[..., w].astype(f32)
+    ec = np.fmax(e, f32(0.0), out=e)  # NaN (no pixels) → 0
+    ec *= npx[..., w].astype(f32)  # excess counts, (sy, sx, n_phi, n_w)
+    per = ec.sum(-1, dtype=np.float64)  # per sector
     tot = np.nansum(counts[..., w], axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(tot > 0, ec.sum(axis=(-1, -2)) / tot, 0.0)
-    per = ec.sum(-1)
+        frac = np.where(tot > 0, per.sum(-1) / tot, 0.0)
     best = np.argmax(per, axis=-1)
     eb = np.take_along_axis(ec, best[..., None, None], axis=2)[..., 0, :]
     with np.errstate(invalid="ignore", divide="ignore"):
-        qc = (eb * qw).sum(-1) / eb.sum(-1)
+        qc = (eb * qw).sum(-1, dtype=np.float64) / eb.sum(-1, dtype=np.float64)
     return frac, qc
 
 
