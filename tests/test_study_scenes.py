@@ -89,6 +89,18 @@ def _library(thickness):
         entries.append(
             LibraryEntry(spec=EntrySpec(kind=kind, params=params), pattern=pat.astype(np.float32), info={}, key=kind)
         )
+        # the 1 M electrolytes' own Type 1 and electrolyte entries (the compositor picks entries by variant tag)
+        if kind in ("sei_type1", "electrolyte"):
+            for name in ("lifsi_1m", "lipf6_1m"):
+                tag = {"variant": name} if kind == "sei_type1" else {"electrolyte": name}
+                entries.append(
+                    LibraryEntry(
+                        spec=EntrySpec(kind=kind, params={**params, **tag}),
+                        pattern=pat.astype(np.float32),
+                        info={},
+                        key=f"{kind}-{name}",
+                    )
+                )
     return PatternLibrary(geometry=geo, probe=probe, thickness=thickness, entries=tuple(entries))
 
 
