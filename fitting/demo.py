@@ -284,7 +284,8 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
     Returns
     -------
     dict[str, dict[str, Component]]
-        "Type 1 SRO" (mean of the Type 1 entries), "Type 2 matrix", "Type 2 matrix + LiF", "Type 1 + Type 2
+        "Type 1 SRO" (mean of the Type 1 entries), "Type 1 SRO <ρ> g/cm³" (each density alone),
+        "Type 2 matrix", "Type 2 matrix + LiF", "Type 1 + Type 2
         matrix", and "electrolyte" when the library has it. Profiles are integrated on the library's detector
         geometry by :mod:`simkit.radial` with the data's bin edges.
     """
@@ -304,6 +305,12 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
     cands: dict[str, dict] = {}
     if "type1" in parts:
         cands["Type 1 SRO"] = {"type1": parts["type1"]}
+        # one candidate per simulated density, so the ranking says which density explains the ring
+        t1 = [e for e in library.by_kind("sei_type1") if e.spec.params.get("variant", "hce") == "hce"]
+        for e in sorted(t1, key=lambda e: e.spec.params.get("density", 0.0)):
+            rho = e.spec.params.get("density")
+            if rho is not None and len(t1) > 1:
+                cands[f"Type 1 SRO {float(rho):.2f} g/cm³"] = {"type1": _entry_profile([e], plan)}
     if "type2" in parts:
         cands["Type 2 matrix"] = {"type2": parts["type2"]}
         if "lif" in parts:
@@ -312,6 +319,10 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
             cands["Type 1 + Type 2 matrix"] = {"type1": parts["type1"], "type2": parts["type2"]}
     if "electrolyte" in parts:
         cands["electrolyte"] = {"electrolyte": parts["electrolyte"]}
+    if "type1" in parts and "li_metal" in have:
+        # a 15 nm layer next to Li: mixed pixels carry the Li grain's discs (the probe and the tilted interface)
+        li = _entry_profile(library.by_kind("li_metal"), plan)
+        cands["Type 1 SRO + Li metal"] = {"type1": parts["type1"], "li": li}
     return cands
 
 
