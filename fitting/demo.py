@@ -321,6 +321,9 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
             cands["Type 2 matrix + LiF"] = {"type2": parts["type2"], "lif": parts["lif"]}
         if "type1" in parts:
             cands["Type 1 + Type 2 matrix"] = {"type1": parts["type1"], "type2": parts["type2"]}
+    if "type1" in parts and "lif" in parts:
+        # the 15 nm Type 1 layer borders LiF-bearing Type 2 through a tilted, rough interface
+        cands["Type 1 SRO + LiF"] = {"type1": parts["type1"], "lif": parts["lif"]}
     if "electrolyte" in parts:
         cands["electrolyte"] = {"electrolyte": parts["electrolyte"]}
     if "type1" in parts and "li_metal" in have:
