@@ -150,7 +150,7 @@ def analyze_scan(
     pm = sro_peak_map(prof) if q_range is None else sro_peak_map(prof, q_range)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
     classes = classify(features(sq, sm, ss, profiles=prof, peak_map=pm))
-    pos = np.where(pm.ok, pm.position, np.nan)
+    pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
     mixture = fit_histogram(finite, rng=seed) if finite.size >= 5 else None
     step = getattr(scan, "step", None)
@@ -193,6 +193,18 @@ def analyze_scan(
     return res
 
 
+def sro_positions(peak_map, classes: np.ndarray) -> np.ndarray:
+    """SRO peak positions [Å⁻¹] of the amorphous classes (SEI Type 1/2, electrolyte); NaN elsewhere.
+
+    As in the study's maps and histograms, an SRO peak is defined for amorphous pixels only: the window maximum
+    of a Li or Cu pixel is a Bragg disc (Li 110 at 0.406 Å⁻¹ reads as ≈ 0.39–0.40), not short-range order.
+    """
+    from fitting.classify import CLASSES
+
+    sro = np.isin(classes, [CLASSES.index(c) for c in ("sei_type1", "sei_type2", "electrolyte")])
+    return np.where(np.asarray(peak_map.ok) & sro, peak_map.position, np.nan)
+
+
 def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     from fitting.classify import CLASSES
 
@@ -215,7 +227,7 @@ def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     matplotlib.use("Agg", force=False)
     from fitting import plots
 
-    pos = np.where(pm.ok, pm.position, np.nan)
+    pos = sro_positions(pm, res.classes)
     made = {
         "peak_map": plots.peak_map(pos, step=res.step),
         "histogram": plots.peak_histogram(pos[np.isfinite(pos)], res.mixture),
