@@ -56,9 +56,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _save_fig(fig, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 # ----------------------------------------------------------------------------------------------------------

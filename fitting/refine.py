@@ -150,20 +150,14 @@ def _seed_for(seed: int, x: np.ndarray) -> np.random.Generator:
 
 
 def _write_checkpoint(path: Path, meta: dict, xs: list, fs: list) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    from simkit.atomic import atomic_path
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = _CHECKPOINT_FORMAT
         for k, v in meta.items():
             f.attrs[k] = v
         f.create_dataset("x", data=np.asarray(xs, float).reshape(len(xs), len(meta["names"])))
         f.create_dataset("f", data=np.asarray(fs, float))
-        f.flush()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _read_checkpoint(path: Path, meta: dict) -> tuple[np.ndarray, np.ndarray]:

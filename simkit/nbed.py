@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from simkit.atomic import atomic_path
 from simkit.geometry import DetectorGeometry
 from simkit.units import check_energy, wavelength
 
@@ -824,7 +825,7 @@ def simulate_scan_to_file(
 
     The file has the layout of :func:`save_patterns` (``/patterns`` of shape ``(n_positions, ny, nx)``,
     one pattern per chunk, attribute ``positions_shape``; settings, structure and versions) and is written to
-    ``path.tmp`` and renamed when complete, so ``path`` never holds a partial scan. Read it with
+    a temporary file beside ``path`` and renamed when complete, so ``path`` never holds a partial scan. Read it with
     :func:`load_patterns` (which restores ``positions_shape``) or lazily with h5py.
 
     Parameters
@@ -840,27 +841,18 @@ def simulate_scan_to_file(
     pos, flat, method, cost = _prepare(atoms, probe, ms, positions, method, batch, allow_repeat)
     gen = _run_batches(atoms, probe, ms, flat, seed, method, int(batch))
     meta = next(gen)
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    try:
-        with h5py.File(tmp, "w") as f:
-            ds = None
-            for i, j, w, arr in gen:
-                if ds is None:
-                    ny, nx = arr.shape[-2:]
-                    ds = f.create_dataset("patterns", shape=(len(flat), ny, nx), dtype=dtype, chunks=(1, ny, nx))
-                    ds[...] = 0
-                ds[i:j] = ds[i:j] + w * arr
-            meta["positions"] = flat.tolist()
-            meta["cost"] = cost
-            ds.attrs["positions_shape"] = list(pos.shape[:-1])
-            _write_attrs(f, ds, tuple(meta.pop("sampling")), meta, atoms)
-            f.flush()
-        _fsync_replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = None
+        for i, j, w, arr in gen:
+            if ds is None:
+                ny, nx = arr.shape[-2:]
+                ds = f.create_dataset("patterns", shape=(len(flat), ny, nx), dtype=dtype, chunks=(1, ny, nx))
+                ds[...] = 0
+            ds[i:j] = ds[i:j] + w * arr
+        meta["positions"] = flat.tolist()
+        meta["cost"] = cost
+        ds.attrs["positions_shape"] = list(pos.shape[:-1])
+        _write_attrs(f, ds, tuple(meta.pop("sampling")), meta, atoms)
 
 
 def simulate_pattern(
@@ -1234,17 +1226,8 @@ def _write_attrs(f, ds, sampling, meta, atoms) -> None:
         g.create_dataset("pbc", data=np.asarray(atoms.pbc, dtype=bool))
 
 
-def _fsync_replace(tmp: str, path: str) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def save_patterns(path, patterns: SimulatedPatterns, atoms=None, *, compression: str | None = "gzip") -> None:
-    """Write patterns, settings, structure and versions to HDF5 atomically (``path.tmp`` → rename).
+    """Write patterns, settings, structure and versions to HDF5 atomically (temporary file → rename).
 
     Layout: dataset ``/patterns`` (..., ny, nx) with attrs ``sampling`` [Å⁻¹] and ``center`` [px];
     groups ``/probe`` and ``/multislice`` whose attributes are the settings (``displacement`` as JSON);
@@ -1263,18 +1246,9 @@ def save_patterns(path, patterns: SimulatedPatterns, atoms=None, *, compression:
 
     if not isinstance(patterns, SimulatedPatterns):
         raise TypeError(f"patterns={type(patterns).__name__}: give a SimulatedPatterns")
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    try:
-        with h5py.File(tmp, "w") as f:
-            ds = f.create_dataset("patterns", data=np.asarray(patterns.array), compression=compression)
-            _write_attrs(f, ds, patterns.sampling, patterns.metadata, atoms)
-            f.flush()
-        _fsync_replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("patterns", data=np.asarray(patterns.array), compression=compression)
+        _write_attrs(f, ds, patterns.sampling, patterns.metadata, atoms)
 
 
 def _json_default(o):
