@@ -13,12 +13,47 @@ included), for one piece of material:
 * ``vacuum`` — the probe alone.
 
 Methods: ``"multislice"`` (abTEM through :func:`simkit.nbed.simulate_pattern`, then
-:func:`simkit.nbed.to_detector`) or ``"kinematic"`` (Debye I(Q) of the model with electron scattering factors,
-rendered on the detector with the exact probe convolution of :func:`simkit.kinematic.make_probe_convolution`,
-plus the direct disc). The kinematic intensity per pixel is n_A · γ² λ² · I_atom(Q) · Δq² with n_A the areal
-atom density [Å⁻²] of the column, γ the relativistic factor and I_atom the Debye intensity per atom [Å²]
-(dσ/dΩ = γ²|f|² and dΩ = λ² d²Q). Kinematic entries of amorphous regions have no speckle (they are the
-ensemble average); each entry records the method it used.
+:func:`simkit.nbed.to_detector`), ``"disc_multislice"``, ``"kinematic"`` or ``"auto"``.
+
+``"disc_multislice"`` (oriented bulk crystals under a narrow-aperture probe): multislice with a wider probe
+(:data:`PROXY_SEMIANGLE` = 2 mrad, whose 31 Å cell is cheap), each disc's integrated intensity (background
+from a ring around it) redrawn as a disc of the probe's semi-angle at the same reflection. For a laterally
+uniform crystal the intensity of a non-overlapping disc does not depend on the probe position, and on the
+convergence only through the spread of excitation errors across the disc (α·g ≈ 10⁻³ Å⁻¹ at 2 mrad); so the
+dynamical intensities of a zone-axis Cu grain, which kinematic (even two-beam) theory gets wrong by up to 7×
+at 6 nm, come out right (tests/test_library.py compares with a direct 1 mrad multislice run).
+
+Kinematic entries:
+
+* amorphous regions and damage crystallites — Debye I(Q) of the model with electron scattering factors,
+  rendered on the detector with the exact probe convolution of :func:`simkit.kinematic.make_probe_convolution`,
+  plus the direct disc. The intensity per pixel is n_A · γ² λ² · I_atom(Q) · Δq² with n_A the areal atom
+  density [Å⁻²] of the column, γ the relativistic factor and I_atom the Debye intensity per atom [Å²]
+  (dσ/dΩ = γ²|f|² and dΩ = λ² d²Q). They have no speckle (they are the ensemble average).
+* oriented bulk crystals (``li_metal``, ``cu``, ``li2o``) — a laterally infinite slab of the library
+  thickness: every reflection of :func:`simkit.kinematic.kinematic_spots` is a disc of the probe semi-angle
+  carrying the two-beam (Howie–Whelan) intensity I_g = K² sin²(π t s_eff)/(π s_eff)², K = λγ|F_g|/Ω = π/ξ_g,
+  s_eff = √(s_g² + (K/π)²): the kinematic (λγ|F_g|t/Ω)² sinc²(π s_g t) for t ≪ ξ_g, bounded by 1 for thick
+  crystals; an isotropic Debye–Waller factor exp(−4π²⟨u²⟩g²) (Debye model at 100 K,
+  :data:`simkit.nbed.DEFAULT_DISPLACEMENT`, mean over the atoms of the cell). Many-beam zone-axis dynamics,
+  absorption and thermal diffuse scattering are left out; the spot sum is capped at 95 % of the beam.
+* LiF nanocrystals (``lif``) — the kinematic amplitude A(q) = Σ_j f_j(|q|) e^(−2π²u_j²q²) e^(2πi q·r_j) of
+  the crystal's atoms on the Ewald sphere at every detector pixel (so the finite crystal's shape transform
+  and excitation errors are exact), illuminated uniformly over its projected area π d²/4 (the entry scatters
+  as much as a LiF column of its mean chord 2/3·d, which is how the compositor counts crystals), then
+  convolved with the probe disc. The crystal's small-angle lobe around q = 0 (|q| < ½ |g_111|) is left out:
+  in a scene the crystal sits in an amorphous matrix of similar mean inner potential that cancels most of it.
+
+``"auto"`` (:func:`resolve_method`, the one place that chooses) takes multislice when the cell the probe needs
+(:func:`simkit.nbed.required_extent`) is affordable — :func:`simkit.nbed.estimate_cost` below
+:data:`MULTISLICE_BUDGET` flops and at most :data:`MAX_MULTISLICE_GPTS` grid points a side — and otherwise
+``"disc_multislice"`` for bulk crystals and kinematic for the rest: a 2 mrad probe needs a 31 Å cell
+(multislice), a 0.15 mrad probe a 414 Å cell (≈ 10¹¹ flops and 4300² points per entry: disc_multislice for Li,
+Cu, Li₂O; kinematic for the 3 nm LiF crystals, which are smaller than the probe and weak scatterers). Each
+entry records the method it used in ``info["method"]`` (with ``info["method_reason"]``), and the resolved
+method is part of the cache key. A future method (for example a plane-wave multislice ``"slab"`` path for
+dynamical LiF intensities) is a new branch of
+:func:`resolve_method` and a builder in ``_BUILDERS``.
 
 Entries are cached in HDF5 files named by a hash of (entry parameters, probe, geometry, thickness, multislice
 settings, library format version) under ``cache_dir``; a second build with the same settings simulates nothing.
@@ -46,6 +81,10 @@ from simkit.geometry import DetectorGeometry
 __all__ = [
     "ENTRY_KINDS",
     "PRESETS",
+    "MAX_MULTISLICE_GPTS",
+    "METHODS",
+    "MULTISLICE_BUDGET",
+    "PROXY_SEMIANGLE",
     "EntrySpec",
     "LibraryEntry",
     "PatternLibrary",
@@ -53,10 +92,24 @@ __all__ = [
     "build_library",
     "default_cache_dir",
     "preset_specs",
+    "resolve_method",
 ]
 
 #: Library format version (part of every cache key; bump when the meaning of an entry changes).
 FORMAT_VERSION = 1
+
+#: Simulation methods of an entry ("auto": chosen from the probe by :func:`resolve_method`).
+METHODS = ("multislice", "disc_multislice", "kinematic", "auto")
+#: Largest semi-angle [mrad] of the wide-aperture multislice run behind a ``disc_multislice`` entry (the default
+#: probe's; lowered where the zone's discs would overlap).
+PROXY_SEMIANGLE = 2.0
+#: Largest multislice cost [flops, simkit.nbed.estimate_cost] that "auto" accepts for one entry (≈ 2 min on
+#: one core): a 600 Å Cu column with 4 phonons at 2 mrad costs 2.3e10, a 60 Å one at 0.15 mrad 1.3e11.
+MULTISLICE_BUDGET = 5.0e10
+#: Largest multislice grid side [points] that "auto" accepts (a 2048² potential slice is 16 MB in float32).
+MAX_MULTISLICE_GPTS = 2048
+#: Crystal entry kinds (phase of each) with a kinematic path.
+_CRYSTAL_PHASE = {"li_metal": "Li", "cu": "Cu", "li2o": "Li2O", "lif": "LiF"}
 
 #: Entry kinds the library knows.
 ENTRY_KINDS = (
@@ -111,7 +164,8 @@ class EntrySpec:
     kind : str
         One of :data:`ENTRY_KINDS`.
     method : str
-        ``"multislice"`` or ``"kinematic"``.
+        ``"multislice"``, ``"kinematic"`` or ``"auto"`` (the cheapest physically right one for the probe,
+        :func:`resolve_method`; a built library's entries carry the method actually used).
     params : dict
         Structure parameters: ``density`` [g/cm³], ``zone_axis`` (3 ints), ``diameter`` [Å],
         ``f_vacancy`` [fraction], ``size`` [Å] (Li₂O crystallites), ``n_atoms``; free-form, all hashed.
@@ -127,8 +181,8 @@ class EntrySpec:
     def __post_init__(self) -> None:
         if self.kind not in ENTRY_KINDS:
             raise ValueError(f"kind={self.kind!r} is not a library entry kind; valid: {', '.join(ENTRY_KINDS)}")
-        if self.method not in ("multislice", "kinematic"):
-            raise ValueError(f"method={self.method!r}: use 'multislice' or 'kinematic'")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r}: use one of {', '.join(map(repr, METHODS))}")
 
     def to_dict(self) -> dict:
         """JSON-compatible form."""
@@ -152,22 +206,25 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
     Returns
     -------
     list of EntrySpec
-        Vacuum; Li metal along [001], [011], [111]; Cu along [001], [011], [111], [112]; Li₂O (oxide
-        artefact, [011]); Type 1 at densities spanning 1.8–2.4 g/cm³ (so that the compositor can interpolate
-        the SRO peak, Q₁ ∝ ρ^(1/3)); Type 2 matrix; LiF nanocrystals (3 nm, random orientations, 0–30 % F
-        vacancies); electrolyte configurations; Li₂O damage crystallites of 2, 3.5 and 5 nm.
+        Crystal entries have method ``"auto"`` (multislice at 2 mrad, kinematic at 0.15 mrad; amorphous ones
+        too in the ``full`` preset, kinematic otherwise). Vacuum; Li metal along [001], [011], [111]; Cu along
+        [001], [011], [111], [112]; Li₂O (oxide artefact, [011]); Type 1 at densities spanning 1.8–2.4 g/cm³
+        (so that the compositor can interpolate the SRO peak, Q₁ ∝ ρ^(1/3)); Type 2 matrix; LiF nanocrystals
+        (3 nm, random orientations, 0–30 % F vacancies); electrolyte configurations; Li₂O damage crystallites of
+        2, 3.5 and 5 nm.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r}: choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    amorphous_method = "multislice" if preset == "full" else "kinematic"
+    # crystals: multislice when the probe's cell is affordable (2 mrad), kinematic otherwise (0.15 mrad)
+    amorphous_method = "auto" if preset == "full" else "kinematic"
     n_at = p["n_atoms"]
     specs = [EntrySpec(kind="vacuum", method="kinematic", params={}, seed=0)]
     for zone in ((0, 0, 1), (0, 1, 1), (1, 1, 1)):
-        specs.append(EntrySpec(kind="li_metal", method="multislice", params={"zone_axis": zone}, seed=seed))
+        specs.append(EntrySpec(kind="li_metal", method="auto", params={"zone_axis": zone}, seed=seed))
     for zone in ((0, 0, 1), (0, 1, 1), (1, 1, 1), (1, 1, 2)):
-        specs.append(EntrySpec(kind="cu", method="multislice", params={"zone_axis": zone}, seed=seed))
-    specs.append(EntrySpec(kind="li2o", method="multislice", params={"zone_axis": (0, 1, 1)}, seed=seed))
+        specs.append(EntrySpec(kind="cu", method="auto", params={"zone_axis": zone}, seed=seed))
+    specs.append(EntrySpec(kind="li2o", method="auto", params={"zone_axis": (0, 1, 1)}, seed=seed))
     for k, rho in enumerate(np.linspace(1.8, 2.4, p["n_type1"])):
         specs.append(
             EntrySpec(
@@ -183,7 +240,7 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
         specs.append(
             EntrySpec(
                 kind="lif",
-                method="multislice",
+                method="auto",
                 params={"diameter": 30.0, "f_vacancy": fv, "orientation": "random"},
                 seed=seed + 300 + k,
             )
@@ -241,8 +298,10 @@ class LibraryEntry:
 
 
 def entry_key(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float, ms=None) -> str:
-    """Cache key of an entry: SHA-256 of everything that determines its pattern."""
+    """Cache key of an entry: SHA-256 of everything that determines its pattern (the resolved method included)."""
     from simkit import __version__
+
+    spec = _resolved(spec, probe, thickness, ms)
 
     payload = {
         "format": FORMAT_VERSION,
@@ -250,7 +309,9 @@ def entry_key(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: flo
         "probe": _canonical(probe.to_dict()),
         "geometry": {"shape": list(geometry.shape), "pixel_size": geometry.pixel_size, "center": list(geometry.center)},
         "thickness": float(thickness),
-        "multislice": _canonical(ms.to_dict()) if (ms is not None and spec.method == "multislice") else None,
+        "multislice": _canonical(ms.to_dict())
+        if (ms is not None and spec.method in ("multislice", "disc_multislice"))
+        else None,
         "version": __version__.split("+")[0],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
@@ -326,12 +387,334 @@ def _oriented_slab(unit, rot: np.ndarray, lateral: float, thickness: float):
     return Atoms(numbers=num[keep], positions=pos[keep], cell=[lateral, lateral, thickness], pbc=True)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# method choice (the one place: a new method, e.g. a plane-wave "slab" path, is a branch here + a builder)
+# ----------------------------------------------------------------------------------------------------------
+def _multislice_box(spec: EntrySpec, probe, thickness: float) -> tuple[float, float]:
+    """Lateral cell side and slab thickness [Å] a multislice entry would use."""
+    from simkit.nbed import required_extent
+
+    lateral = float(required_extent(probe)) * 1.05
+    if spec.kind == "lif":
+        d = float(spec.params.get("diameter", 30.0))
+        return max(lateral, d + 10.0), d + 10.0
+    return lateral, float(thickness)
+
+
+def _method_choice(spec: EntrySpec, probe, thickness: float, ms=None) -> tuple[str, str]:
+    """(method, reason) for one entry; see :func:`resolve_method`."""
+    if spec.method != "auto":
+        return spec.method, "requested"
+    if spec.kind in ("vacuum", "li2o_damage"):
+        return "kinematic", "analytic entry"
+    from simkit.nbed import estimate_cost
+
+    ms = ms or _default_ms(probe, 1)
+    lateral, t = _multislice_box(spec, probe, thickness)
+    cost = estimate_cost(probe, ms, (lateral, lateral), t, 1)
+    side = max(cost["gpts"])
+    if cost["multislice"] <= MULTISLICE_BUDGET and side <= MAX_MULTISLICE_GPTS:
+        return "multislice", f"{lateral:.0f} Å cell, {side}² points, {cost['multislice']:.1e} flops: affordable"
+    why = (
+        f"multislice would need a {lateral:.0f} Å cell ({side}² points, {cost['multislice']:.1e} flops > budget "
+        f"{MULTISLICE_BUDGET:.0e} or > {MAX_MULTISLICE_GPTS}² points) for the {probe.semiangle:g} mrad probe"
+    )
+    if spec.kind in ("li_metal", "cu", "li2o"):
+        proxy = _proxy_probe(spec, probe, thickness)
+        if proxy.semiangle > probe.semiangle:
+            lat_p, _ = _multislice_box(spec, proxy, thickness)
+            c = estimate_cost(proxy, ms, (lat_p, lat_p), t, 1)
+            if c["multislice"] <= MULTISLICE_BUDGET and max(c["gpts"]) <= MAX_MULTISLICE_GPTS:
+                return "disc_multislice", (
+                    f"{why}; a laterally uniform crystal's non-overlapping disc intensities do not depend on the "
+                    f"convergence, so they come from a {proxy.semiangle:g} mrad run ({lat_p:.0f} Å cell)"
+                )
+    return "kinematic", why
+
+
+def resolve_method(spec: EntrySpec, probe, thickness: float, ms=None) -> str:
+    """The method an entry is simulated with: ``spec.method`` unless it is ``"auto"``.
+
+    ``"auto"``: vacuum and damage crystallites are analytic (kinematic); every other kind takes multislice
+    when the cell the probe needs (:func:`simkit.nbed.required_extent` × 1.05, or the LiF crystal's box if
+    larger) costs at most :data:`MULTISLICE_BUDGET` flops (:func:`simkit.nbed.estimate_cost`, one position) on
+    at most :data:`MAX_MULTISLICE_GPTS` points a side. Otherwise oriented bulk crystals (Li, Cu, Li₂O) take
+    ``"disc_multislice"`` — multislice with a wider probe (:data:`PROXY_SEMIANGLE`, or less where the zone's
+    discs would overlap) whose disc intensities, independent of the convergence for non-overlapping discs of a
+    laterally uniform crystal, are redrawn as discs of the probe's semi-angle — and LiF nanocrystals and
+    amorphous regions kinematic (a crystal smaller than the probe, light elements). At 300 keV with the default
+    settings (0.1 Å sampling, 2 Å slices): 2 mrad → multislice everywhere; 0.15 mrad → disc_multislice for
+    the metals and the oxide, kinematic for LiF and the amorphous regions.
+
+    Parameters
+    ----------
+    spec : EntrySpec
+    probe : simkit.nbed.Probe
+    thickness : float  [Å]
+        Library column thickness.
+    ms : simkit.nbed.Multislice or None
+        Multislice settings that would be used (default 0.1 Å sampling, 2 Å slices, one phonon).
+
+    Returns
+    -------
+    str
+        ``"multislice"``, ``"disc_multislice"`` or ``"kinematic"``.
+    """
+    return _method_choice(spec, probe, thickness, ms)[0]
+
+
+def _resolved(spec: EntrySpec, probe, thickness: float, ms=None) -> EntrySpec:
+    """``spec`` with its method resolved (the resolved method enters the cache key)."""
+    import dataclasses
+
+    m = resolve_method(spec, probe, thickness, ms)
+    return spec if m == spec.method else dataclasses.replace(spec, method=m)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# kinematic crystals
+# ----------------------------------------------------------------------------------------------------------
+def _detector_corner(geometry: DetectorGeometry) -> float:
+    """Largest |q| [Å⁻¹] of a detector pixel corner."""
+    ny, nx = geometry.shape
+    cy, cx = geometry.center
+    return max(np.hypot(y - cy, x - cx) for y in (-0.5, ny - 0.5) for x in (-0.5, nx - 0.5)) * geometry.pixel_size
+
+
+def _mean_u2(symbols) -> float:
+    """Mean squared rms displacement per direction [Å²] of the atoms (Debye model at 100 K)."""
+    from simkit.nbed import DEFAULT_DISPLACEMENT
+
+    return float(np.mean([DEFAULT_DISPLACEMENT.get(sym, 0.06) ** 2 for sym in symbols]))
+
+
+def _slab_spots(phase: str, zone_axis, probe, thickness: float, q_max: float):
+    """Spot positions (q_y, q_x) [Å⁻¹] and two-beam intensities [fraction of incident] of an oriented slab."""
+    from simkit.kinematic import kinematic_spots
+    from structures import crystals
+
+    unit = crystals.bulk(phase)
+    rot = crystals.rotation_to_zone_axis(zone_axis)
+    cell = unit.copy()
+    cell.set_cell(unit.cell.array @ rot.T, scale_atoms=False)
+    cell.positions = unit.positions @ rot.T
+    t = float(thickness)
+    t_probe = 1e-3  # Å: sinc² = 1 to 1e-7, so I/t_probe² = K² = (λγ|F|/Ω)²
+    s_max = max(8.0 / t, 0.02)
+    spots = kinematic_spots(
+        cell,
+        energy=probe.energy,
+        q_max=q_max,
+        lattice=cell.cell.array,
+        excitation_error=s_max,
+        thickness=t_probe,
+        min_intensity=0.0,
+    )
+    k2 = spots.intensity / t_probe**2
+    s = spots.excitation_error
+    s_eff = np.sqrt(s**2 + k2 / np.pi**2)
+    two_beam = k2 * np.sin(np.pi * t * s_eff) ** 2 / np.maximum(np.pi * s_eff, 1e-300) ** 2
+    g2 = np.einsum("ij,ij->i", spots.g, spots.g)
+    dw = np.exp(-4 * np.pi**2 * _mean_u2(unit.get_chemical_symbols()) * g2)
+    return spots, two_beam * dw
+
+
+def _kinematic_slab_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float):
+    from simkit.kinematic import render_discs
+
+    phase = _CRYSTAL_PHASE[spec.kind]
+    zone = tuple(spec.params.get("zone_axis", (0, 0, 1)))
+    q_all = max(_detector_corner(geometry) + probe.disc_radius, 2.0)
+    spots, inten = _slab_spots(phase, zone, probe, thickness, q_all)
+    total = float(inten.sum())
+    cap = 0.95
+    if total > cap:  # many-beam saturation the two-beam bound does not give: keep the direct beam alive
+        inten = inten * (cap / total)
+        total = cap
+    pat = render_discs(geometry, spots.q_xy, inten, probe.disc_radius)
+    pat += _probe_geometry_direct(geometry, probe) * (1.0 - total)
+    info = {
+        "method": "kinematic",
+        "model": "slab: two-beam spot intensities, discs of the probe semi-angle",
+        "phase": phase,
+        "zone_axis": list(zone),
+        "n_reflections": int(len(inten)),
+        "scattered_fraction": total,
+    }
+    return pat, info
+
+
+def _zone_spots(phase: str, zone_axis, probe, thickness: float, q_max: float) -> np.ndarray:
+    """(q_y, q_x) [Å⁻¹] of the direct beam (first) and the reflections of an oriented slab up to ``q_max``."""
+    spots, inten = _slab_spots(phase, zone_axis, probe, thickness, q_max)
+    q = spots.q_xy[inten > 1e-7 * max(float(inten.max(initial=0.0)), 1e-30)]
+    # HOLZ points can project next to each other: keep one per 0.01 Å⁻¹
+    if len(q):
+        _, first = np.unique(np.round(q / 0.01).astype(np.int64), axis=0, return_index=True)
+        q = q[np.sort(first)]
+    return np.vstack([np.zeros((1, 2)), q])
+
+
+def _min_separation(q: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(q).query(q, k=2)
+    return float(d[:, 1].min())
+
+
+def _proxy_probe(spec: EntrySpec, probe, thickness: float):
+    """The wide-aperture probe of a ``disc_multislice`` entry: ≤ :data:`PROXY_SEMIANGLE`, disc radius ≤ 0.4 × the
+    smallest spot separation of the zone (discs well apart)."""
+    import dataclasses
+
+    zone = tuple(spec.params.get("zone_axis", (0, 0, 1)))
+    q = _zone_spots(_CRYSTAL_PHASE[spec.kind], zone, probe, thickness, 1.0)
+    a_max = 0.4 * _min_separation(q) * probe.wavelength * 1e3
+    return dataclasses.replace(probe, semiangle=round(min(PROXY_SEMIANGLE, a_max), 4))
+
+
+def _disc_multislice_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float, ms=None):
+    """Multislice with a wider probe, each disc's intensity redrawn as a disc of ``probe``'s semi-angle.
+
+    For a laterally uniform crystal the integrated intensity of a non-overlapping CBED disc does not depend on
+    the probe position, and it depends on the convergence only through the spread of excitation errors across
+    the disc (α·g ≈ 10⁻³ Å⁻¹ at 2 mrad, below 1/t for t ≲ 600 Å). The diffuse background (frozen phonons) is kept:
+    under each disc it is the mean of a ring around it.
+    """
+    from scipy.spatial import cKDTree
+
+    from simkit.kinematic import render_discs
+    from simkit.nbed import required_extent, simulate_pattern, to_detector
+
+    ms = ms or _default_ms(probe, 1)
+    proxy = _proxy_probe(spec, probe, thickness)
+    lateral = float(required_extent(proxy)) * 1.05
+    atoms = _structure(spec, thickness, lateral)
+    pat = to_detector(simulate_pattern(atoms, proxy, ms, seed=spec.seed), geometry)
+    zone = tuple(spec.params.get("zone_axis", (0, 0, 1)))
+    q = _zone_spots(_CRYSTAL_PHASE[spec.kind], zone, probe, thickness, _detector_corner(geometry) + proxy.disc_radius)
+    # integration radius: the proxy disc plus 1.5 simulation pixels (1/lateral) of soft edge, discs kept apart
+    r_int = min(proxy.disc_radius + 1.5 / lateral, 0.5 * _min_separation(q))
+    width = max(2.0 * geometry.pixel_size, 0.25 * proxy.disc_radius)
+    qy, qx = geometry.q_grid()
+    dist, idx = cKDTree(q).query(np.stack([qy.ravel(), qx.ravel()], 1))
+    flat = pat.ravel().copy()
+    inside = dist < r_int
+    ring = (dist >= r_int) & (dist < r_int + width)
+    n = len(q)
+    bg = np.bincount(idx[ring], weights=flat[ring], minlength=n) / np.maximum(np.bincount(idx[ring], minlength=n), 1)
+    i_g = np.bincount(idx[inside], weights=flat[inside] - bg[idx[inside]], minlength=n)
+    flat[inside] = bg[idx[inside]]
+    i_g = np.maximum(i_g, 0.0)
+    out = flat.reshape(geometry.shape) + render_discs(geometry, q, i_g, probe.disc_radius)
+    info = {
+        "model": "disc intensities of a wide-aperture multislice run redrawn as discs of the probe semi-angle",
+        "proxy_semiangle": proxy.semiangle,
+        "n_atoms": len(atoms),
+        "cell": np.diag(atoms.cell.array).tolist(),
+        "zone_axis": list(zone),
+        "n_discs": int(np.count_nonzero(i_g > 0)),
+        "direct_fraction": float(i_g[0]),
+        "integration_radius": float(r_int),
+    }
+    return out, info
+
+
+def _nanocrystal_atoms(spec: EntrySpec, box=None):
+    """The LiF crystal of a ``lif`` entry (the same draws as the multislice entry of the same seed)."""
+    from structures import crystals
+
+    p = spec.params
+    d = float(p.get("diameter", 30.0))
+    return crystals.nanocrystal(
+        "LiF",
+        d,
+        orientation=p.get("orientation", "random"),
+        f_vacancy=float(p.get("f_vacancy", 0.0)),
+        box=box,
+        rng=spec.seed,
+    )
+
+
+def _crystal_amplitude(atoms, q3: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Kinematic amplitude Σ_j f_j(|q|) e^(−2π²u_j²q²) e^(2πi q·r_j) [Å] at points ``q3`` (m, 3) [Å⁻¹]."""
+    from simkit.kinematic import scattering_factor
+    from simkit.nbed import DEFAULT_DISPLACEMENT
+
+    pos = np.asarray(atoms.positions, dtype=np.float64)
+    pos = (pos - pos.mean(0)).astype(np.float32)
+    sym = np.asarray(atoms.get_chemical_symbols())
+    out = np.zeros(len(q3), dtype=np.complex128)
+    for s in np.unique(sym):
+        r = pos[sym == s]
+        u = DEFAULT_DISPLACEMENT.get(str(s), 0.06)
+        for a in range(0, len(q3), chunk):
+            q = q3[a : a + chunk]
+            qn = np.linalg.norm(q, axis=1)
+            ph = (2 * np.pi) * (q.astype(np.float32) @ r.T)
+            amp = np.cos(ph).sum(1, dtype=np.float64) + 1j * np.sin(ph).sum(1, dtype=np.float64)
+            out[a : a + chunk] += scattering_factor(str(s), qn) * np.exp(-2 * np.pi**2 * u**2 * qn**2) * amp
+    return out
+
+
+def _kinematic_nanocrystal_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry):
+    from scipy.signal import fftconvolve
+
+    from simkit.kinematic import relativistic_factor, render_discs
+
+    atoms = _nanocrystal_atoms(spec)
+    d = float(spec.params.get("diameter", 30.0))
+    a = float(atoms.info["a"])
+    ps = geometry.pixel_size
+    # sub-pixel sampling finer than a quarter of the shape transform's width 1/d
+    o = max(1, int(np.ceil(ps / (0.25 / d))))
+    sub = ((np.arange(o) + 0.5) / o - 0.5) * ps
+    qy, qx = geometry.q_grid()
+    full = (*geometry.shape, o, o)
+    qy = np.broadcast_to(qy[..., None, None] + sub[:, None], full).reshape(-1)
+    qx = np.broadcast_to(qx[..., None, None] + sub[None, :], full).reshape(-1)
+    q2 = qy**2 + qx**2
+    k0 = 1.0 / probe.wavelength
+    q_cut = 0.5 * np.sqrt(3.0) / a  # half of |g_111|: outside the particle's small-angle lobe
+    keep = q2 > q_cut**2
+    qz = np.sqrt(k0**2 - q2[keep]) - k0  # on the Ewald sphere (beam along +z)
+    amp = _crystal_amplitude(atoms, np.stack([qx[keep], qy[keep], qz], axis=1))
+    dens = np.zeros(q2.size)
+    gl = relativistic_factor(probe.energy) * probe.wavelength
+    # uniform illumination 1/(π d²/4) [Å⁻²] × dσ/d²Q = γ²λ²|A|² [Å²·Å²] × pixel area ps² [Å⁻²]
+    dens[keep] = gl**2 * np.abs(amp) ** 2 / (np.pi * d**2 / 4.0) * ps**2
+    img = dens.reshape(*geometry.shape, o * o).mean(-1)
+    # the probe's angular spread: incoherent convolution with its disc (intensity conserving)
+    rp = int(np.ceil(probe.disc_radius / ps)) + 1
+    kgeom = DetectorGeometry(shape=(2 * rp + 1, 2 * rp + 1), pixel_size=ps, center=(rp, rp))
+    kern = render_discs(kgeom, np.zeros((1, 2)), np.ones(1), probe.disc_radius)
+    img = np.maximum(fftconvolve(img, kern / kern.sum(), mode="same"), 0.0)
+    total = float(img.sum())
+    pat = img + _probe_geometry_direct(geometry, probe) * max(1.0 - total, 0.0)
+    info = {
+        "method": "kinematic",
+        "model": "nanocrystal: kinematic amplitude on the Ewald sphere, uniform illumination of π d²/4, "
+        "probe-disc convolution",
+        "n_atoms": len(atoms),
+        "orientation": np.asarray(atoms.info.get("orientation", np.eye(3))).tolist(),
+        "f_vacancy": float(spec.params.get("f_vacancy", 0.0)),
+        "diameter": d,
+        "scattered_fraction": total,
+        "oversample": o,
+    }
+    return pat, info
+
+
 def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float) -> tuple[np.ndarray, dict]:
     from simkit.damage import li2o_powder_profile
     from simkit.kinematic import debye_intensity, make_probe_convolution, relativistic_factor
     from structures import amorphous
     from structures.electrolyte import electrolyte
 
+    if spec.kind == "lif":
+        return _kinematic_nanocrystal_pattern(spec, probe, geometry)
+    if spec.kind in _CRYSTAL_PHASE:
+        return _kinematic_slab_pattern(spec, probe, geometry, thickness)
     direct = _probe_geometry_direct(geometry, probe)
     if spec.kind == "vacuum":
         return direct, {"method": "kinematic", "what": "probe disc in vacuum"}
@@ -360,7 +743,7 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
             atoms = study_electrolyte(p["electrolyte"], n_atoms=n_at, rng=spec.seed)
         elif spec.kind == "electrolyte":
             atoms = electrolyte(n_atoms=n_at, rng=spec.seed)
-        else:
+        else:  # pragma: no cover  (every kind has a kinematic path)
             raise ValueError(f"kind {spec.kind!r} has no kinematic path in the library; use method='multislice'")
         iq = debye_intensity(atoms, q, periodic=True)
         n_vol = len(atoms) / atoms.get_volume()
@@ -399,29 +782,43 @@ def build_entry(
     Returns
     -------
     (pattern, info) : ndarray [fraction of incident per pixel], dict
+        ``info["method"]`` is the method used (``"auto"`` resolved by :func:`resolve_method`) and
+        ``info["method_reason"]`` why.
     """
     import time
 
     t0 = time.perf_counter()
-    if spec.method == "kinematic":
-        pat, info = _kinematic_pattern(spec, probe, geometry, thickness)
-    else:
-        from simkit.nbed import required_extent, simulate_pattern, to_detector
-
-        ms = ms or _default_ms(probe, 1)
-        lateral = float(required_extent(probe)) * 1.05
-        atoms = _structure(spec, thickness, lateral)
-        sim = simulate_pattern(atoms, probe, ms, seed=spec.seed)
-        pat = to_detector(sim, geometry)
-        info = {
-            "method": "multislice",
-            "n_atoms": len(atoms),
-            "cell": np.diag(atoms.cell.array).tolist(),
-            "orientation": np.asarray(atoms.info.get("orientation", np.eye(3))).tolist(),
-            "f_vacancy": float(spec.params.get("f_vacancy", 0.0)),
-        }
+    method, reason = _method_choice(spec, probe, thickness, ms)
+    pat, info = _BUILDERS[method](spec, probe, geometry, thickness, ms)
+    info["method"] = method
+    info["method_reason"] = reason
     info["seconds"] = time.perf_counter() - t0
     return np.asarray(pat, dtype=np.float32), _canonical(info)
+
+
+def _multislice_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float, ms=None):
+    from simkit.nbed import required_extent, simulate_pattern, to_detector
+
+    ms = ms or _default_ms(probe, 1)
+    lateral = float(required_extent(probe)) * 1.05
+    atoms = _structure(spec, thickness, lateral)
+    sim = simulate_pattern(atoms, probe, ms, seed=spec.seed)
+    info = {
+        "method": "multislice",
+        "n_atoms": len(atoms),
+        "cell": np.diag(atoms.cell.array).tolist(),
+        "orientation": np.asarray(atoms.info.get("orientation", np.eye(3))).tolist(),
+        "f_vacancy": float(spec.params.get("f_vacancy", 0.0)),
+    }
+    return to_detector(sim, geometry), info
+
+
+#: Entry builders by method: (spec, probe, geometry, thickness [Å], ms) -> (pattern, info).
+_BUILDERS = {
+    "multislice": _multislice_pattern,
+    "disc_multislice": _disc_multislice_pattern,
+    "kinematic": lambda spec, probe, geometry, thickness, ms=None: _kinematic_pattern(spec, probe, geometry, thickness),
+}
 
 
 def _atomic_write_entry(path: Path, pattern: np.ndarray, spec: EntrySpec, info: dict, key: str) -> None:
@@ -522,7 +919,8 @@ def build_library(
     Parameters
     ----------
     specs : sequence of EntrySpec or str
-        Entries, or a preset name ("tiny", "demo", "full") for :func:`preset_specs`.
+        Entries, or a preset name ("tiny", "demo", "full") for :func:`preset_specs`. ``"auto"`` methods are
+        resolved for ``probe`` (:func:`resolve_method`); the library's entries carry the resolved specs.
     probe : simkit.nbed.Probe or None
         Default ``Probe()`` (300 keV, 2 mrad).
     geometry : DetectorGeometry or None
@@ -571,6 +969,7 @@ def build_library(
     if not np.isfinite(thickness) or thickness <= 0:
         raise ValueError(f"thickness={thickness!r} must be a positive column thickness [Å]")
     ms = ms or _default_ms(probe, 1)
+    specs = [_resolved(s, probe, thickness, ms) for s in specs]  # "auto" → the method used (part of the key)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     keys = [entry_key(s, probe, geometry, thickness, ms) for s in specs]
     paths = [cache / f"{s.kind}-{k}.h5" for s, k in zip(specs, keys)]

@@ -5,8 +5,9 @@ into a 4D dataset, pixel by pixel:
 
 1. **Mixture along the beam and across the probe.** Region volume fractions come from
    ``Scene.fractions`` averaged over the probe's lateral intensity profile (a 0.15 mrad probe, Airy radius
-   ≈ 8 nm, spans several 4 nm steps; :func:`simkit.dose.probe_profile` sampled on a sub-step grid, truncated
-   at 99 % of its power). The noise-free pattern is the first-order superposition
+   ≈ 8 nm, 95 % of its power within 26 nm, spans several 4 nm steps): :func:`simkit.dose.probe_profile`
+   integrated over the cells of a half-step grid out to the 95 % radius; a probe whose 95 % radius is below
+   half a step (2 mrad: 1.9 nm) is one point. The noise-free pattern is the first-order superposition
    P = P_vac + (t_scene / t_lib) Σ_r f_r (P_r − P_vac): every region adds its scattering to the probe in
    vacuum in proportion to its thickness along the beam. This is exact for kinematic scattering and ignores
    multiple scattering *between* regions (within a library entry, multislice keeps it); negative pixels that
@@ -14,8 +15,10 @@ into a 4D dataset, pixel by pixel:
 2. **Per-pixel variation.** Type 1: interpolation between library entries of neighbouring density (the
    scene's per-pixel density; Q₁ ∝ ρ^(1/3)). Type 2: the amorphous matrix plus LiF nanocrystals — their
    number along the beam follows the LiF volume fraction, each one a library crystal chosen by the pixel's
-   seed and rotated in plane by a seeded angle (so orientations change from pixel to pixel). Li and Cu
-   grains: the entry of the grain's index. Electrolyte: an entry chosen by the pixel's seed.
+   seed and rotated in plane by a seeded angle (so orientations change from pixel to pixel); a probe wider
+   than a crystal (effective area 1/∫P² above the crystal's π d²/4: 0.15 mrad) lights proportionally more
+   crystals, each more weakly, so the LiF scattering is the same and one pattern shows more orientations.
+   Li and Cu grains: the entry of the grain's index. Electrolyte: an entry chosen by the pixel's seed.
 3. **Beam damage.** The local accumulated fluence of the raster (simkit.dose.accumulated_fluence_map, scan
    order included) converts the Type 1 fraction into Li₂O crystallites (simkit.damage.pattern_fractions;
    library ``li2o_damage`` entry of the nearest crystallite size).
@@ -237,22 +240,97 @@ def warp_patterns(
 # ----------------------------------------------------------------------------------------------------------
 # mixing
 # ----------------------------------------------------------------------------------------------------------
-def _footprint(probe, step: float, max_points: int = 49) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-step offsets [Å] and weights of the probe's lateral intensity (99 % of its power)."""
-    from simkit.dose import probe_profile, probe_radius
+#: Fraction of the probe's power inside the compositor's lateral footprint (the rest is renormalised in).
+FOOTPRINT_POWER = 0.95
+#: Footprint grid points per scan step.
+FOOTPRINT_SUBSTEPS = 2
 
-    r99 = float(probe_radius(probe.semiangle, probe.energy, power_fraction=0.99))
-    if r99 < 0.25 * step:
+
+def _probe_optics(probe) -> dict:
+    """Keywords of simkit.dose's probe functions for a simkit.nbed.Probe (source size σ → FWHM)."""
+    return {"defocus": float(probe.defocus), "source_size": 2.3548200450309493 * float(probe.source_size)}
+
+
+def _footprint(probe, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets [Å] and weights of the probe's lateral intensity for mixing region fractions across it.
+
+    A probe whose :data:`FOOTPRINT_POWER` radius is below half a step is one point (2 mrad at 4 nm: 19 Å).
+    Otherwise the footprint is a square grid of spacing step / :data:`FOOTPRINT_SUBSTEPS` out to that radius
+    (0.15 mrad at 300 keV: 257 Å, ±13 points, 529 points); each point's weight is the probe intensity
+    integrated over its cell (sub-sampled finer than half the Nyquist step λ/(4α)), normalised to 1.
+
+    Returns
+    -------
+    (offsets, weights) : ndarray (n, 2) [Å] (dy, dx), ndarray (n,)
+    """
+    from simkit.dose import nyquist_step, probe_profile, probe_radius
+
+    opt = _probe_optics(probe)
+    r = float(probe_radius(probe.semiangle, probe.energy, power_fraction=FOOTPRINT_POWER, **opt))
+    if r < 0.5 * step:
         return np.zeros((1, 2)), np.ones(1)
-    n = int(min(max(3, 2 * math.ceil(r99 / (0.5 * step)) + 1), math.isqrt(max_points) | 1))
-    h = 2 * r99 / (n - 1)
-    g = (np.arange(n) - n // 2) * h
+    h = float(step) / FOOTPRINT_SUBSTEPS
+    p = int(math.ceil(r / h))
+    ns = max(1, int(math.ceil(h / (0.5 * nyquist_step(probe.semiangle, probe.energy)))))
+    sub = ((np.arange(ns) + 0.5) / ns - 0.5) * h
+    g = np.arange(-p, p + 1) * h
+    fine = (g[:, None] + sub[None, :]).ravel()
+    fy, fx = np.meshgrid(fine, fine, indexing="ij")
+    dens = probe_profile(probe.semiangle, probe.energy, np.hypot(fy, fx), **opt)
+    n = 2 * p + 1
+    w = dens.reshape(n, ns, n, ns).sum(axis=(1, 3))
     oy, ox = np.meshgrid(g, g, indexing="ij")
-    r = np.hypot(oy, ox)
-    w = probe_profile(probe.semiangle, probe.energy, r) * (r <= r99)
+    w = w * (np.hypot(oy, ox) <= r + 0.5 * h)
     w = w / w.sum()
     keep = w > 0
     return np.stack([oy[keep], ox[keep]], -1), w[keep]
+
+
+def _probe_area(probe) -> float:
+    """Effective area 1/∫P² d²r [Å²] of the probe intensity P (67 Å² at 2 mrad, 11,900 Å² at 0.15 mrad)."""
+    from simkit.dose import probe_profile, probe_radius
+
+    opt = _probe_optics(probe)
+    big = float(probe_radius(probe.semiangle, probe.energy, power_fraction=0.999, **opt))
+    r = np.linspace(0.0, big, 20001)
+    pr = probe_profile(probe.semiangle, probe.energy, r, **opt)
+    return float(1.0 / np.trapezoid(pr**2 * 2 * np.pi * r, r))
+
+
+def _footprint_fractions(scene, iy: np.ndarray, footprint) -> np.ndarray:
+    """Region fractions of scan rows ``iy`` averaged over the probe footprint, shape (len(iy), nx, n_regions).
+
+    When the offsets lie on a grid of spacing step/m, the scene is evaluated once on that fine grid and
+    correlated with the weights (one evaluation per fine point instead of one per pixel and offset).
+    """
+    offs, wts = footprint
+    offs = np.asarray(offs, dtype=float).reshape(-1, 2)
+    wts = np.asarray(wts, dtype=float).ravel()
+    nx = scene.field_shape[1]
+    step = float(scene.step)
+    y0, x0 = scene.origin
+    nz = np.abs(offs[offs != 0])
+    if len(wts) > 1 and nz.size and iy.size and np.all(np.diff(iy) == 1):
+        h = float(nz.min())
+        m = int(round(step / h))
+        k = offs / h
+        if m >= 1 and abs(step / m - h) < 1e-6 * step and np.allclose(k, np.round(k), atol=1e-6):
+            ki = np.round(k).astype(int)
+            p = int(np.abs(ki).max())
+            kern = np.zeros((2 * p + 1, 2 * p + 1))
+            np.add.at(kern, (ki[:, 0] + p, ki[:, 1] + p), wts)
+            fy = y0 + (iy[0] * m - p + np.arange((iy.size - 1) * m + 2 * p + 1)) * h
+            fx = x0 + (-p + np.arange((nx - 1) * m + 2 * p + 1)) * h
+            yy, xx = np.meshgrid(fy, fx, indexing="ij")
+            f = scene.fractions(yy, xx)
+            win = np.lib.stride_tricks.sliding_window_view(f, (2 * p + 1, 2 * p + 1), axis=(0, 1))[::m, ::m]
+            return np.einsum("ijrab,ab->ijr", win, kern)
+    yy = np.broadcast_to(y0 + iy[:, None] * step, (iy.size, nx))
+    xx = np.broadcast_to(x0 + np.arange(nx)[None, :] * step, (iy.size, nx))
+    fr = np.zeros(yy.shape + (len(scene.regions),))
+    for (oy, ox), w in zip(offs, wts):
+        fr += w * scene.fractions(yy + oy, xx + ox)
+    return fr
 
 
 def _hash_uniform(seed: int, a: np.ndarray, salt: int) -> np.ndarray:
@@ -287,6 +365,7 @@ class _Prepared:
     lif_fv: np.ndarray
     dmg_size: np.ndarray
     n_rot: int
+    probe_area: float = 0.0  # 1/∫P² [Å²]
 
 
 def _tag(params) -> str:
@@ -321,7 +400,9 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         blocks.append(np.stack(diffs).reshape(len(diffs), -1).astype(np.float32))
         base[(kind, tag)] = (i0, len(diffs))
         i0 += len(diffs)
-    return _Prepared(vac.reshape(-1), np.concatenate(blocks), base, t1_density, lif_fv, dmg_size, n_rot)
+    return _Prepared(
+        vac.reshape(-1), np.concatenate(blocks), base, t1_density, lif_fv, dmg_size, n_rot, _probe_area(library.probe)
+    )
 
 
 def compose(
@@ -370,10 +451,8 @@ def compose(
     ix = np.arange(nx_s)
     yy = np.broadcast_to(scene.origin[0] + iy[:, None] * scene.step, (iy.size, nx_s))
     xx = np.broadcast_to(scene.origin[1] + ix[None, :] * scene.step, (iy.size, nx_s))
-    offs, wts = footprint if footprint is not None else _footprint(library.probe, scene.step)
-    fr = np.zeros(yy.shape + (len(scene.regions),))
-    for (oy, ox), w in zip(offs, wts):
-        fr += w * scene.fractions(yy + oy, xx + ox)
+    foot = footprint if footprint is not None else _footprint(library.probe, scene.step)
+    fr = _footprint_fractions(scene, iy, foot)
     params = scene.parameters(yy, xx)
     scale = float(scene.thickness) / float(library.thickness)
     shape = yy.shape
@@ -449,19 +528,24 @@ def compose(
                 dia = float(region.params.get("lif_diameter", 30.0))
                 # crystals along the beam: LiF thickness v·f·t_scene over one crystal's mean chord (2/3 d)
                 n_c = v * fr[..., r].reshape(-1) * float(scene.thickness) / (2.0 / 3.0 * dia)
+                # a probe wider than a crystal (0.15 mrad: 1/∫P² ≈ 11,900 Å² against π d²/4 = 707 Å²) sees
+                # `spread` times more crystals, each lit by 1/spread of the intensity: same LiF scattering,
+                # more orientations in one pattern
+                spread = max(1.0, prep.probe_area / (np.pi * dia**2 / 4.0))
+                n_t = n_c * spread
                 k = (u1 * n_cr).astype(int) % n_cr
                 rot = (u2 * prep.n_rot).astype(int) % prep.n_rot
-                present = on & (n_c > 0.05)
-                add(l0 + k * prep.n_rot + rot, np.minimum(1.0, n_c), present)
-                for extra in range(1, int(np.ceil(n_c.max(initial=0.0)))):
-                    w = np.clip(n_c - extra, 0.0, 1.0)
-                    kk = (k + extra) % n_cr
-                    rr = (rot + 5 * extra) % prep.n_rot
-                    add(l0 + kk * prep.n_rot + rr, w, present & (w > 0))
+                present = on & (n_t > 0.05)
+                add(l0 + k * prep.n_rot + rot, np.minimum(1.0, n_t) / spread, present)
+                for extra in range(1, int(np.ceil(n_t.max(initial=0.0)))):
+                    w = np.clip(n_t - extra, 0.0, 1.0)
+                    kk = (k + extra + extra // n_cr) % n_cr
+                    rr = (rot + 5 * extra + extra // prep.n_rot) % prep.n_rot
+                    add(l0 + kk * prep.n_rot + rr, w / spread, present & (w > 0))
                 truth["lif_entry"] = np.where(present, k, truth["lif_entry"])
                 truth["lif_angle"] = np.where(present, 2 * np.pi * rot / prep.n_rot, truth["lif_angle"])
                 truth["lif_f_vacancy"] = np.where(present, prep.lif_fv[k], truth["lif_f_vacancy"])
-                truth["lif_count"] = np.where(present, np.maximum(1, np.rint(n_c)), truth["lif_count"]).astype(np.int32)
+                truth["lif_count"] = np.where(present, np.maximum(1, np.rint(n_t)), truth["lif_count"]).astype(np.int32)
         elif region.kind in ("li_metal", "cu", "li2o"):
             g = params.get(f"{region.name}.grain")
             gi = g.reshape(-1).astype(int) if g is not None else np.zeros(npx, int)
