@@ -394,8 +394,9 @@ def beam_directions(n: int, *, rng=None, symmetry: str | None = None) -> np.ndar
     n : int
         Number of directions (≥ 1).
     rng : None, int or numpy.random.Generator
-        None → a deterministic Fibonacci (golden-spiral) lattice; otherwise uniform random directions drawn
-        with ``numpy.random.default_rng(rng)``.
+        None → a deterministic Fibonacci (golden-spiral) lattice; otherwise that lattice under a uniformly
+        random rotation drawn with ``numpy.random.default_rng(rng)`` (randomised quasi-Monte Carlo: an unbiased
+        sample whose orientation average converges much faster than independent random directions).
     symmetry : None or "m-3m"
         "m-3m": directions in the fundamental wedge 0 ≤ u_x ≤ u_y ≤ u_z of the cubic Laue group (1/48 of the
         sphere) — for a crystal with m-3m symmetry (rock salt, antifluorite, fcc, bcc in their cubic cells) the
@@ -408,24 +409,21 @@ def beam_directions(n: int, *, rng=None, symmetry: str | None = None) -> np.ndar
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n={n!r}: give a positive integer number of directions")
+    if symmetry is not None and symmetry != "m-3m":
+        raise ValueError(f"symmetry={symmetry!r}: valid are None and 'm-3m'")
+    if rng is not None:
+        # randomised quasi-Monte Carlo: the Fibonacci lattice under a uniformly random rotation (unbiased, and
+        # far less scattered than independent random directions), folded into the wedge when asked
+        from structures.crystals import _random_rotation
+
+        u = beam_directions(n) @ _random_rotation(np.random.default_rng(rng)).T
+        return np.sort(np.abs(u), axis=1) if symmetry else u
     if symmetry is not None:
-        if symmetry != "m-3m":
-            raise ValueError(f"symmetry={symmetry!r}: valid are None and 'm-3m'")
-        if rng is None:
-            m = 48 * n + 96
-            u = beam_directions(m)
-            u = u[(u[:, 0] >= 0) & (u[:, 0] <= u[:, 1]) & (u[:, 1] <= u[:, 2])]
-            return u
-        u = np.sort(np.abs(beam_directions(n, rng=rng)), axis=1)  # the m-3m image in the wedge: still uniform
-        return u
-    if rng is None:
-        i = np.arange(n) + 0.5
-        z = 1.0 - 2.0 * i / n
-        phi = np.pi * (1.0 + 5**0.5) * i
-    else:
-        gen = np.random.default_rng(rng)
-        z = gen.uniform(-1.0, 1.0, n)
-        phi = gen.uniform(0.0, 2 * np.pi, n)
+        u = beam_directions(48 * n + 96)
+        return u[(u[:, 0] >= 0) & (u[:, 0] <= u[:, 1]) & (u[:, 1] <= u[:, 2])]
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    phi = np.pi * (1.0 + 5**0.5) * i
     r = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
@@ -587,7 +585,8 @@ def powder_profiles(
     -------
     profiles : simkit.radial.RadialProfiles
         ``mean`` of shape (n_occ, n_t, n_q) (first axis dropped for one occupancy) [fraction of the incident beam
-        per pixel]; use :func:`fitting.model.component_from_pattern`-like ``Component(q, mean)`` for fits.
+        per Å⁻², pixel-averaged; × ``geometry.pixel_size**2`` → per pixel]; ``fitting.model.Component(q=...,
+        intensity=mean[i, j])`` makes a fit component.
     direct : ndarray  [fraction]
         Mean direct-beam intensity (not drawn).
     convolution : simkit.kinematic.ProbeConvolution
