@@ -326,28 +326,35 @@ def _k_entries(data, pix, bins, w, out):
         out[n, 5, :] = np.nan
 
 
-#: interleaved accumulator copies: pixel p adds to copy p % _W, which breaks the store-to-load dependency
+#: interleaved accumulator copies: pixel (i, j) adds to copy j % _W, which breaks the store-to-load dependency
 #: chains of consecutive scatter-adds into the same bin (neighbouring pixels mostly share a bin)
 _W = 4
 
+# Indices below are cast to unsigned (np.uint64) where the kernels index arrays inside their hot loops: numba
+# emits a negative-index wraparound test for every signed index it cannot prove non-negative, which costs
+# about a third of the time of a scatter-add loop.
+
 
 @njit(parallel=True, cache=True)
-def _k_table_uint(data, table, nb, counts, out):
+def _k_table_uint(data, table, spans, nx, nb, counts, out):
     """Fixed centre, no splitting, uint8/uint16 data: exact int64 sums (never overflow).
 
-    data (N, npix); table[p] = bin·_W + p % _W (bin = nb for unused pixels), unsigned; counts[b] pixels per bin.
+    data (N, npix); table[p] = bin·_W + j % _W (bin = nb for unused pixels), unsigned; spans (ny, 2) the
+    columns [j0, j1) of each row holding used pixels; counts[b] pixels per bin.
     """
     n_pat = data.shape[0]
-    npix = table.size
+    ny = spans.shape[0]
     for n in prange(n_pat):
         s1 = np.zeros((nb + 1) * _W, np.int64)
         s2 = np.zeros((nb + 1) * _W, np.int64)
         img = data[n]
-        for p in range(npix):
-            v = np.int64(img[p])
-            t = table[p]
-            s1[t] += v
-            s2[t] += v * v
+        for i in range(ny):
+            for p in range(i * nx + spans[i, 0], i * nx + spans[i, 1]):
+                pu = np.uint64(p)
+                v = np.int64(img[pu])
+                t = table[pu]
+                s1[t] += v
+                s2[t] += v * v
         for b in range(nb):
             a = 0
             q = 0
@@ -363,23 +370,25 @@ def _k_table_uint(data, table, nb, counts, out):
 
 
 @njit(parallel=True, cache=True)
-def _k_table_float(data, table, nb, counts, out):
+def _k_table_float(data, table, spans, nx, nb, counts, out):
     """As _k_table_uint for any real dtype: float64 sums; NaN pixels are skipped and not counted."""
     n_pat = data.shape[0]
-    npix = table.size
+    ny = spans.shape[0]
     for n in prange(n_pat):
         s1 = np.zeros((nb + 1) * _W)
         s2 = np.zeros((nb + 1) * _W)
         bad = np.zeros((nb + 1) * _W, np.int64)
         img = data[n]
-        for p in range(npix):
-            v = np.float64(img[p])
-            t = table[p]
-            if v != v:
-                bad[t] += 1
-                continue
-            s1[t] += v
-            s2[t] += v * v
+        for i in range(ny):
+            for p in range(i * nx + spans[i, 0], i * nx + spans[i, 1]):
+                pu = np.uint64(p)
+                v = np.float64(img[pu])
+                t = table[pu]
+                if v != v:
+                    bad[t] += 1
+                    continue
+                s1[t] += v
+                s2[t] += v * v
         for b in range(nb):
             a = 0.0
             q = 0.0
@@ -396,75 +405,172 @@ def _k_table_float(data, table, nb, counts, out):
             out[n, 5, b] = np.nan
 
 
-#: packing of (count, Σ I) into one int64 for uint8/uint16 data: count in the bits from _CSHIFT up (< 2^24 pixels
+#: packing of (count, Σ I) into one int64 for uint8/uint16 data: count in the bits from _CSHIFT up (< 2^23 pixels
 #: per bin), Σ I below (< 2^24 · 65535 < 2^40)
 _CSHIFT = 40
+#: cells of the squared-radius look-up table of the shifted kernels (see _s_lookup); 16384 cells keep the
+#: fraction of pixels that need an exact threshold comparison near n_q / 16384
+_NLUT = 16384
 
 
 @njit(cache=True, inline="always")
-def _row_q(nx, dy, cxn, m00, m01, m11, pixel_size, valid_row, qrow):
-    """q [Å⁻¹] of the pixels of a row at offset dy: |M·(dx, dy)|·pixel_size, the arithmetic of _pixel_entries;
-    +inf for masked pixels. A separate pass so that the square roots vectorise."""
+def _row_span(nx, dy, cxn, m00, m01, m11, s_top):
+    """Columns [j0, j1) of the row at offset dy that can hold pixels with squared corrected radius
+    s = |M·(dx, dy)|² < s_top [px²]: the roots of the quadratic s(dx) = s_top, widened by a pixel each side
+    (the exact test is still made per pixel, so the span only has to be conservative)."""
+    if not (s_top < np.inf):
+        return 0, nx
     bx = m01 * dy
     by = m11 * dy
-    for j in range(nx):
-        dx = j - cxn
-        xc = m00 * dx + bx
-        yc = m01 * dx + by
-        q = math.sqrt(xc * xc + yc * yc) * pixel_size
-        qrow[j] = q if valid_row[j] else np.inf
+    a = m00 * m00 + m01 * m01
+    b = m00 * bx + m01 * by
+    c = bx * bx + by * by
+    disc = b * b - a * (c - (s_top * (1.0 + 1e-9) + 1e-9))
+    if disc < 0.0:
+        return 0, 0
+    r = math.sqrt(disc)
+    lo = max(-1.0, (-b - r) / a + cxn)
+    hi = min(nx + 1.0, (-b + r) / a + cxn)
+    j0 = max(0, int(math.floor(lo)) - 1)
+    j1 = min(nx, int(math.ceil(hi)) + 2)
+    if j1 < j0:
+        j1 = j0
+    return j0, j1
 
 
 @njit(cache=True, inline="always")
-def _slot(q, j, dy, cxn, m00, m01, m11, edges, inv_dq, n_phi):
-    """Accumulator slot (sector·n_q + k)·_W + j % _W of a pixel with q inside [edges[0], edges[-1])."""
-    nq = edges.size - 1
-    if inv_dq > 0.0:
-        k = int((q - edges[0]) * inv_dq)
-        if k > nq - 1:
-            k = nq - 1
-        while q < edges[k]:
-            k -= 1
-        while q >= edges[k + 1]:
-            k += 1
-    else:
-        k = _find_bin(edges, q, inv_dq)
-    if n_phi > 1:
-        dx = j - cxn
-        k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
-    return np.uint64(k * _W + (j & 3))
+def _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, srow):
+    """Squared corrected radius s = |M·(dx, dy)|² [px²] of columns [j0, j1) of a row (the arithmetic of
+    _pixel_entries before its square root); +inf for masked pixels. A separate pass so that it vectorises;
+    ``cols`` holds the column indices as float64 (an int64 → float64 conversion per pixel does not vectorise
+    on AVX2 and would triple the cost of this pass)."""
+    bx = m01 * dy
+    by = m11 * dy
+    for j in range(j0, j1):
+        dx = cols[np.uint64(j)] - cxn
+        xc = m00 * dx + bx
+        yc = m01 * dx + by
+        s = xc * xc + yc * yc
+        srow[np.uint64(j)] = s if valid[np.uint64(base + j)] else np.inf
+
+
+@njit(cache=True)
+def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, s1, s2):
+    """One uint8/uint16 pattern about centre (cyn, cxn), no splitting: s1[t] += I + 2^_CSHIFT (count and
+    Σ I), s2[t] += I² with t = (sector·n_q + k)·_W + j % _W; outside pixels go to the spare bin n_phi·n_q.
+
+    A function of its own (not inlined in the prange loop): LLVM optimises the loops better this way, and the
+    sector variant is a separate loop so that its atan2 does not burden the plain one.
+    """
+    nq = thr.size - 1
+    nb = n_phi * nq
+    one = np.int64(1) << _CSHIFT
+    t0 = thr[0]
+    tn = thr[nq]
+    cmax = lut.size - 1.0
+    for i in range(ny):
+        dy = i - cyn
+        j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+        base = i * nx
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, srow)
+        if n_phi == 1:
+            for j in range(j0, j1):
+                s = srow[np.uint64(j)]
+                # bin k of s via the look-up table (n_q outside the bins); written out here rather than in a
+                # helper: a helper taking arrays costs reference counting on every call
+                k = np.int64(lut[np.uint64(int(min(s * inv_h, cmax)))])
+                if k < 0:
+                    if s >= t0 and s < tn:
+                        k = -k - 1
+                        while s >= thr[np.uint64(k + 1)]:
+                            k += 1
+                    else:
+                        k = nq
+                t = np.uint64(k * _W + (j & 3))
+                v = np.int64(img[np.uint64(base + j)])
+                s1[t] += v | one
+                s2[t] += v * v
+        else:
+            for j in range(j0, j1):
+                s = srow[np.uint64(j)]
+                k = np.int64(lut[np.uint64(int(min(s * inv_h, cmax)))])
+                if k < 0:
+                    if s >= t0 and s < tn:
+                        k = -k - 1
+                        while s >= thr[np.uint64(k + 1)]:
+                            k += 1
+                    else:
+                        k = nq
+                if k < nq:
+                    dx = cols[np.uint64(j)] - cxn
+                    k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+                else:
+                    k = nb
+                t = np.uint64(k * _W + (j & 3))
+                v = np.int64(img[np.uint64(base + j)])
+                s1[t] += v | one
+                s2[t] += v * v
+
+
+@njit(cache=True)
+def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, s0, s1, s2):
+    """As _shift_one_uint for float32/float64 data: s0 += 1, s1 += I, s2 += I² in float64; NaN pixels skipped."""
+    nq = thr.size - 1
+    nb = n_phi * nq
+    t0 = thr[0]
+    tn = thr[nq]
+    cmax = lut.size - 1.0
+    for i in range(ny):
+        dy = i - cyn
+        j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+        base = i * nx
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, srow)
+        for j in range(j0, j1):
+            v = np.float64(img[np.uint64(base + j)])
+            s = srow[np.uint64(j)]
+            if v != v:
+                continue
+            # bin k of s via the look-up table (n_q outside the bins), as in _shift_one_uint
+            k = np.int64(lut[np.uint64(int(min(s * inv_h, cmax)))])
+            if k < 0:
+                if s >= t0 and s < tn:
+                    k = -k - 1
+                    while s >= thr[np.uint64(k + 1)]:
+                        k += 1
+                else:
+                    k = nq
+            if n_phi > 1:
+                if k < nq:
+                    dx = cols[np.uint64(j)] - cxn
+                    k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+                else:
+                    k = nb
+            t = np.uint64(k * _W + (j & 3))
+            s0[t] += 1.0
+            s1[t] += v
+            s2[t] += v * v
 
 
 @njit(parallel=True, cache=True)
-def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, out):
-    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]), no splitting, uint8/uint16 data: radius
-    computed on the fly row by row, exact int64 sums with (count, Σ I) packed in one accumulator."""
+def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, valid, out):
+    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]), no splitting, uint8/uint16 data.
+
+    Pixels are binned by their squared corrected radius s against thresholds thr (the s-space images of the bin
+    edges, exact: see _s_thresholds) through a look-up table; only the columns of each row that can reach a bin
+    are visited; exact int64 sums with (count, Σ I) packed in one accumulator.
+    """
     n_pat = data.shape[0]
-    nq = edges.size - 1
-    nb = n_phi * nq
-    one = np.int64(1) << _CSHIFT
-    low = one - 1
-    e0 = edges[0]
-    elast = edges[nq]
+    nb = n_phi * (thr.size - 1)
+    low = (np.int64(1) << _CSHIFT) - 1
     for n in prange(n_pat):
-        s1 = np.zeros(nb * _W, np.int64)
-        s2 = np.zeros(nb * _W, np.int64)
-        qrow = np.empty(nx)
-        cyn = cy + shifts[n, 0]
-        cxn = cx + shifts[n, 1]
-        img = data[n]
-        for i in range(ny):
-            dy = i - cyn
-            base = i * nx
-            _row_q(nx, dy, cxn, m00, m01, m11, pixel_size, valid[base : base + nx], qrow)
-            for j in range(nx):
-                q = qrow[j]
-                if not (q >= e0 and q < elast):
-                    continue
-                t = _slot(q, j, dy, cxn, m00, m01, m11, edges, inv_dq, n_phi)
-                v = np.int64(img[base + j])
-                s1[t] += v | one
-                s2[t] += v * v
+        s1 = np.zeros((nb + 1) * _W, np.int64)
+        s2 = np.zeros((nb + 1) * _W, np.int64)
+        srow = np.empty(nx)
+        cols = np.arange(nx).astype(np.float64)
+        _shift_one_uint(
+            data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi, valid,
+            cols, srow, s1, s2,
+        )  # fmt: skip
         for b in range(nb):
             a = np.int64(0)
             q2 = np.int64(0)
@@ -481,34 +587,20 @@ def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges
 
 
 @njit(parallel=True, cache=True)
-def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, out):
+def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, valid, out):
     """As _k_shift_uint for float32/float64 data: float64 sums, NaN pixels skipped."""
     n_pat = data.shape[0]
-    nq = edges.size - 1
-    nb = n_phi * nq
-    e0 = edges[0]
-    elast = edges[nq]
+    nb = n_phi * (thr.size - 1)
     for n in prange(n_pat):
-        s0 = np.zeros(nb * _W)
-        s1 = np.zeros(nb * _W)
-        s2 = np.zeros(nb * _W)
-        qrow = np.empty(nx)
-        cyn = cy + shifts[n, 0]
-        cxn = cx + shifts[n, 1]
-        img = data[n]
-        for i in range(ny):
-            dy = i - cyn
-            base = i * nx
-            _row_q(nx, dy, cxn, m00, m01, m11, pixel_size, valid[base : base + nx], qrow)
-            for j in range(nx):
-                q = qrow[j]
-                v = np.float64(img[base + j])
-                if not (q >= e0 and q < elast) or v != v:
-                    continue
-                t = _slot(q, j, dy, cxn, m00, m01, m11, edges, inv_dq, n_phi)
-                s0[t] += 1.0
-                s1[t] += v
-                s2[t] += v * v
+        s0 = np.zeros((nb + 1) * _W)
+        s1 = np.zeros((nb + 1) * _W)
+        s2 = np.zeros((nb + 1) * _W)
+        srow = np.empty(nx)
+        cols = np.arange(nx).astype(np.float64)
+        _shift_one_float(
+            data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi, valid,
+            cols, srow, s0, s1, s2,
+        )  # fmt: skip
         for b in range(nb):
             c = 0.0
             a = 0.0
@@ -525,20 +617,57 @@ def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edge
             out[n, 5, b] = np.nan
 
 
+@njit(cache=True)
+def _split_accumulate(img, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, acc):
+    """Split pixels about centre (cy, cx) straight into acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), bin]: the entries of
+    _pixel_entries(split=True) in the same order and arithmetic as _accumulate_one, without the entry list."""
+    nq = edges.size - 1
+    for i in range(ny):
+        dy = i - cy
+        for j in range(nx):
+            p = i * nx + j
+            if not valid[p]:
+                continue
+            v = float(img[p])
+            if v != v:
+                continue
+            dx = j - cx
+            rmin, rmax = _pixel_extent(dy, dx, m00, m01, m11)
+            qa = rmin * pixel_size
+            qb = rmax * pixel_size
+            if qb <= edges[0] or qa >= edges[nq]:
+                continue
+            s = 0
+            if n_phi > 1:
+                xc, yc = _corrected(dy, dx, m00, m01, m11)
+                s = _sector(xc, yc, n_phi)
+            k = _find_bin(edges, qa, inv_dq)
+            if k < 0:
+                k = 0
+            while k < nq and edges[k] < qb:
+                lo = max(qa, edges[k])
+                hi = min(qb, edges[k + 1])
+                if hi > lo:
+                    we = (hi - lo) / (qb - qa)
+                    b = s * nq + k
+                    acc[0, b] += we
+                    acc[1, b] += we * v
+                    acc[2, b] += we * v * v
+                    acc[3, b] += we * we
+                    acc[4, b] += we * we * v
+                k += 1
+
+
 @njit(parallel=True, cache=True)
-def _k_shifted(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, split, n_phi, valid, cap, out):
-    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]): radius computed on the fly."""
+def _k_shifted(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, out):
+    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]) with split pixels: extents on the fly."""
     n_pat = data.shape[0]
     for n in prange(n_pat):
-        pix = np.empty(cap, np.int32)
-        bins = np.empty(cap, np.int32)
-        w = np.empty(cap, np.float64)
-        ne = _pixel_entries(
-            ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, pixel_size, edges, inv_dq, split,
-            n_phi, valid, pix, bins, w,
-        )  # fmt: skip
         out[n, :, :] = 0.0
-        _accumulate_one(data[n], pix, bins, w, ne, out[n])
+        _split_accumulate(
+            data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, pixel_size, edges, inv_dq,
+            n_phi, valid, out[n],
+        )  # fmt: skip
         out[n, 5, :] = np.nan
 
 
@@ -829,18 +958,32 @@ class RadialPlan:
         return 0.0
 
     def _fast_table(self, n_phi: int):
-        """Interleaved unsigned table (bin·_W + p % _W; unused pixels → bin n_phi·n_q) and pixels per bin."""
+        """Interleaved unsigned table (bin·_W + p % _W; unused pixels → bin n_phi·n_q), the columns [j0, j1) of
+        each row holding used pixels (int64, shape (ny, 2)), and pixels per bin."""
         key = ("table", n_phi)
         if key not in self._cache:
             nb = n_phi * self.n_q
-            npix = self.shape[0] * self.shape[1]
+            ny, nx = self.shape
+            npix = ny * nx
             bins = self._sector_entries(n_phi)
             table = np.full(npix, nb, np.int64)
             table[self.pixel_index] = bins
+            used = (table < nb).reshape(ny, nx)
+            any_used = used.any(axis=1)
+            spans = np.zeros((ny, 2), np.int64)
+            spans[:, 0] = np.where(any_used, np.argmax(used, axis=1), 0)
+            spans[:, 1] = np.where(any_used, nx - np.argmax(used[:, ::-1], axis=1), 0)
             table = (table * _W + np.arange(npix) % _W).astype(np.uint32)
             counts = np.bincount(bins, minlength=nb).astype(np.int64)
-            self._cache[key] = (table, counts)
+            self._cache[key] = (table, spans, counts)
         return self._cache[key]
+
+    def _s_tables(self):
+        """Exact squared-radius thresholds of the bin edges and their look-up table (see _s_thresholds)."""
+        if "s_tables" not in self._cache:
+            thr = _s_thresholds(self.edges, self.pixel_size)
+            self._cache["s_tables"] = (thr,) + _s_lookup(thr)
+        return self._cache["s_tables"]
 
     def _capacity(self) -> int:
         npix = self.shape[0] * self.shape[1]
@@ -892,15 +1035,15 @@ class RadialPlan:
             )  # fmt: skip
         elif shifts is not None and self.split_pixels:
             _k_shifted(
-                block, shifts, ny, nx, cy, cx, m00, m01, m11, self.pixel_size, self.edges, idq, self.split_pixels,
-                n_phi, valid, self._capacity(), out,
+                block, shifts, ny, nx, cy, cx, m00, m01, m11, self.pixel_size, self.edges, idq, n_phi, valid, out
             )  # fmt: skip
         elif shifts is not None:
+            thr, lut, inv_h = self._s_tables()
             kernel = _k_shift_uint if small_uint else _k_shift_float
-            kernel(block, shifts, ny, nx, cy, cx, m00, m01, m11, self.pixel_size, self.edges, idq, n_phi, valid, out)
+            kernel(block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, valid, out)
         elif not self.split_pixels:
-            table, counts = self._fast_table(n_phi)
-            (_k_table_uint if small_uint else _k_table_float)(block, table, nb, counts, out)
+            table, spans, counts = self._fast_table(n_phi)
+            (_k_table_uint if small_uint else _k_table_float)(block, table, spans, nx, nb, counts, out)
         else:
             _k_entries(block, self.pixel_index, bins_phi, self.weight, out)
         return out
@@ -1048,6 +1191,67 @@ class RadialPlan:
             statistic=statistic,
             phi_edges=phi_edges,
         )
+
+
+def _s_thresholds(edges: np.ndarray, pixel_size: float) -> np.ndarray:
+    """Bin edges mapped exactly onto the squared corrected radius s [px²].
+
+    The kernels with a fixed centre bin a pixel by q = fl(fl(√s)·pixel_size) against ``edges``. That map is
+    monotone in s (a correctly rounded square root and product), so for each edge e there is a smallest double
+    T with fl(fl(√T)·pixel_size) >= e, and ``q >= e`` exactly when ``s >= T``. T is found by bisection over the
+    ordered bit patterns of the non-negative doubles, with the very arithmetic of the kernels, so binning s
+    against T gives bit-for-bit the bins of binning q against the edges, without a square root per pixel.
+
+    Parameters
+    ----------
+    edges : ndarray, shape (n_q + 1,)  [Å⁻¹]
+    pixel_size : float  [Å⁻¹/px]
+
+    Returns
+    -------
+    ndarray, shape (n_q + 1,)  [px²]
+        Non-decreasing thresholds (+inf where no finite s reaches the edge).
+    """
+    e = np.asarray(edges, np.float64)
+    lo = np.zeros(e.shape, np.int64)  # bit pattern of +0.0
+    hi = np.full(e.shape, np.float64(np.inf)).view(np.int64)  # bit pattern of +inf: q(inf) = inf >= e
+    while np.any(lo < hi):
+        mid = lo + (hi - lo) // 2
+        ok = np.sqrt(mid.view(np.float64)) * pixel_size >= e
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid + 1)
+    return lo.view(np.float64)
+
+
+def _s_lookup(thr: np.ndarray) -> tuple[np.ndarray, float]:
+    """Look-up table of _lut_bin over the squared radius s [px²].
+
+    Cell c (s·inv_h in [c, c + 1), widened by a relative 1e-9 against rounding) holds the bin k of all its s
+    (n_q when the whole cell lies outside the bins) when no threshold falls inside it, and −(k + 1) otherwise,
+    k then being the bin of the cell's lower end (never above the bin of any s in the cell). The last cell
+    takes every larger s as well.
+
+    Returns
+    -------
+    lut : ndarray of int16 (int32 for n_q >= 32767), shape (_NLUT,)
+    inv_h : float  [px⁻²]
+        1 / cell width.
+    """
+    nq = thr.size - 1
+    finite = thr[np.isfinite(thr)]
+    top = float(finite.max()) if finite.size else 0.0
+    if not top > 0.0:
+        top = 1.0
+    h = top * (1.0 + 1e-6) / (_NLUT - 1)  # the last cell starts above every finite threshold
+    c = np.arange(_NLUT, dtype=np.float64)
+    lo = c * h * (1.0 - 1e-9)
+    k_lo = np.searchsorted(thr, lo, side="right") - 1  # bin of the cell's lower end: −1 below, n_q above
+    k_hi = np.searchsorted(thr, (c + 1.0) * h * (1.0 + 1e-9), side="right") - 1
+    k_hi[-1] = nq if thr[-1] <= lo[-1] else -1  # the last cell extends to +inf
+    exact = k_lo == k_hi
+    outside = (k_lo < 0) | (k_lo >= nq)
+    lut = np.where(exact, np.where(outside, nq, k_lo), -(np.clip(k_lo, 0, nq - 1) + 1))
+    return lut.astype(np.int16 if nq < 32767 else np.int32), 1.0 / h
 
 
 def _leading_blocks(lead: tuple[int, ...], chunk: int):
