@@ -314,6 +314,8 @@ def entry_key(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: flo
         else None,
         "version": __version__.split("+")[0],
     }
+    if spec.method == "disc_multislice":
+        payload["proxy_semiangle"] = PROXY_SEMIANGLE
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
