@@ -200,6 +200,87 @@ print(json.dumps(out))
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=key)
 
 
+def test_squared_radius_thresholds_are_exact():
+    """The shifted kernels bin s = r² against thresholds T: T must be the smallest double whose Q = √T·pixel_size
+    reaches the edge (checked against the neighbouring doubles), so that s >= T exactly when Q >= edge."""
+    from simkit.radial import _s_thresholds
+
+    r = np.random.default_rng(7)
+    for ps in (0.01, 0.25, float(r.uniform(1e-4, 0.1)), 0.003):
+        edges = np.concatenate([[0.0, 5 * ps, 13 * ps], np.sort(r.uniform(0.0, 300 * ps, 40))])
+        thr = _s_thresholds(edges, ps)
+        for e, t in zip(edges, thr):
+            assert np.sqrt(t) * ps >= e
+            if t > 0:
+                assert np.sqrt(np.nextafter(t, 0.0)) * ps < e, (ps, e, t)
+        assert thr[0] == 0.0
+        # integer radii on integer-multiple edges are ties (√25·ps = 5·ps exactly): s = 25 already reaches the
+        # edge (a slightly smaller s may too, its square root rounding up to 5)
+        assert 24.9999 < thr[1] <= 25.0 and 168.9999 < thr[2] <= 169.0
+
+
+def test_ties_on_bin_edges_agree_across_paths():
+    """Integer centre and Pythagorean pixel distances (3-4-5, 5-12-13, …) put pixels exactly on bin edges
+    (Q = k·pixel_size). Bin k holds Q >= edges[k], so the fixed table, the shifted kernels (shifted onto the
+    same centre) and the slow reference must all put these pixels in the same bin: counts equal exactly."""
+    shape = (41, 43)
+    r = np.random.default_rng(2)
+    data = r.poisson(50.0, (3,) + shape).astype(np.uint16)
+    for ps in (0.25, 0.01):
+        edges = np.arange(0, 19) * ps
+        center = (20.0, 21.0)
+        plan = make_plan(shape, center=center, pixel_size=ps, edges=edges)
+        # the same geometry reached by shifting a plan built about another centre by whole pixels
+        other = make_plan(shape, center=(17.0, 25.0), pixel_size=ps, edges=edges)
+        shifts = np.tile([[3.0, -4.0]], (3, 1))
+        ref = radial_reference(data[0], center=center, pixel_size=ps, edges=edges)
+        for got in (
+            plan.integrate(data),
+            other.integrate(data, shifts),
+            plan.integrate(data.astype(np.float64)),
+            other.integrate(data.astype(np.float32), shifts),
+        ):
+            np.testing.assert_array_equal(got.count[0], ref["count"][0])
+            np.testing.assert_array_equal(got.sum[0], ref["sum"][0])
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    cy=st.floats(-3, 24),
+    cx=st.floats(-3, 22),
+    dy=st.floats(-6, 6),
+    dx=st.floats(-6, 6),
+    ratio=st.floats(0.7, 1.4),
+    angle=st.floats(-3.2, 3.2),
+    n_bins=st.sampled_from([1, 7, 30, 200, 40000]),
+    uniform=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_shifted_equals_plan_rebuilt_at_moved_centre(cy, cx, dy, dx, ratio, angle, n_bins, uniform, seed):
+    """Property: integrating with a shift equals integrating with a plan built about the moved centre, exactly
+    (integer data; the shifted kernel's row spans, s-thresholds and look-up table against the fixed tables),
+    also with 40000 bins (many bins per look-up cell) and with the centre off the detector."""
+    r = np.random.default_rng(seed)
+    shape = (21, 19)
+    ps = 0.01
+    q_top = 25.0 * max(1.0, 1.0 / ratio) * ps
+    edges = np.linspace(0.02 * ps, q_top, n_bins + 1) if uniform else np.sort(r.uniform(0.0, q_top, n_bins + 1))
+    if not np.all(np.diff(edges) > 0):
+        return
+    mask = r.random(shape) > 0.2
+    data = r.integers(0, 1000, (1,) + shape).astype(np.uint16)
+    kw = dict(pixel_size=ps, edges=edges, mask=mask, ellipse_ratio=ratio, ellipse_angle=angle)
+    try:
+        moved = make_plan(shape, center=(cy + dy, cx + dx), **kw)
+    except ValueError:  # no unmasked pixel in the Q range about the moved centre
+        return
+    expect = moved.integrate(data)
+    got = make_plan(shape, center=(cy, cx), **kw).integrate(data, np.array([[dy, dx]]))
+    np.testing.assert_array_equal(got.count, expect.count)
+    np.testing.assert_array_equal(got.sum, expect.sum)
+    np.testing.assert_array_equal(np.isnan(got.mean), np.isnan(expect.mean))
+
+
 # --------------------------------------------------------------------------------------------------------
 # physics oracles
 # --------------------------------------------------------------------------------------------------------
