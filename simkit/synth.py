@@ -938,6 +938,20 @@ def default_scan(
 ):
     """The study's default scenes (``bottom`` / ``top``) with a probe of ``semiangle`` [mrad].
 
+    Parameters
+    ----------
+    name : {"bottom", "top"}
+    semiangle : float  [mrad]
+        Probe convergence semi-angle at 300 keV: 2 (discs of 0.10 Å⁻¹) or 0.15 (0.0076 Å⁻¹ discs, a probe
+        footprint of several 4 nm steps). Build the library with this probe (``build_library(...,
+        probe=probe)``): its crystal entries then take the method the probe calls for
+        (:func:`simkit.library.resolve_method`).
+    field_shape : (int, int) or None
+        (n_y, n_x) scan positions; None = the scene's default (60, 90).
+    **scene_kwargs
+        Passed to :func:`structures.scenes.bottom` / :func:`structures.scenes.top` (``step`` [Å],
+        ``li_side`` [Å], ``thickness`` [Å], …).
+
     Returns
     -------
     (scene, probe) : structures.scenes.Scene, simkit.nbed.Probe
