@@ -86,7 +86,7 @@ def pipeline(data, rows):
         lambda: scan_profiles(data, cal.plan, shifts=cal.shifts, exclude_direct=0.15, shift_mode="integer"),
         rows,
     )
-    pm = timed("sro_peak_map (batched LM)", lambda: sro_peak_map(prof), rows)
+    pm = timed("sro_peak_map (batched LM)", lambda: sro_peak_map(prof, width=0.04), rows)
     sec_plan = make_plan(DET, center=cal.plan.center, pixel_size=PIXEL_SIZE, edges=np.arange(0.0, 0.8, 2 * PIXEL_SIZE),
                          ellipse_ratio=cal.plan.ellipse_ratio, ellipse_angle=cal.plan.ellipse_angle)  # fmt: skip
     q, m, s = timed(
@@ -160,7 +160,7 @@ def out_of_core(rng):
             tracemalloc.start()
             t0 = time.perf_counter()
             prof = scan_profiles(f["data"], plan, chunk=sx, exclude_direct=0.15)
-            pm = sro_peak_map(prof)
+            pm = sro_peak_map(prof, width=0.04)
             dt = time.perf_counter() - t0
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
@@ -207,7 +207,7 @@ def main() -> None:
     am = np.isfinite(tr) & pm.ok
     print("\nquality (truth = analytic I·Q maxima / regions)")
     print(f"  peak-map median |error| {np.median(np.abs(pm.position - tr)[am]):.4f} Å⁻¹ over {am.sum()} SRO pixels")
-    pe = sro_peak_map(a["exact_profiles"])
+    pe = sro_peak_map(a["exact_profiles"], width=0.04)
     ae = np.isfinite(tr) & pe.ok
     print(f"  (with exact sub-pixel descan: {np.median(np.abs(pe.position - tr)[ae]):.4f} Å⁻¹; median |difference| "
           f"between the two maps {np.median(np.abs(pe.position - pm.position)[ae & pm.ok]):.5f} Å⁻¹)")  # fmt: skip

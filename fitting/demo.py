@@ -146,7 +146,9 @@ def analyze_scan(
         scan = load_scan(scan, pixel_size=pixel_size)
     cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
-    pm = sro_peak_map(prof) if q_range is None else sro_peak_map(prof, q_range)
+    # the estimator's window follows the probe (simkit.peakpos.sro_window), as in the synthetic scans' truth
+    probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
+    pm = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
     classes = classify(features(sq, sm, ss, profiles=prof, peak_map=pm))
     pos = sro_positions(pm, classes)

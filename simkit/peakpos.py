@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["PeakFit", "peak_position", "sro_peak_position"]
+__all__ = ["PeakFit", "peak_position", "sro_peak_position", "sro_width", "sro_window"]
 
 _SHAPES = ("gaussian", "lorentzian")
 _N_PAR = 5  # A, mu, log w, b0, b1 (in normalised units)
@@ -560,12 +560,14 @@ def _window_fraction(q, j, c, half):
 
 
 @njit(cache=True, parallel=True)
-def _k_sro(q, y, wt, qmin, qmax, half, width, lor, max_recentre, max_iter, out, ok):
-    """Per profile: start at the smoothed argmax in [qmin, qmax]; fit peak + constant in [c − half, c + half],
-    recentre c on the fitted mu until it moves < 1e-5 Å⁻¹. out[:, 0..6] = mu, var(mu) (absolute), A, w, b0,
-    cost, n_bins."""
+def _k_sro(q, y, wt, qmin, qmax, halves, widths, lor, max_recentre, max_iter, out, ok):
+    """Per profile i: start at the smoothed argmax in [qmin, qmax]; fit peak + constant in [c − h_i, c + h_i]
+    (width w_i fixed, or fitted where w_i ≤ 0), recentre c on the fitted μ until it moves < 1e-5 Å⁻¹.
+    out[:, 0..6] = μ, var(μ) (absolute), A, w, b₀, cost, n_bins."""
     N, m = y.shape
     for i in prange(N):
+        half = halves[i]
+        width = widths[i]
         # start: argmax of a 5-bin running mean inside the search range
         best = -np.inf
         c = np.nan
@@ -620,6 +622,11 @@ def _k_sro(q, y, wt, qmin, qmax, half, width, lor, max_recentre, max_iter, out, 
                 break
         if not good:
             continue
+        if width > 0.0:  # fixed width: the covariance is that of (P, μ, C) only
+            for a in range(4):
+                H[2, a] = 0.0
+                H[a, 2] = 0.0
+            H[2, 2] = 1.0
         # covariance of mu: (H⁻¹)[1, 1] by solving H v = e_1
         e1 = np.zeros(4)
         e1[1] = 1.0
@@ -637,33 +644,190 @@ def _k_sro(q, y, wt, qmin, qmax, half, width, lor, max_recentre, max_iter, out, 
         ok[i] = qmin < p[1] < qmax and v[1] >= 0.0 and abs(p[1] - x[0]) > 0 and p[1] < x[nb - 1] and p[1] > x[0]
 
 
+#: Window half width = _HALF_FACTOR × peak width, clipped to _HALF_LIMITS [Å⁻¹] (see :func:`sro_width`).
+_HALF_FACTOR = 1.2
+_HALF_LIMITS = (0.05, 0.15)
+
+
+def _check_common(q, I, q_range, shape, max_recentre):
+    if q.ndim != 1 or q.size < _MIN_BINS_SRO:
+        raise ValueError(f"q has shape {q.shape}: give the 1-D bin centres [Å⁻¹] (at least {_MIN_BINS_SRO})")
+    if I.shape[-1:] != q.shape:
+        raise ValueError(f"intensity has shape {I.shape}: its last axis must match q (n_q={q.size})")
+    if shape not in _SHAPES:
+        raise ValueError(f"shape={shape!r}: choose one of {_SHAPES}")
+    try:
+        qmin, qmax = (float(v) for v in q_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"q_range={q_range!r}: give (q_min, q_max) [Å⁻¹]") from None
+    if not (np.isfinite(qmin) and np.isfinite(qmax) and qmax > qmin):
+        raise ValueError(f"q_range={q_range!r}: need finite q_min < q_max [Å⁻¹]")
+    if int(max_recentre) < 0:
+        raise ValueError(f"max_recentre={max_recentre!r}: must be ≥ 0")
+    return qmin, qmax
+
+
+def _per_profile(name: str, value, lead: tuple, N: int) -> np.ndarray:
+    v = np.asarray(value, dtype=float)
+    try:
+        v = np.broadcast_to(v, lead).reshape(N)
+    except ValueError:
+        raise ValueError(
+            f"{name} has shape {v.shape}: give a scalar or an array of the profiles' shape {lead}"
+        ) from None
+    if not np.all(np.isfinite(v) & (v > 0)):
+        raise ValueError(f"{name}={value!r}: must be positive and finite [Å⁻¹]")
+    return v.astype(float)
+
+
+def _fit_centred(q, I, qmin, qmax, widths, halves, n, sigma, lor, max_recentre, max_iter):
+    """Normalise the rows of I·Qⁿ and run the centred-window kernel; widths ≤ 0 are fitted."""
+    y = I.reshape(-1, q.size) * q**n
+    if sigma is None:
+        wt = np.where(np.isfinite(y), 1.0, 0.0)
+    else:
+        s = np.broadcast_to(np.asarray(sigma, dtype=float), I.shape).reshape(-1, q.size) * q**n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wt = np.where(np.isfinite(s) & (s > 0), 1.0 / (s * s), 0.0)
+    # normalise each profile (the LM tolerances are relative, but the grid's determinant guard is absolute)
+    with np.errstate(invalid="ignore"):
+        scale = np.nanmax(np.where(wt > 0, np.abs(y), np.nan), axis=1, initial=0.0) if y.size else np.zeros(0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    yn = np.ascontiguousarray(y / scale[:, None])
+    wn = np.ascontiguousarray(wt * scale[:, None] ** 2)
+    out = np.full((yn.shape[0], 7), np.nan)
+    ok = np.zeros(yn.shape[0], dtype=np.bool_)
+    _k_sro(q, yn, wn, qmin, qmax, np.ascontiguousarray(halves, float), np.ascontiguousarray(widths, float), lor,
+           int(max_recentre), int(max_iter), out, ok)  # fmt: skip
+    return out, ok, scale
+
+
+def sro_window(semiangle: float, energy: float = 300e3, *, intrinsic_width: float = 0.07) -> tuple[float, float]:
+    """Peak width and window half width [Å⁻¹] of :func:`sro_peak_position` for a probe, fixed before any data.
+
+    An SRO ring of Gaussian width w₀ seen through a probe of semi-angle α is convolved with the probe disc of
+    radius Q_α = α/λ; the disc's radial projection (a semicircle law) has standard deviation Q_α/2, so the hump
+    has w = √(w₀² + (Q_α/2)²). The window is h = 1.2·w, clipped to [0.05, 0.15] Å⁻¹. With w₀ = 0.07 Å⁻¹ (the
+    first SRO peak of the simulated Type 1/Type 2/electrolyte models) a 2 mrad probe at 300 keV gives
+    w = 0.086, h = 0.103 Å⁻¹ and a 0.15 mrad probe w = 0.070, h = 0.084 Å⁻¹. Fixing (w, h) from the probe, not
+    from each noisy pixel, keeps the estimator identical for the measured pixels and for the noise-free ground
+    truth of ``simkit.synth``.
+
+    Parameters
+    ----------
+    semiangle : float  [mrad]
+        Probe convergence semi-angle.
+    energy : float  [eV]
+        Beam energy.
+    intrinsic_width : float  [Å⁻¹]
+        Gaussian σ w₀ of the SRO peak itself.
+
+    Returns
+    -------
+    (width, half_width) : float, float  [Å⁻¹]
+    """
+    from simkit.units import wavelength
+
+    for name, v in (("semiangle", semiangle), ("energy", energy), ("intrinsic_width", intrinsic_width)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name}={v!r}: must be positive and finite")
+    q_alpha = semiangle * 1e-3 / wavelength(energy)
+    w = float(np.hypot(intrinsic_width, 0.5 * q_alpha))
+    return w, float(np.clip(_HALF_FACTOR * w, *_HALF_LIMITS))
+
+
+def sro_width(
+    q: np.ndarray,
+    intensity: np.ndarray,
+    q_range: tuple[float, float] = (0.22, 0.42),
+    *,
+    n: float = 1.0,
+    sigma: np.ndarray | None = None,
+    shape: str = "gaussian",
+    max_iter: int = 6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Self-consistent peak width and window of :func:`sro_peak_position` for each profile.
+
+    Starting from a narrow window (half width 0.05 Å⁻¹, so that a sharp peak on a steep background is locked on
+    first), fit peak + constant with a free width w, set the half width h = 1.2·w clipped to [0.05, 0.15] Å⁻¹,
+    and repeat until h changes by < 10⁻⁴ Å⁻¹. A sharp peak (0.15 mrad, w ≈ 0.035 Å⁻¹) keeps a window of
+    ±0.05 Å⁻¹, in which the background is nearly flat; a 2 mrad-broadened hump (w ≈ 0.08–0.13 Å⁻¹) grows it to
+    ±0.1–0.15 Å⁻¹, wide enough to see both flanks.
+
+    Parameters
+    ----------
+    q : array_like, shape (n_q,)  [Å⁻¹]
+    intensity : array_like, shape (..., n_q)
+        Profiles I(Q) with enough signal for a free width (noise-free, or averaged over neighbours: see
+        ``fitting.peaks.sro_peak_map``).
+    q_range : tuple of float  [Å⁻¹]
+        Search range of the peak.
+    n : float
+    sigma : array_like or None
+    shape : {"gaussian", "lorentzian"}
+    max_iter : int
+        Window updates at most.
+
+    Returns
+    -------
+    (width, half_width) : ndarray, ndarray  [Å⁻¹], shape intensity.shape[:-1]
+        NaN where the free fit fails.
+    """
+    q = np.asarray(q, dtype=float)
+    I = np.asarray(intensity, dtype=float)
+    qmin, qmax = _check_common(q, I, q_range, shape, 0)
+    lead = I.shape[:-1]
+    flat = I.reshape(-1, q.size)
+    sg = None if sigma is None else np.broadcast_to(np.asarray(sigma, dtype=float), I.shape).reshape(flat.shape)
+    N = flat.shape[0]
+    halves = np.full(N, _HALF_LIMITS[0])
+    widths = np.full(N, np.nan)
+    active = np.arange(N)
+    for _ in range(max(1, int(max_iter))):
+        if active.size == 0:
+            break
+        out, ok, _ = _fit_centred(q, flat[active], qmin, qmax, np.zeros(active.size), halves[active], n,
+                                  None if sg is None else sg[active], shape == "lorentzian", 6, 200)  # fmt: skip
+        w = np.where(ok, out[:, 3], np.nan)
+        widths[active] = w
+        new = np.clip(_HALF_FACTOR * w, *_HALF_LIMITS)
+        done = ~ok | (np.abs(new - halves[active]) < 1e-4)
+        halves[active] = np.where(ok, new, halves[active])
+        active = active[~done]
+    halves = np.where(np.isfinite(widths), halves, np.nan)
+    return widths.reshape(lead), halves.reshape(lead)
+
+
 def sro_peak_position(
     q: np.ndarray,
     intensity: np.ndarray,
     q_range: tuple[float, float] = (0.22, 0.42),
     *,
-    half_width: float = 0.12,
-    width: float | None = 0.1,
+    width: float | np.ndarray | None = None,
+    half_width: float | np.ndarray | None = None,
     n: float = 1.0,
     sigma: np.ndarray | None = None,
     shape: str = "gaussian",
     max_recentre: int = 6,
 ) -> PeakFit:
-    """Position of a broad SRO peak: a peak + constant background fitted to I·Qⁿ in a window centred on the peak.
+    """Position of an SRO peak: a peak of fixed width + constant fitted to I·Qⁿ in a window centred on the peak.
 
-    Estimator (the project's definition of the SRO peak position, used by ``fitting.peaks.sro_peak_map`` and the
-    ground truth of ``simkit.synth``): starting at the maximum of a 5-bin running mean of I·Qⁿ inside
-    ``q_range``, fit M(q) = A·g((q − μ)/w) + b₀ to the bins within ``half_width`` of the window centre c, move c
-    to μ and refit until c moves by less than 10⁻⁵ Å⁻¹ (``max_recentre`` times at most). The position is μ — the
-    maximum of the fitted curve, since the background is flat — and must lie strictly inside ``q_range`` (the
-    search range). The first fit of each profile starts from a global grid search over (μ, w) with A ≥ 0 and b₀
-    solved linearly, so it cannot fall into a local minimum far from the peak; a Levenberg–Marquardt polish
-    follows (numba, parallel over profiles).
+    Estimator (the project's definition of the SRO peak position, used by ``fitting.peaks.sro_peak_map`` and for
+    the ground truth of ``simkit.synth``): starting at the maximum of a 5-bin running mean of I·Qⁿ inside
+    ``q_range``, fit M(q) = A·g((q − μ)/w) + b₀ (w fixed) to the bins within ``half_width`` of the window centre
+    c (edge bins weighted by the fraction inside), move c to μ and refit until c moves by less than 10⁻⁵ Å⁻¹.
+    The position is μ — the maximum of the fitted curve — and must lie strictly inside ``q_range``. The width w
+    and half width h come from :func:`sro_width` (a self-consistent free fit: h = 1.2·w within [0.05, 0.15]
+    Å⁻¹) unless given. The first fit starts from a grid search over μ with A ≥ 0 and b₀ solved linearly; a
+    Levenberg–Marquardt polish follows (numba, parallel over profiles).
 
     Why not :func:`peak_position`: its linear background is degenerate with the position of a hump as broad as
-    the window (see the comment above this function); the centred window makes the constant background
-    orthogonal to a shift. At 10⁵ e/pattern (2 mrad, 0.005 Å⁻¹ bins) the per-pixel scatter is within ≈ 1.3× of
-    the Cramér–Rao bound of an ideal template fit (see tests/test_peakpos.py).
+    the window (a slope moves the curve's maximum as much as μ does), so on 2 mrad SRO humps at 10⁵ e/pattern
+    about half of its fits fail, preferentially those whose noise pulls the maximum to a window edge — a biased
+    selection. In a window centred on the peak a constant background is orthogonal to a shift; with w fixed
+    (a matched filter: the centre of a symmetric peak does not depend on w) the fit has three parameters and
+    sits at the Poisson Cramér–Rao bound (tests/test_peakpos.py). For a symmetric peak μ is its centre; for an
+    asymmetric hump, the centre of the best symmetric match within ±h — what one reads off a broad hump.
 
     Parameters
     ----------
@@ -673,15 +837,13 @@ def sro_peak_position(
         Radial profiles I(Q) (not multiplied by Qⁿ); NaN bins are ignored.
     q_range : tuple of float  [Å⁻¹]
         Search range: where the peak position must lie (and where the start is looked for).
-    width : float or None  [Å⁻¹]
-        Fixed width w of the peak shape (default 0.1, about the fitted width of 2 mrad-broadened SRO humps,
-        0.07–0.13): a matched filter — the position of a symmetric peak does not depend on it, and a fixed w
-        removes the A–w–b₀ degeneracy of a hump as broad as the window (with w free about 5 % of the fits at
-        10⁵ e/pattern do not converge, for no gain in precision). None fits w in [0.1, 2]·``half_width``.
-    half_width : float  [Å⁻¹]
-        Half width of the fitting window around the current centre (default 0.12: broad enough to see both
-        flanks of a 2 mrad-broadened SRO hump); bins outside the data (NaN, e.g. the excluded direct beam) drop
-        out. At least 8 finite bins are needed.
+    width : float, ndarray or None  [Å⁻¹]
+        Fixed peak width w (Gaussian σ / Lorentzian HWHM), a scalar or one per profile. None: from
+        :func:`sro_width` of each profile itself (right for noise-free profiles; for noisy pixels give widths
+        measured on averaged profiles, as ``fitting.peaks.sro_peak_map`` does).
+    half_width : float, ndarray or None  [Å⁻¹]
+        Half width h of the centred window; None: 1.2·w clipped to [0.05, 0.15]. Bins outside the data (NaN,
+        e.g. the excluded direct beam) drop out; at least 8 finite bins are needed.
     n : float
         Exponent of the I·Qⁿ weighting (study: n = 1).
     sigma : array_like or None, shape like ``intensity``  [units of I]
@@ -695,54 +857,35 @@ def sro_peak_position(
     -------
     PeakFit
         ``position`` = μ [Å⁻¹], ``position_err`` [Å⁻¹] (from the covariance of the final fit), ``amplitude`` A
-        [I·Qⁿ], ``width`` w [Å⁻¹] (Gaussian σ or Lorentzian HWHM), ``background`` b₀ [I·Qⁿ], ``ok``; NaN position
-        where the fit fails or μ leaves the search range.
+        [I·Qⁿ], ``width`` w [Å⁻¹], ``background`` b₀ [I·Qⁿ], ``ok``; NaN position where the fit fails, the
+        automatic width fails or μ leaves the search range.
 
     Raises
     ------
     ValueError
-        Bad shapes, a non-finite or empty ``q_range``, ``half_width`` ≤ 0, an unknown ``shape``.
+        Bad shapes, a non-finite or empty ``q_range``, a non-positive ``width``/``half_width`` or one of the wrong
+        shape, an unknown ``shape``.
     """
     q = np.asarray(q, dtype=float)
     I = np.asarray(intensity, dtype=float)
-    if q.ndim != 1 or q.size < _MIN_BINS_SRO:
-        raise ValueError(f"q has shape {q.shape}: give the 1-D bin centres [Å⁻¹] (at least {_MIN_BINS_SRO})")
-    if I.shape[-1:] != q.shape:
-        raise ValueError(f"intensity has shape {I.shape}: its last axis must match q (n_q={q.size})")
-    if shape not in _SHAPES:
-        raise ValueError(f"shape={shape!r}: choose one of {_SHAPES}")
-    try:
-        qmin, qmax = (float(v) for v in q_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"q_range={q_range!r}: give (q_min, q_max) [Å⁻¹]") from None
-    if not (np.isfinite(qmin) and np.isfinite(qmax) and qmax > qmin):
-        raise ValueError(f"q_range={q_range!r}: need finite q_min < q_max [Å⁻¹]")
-    if not (np.isfinite(half_width) and half_width > 0):
-        raise ValueError(f"half_width={half_width!r}: must be a positive window half width [Å⁻¹]")
-    if width is not None and not (np.isfinite(width) and width > 0):
-        raise ValueError(f"width={width!r}: give a positive fixed peak width [Å⁻¹] or None to fit it")
-    if int(max_recentre) < 0:
-        raise ValueError(f"max_recentre={max_recentre!r}: must be ≥ 0")
+    qmin, qmax = _check_common(q, I, q_range, shape, max_recentre)
     lead = I.shape[:-1]
-    y = I.reshape(-1, q.size) * q**n
-    if sigma is None:
-        wt = np.where(np.isfinite(y), 1.0, 0.0)
+    N = int(np.prod(lead)) if lead else 1
+    if width is None:
+        widths, halves = sro_width(q, I, (qmin, qmax), n=n, sigma=sigma, shape=shape)
+        widths, halves = widths.reshape(N), halves.reshape(N)
     else:
-        s = np.broadcast_to(np.asarray(sigma, dtype=float), I.shape).reshape(-1, q.size) * q**n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            wt = np.where(np.isfinite(s) & (s > 0), 1.0 / (s * s), 0.0)
-    # normalise each profile (the LM tolerances are relative, but the grid's determinant guard is absolute)
-    scale = np.nanmax(np.where(wt > 0, np.abs(y), np.nan), axis=1, initial=0.0) if y.size else np.zeros(0)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    yn = np.ascontiguousarray(y / scale[:, None])
-    wn = np.ascontiguousarray(wt * scale[:, None] ** 2)
-    out = np.full((yn.shape[0], 7), np.nan)
-    ok = np.zeros(yn.shape[0], dtype=np.bool_)
-    w = 0.0 if width is None else float(width)
-    _k_sro(q, yn, wn, qmin, qmax, float(half_width), w, shape == "lorentzian", int(max_recentre), 50, out, ok)
+        widths = _per_profile("width", width, lead, N)
+        halves = np.clip(_HALF_FACTOR * widths, *_HALF_LIMITS)
+    if half_width is not None:
+        halves = _per_profile("half_width", half_width, lead, N)
+    bad = ~(np.isfinite(widths) & np.isfinite(halves))  # only where the automatic width failed
+    out, ok, scale = _fit_centred(q, I, qmin, qmax, np.where(bad, 1.0, widths), np.where(bad, 1.0, halves), n,
+                                  sigma, shape == "lorentzian", max_recentre, 50)  # fmt: skip
+    ok &= ~bad
     var = out[:, 1]
     if sigma is None:
-        dof = np.maximum(out[:, 6] - 4.0, 1.0)
+        dof = np.maximum(out[:, 6] - 3.0, 1.0)
         var = var * out[:, 5] / dof
     pos = np.where(ok, out[:, 0], np.nan)
     err = np.where(ok, np.sqrt(np.maximum(var, 0.0)), np.nan)
@@ -750,7 +893,7 @@ def sro_peak_position(
         position=pos.reshape(lead),
         position_err=err.reshape(lead),
         amplitude=(out[:, 2] * scale).reshape(lead),
-        width=out[:, 3].reshape(lead),
+        width=np.where(ok, out[:, 3], np.nan).reshape(lead),
         background=(out[:, 4] * scale).reshape(lead),
         ok=ok.reshape(lead),
         shape=shape,

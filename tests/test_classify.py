@@ -18,7 +18,7 @@ assert len(REGIONS) == len(CLASSES)
 def _analyse(data, truth):
     cal = calibrate(data, pixel_size=truth["pixel_size"])
     prof = scan_profiles(data, cal.plan, shifts=cal.shifts, exclude_direct=0.15)
-    pm = sro_peak_map(prof)
+    pm = sro_peak_map(prof, width=0.04)  # the analytic rings' σ (not broadened by the nominal 2 mrad probe)
     q, m, s = sector_profiles(data, cal.plan, shifts=cal.shifts, n_phi=32)
     f = features(q, m, s, profiles=prof, peak_map=pm)
     return classify(f), f, prof, pm

@@ -52,7 +52,7 @@ def _classified(library, tmp_path_factory, name, seed):
     scan = load_scan(path)
     cal = calibrate(scan)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=0.15)
-    pm = sro_peak_map(prof)
+    pm = sro_peak_map(prof, semiangle=scan.semiangle, energy=scan.energy)
     q, m, s = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
     f = features(q, m, s, profiles=prof, peak_map=pm)
     truth_cls = np.array([CLASSES.index(KIND_CLASS[r.kind]) for r in scene.regions])[res.truth["region"]]

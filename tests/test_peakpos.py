@@ -130,7 +130,7 @@ def test_mismatched_shapes_raise():
 # ---------------------------------------------------------------------------------------------------------------
 # sro_peak_position: peak + constant in a window centred on the peak
 # ---------------------------------------------------------------------------------------------------------------
-from simkit.peakpos import sro_peak_position  # noqa: E402
+from simkit.peakpos import sro_peak_position, sro_width, sro_window  # noqa: E402
 from tests.reference import sro_peak_position_reference  # noqa: E402
 
 
@@ -182,7 +182,7 @@ def test_sro_kernel_without_jit_is_identical(rng):
 
     y = np.stack([_broad_hump(Q, m) * Q for m in rng.uniform(0.27, 0.34, 3)])
     wt = np.ones_like(y)
-    args = (Q, y / y.max(), wt, WINDOW[0], WINDOW[1], 0.12, 0.1, False, 6, 50)
+    args = (Q, y / y.max(), wt, WINDOW[0], WINDOW[1], np.full(3, 0.12), np.array([0.1, 0.1, 0.0]), False, 6, 200)
     out_j, ok_j = np.full((3, 7), np.nan), np.zeros(3, bool)
     out_p, ok_p = out_j.copy(), ok_j.copy()
     pp._k_sro(*args, out_j, ok_j)
@@ -229,7 +229,7 @@ def test_sro_succeeds_where_the_linear_background_fit_fails(rng):
     counts = rng.poisson(np.broadcast_to(lam, (600, Q.size))).astype(float)
     sig = np.sqrt(np.maximum(counts, 1.0))
     old = peak_position(Q, counts, WINDOW, sigma=sig)
-    new = sro_peak_position(Q, counts, WINDOW, sigma=sig)
+    new = sro_peak_position(Q, counts, WINDOW, width=0.1, sigma=sig)  # a map's fixed width (sro_window)
     assert old.ok.mean() < 0.8
     assert new.ok.mean() > 0.99
 
@@ -255,3 +255,36 @@ def test_sro_too_few_bins_and_all_nan_give_nan():
     y = np.full(Q.size, np.nan)
     fit = sro_peak_position(Q, np.stack([y, _broad_hump(Q, 0.3)]), WINDOW)
     assert not fit.ok[0] and np.isnan(fit.position[0]) and fit.ok[1]
+
+
+def test_sro_window_follows_the_disc_projection(rng):
+    """w = √(w₀² + (Q_α/2)²): the radial projection of a uniform disc of radius Q_α has σ = Q_α/2 (semicircle law,
+    checked by sampling), Q_α = α/λ with λ(300 keV) = 0.019687 Å."""
+    pts = rng.uniform(-1, 1, (400000, 2))
+    pts = pts[np.hypot(*pts.T) <= 1]
+    assert np.std(pts[:, 0]) == pytest.approx(0.5, rel=0.01)
+    w, h = sro_window(2.0, 300e3, intrinsic_width=0.07)
+    q_alpha = 2e-3 / 0.019687
+    assert w == pytest.approx(np.hypot(0.07, q_alpha / 2), rel=1e-3)
+    assert h == pytest.approx(1.2 * w, rel=1e-9)
+    assert sro_window(0.15)[1] == pytest.approx(0.084, abs=1e-3)
+    with pytest.raises(ValueError, match="semiangle"):
+        sro_window(-1.0)
+
+
+def test_sro_width_locks_on_a_sharp_peak_and_widens_for_a_broad_hump():
+    def steep_iq(q):  # I·Q: a sharp SRO peak on a steep background
+        return 3.0 * np.exp(-0.5 * ((q - 0.33) / 0.035) ** 2) + 40 * np.exp(-q / 0.08) + 1.0
+
+    steep = steep_iq(Q)
+    broad = _broad_hump(Q, 0.30, w=0.12) * Q
+    w, h = sro_width(Q, np.stack([steep, broad]) / Q)
+    assert w[0] == pytest.approx(0.035, rel=0.1) and h[0] == pytest.approx(0.05, abs=1e-3)
+    assert w[1] > 0.09 and h[1] > 0.11
+    # the automatic width keeps the window at ±0.05 Å⁻¹, so the flat-background model errs by no more than the
+    # background slope's own shift of the maximum (here the curve's maximum is 0.0033 below the peak centre)
+    fit = sro_peak_position(Q, steep / Q)
+    fine = np.arange(0.3, 0.36, 1e-6)
+    curve_max = fine[np.argmax(steep_iq(fine))]
+    assert abs(float(fit.position) - curve_max) < 0.004
+    assert abs(float(fit.position) - 0.33) < 0.0075
