@@ -45,7 +45,7 @@ from scipy.interpolate import CubicSpline
 from fitting.hypotheses import _measured, lrt_pvalue
 from fitting.model import Component, FitResult, fit_profile
 
-__all__ = ["GridFit", "fit_defect_thickness"]
+__all__ = ["GridComparison", "GridFit", "compare_grids", "fit_defect_thickness"]
 
 #: ΔD of the 68.27 % intervals: one parameter (profile) and two parameters jointly.
 DELTA_1D = 1.0
@@ -346,15 +346,20 @@ def fit_defect_thickness(
     rx, rt = xf[region.any(axis=1)], tf[region.any(axis=0)]
     joint = ((float(rx.min()), float(rx.max())), (float(rt.min()), float(rt.max())))
     corr = quad["correlation"]
-    if not quad["definite"]:
-        warnings.append("the deviance surface has no minimum in x and t (not positive definite): a valley")
     x_width = x_hi - x_lo
     degenerate = bool(x_width > max_vacancy_width or x_open[1] or not quad["definite"])
     if degenerate:
+        why = []
+        if x_width > max_vacancy_width:
+            why.append(f"68 % interval {x_lo:.3f}–{x_hi:.3f} wider than {max_vacancy_width}")
+        if x_open[1]:
+            why.append("interval open at the upper grid edge")
+        if not quad["definite"]:
+            why.append("no minimum of the deviance surface (a valley)")
+        rho = "undefined" if not np.isfinite(corr) else f"{corr:+.2f}"
         warnings.append(
-            f"vacancy fraction not determined: 68 % interval {x_lo:.3f}–{x_hi:.3f} (width {x_width:.3f} > "
-            f"{max_vacancy_width}{', open at the grid edge' if x_open[1] else ''}); correlation with thickness "
-            f"{corr:+.2f} — thickness and vacancies trade off in the Bragg ratios"
+            f"vacancy fraction not determined: {'; '.join(why)}; correlation with thickness {rho} — thickness and "
+            "vacancies trade off in the Bragg ratios"
         )
     if t_open[0] or t_open[1]:
         warnings.append(
@@ -399,4 +404,86 @@ def fit_defect_thickness(
         not_converged=tuple(bad),
         warnings=tuple(warnings),
         settings={"name": name, "max_vacancy_width": max_vacancy_width, "n_fine": n_fine, **fit_kwargs},
+    )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class GridComparison:
+    """Result of :func:`compare_grids`: one :class:`GridFit` per modelling assumption.
+
+    Attributes
+    ----------
+    fits : dict name → GridFit
+    delta_aic : dict name → float
+        AIC of each assumption minus the best (same number of parameters: the deviance difference).
+    best : str
+    vacancy_spread : float  [fraction]
+        Largest difference of the best vacancy fractions among the assumptions within ΔAIC < 2 of the best.
+    ambiguous : bool
+        Assumptions the data do not tell apart (ΔAIC < 2) give vacancy fractions that differ by more than their
+        combined 1σ: the vacancy fraction depends on the assumption (e.g. ionic vs neutral scattering factors).
+    warnings : tuple of str
+    """
+
+    fits: dict
+    delta_aic: dict
+    best: str
+    vacancy_spread: float
+    ambiguous: bool
+    warnings: tuple[str, ...]
+
+    def table(self) -> str:
+        """One line per assumption, best first."""
+        rows = [f"{'assumption':>16s}  {'ΔAIC':>8s}  {'x':>6s}  {'σx':>6s}  {'t [nm]':>7s}  {'ΔAIC(x=0)':>9s}"]
+        for n in sorted(self.delta_aic, key=self.delta_aic.get):
+            f = self.fits[n]
+            rows.append(
+                f"{n:>16s}  {self.delta_aic[n]:8.1f}  {f.best_vacancy:6.3f}  {f.vacancy_sigma:6.3f}  "
+                f"{f.best_thickness / 10:7.2f}  {f.delta_aic_stoichiometric:9.1f}"
+            )
+        return "\n".join(rows + [f"warning: {w}" for w in self.warnings])
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def compare_grids(measured, grids: Mapping, vacancy, thickness, **kwargs) -> GridComparison:
+    """Fit the same profile under several modelling assumptions (e.g. neutral vs ionic scattering factors).
+
+    Parameters
+    ----------
+    measured : RadialProfiles or tuple (q, counts[, exposure])
+    grids : Mapping name → ndarray (n_x, n_t, n_q)
+        Crystal components on the same (vacancy × thickness) grid under each assumption.
+    vacancy, thickness : array-like  [fraction], [Å]
+    **kwargs
+        Passed to :func:`fit_defect_thickness`.
+
+    Returns
+    -------
+    GridComparison
+    """
+    if not isinstance(grids, Mapping) or len(grids) == 0:
+        raise ValueError("grids must be a non-empty Mapping name → components (n_x, n_t, n_q)")
+    fits = {str(n): fit_defect_thickness(measured, g, vacancy, thickness, **kwargs) for n, g in grids.items()}
+    dmin = min(f.min_deviance for f in fits.values())
+    daic = {n: f.min_deviance - dmin for n, f in fits.items()}
+    best = min(daic, key=daic.get)
+    close = [n for n in fits if daic[n] < 2.0]
+    xs = [fits[n].best_vacancy for n in close]
+    spread = float(max(xs) - min(xs)) if len(xs) > 1 else 0.0
+    ambiguous = False
+    warnings = []
+    for a in close:
+        for b in close:
+            if a < b:
+                d = abs(fits[a].best_vacancy - fits[b].best_vacancy)
+                if d > np.hypot(fits[a].vacancy_sigma, fits[b].vacancy_sigma):
+                    ambiguous = True
+                    warnings.append(
+                        f"'{a}' and '{b}' fit equally well (ΔAIC < 2) but give x = {fits[a].best_vacancy:.3f} and "
+                        f"{fits[b].best_vacancy:.3f}: the vacancy fraction depends on that assumption"
+                    )
+    return GridComparison(
+        fits=fits, delta_aic=daic, best=best, vacancy_spread=spread, ambiguous=ambiguous, warnings=tuple(warnings)
     )

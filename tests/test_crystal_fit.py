@@ -15,7 +15,7 @@ import functools
 import numpy as np
 import pytest
 
-from fitting.crystal_fit import fit_defect_thickness
+from fitting.crystal_fit import compare_grids, fit_defect_thickness
 from simkit import bloch
 from simkit.geometry import DetectorGeometry
 from simkit.kinematic import make_probe_convolution
@@ -23,6 +23,7 @@ from structures.crystals import bulk
 
 E0, SEMIANGLE = 300e3, 0.15
 X_TRUE, T_TRUE = 0.2, 62.0
+CI = (800, 3000, (0.0, 0.1, 0.2, 0.3, 0.4), (20.0, 45.0, 80.0, 130.0))
 
 
 def gauss(q, q0, w):
@@ -48,7 +49,14 @@ def _setup(n_components, n_data, vacancies, thicknesses):
         convolution=conv,
     )
     rings, _ = bloch.powder_rings(
-        cell, conv.q, [T_TRUE], occupancies={"F": 1 - X_TRUE}, rng=11, n_orientations=n_data, symmetry="m-3m", sg_max=0.08
+        cell,
+        conv.q,
+        [T_TRUE],
+        occupancies={"F": 1 - X_TRUE},
+        rng=11,
+        n_orientations=n_data,
+        symmetry="m-3m",
+        sg_max=0.08,
     )
     lif = conv.pattern(rings[0])
     lif /= lif.max()
@@ -64,9 +72,8 @@ def _measure(conv, mu, dose, seed):
 
 
 def test_vacancy_and_thickness_ci():
-    """CI size: 300 orientations per component, 5 × 4 grid, one refinement round, Q scale and blur fixed.
-    Measured: x = 0.20 ± 0.01, ΔAIC(stoichiometric) ≈ 10³ at ≈ 6000 counts in the 200 peak bin."""
-    conv, xs, ts, comps, mu, others = _setup(300, 1000, (0.0, 0.1, 0.2, 0.3, 0.4), (20.0, 45.0, 80.0, 130.0))
+    """CI size: 800 orientations per component, 5 × 4 grid, one refinement round, Q scale and blur fixed."""
+    conv, xs, ts, comps, mu, others = _setup(*CI)
     data = _measure(conv, mu, 10.0, 0)
     r = fit_defect_thickness(
         data, comps, xs, ts, others=others, name="LiF", q_range=(0.25, 0.95), q_scale=False, blur=False, n_refine=1
@@ -83,7 +90,7 @@ def test_vacancy_and_thickness_ci():
 def test_low_dose_degeneracy_is_reported():
     """At ≈ 6 counts in the 200 peak bin the vacancy fraction is not determined to ±0.05: the tool says so
     (degenerate, a warning, a wide interval) instead of returning a precise number."""
-    conv, xs, ts, comps, mu, others = _setup(300, 1000, (0.0, 0.1, 0.2, 0.3, 0.4), (20.0, 45.0, 80.0, 130.0))
+    conv, xs, ts, comps, mu, others = _setup(*CI)
     data = _measure(conv, mu, 0.01, 1)
     r = fit_defect_thickness(
         data, comps, xs, ts, others=others, name="LiF", q_range=(0.25, 0.95), q_scale=False, blur=False, n_refine=1
@@ -113,7 +120,21 @@ def test_bad_input():
 @pytest.mark.parametrize(("dose", "seed"), [(1.0, 0), (10.0, 0), (10.0, 1), (100.0, 0)])
 def test_vacancy_and_thickness_full(dose, seed):
     """1500 orientations per component, 9 × 8 grid (x 0–0.4, t 2–16 nm), Q scale and blur fitted; data from
-    3000 orientations. See the final report of issue 9 for the measured table."""
+    3000 orientations (t = 6.2 nm, x = 0.2). Measured (200-peak bin ≈ 600 / 6000 / 6000 / 63000 counts):
+
+    ========  =============  ====================  =====  =========
+    dose      x ± σ          t [nm] (68 %)         ρ(x,t) ΔAIC(x=0)
+    ========  =============  ====================  =====  =========
+    1, s0     0.207 ± 0.019  8.6 (4.2–12.8)        +0.51  94
+    10, s0    0.208 ± 0.006  7.1 (5.7–8.6)         +0.48  999
+    10, s1    0.205 ± 0.006  9.9 (8.4–11.4)        +0.58  936
+    100, s0   0.198 ± 0.002  8.1 (7.7–8.5)         +0.48  8898
+    ========  =============  ====================  =====  =========
+
+    The vacancy fraction is recovered to ≤ 0.01 at every dose. The thickness is not: an orientation average
+    changes I111/I200 by only ≈ 10 % from 2 to 10 nm, so ≈ 1–3 % differences between the orientation samples of
+    data and components move t by 1–4 nm, and its statistical 68 % interval misses the truth at ≥ 6000 counts.
+    Only a loose bound is asserted."""
     xs = tuple(np.round(np.arange(0.0, 0.41, 0.05), 3))
     ts = tuple(np.arange(20.0, 161.0, 20.0))
     conv, xs, ts, comps, mu, others = _setup(1500, 3000, xs, ts)
@@ -123,6 +144,63 @@ def test_vacancy_and_thickness_full(dose, seed):
     assert r.best_vacancy == pytest.approx(X_TRUE, abs=0.05)
     assert r.delta_aic_stoichiometric > 10
     assert not r.degenerate
-    # the thickness is weakly determined by an orientation average (≈ +10 % in I111/I200 from 2 to 10 nm) and
-    # biased by the finite orientation sampling of components and data: within 3 nm only
-    assert r.best_thickness == pytest.approx(T_TRUE, abs=30.0)
+    assert r.best_thickness == pytest.approx(T_TRUE, abs=45.0)  # see the docstring: t is weakly identifiable
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("truth", ["ionic", "neutral"])
+def test_ionicity_is_a_systematic_of_the_vacancy_fraction(truth):
+    """Data with ionic (Li⁺, F⁻, Mott–Bethe) or neutral scattering factors, 20 % F vacancies, 6.2 nm; fitted with
+    neutral and with ionic component grids (1000 orientations each, data 3000). Measured at ≈ 1900 counts in the
+    200 peak bin: the two assumptions give x differing by ≈ 0.035 (ionic factors need fewer vacancies for the same
+    I111/I200) — below the 0.05 requirement, but larger than σx ≈ 0.01. Which assumption the data prefer is NOT
+    reliable with independent orientation samples: ΔAIC preferred 'ionic' by 52 for ionic data and by 11 for
+    neutral data (with identical orientation sets and SRO shape each truth was preferred by ΔAIC ≈ 196) — so the
+    test asserts the spread and the recovery under the true assumption, not the preference."""
+    conv, xs, ts, _, _, others = _setup(*CI)
+    cell = bulk("LiF")
+    ion = {"Li": 1, "F": -1}
+    grids = {}
+    for name, charges in (("neutral", None), ("ionic", ion)):
+        prof, _, _ = bloch.powder_profiles(
+            cell,
+            ts,
+            semiangle=SEMIANGLE,
+            energy=E0,
+            occupancies=[{"F": 1 - x} for x in xs],
+            n_orientations=1000,
+            symmetry="m-3m",
+            convolution=conv,
+            charges=charges,
+        )
+        grids[name] = prof.mean
+    rings, _ = bloch.powder_rings(
+        cell,
+        conv.q,
+        [T_TRUE],
+        occupancies={"F": 1 - X_TRUE},
+        rng=11,
+        n_orientations=3000,
+        symmetry="m-3m",
+        sg_max=0.08,
+        charges=ion if truth == "ionic" else None,
+    )
+    lif = conv.pattern(rings[0])
+    q = np.maximum(conv.q, 0.02)
+    mu = lif / lif.max() + 0.3 * conv.pattern(gauss(conv.q, 0.297, 0.032)) + 0.05 * conv.pattern((q / 0.4) ** -2.5)
+    c = compare_grids(
+        _measure(conv, mu, 3.0, 0),
+        grids,
+        xs,
+        ts,
+        others=others,
+        name="LiF",
+        q_range=(0.25, 0.95),
+        q_scale=False,
+        blur=False,
+        n_refine=1,
+    )
+    print(f"\ntruth {truth}\n{c.table()}")
+    assert c.fits[truth].best_vacancy == pytest.approx(X_TRUE, abs=0.05)
+    shift = c.fits["neutral"].best_vacancy - c.fits["ionic"].best_vacancy
+    assert 0.015 < shift < 0.07
