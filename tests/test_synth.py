@@ -518,3 +518,23 @@ def test_015_mrad_full_tiny_preset_scans(tmp_path):
     for name, regions in (("bottom", ("type2",)), ("top", ("type1", "electrolyte"))):
         _, res = _narrow_scan(name, lib, tmp_path / f"{name}.h5", field=(12, 36))
         _check_region_peaks(res, geom, regions)
+
+
+def test_footprint_grid_path_equals_the_offset_loop():
+    # the fine-grid correlation in _footprint_fractions is an optimisation of Σ_k w_k · fractions(y + oy_k, x + ox_k)
+    from simkit.synth import _footprint, _footprint_fractions
+    from simkit.synth import default_scan as ds
+
+    scene, probe = ds("top", semiangle=0.15, field_shape=(5, 12), li_side=200.0)
+    offs, wts = _footprint(probe, scene.step)
+    assert len(wts) > 100 and wts.sum() == pytest.approx(1.0)
+    iy = np.arange(1, 4)
+    fast = _footprint_fractions(scene, iy, (offs, wts))
+    yy, xx = np.meshgrid(iy * scene.step, np.arange(12) * scene.step, indexing="ij")
+    slow = sum(w * scene.fractions(yy + oy, xx + ox) for (oy, ox), w in zip(offs, wts))
+    np.testing.assert_allclose(fast, slow, atol=1e-12)
+    # offsets off any grid take the loop; a 2 mrad probe is one point
+    odd = (offs[:7] * 0.37, wts[:7] / wts[:7].sum())
+    want = sum(w * scene.fractions(yy + oy, xx + ox) for (oy, ox), w in zip(*odd))
+    np.testing.assert_allclose(_footprint_fractions(scene, iy, odd), want, atol=1e-12)
+    assert len(_footprint(Probe(), scene.step)[1]) == 1
