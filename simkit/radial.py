@@ -213,8 +213,8 @@ def _sector(xc, yc, n_phi):
 
 
 @njit(cache=True)
-def _seg_dist(ax, ay, bx, by):
-    """Distance of the origin from the segment A–B."""
+def _seg_dist2(ax, ay, bx, by):
+    """Squared distance of the origin from the segment A–B."""
     ex = bx - ax
     ey = by - ay
     ee = ex * ex + ey * ey
@@ -227,31 +227,30 @@ def _seg_dist(ax, ay, bx, by):
             t = 1.0
     px = ax + t * ex
     py = ay + t * ey
-    return math.sqrt(px * px + py * py)
+    return px * px + py * py
 
 
 @njit(cache=True)
 def _pixel_extent(dy, dx, m00, m01, m11):
-    """Smallest and largest corrected radius [px] over the pixel square centred at offset (dy, dx)."""
+    """Smallest and largest corrected radius [px] over the pixel square centred at offset (dy, dx).
+
+    Extremes are taken over squared distances and rooted once (the square root is monotone and correctly
+    rounded, so this equals the extreme of the rooted distances bit for bit, with two roots instead of eight).
+    """
     x0, y0 = _corrected(dy - 0.5, dx - 0.5, m00, m01, m11)
     x1, y1 = _corrected(dy - 0.5, dx + 0.5, m00, m01, m11)
     x2, y2 = _corrected(dy + 0.5, dx + 0.5, m00, m01, m11)
     x3, y3 = _corrected(dy + 0.5, dx - 0.5, m00, m01, m11)
-    rmax = max(
-        math.sqrt(x0 * x0 + y0 * y0),
-        math.sqrt(x1 * x1 + y1 * y1),
-        math.sqrt(x2 * x2 + y2 * y2),
-        math.sqrt(x3 * x3 + y3 * y3),
-    )
+    rmax = math.sqrt(max(x0 * x0 + y0 * y0, x1 * x1 + y1 * y1, x2 * x2 + y2 * y2, x3 * x3 + y3 * y3))
     if abs(dy) <= 0.5 and abs(dx) <= 0.5:
         return 0.0, rmax
-    rmin = min(
-        _seg_dist(x0, y0, x1, y1),
-        _seg_dist(x1, y1, x2, y2),
-        _seg_dist(x2, y2, x3, y3),
-        _seg_dist(x3, y3, x0, y0),
+    d2 = min(
+        _seg_dist2(x0, y0, x1, y1),
+        _seg_dist2(x1, y1, x2, y2),
+        _seg_dist2(x2, y2, x3, y3),
+        _seg_dist2(x3, y3, x0, y0),
     )
-    return rmin, rmax
+    return math.sqrt(d2), rmax
 
 
 @njit(cache=True)
@@ -622,9 +621,15 @@ def _split_accumulate(img, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv
     """Split pixels about centre (cy, cx) straight into acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), bin]: the entries of
     _pixel_entries(split=True) in the same order and arithmetic as _accumulate_one, without the entry list."""
     nq = edges.size - 1
+    # a pixel's corrected square reaches at most half its corrected diagonal (|E1| + |E2|) / 2 beyond its centre
+    # (E1 = M·(1, 0), E2 = M·(0, 1)): rows are visited only over the columns whose centres lie within that
+    # reach (plus a pixel) of the top edge
+    reach = 0.5 * (math.sqrt(m00 * m00 + m01 * m01) + math.sqrt(m01 * m01 + m11 * m11)) + 1.0
+    r_top = edges[nq] / pixel_size + reach
     for i in range(ny):
         dy = i - cy
-        for j in range(nx):
+        j0, j1 = _row_span(nx, dy, cx, m00, m01, m11, r_top * r_top)
+        for j in range(j0, j1):
             p = i * nx + j
             if not valid[p]:
                 continue
@@ -641,9 +646,24 @@ def _split_accumulate(img, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv
             if n_phi > 1:
                 xc, yc = _corrected(dy, dx, m00, m01, m11)
                 s = _sector(xc, yc, n_phi)
-            k = _find_bin(edges, qa, inv_dq)
-            if k < 0:
-                k = 0
+            # first bin reached: _find_bin(edges, qa, inv_dq) clipped at 0, written out (a helper taking an
+            # array costs reference counting per call)
+            k = 0
+            if qa >= edges[0]:
+                if inv_dq > 0.0:
+                    k = min(int((qa - edges[0]) * inv_dq), nq - 1)
+                    while qa < edges[k]:
+                        k -= 1
+                    while qa >= edges[k + 1]:
+                        k += 1
+                else:
+                    kh = nq
+                    while kh - k > 1:  # invariant: edges[k] <= qa < edges[kh]
+                        mid = (k + kh) // 2
+                        if edges[mid] <= qa:
+                            k = mid
+                        else:
+                            kh = mid
             while k < nq and edges[k] < qb:
                 lo = max(qa, edges[k])
                 hi = min(qb, edges[k + 1])
