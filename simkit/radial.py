@@ -38,16 +38,29 @@ weighted median and ``sem_azimuthal`` is multiplied by sqrt(π/2) (the median's 
 Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' output rows)
 --------------------------------------------------------------------------------------------
 * fixed centre, no splitting: a per-pixel unsigned table ``bin·4 + p % 4`` built once (four interleaved
-  accumulator copies break the store-to-load chains of scatter-adds into the same bin); uint8/uint16 data are
-  summed exactly in int64 (no overflow, no float conversion of the stack); other dtypes in float64.
-* per-pattern centres (``shifts``), no splitting: the radius is computed on the fly row by row (a vectorised
-  square-root pass, then an exact bin search and the scatter); for uint8/uint16 the count and the sum share one
-  int64 accumulator (count in the bits from 2⁴⁰ up).
-* split pixels, sectors with shifts, median and sigma clipping: general (pixel, bin, weight) entry lists in
-  float64 (built once for a fixed centre, per pattern with shifts).
+  accumulator copies break the store-to-load chains of scatter-adds into the same bin), visited only over the
+  columns of each row that hold used pixels; uint8/uint16 data are summed exactly in int64 (no overflow, no
+  float conversion of the stack); other dtypes in float64.
+* per-pattern centres (``shifts``), no splitting: per row only the columns that can reach a bin (the roots of
+  a quadratic), a vectorised pass for the squared corrected radius s, then the bin of s from a look-up table
+  whose cells are exact except where a threshold falls inside (then an exact comparison). The thresholds are
+  the edges mapped exactly onto s (for each edge the smallest double s with fl(fl(√s)·pixel_size) >= edge,
+  by bisection), so the bins are bit for bit those of comparing q = √s·pixel_size with the edges, without a
+  square root per pixel. For uint8/uint16 the count and the sum share one int64 accumulator (count in the
+  bits from 2⁴⁰ up).
+* split pixels: (pixel, bin, weight) entries in float64 built once for a fixed centre; with shifts each
+  pixel's radial extent is computed on the fly and accumulated directly (no entry list per pattern).
+* sectors with shifts: as the shifted kernels plus an atan2 per pixel (about 8× slower).
+* median and sigma clipping: general entry lists (per pattern with shifts).
 Every path bins with the same arithmetic (q = |M·(dx, dy)|·pixel_size, M the symmetric ellipse-correction
 matrix; exact search of ``edges``), so all paths agree with each other and with the slow reference in
 ``tests/reference.py``; ``NUMBA_DISABLE_JIT=1`` gives identical results.
+Hot loops cast their indices to unsigned (numba tests every signed index it cannot prove non-negative for
+wraparound, a third of the cost of a scatter-add loop) and call no helper that takes arrays (reference
+counting on every call tripled the cost of the shifted kernel).
+
+Benchmark (``bench/radial.py``, 2 cores, uint16 Poisson stack, ratios to pyFAI ``integrate1d`` measured in the
+same run): see the table in the closing note of issue 3 and in that script's docstring.
 """
 
 from __future__ import annotations
