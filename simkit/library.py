@@ -841,8 +841,10 @@ def _read_entry(path: Path) -> tuple[np.ndarray, EntrySpec, dict]:
     return pat, EntrySpec(**s), info
 
 
-def _task(spec, probe, geometry, thickness, ms, path, key):
-    """One library task: simulate with one inner thread, write atomically; returns the path."""
+def _task(spec, probe, geometry, thickness, ms, path, key, reason=None):
+    """One library task: simulate with one inner thread, write atomically; returns the path.
+
+    ``reason``: why "auto" chose ``spec.method`` (recorded in the entry's info)."""
     import numba
     from threadpoolctl import threadpool_limits
 
@@ -855,6 +857,8 @@ def _task(spec, probe, geometry, thickness, ms, path, key):
             pat, info = build_entry(spec, probe, geometry, thickness, ms)
     finally:
         numba.set_num_threads(old)
+    if reason is not None:
+        info["method_reason"] = reason
     _atomic_write_entry(Path(path), pat, spec, info, key)
     return str(path)
 
@@ -971,6 +975,7 @@ def build_library(
     if not np.isfinite(thickness) or thickness <= 0:
         raise ValueError(f"thickness={thickness!r} must be a positive column thickness [Å]")
     ms = ms or _default_ms(probe, 1)
+    reasons = [_method_choice(s, probe, thickness, ms)[1] for s in specs]
     specs = [_resolved(s, probe, thickness, ms) for s in specs]  # "auto" → the method used (part of the key)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     keys = [entry_key(s, probe, geometry, thickness, ms) for s in specs]
@@ -978,7 +983,9 @@ def build_library(
     missing = [i for i, p in enumerate(paths) if not p.exists()]
     if missing:
         tasks = [
-            dask.delayed(_task, pure=False)(specs[i], probe, geometry, thickness, ms, str(paths[i]), keys[i])
+            dask.delayed(_task, pure=False)(
+                specs[i], probe, geometry, thickness, ms, str(paths[i]), keys[i], reasons[i]
+            )
             for i in missing
         ]
         if scheduler_address is not None and client is None:
