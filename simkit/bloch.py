@@ -314,7 +314,8 @@ def slab_beams(
         Beam direction [uvw] in the cell's Cartesian frame (a zone axis such as (0, 1, 1), or any direction).
         The lab frame puts it along +z (``structures.crystals.rotation_to_zone_axis``).
     g_max : float  [Å⁻¹]
-        Largest |g| of the beams (and of the coupling); 2 Å⁻¹ converges LiF I111/I200 to < 1 % (tested).
+        Largest |g| of the beams (and of the coupling). On the LiF [011] zone axis (the worst case: every
+        zero-layer beam excited) I111/I200 with 2 Å⁻¹ is within 1.4 % (2.3 nm) / 3.4 % (9.1 nm) of 3 Å⁻¹.
     sg_max : float  [Å⁻¹]
         Largest |excitation error| of the beams.
     occupancy, displacement, charges, parametrization
