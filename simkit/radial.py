@@ -451,11 +451,13 @@ def _row_span(nx, dy, cxn, m00, m01, m11, s_top):
 
 
 @njit(cache=True, inline="always")
-def _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, srow):
+def _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow):
     """Squared corrected radius s = |M·(dx, dy)|² [px²] of columns [j0, j1) of a row (the arithmetic of
-    _pixel_entries before its square root); +inf for masked pixels. A separate pass so that it vectorises;
-    ``cols`` holds the column indices as float64 (an int64 → float64 conversion per pixel does not vectorise
-    on AVX2 and would triple the cost of this pass)."""
+    _pixel_entries before its square root; +inf for masked pixels) and its look-up cell min(s·inv_h, cmax).
+
+    A separate pass so that it vectorises; ``cols`` holds the column indices as float64 (an int64 → float64
+    conversion per pixel does not vectorise on AVX2 and would triple the cost of this pass).
+    """
     bx = m01 * dy
     by = m11 * dy
     for j in range(j0, j1):
@@ -463,11 +465,13 @@ def _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, srow):
         xc = m00 * dx + bx
         yc = m01 * dx + by
         s = xc * xc + yc * yc
-        srow[np.uint64(j)] = s if valid[np.uint64(base + j)] else np.inf
+        s = s if valid[np.uint64(base + j)] else np.inf
+        srow[np.uint64(j)] = s
+        crow[np.uint64(j)] = np.int32(min(s * inv_h, cmax))
 
 
 @njit(cache=True)
-def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, s1, s2):
+def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s1, s2):
     """One uint8/uint16 pattern about centre (cyn, cxn), no splitting: s1[t] += I + 2^_CSHIFT (count and
     Σ I), s2[t] += I² with t = (sector·n_q + k)·_W + j % _W; outside pixels go to the spare bin n_phi·n_q.
 
@@ -484,14 +488,14 @@ def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi
         dy = i - cyn
         j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
         base = i * nx
-        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, srow)
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
         if n_phi == 1:
             for j in range(j0, j1):
-                s = srow[np.uint64(j)]
                 # bin k of s via the look-up table (n_q outside the bins); written out here rather than in a
                 # helper: a helper taking arrays costs reference counting on every call
-                k = np.int64(lut[np.uint64(int(min(s * inv_h, cmax)))])
+                k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
                 if k < 0:
+                    s = srow[np.uint64(j)]
                     if s >= t0 and s < tn:
                         k = -k - 1
                         while s >= thr[np.uint64(k + 1)]:
@@ -504,9 +508,9 @@ def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi
                 s2[t] += v * v
         else:
             for j in range(j0, j1):
-                s = srow[np.uint64(j)]
-                k = np.int64(lut[np.uint64(int(min(s * inv_h, cmax)))])
+                k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
                 if k < 0:
+                    s = srow[np.uint64(j)]
                     if s >= t0 and s < tn:
                         k = -k - 1
                         while s >= thr[np.uint64(k + 1)]:
@@ -525,7 +529,7 @@ def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi
 
 
 @njit(cache=True)
-def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, s0, s1, s2):
+def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s0, s1, s2):
     """As _shift_one_uint for float32/float64 data: s0 += 1, s1 += I, s2 += I² in float64; NaN pixels skipped."""
     nq = thr.size - 1
     nb = n_phi * nq
@@ -536,15 +540,15 @@ def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_ph
         dy = i - cyn
         j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
         base = i * nx
-        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, srow)
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
         for j in range(j0, j1):
             v = np.float64(img[np.uint64(base + j)])
-            s = srow[np.uint64(j)]
             if v != v:
                 continue
             # bin k of s via the look-up table (n_q outside the bins), as in _shift_one_uint
-            k = np.int64(lut[np.uint64(int(min(s * inv_h, cmax)))])
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
             if k < 0:
+                s = srow[np.uint64(j)]
                 if s >= t0 and s < tn:
                     k = -k - 1
                     while s >= thr[np.uint64(k + 1)]:
@@ -578,10 +582,11 @@ def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, 
         s1 = np.zeros((nb + 1) * _W, np.int64)
         s2 = np.zeros((nb + 1) * _W, np.int64)
         srow = np.empty(nx)
+        crow = np.empty(nx, np.int32)
         cols = np.arange(nx).astype(np.float64)
         _shift_one_uint(
             data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi, valid,
-            cols, srow, s1, s2,
+            cols, srow, crow, s1, s2,
         )  # fmt: skip
         for b in range(nb):
             a = np.int64(0)
@@ -608,10 +613,11 @@ def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h,
         s1 = np.zeros((nb + 1) * _W)
         s2 = np.zeros((nb + 1) * _W)
         srow = np.empty(nx)
+        crow = np.empty(nx, np.int32)
         cols = np.arange(nx).astype(np.float64)
         _shift_one_float(
             data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi, valid,
-            cols, srow, s0, s1, s2,
+            cols, srow, crow, s0, s1, s2,
         )  # fmt: skip
         for b in range(nb):
             c = 0.0
@@ -1257,7 +1263,7 @@ def _s_thresholds(edges: np.ndarray, pixel_size: float) -> np.ndarray:
 
 
 def _s_lookup(thr: np.ndarray) -> tuple[np.ndarray, float]:
-    """Look-up table of _lut_bin over the squared radius s [px²].
+    """Look-up table of the shifted kernels over the squared radius s [px²].
 
     Cell c (s·inv_h in [c, c + 1), widened by a relative 1e-9 against rounding) holds the bin k of all its s
     (n_q when the whole cell lies outside the bins) when no threshold falls inside it, and −(k + 1) otherwise,
