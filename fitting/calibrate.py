@@ -24,6 +24,7 @@ the ring intensity (n = 0) of radial profiles computed by ``simkit.radial`` — 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,9 @@ __all__ = [
     "calibrate",
     "calibrate_q",
     "calibrated_plan",
+    "compose_ellipse",
     "descan_shifts",
+    "ellipse_from_sectors",
     "find_centers",
     "fit_descan",
     "fit_ellipse",
@@ -569,6 +572,84 @@ def fit_ellipse(
         if abs(rho_res - 1) < 1e-4 and it > 0:
             break
     return EllipseFit(ratio=ratio, angle=angle % math.pi, radius=float(a0), radii=radii, phi=phi)
+
+
+def ellipse_from_sectors(
+    q: np.ndarray,
+    sector_mean: np.ndarray,
+    *,
+    select: np.ndarray | None = None,
+    q_range: tuple[float, float] = (0.2, 0.5),
+    pixel_size: float = 1.0,
+) -> EllipseFit:
+    """Residual elliptical distortion from sector profiles that a scan analysis has computed anyway.
+
+    The sector means of the selected patterns (e.g. amorphous pixels without Bragg discs) are averaged; in each
+    sector the radial scale s(φ) relative to the azimuthal mean is found by matching the whole profile shape in
+    ``q_range`` (as in :func:`fit_ellipse`), and s(φ) = 1 + ε cos 2(φ − θ) gives ρ = (1 + ε)/(1 − ε). One pass,
+    first order in ε: the distortion *left* by the plan that made the sector profiles (compose it with that
+    plan's own ellipse). No re-integration of the patterns: cheap enough to run on every scan.
+
+    Parameters
+    ----------
+    q : ndarray (n_q,)  [Å⁻¹]
+        Bin centres of the sector profiles.
+    sector_mean : ndarray (..., n_phi, n_q)
+        Sector mean intensities (``simkit.radial`` sector integration, sectors φ_k = (k + ½)·2π/n_phi from +x
+        towards +y).
+    select : ndarray of bool, shape sector_mean.shape[:-2], or None
+        Patterns to use (default all).
+    q_range : tuple of float  [Å⁻¹]
+        Window of the ring(s) matched (the amorphous SRO hump and its flanks).
+    pixel_size : float  [Å⁻¹/px]
+        Converts the reference radius to pixels for ``EllipseFit.radius``/``radii``.
+
+    Returns
+    -------
+    EllipseFit
+        ``ratio``, ``angle`` [rad] of the residual distortion.
+
+    Raises
+    ------
+    ValueError
+        No selected pattern, fewer than 8 sectors, or the ring found in fewer than 6 sectors.
+    """
+    q = np.asarray(q, dtype=float)
+    m = np.asarray(sector_mean, dtype=float)
+    if m.ndim < 2 or m.shape[-1] != q.size:
+        raise ValueError(f"sector_mean has shape {m.shape}: expected (..., n_phi, n_q) with n_q = {q.size}")
+    n_phi = m.shape[-2]
+    if n_phi < 8:
+        raise ValueError(f"sector_mean has {n_phi} sectors: need at least 8 to fit cos 2φ and sin 2φ")
+    flat = m.reshape((-1, n_phi, q.size))
+    if select is not None:
+        select = np.asarray(select, dtype=bool)
+        if select.shape != m.shape[:-2]:
+            raise ValueError(f"select has shape {select.shape}: must equal the scan shape {m.shape[:-2]}")
+        flat = flat[select.reshape(-1)]
+    if flat.shape[0] == 0:
+        raise ValueError("select: no pattern selected to measure the ellipse on")
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # sectors empty in every pattern stay NaN
+        avg = np.nanmean(flat, axis=0)
+    scales = _sector_scales(avg, q, q_range)
+    phi = (np.arange(n_phi) + 0.5) * 2 * np.pi / n_phi
+    good = np.isfinite(scales)
+    if good.sum() < 6:
+        raise ValueError(f"q_range={q_range!r}: the ring was matched in only {int(good.sum())} of {n_phi} sectors")
+    X = np.stack([np.ones(good.sum()), np.cos(2 * phi[good]), np.sin(2 * phi[good])], axis=1)
+    a0, a1, a2 = np.linalg.lstsq(X, scales[good], rcond=None)[0]
+    eps = math.hypot(a1, a2) / a0
+    r0 = 0.5 * (q_range[0] + q_range[1]) / pixel_size
+    return EllipseFit(
+        ratio=(1 + eps) / (1 - eps), angle=(0.5 * math.atan2(a2, a1)) % math.pi, radius=float(a0 * r0),
+        radii=scales * r0, phi=phi,
+    )  # fmt: skip
+
+
+def compose_ellipse(ratio1: float, angle1: float, ratio2: float, angle2: float) -> tuple[float, float]:
+    """The single ellipse (ratio, angle [rad]) of two successive small stretches (``simkit.radial`` convention)."""
+    return _compose(ratio1, angle1, ratio2, angle2)
 
 
 def _stretch(rho, th):

@@ -64,6 +64,36 @@ def test_ellipse_from_amorphous_ring(type1_scan):
     assert abs(ell.angle - 0.6) < 0.06
 
 
+def test_ellipse_from_sector_profiles_and_its_composition(type1_scan):
+    """The generator's known 2 % ellipse (0.6 rad) measured from the sector profiles that a scan analysis makes
+    anyway (one pass, no re-integration); measured again with the corrected plan, nothing is left."""
+    from fitting.profiles import sector_profiles
+
+    data, truth = type1_scan
+    smooth = cal.fit_descan(cal.find_centers(data))
+    center = tuple(smooth.reshape(-1, 2).mean(0))
+    shifts = cal.descan_shifts(smooth, center)
+    plan = cal.calibrated_plan(data.shape[-2:], center=center, pixel_size=truth["pixel_size"])
+    q, m, _ = sector_profiles(data, plan, shifts=shifts, n_phi=32)
+    ell = cal.ellipse_from_sectors(q, m, pixel_size=plan.pixel_size, q_range=(0.2, 0.5))
+    assert abs(ell.ratio - 1.02) < 0.003
+    assert abs(ell.angle - 0.6) < 0.08
+    ratio, angle = cal.compose_ellipse(1.0, 0.0, ell.ratio, ell.angle)
+    assert ratio == pytest.approx(ell.ratio) and angle == pytest.approx(ell.angle)
+    fixed = cal.calibrated_plan(
+        data.shape[-2:], center=center, pixel_size=plan.pixel_size, ellipse_ratio=ratio, ellipse_angle=angle
+    )
+    q2, m2, _ = sector_profiles(data, fixed, shifts=shifts, n_phi=32)
+    assert cal.ellipse_from_sectors(q2, m2, pixel_size=plan.pixel_size).ratio < 1.005  # 2 % → < 0.5 % in one pass
+    select = np.zeros(m.shape[:2], bool)
+    with pytest.raises(ValueError, match="select"):
+        cal.ellipse_from_sectors(q, m, select=select)
+    with pytest.raises(ValueError, match="select"):
+        cal.ellipse_from_sectors(q, m, select=select[:-1])
+    with pytest.raises(ValueError, match="sector_mean"):
+        cal.ellipse_from_sectors(q[:-1], m)
+
+
 def test_ellipse_from_powder_rings_and_no_false_ellipse():
     codes = np.full((4, 4), REGIONS.index("li2o"))
     for ratio, angle in [(1.03, 2.2), (1.0, 0.0)]:
