@@ -108,6 +108,7 @@ def analyze_scan(
     exclude_direct: float = 0.15,
     q_range: tuple[float, float] | None = None,
     refine_ellipse: bool = True,
+    memory_budget: float = 4e9,
     figures: bool = True,
     seed: int = 0,
 ) -> AnalysisResult:
@@ -134,6 +135,11 @@ def analyze_scan(
         ellipse_from_sectors`: cheap, and blind to the Li/Cu spots that bias a whole-scan ring fit) and, if at
         least 30 such pixels give a ratio below 1.15, recompute the profiles and the peak map with it. An
         uncorrected 2 % ellipse moves the azimuthally averaged SRO peak by ≈ +1 % (≈ 0.003 Å⁻¹).
+    memory_budget : float  [bytes]
+        A lazy (file-backed) scan no larger than this is read into memory once — the analysis passes over the
+        data up to four times (centres, profiles, sectors, ellipse refinement), and decompressing an lzf file
+        four times costs more than the analysis itself; larger scans stay streamed chunk by chunk. 0 always
+        streams.
     figures : bool
         Write the PNG figures when ``out_dir`` is given.
     seed : int
@@ -151,6 +157,7 @@ def analyze_scan(
 
     if not hasattr(scan, "scan_shape"):
         scan = load_scan(scan, pixel_size=pixel_size)
+    scan = _in_memory(scan, memory_budget)
     cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     # the estimator's window follows the probe (simkit.peakpos.sro_window), as in the synthetic scans' truth
@@ -206,6 +213,27 @@ def analyze_scan(
     if out_dir is not None:
         _write_analysis(res, Path(out_dir), figures=figures)
     return res
+
+
+def _in_memory(scan, budget: float):
+    """The scan with its data read once into memory when lazy and no larger than ``budget`` bytes."""
+    import dataclasses
+
+    data = scan.data
+    if isinstance(data, np.ndarray) or not budget or budget <= 0:
+        return scan
+    nbytes = float(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
+    if nbytes > budget:
+        return scan
+    if hasattr(data, "compute"):  # dask
+        arr = np.asarray(data.compute())
+    else:
+        arr = np.empty(data.shape, dtype=data.dtype)
+        if hasattr(data, "read_direct"):  # h5py: one sequential read, no intermediate copy
+            data.read_direct(arr)
+        else:
+            arr[...] = data
+    return dataclasses.replace(scan, data=arr)
 
 
 #: Largest Bragg fraction (fitting.classify feature ``bragg``) of a pixel used for the ellipse refinement.
