@@ -538,3 +538,12 @@ def test_footprint_grid_path_equals_the_offset_loop():
     want = sum(w * scene.fractions(yy + oy, xx + ox) for (oy, ox), w in zip(*odd))
     np.testing.assert_allclose(_footprint_fractions(scene, iy, odd), want, atol=1e-12)
     assert len(_footprint(Probe(), scene.step)[1]) == 1
+
+
+def test_no_pattern_holds_more_electrons_than_the_probe(narrow_library, library):
+    # a 60 Å (tiny) or 40 Å Cu entry extrapolated to a 600 Å lamella would scatter 2–6× the incident beam;
+    # the compositor caps every pattern's total at the probe's (conservation), keeping its shape
+    for lib in (narrow_library, library):
+        pats, _ = compose(_single("cu", thickness=600.0), lib)
+        tot = pats.sum(axis=(-1, -2))
+        assert np.all(tot <= lib.vacuum.sum() * (1 + 1e-5))
