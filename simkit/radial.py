@@ -850,6 +850,43 @@ def _k_robust(
             _robust_one(data[n], pix0, bins0, w0, pix0.size, nb, median, clip_sigma, out[n])
 
 
+@njit(parallel=True, cache=True)
+def _k_finish(acc, statistic, mean, total, count, sem_p, sem_a):
+    """Accumulators acc (N, 6, nb) → mean, sum, count, sem_poisson, sem_azimuthal (N, nb) (module docstring).
+
+    statistic: 0 mean, 1 clipped (mean = acc[5] in filled bins), 2 median (mean = acc[5], sem_azimuthal times
+    sqrt(π/2)). NaN where a quantity is undefined (empty bin, Σw²·I < 0, n_eff <= 1).
+    """
+    n_pat = acc.shape[0]
+    nb = acc.shape[2]
+    root_half_pi = math.sqrt(math.pi / 2.0)
+    for n in prange(n_pat):
+        for b in range(nb):
+            s0 = acc[n, 0, b]
+            s1 = acc[n, 1, b]
+            p = acc[n, 4, b]
+            total[n, b] = s1
+            count[n, b] = s0
+            m = np.nan
+            sp = np.nan
+            sa = np.nan
+            if s0 > 0:
+                m = s1 / s0
+                if p >= 0:
+                    sp = math.sqrt(abs(p)) / s0
+                n_eff = s0 * s0 / acc[n, 3, b]
+                if n_eff > 1 + 1e-12:
+                    sa = math.sqrt(max(acc[n, 2, b] / s0 - m * m, 0.0) / (n_eff - 1.0))
+            if statistic == 2:
+                m = acc[n, 5, b]
+                sa = sa * root_half_pi
+            elif statistic == 1 and s0 > 0:
+                m = acc[n, 5, b]
+            mean[n, b] = m
+            sem_p[n, b] = sp
+            sem_a[n, b] = sa
+
+
 # ----------------------------------------------------------------------------------------------------------
 # data classes
 # ----------------------------------------------------------------------------------------------------------
@@ -1047,11 +1084,13 @@ class RadialPlan:
         )  # fmt: skip
         return bins[:ne].copy()
 
-    def _run(self, block, shifts, n_phi, statistic, clip_sigma, bins_phi):
-        """Kernel dispatch for one chunk: block (m, ny·nx), shifts (m, 2) or None → (m, 6, n_phi·n_q)."""
+    def _run(self, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out=None):
+        """Kernel dispatch for one chunk: block (m, ny·nx), shifts (m, 2) or None → (m, 6, n_phi·n_q), written
+        into ``out`` (C-contiguous) when given."""
         m = block.shape[0]
         nb = n_phi * self.n_q
-        out = np.empty((m, _NF, nb))
+        if out is None:
+            out = np.empty((m, _NF, nb))
         if m == 0:
             return out
         m00, m01, m11 = self._geo()
@@ -1174,7 +1213,7 @@ class RadialPlan:
         nb = nphi * self.n_q
         npix = self.shape[0] * self.shape[1]
 
-        def run(block, sh):
+        def run(block, sh, out=None):
             block = np.ascontiguousarray(block).reshape(-1, npix)
             if block.dtype.kind == "b":
                 block = block.view(np.uint8)
@@ -1184,7 +1223,7 @@ class RadialPlan:
                 sh = np.ascontiguousarray(sh, dtype=np.float64).reshape(-1, 2)
                 if not np.all(np.isfinite(sh)):
                     raise ValueError("shifts: contains non-finite values; give finite (dy, dx) [px]")
-            return self._run(block, sh, nphi, statistic, cs, bins_phi)
+            return self._run(block, sh, nphi, statistic, cs, bins_phi, out)
 
         if is_dask:
             acc = _integrate_dask(data, shifts, run, nb, chunk)
@@ -1198,35 +1237,25 @@ class RadialPlan:
                 it = tqdm(blocks, desc="radial", unit="chunk")
             for start, stop, index in it:
                 sh = None if shifts is None else shifts[index]
-                acc[start:stop] = run(np.asarray(data[index]), sh)
+                run(np.asarray(data[index]), sh, acc[start:stop])  # the kernels write into acc directly
             acc = acc.reshape(lead + (_NF, nb))
         return self._finish(acc, nphi, statistic)
 
     def _finish(self, acc, nphi, statistic) -> RadialProfiles:
         lead = acc.shape[:-2]
         shp = lead + ((nphi, self.n_q) if nphi > 1 else (self.n_q,))
-        s0, s1, s2, w2, p, stat = (acc[..., f, :].reshape(shp) for f in range(_NF))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            filled = s0 > 0
-            mean = np.where(filled, s1 / s0, np.nan)
-            sem_p = np.where(filled & (p >= 0), np.sqrt(np.abs(p)) / s0, np.nan)
-            n_eff = np.where(filled, s0 * s0 / w2, 0.0)
-            var = np.maximum(s2 / s0 - mean * mean, 0.0)
-            sem_a = np.where(n_eff > 1 + 1e-12, np.sqrt(var / (n_eff - 1.0)), np.nan)
-        if statistic == "median":
-            mean = stat
-            sem_a = sem_a * math.sqrt(math.pi / 2.0)
-        elif statistic == "clipped":
-            mean = np.where(filled, stat, np.nan)
+        flat = np.ascontiguousarray(acc).reshape(-1, _NF, acc.shape[-1])
+        mean, total, count, sem_p, sem_a = (np.empty(flat.shape[::2]) for _ in range(5))
+        _k_finish(flat, STATISTICS.index(statistic), mean, total, count, sem_p, sem_a)
         phi_edges = np.linspace(0.0, 2.0 * np.pi, nphi + 1) if nphi > 1 else None
         return RadialProfiles(
             q=self.q,
             edges=self.edges.copy(),
-            mean=mean,
-            sum=s1,
-            count=s0,
-            sem_poisson=sem_p,
-            sem_azimuthal=sem_a,
+            mean=mean.reshape(shp),
+            sum=total.reshape(shp),
+            count=count.reshape(shp),
+            sem_poisson=sem_p.reshape(shp),
+            sem_azimuthal=sem_a.reshape(shp),
             statistic=statistic,
             phi_edges=phi_edges,
         )
