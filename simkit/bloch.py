@@ -31,12 +31,18 @@ structure-factor zeros (centring extinctions) are left out.
 
 Radial profiles of many grains (:func:`powder_profiles`): a region of randomly oriented crystals records the
 orientation average. A radial profile is invariant under rotation about the beam, so only the beam direction in
-the crystal frame is sampled (a Fibonacci sphere of ``n_orientations`` directions, or seeded uniform random
-directions). Each beam of each orientation is a disc at |g_xy|; the discs' total intensities are binned
-linearly onto a fine Q grid as a ring density and drawn on the detector with the exact disc convolution of
-:func:`simkit.kinematic.make_probe_convolution`, then integrated by :mod:`simkit.radial` (the only place that
-bins pixels by radius). :func:`spot_pattern` draws the discs of one orientation explicitly
-(:func:`simkit.kinematic.render_discs`) — an independent rendering path used for synthetic data.
+the crystal frame is sampled: a Fibonacci lattice of directions (``symmetry="m-3m"``: only the cubic
+fundamental wedge, 48× denser), or a seeded random rotation of it (randomised quasi-Monte Carlo). The average
+converges slowly — a reflection is excited in a minority of orientations, so one orientation's ring intensity
+scatters by ≈ 1.6× its mean (LiF 200, 1 nm); LiF I111/I200 from 1000 wedge directions agrees with 3000 to ≤ 3 %
+up to 10 nm, and that residual sampling error is what limits a thickness fitted from a powder profile. Measured
+orientation-averaged LiF (a = 4.009 Å, 100 K Debye–Waller) I111/I200 = 0.236 / 0.246 / 0.255 / 0.302 at 1 / 5 /
+10 / 20 nm, and 0.117 / 0.119 / 0.126 / 0.147 with 20 % F vacancies: in a powder average thickness matters far
+less than on a zone axis (×1.56 at 4.6 nm on [011]). Each beam of each orientation is a disc at |g_xy|; the
+discs' total intensities are binned linearly onto a fine Q grid as a ring density and drawn on the detector
+with the exact disc convolution of :func:`simkit.kinematic.make_probe_convolution`, then integrated by
+:mod:`simkit.radial` (the only place that bins pixels by radius). :func:`spot_pattern` draws the discs of one
+orientation explicitly (:func:`simkit.kinematic.render_discs`) — an independent rendering path.
 """
 
 from __future__ import annotations
