@@ -69,7 +69,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange, set_num_threads
 
 from simkit.units import wavelength
 
@@ -89,6 +89,8 @@ STATISTICS = ("mean", "clipped", "median")
 #: number of accumulator fields per bin returned by the kernels: Σw, Σw·I, Σw·I², Σw², Σw²·I, statistic
 _NF = 6
 _MAX_CLIP_ITER = 50
+#: chunks with fewer patterns run on one thread (the parallel kernels are called with set_num_threads(1))
+_MIN_PARALLEL = 4
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -850,9 +852,11 @@ def _k_robust(
             _robust_one(data[n], pix0, bins0, w0, pix0.size, nb, median, clip_sigma, out[n])
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _k_finish(acc, statistic, mean, total, count, sem_p, sem_a):
     """Accumulators acc (N, 6, nb) → mean, sum, count, sem_poisson, sem_azimuthal (N, nb) (module docstring).
+
+    Serial: a few ns per bin, less than waking the thread pool costs for one pattern.
 
     statistic: 0 mean, 1 clipped (mean = acc[5] in filled bins), 2 median (mean = acc[5], sem_azimuthal times
     sqrt(π/2)). NaN where a quantity is undefined (empty bin, Σw²·I < 0, n_eff <= 1).
@@ -860,7 +864,7 @@ def _k_finish(acc, statistic, mean, total, count, sem_p, sem_a):
     n_pat = acc.shape[0]
     nb = acc.shape[2]
     root_half_pi = math.sqrt(math.pi / 2.0)
-    for n in prange(n_pat):
+    for n in range(n_pat):
         for b in range(nb):
             s0 = acc[n, 0, b]
             s1 = acc[n, 1, b]
@@ -1028,10 +1032,11 @@ class RadialPlan:
     @property
     def _inv_dq(self) -> float:
         """n_q / (edges[-1] − edges[0]) for (near-)uniform edges (arithmetic bin guess), else 0 (binary search)."""
-        d = np.diff(self.edges)
-        if np.all(np.abs(d - d.mean()) <= 1e-6 * d.mean()):
-            return self.n_q / float(self.edges[-1] - self.edges[0])
-        return 0.0
+        if "inv_dq" not in self._cache:
+            d = np.diff(self.edges)
+            uniform = np.all(np.abs(d - d.mean()) <= 1e-6 * d.mean())
+            self._cache["inv_dq"] = self.n_q / float(self.edges[-1] - self.edges[0]) if uniform else 0.0
+        return self._cache["inv_dq"]
 
     def _fast_table(self, n_phi: int):
         """Interleaved unsigned table (bin·_W + p % _W; unused pixels → bin n_phi·n_q), the columns [j0, j1) of
@@ -1093,6 +1098,18 @@ class RadialPlan:
             out = np.empty((m, _NF, nb))
         if m == 0:
             return out
+        threads = get_num_threads()
+        if m < _MIN_PARALLEL and threads > 1:
+            # a few patterns: waking the thread pool costs more than it saves (on a loaded machine ~1 ms)
+            set_num_threads(1)
+            try:
+                return self._dispatch(block, shifts, n_phi, statistic, clip_sigma, bins_phi, out)
+            finally:
+                set_num_threads(threads)
+        return self._dispatch(block, shifts, n_phi, statistic, clip_sigma, bins_phi, out)
+
+    def _dispatch(self, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
+        nb = n_phi * self.n_q
         m00, m01, m11 = self._geo()
         ny, nx = self.shape
         cy, cx = self.center
