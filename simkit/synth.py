@@ -30,9 +30,10 @@ into a 4D dataset, pixel by pixel:
 
 The file is written pattern row by pattern row (bounded memory whatever the scan size) to a temporary file
 that is renamed at the end. Ground truth (group ``truth``): majority region and its fraction, all fractions,
-the SRO peak position from :func:`simkit.peakpos.peak_position` on the noise-free, undistorted pattern's radial
-I·Q profile (the analysis' own estimator), density, LiF orientation angle / entry / vacancy fraction,
-accumulated fluence, descan and ellipse, and all settings as JSON.
+the SRO peak position from :func:`simkit.peakpos.sro_peak_position` (window from the probe,
+:func:`simkit.peakpos.sro_window`) on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own
+estimator), density, LiF orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse,
+and all settings as JSON.
 
 Default dose: 100,000 electrons per pattern (16 pA × 1 ms); over a 40 Å × 40 Å step that is a scan fluence
 of 62.5 e/Å² — a low-dose SEND setting, 58× below the study's damage threshold of ≈ 3600 e/Å² (scan fluence), at
@@ -701,8 +702,12 @@ def truth_plan(geometry: DetectorGeometry):
     return make_plan_from_geometry(geometry, n_bins=max(8, int(qm / width)), q_max=qm)
 
 
-def truth_peaks(patterns: np.ndarray, geometry: DetectorGeometry, plan=None) -> np.ndarray:
-    """SRO peak positions [Å⁻¹] of noise-free patterns by the project's estimator (NaN where it fails).
+def truth_peaks(patterns: np.ndarray, geometry: DetectorGeometry, plan=None, *, probe=None) -> np.ndarray:
+    """SRO peak positions [Å⁻¹] of noise-free patterns by the project's SRO estimator (NaN where it fails).
+
+    The estimator is :func:`simkit.peakpos.sro_peak_position` with the width and window that
+    :func:`simkit.peakpos.sro_window` gives for the probe — exactly what ``fitting.peaks.sro_peak_map`` applies
+    to a measured scan that records its semi-angle and energy.
 
     Parameters
     ----------
@@ -710,16 +715,19 @@ def truth_peaks(patterns: np.ndarray, geometry: DetectorGeometry, plan=None) -> 
     geometry : DetectorGeometry
     plan : RadialPlan or None
         Default :func:`truth_plan`.
+    probe : simkit.nbed.Probe or None
+        Sets the estimator's window (default: 2 mrad at 300 keV).
 
     Returns
     -------
     ndarray, shape patterns.shape[:-2]  [Å⁻¹]
     """
-    from simkit.peakpos import peak_position
+    from simkit.peakpos import sro_peak_position, sro_window
 
     plan = plan or truth_plan(geometry)
     prof = plan.integrate(patterns)
-    fit = peak_position(prof.q, prof.mean, TRUTH_Q_RANGE, n=1)
+    w, h = sro_window(2.0, 300e3) if probe is None else sro_window(probe.semiangle, probe.energy)
+    fit = sro_peak_position(prof.q, prof.mean, TRUTH_Q_RANGE, width=w, half_width=h, n=1)
     return np.where(fit.ok, fit.position, np.nan)
 
 
@@ -892,7 +900,7 @@ def synthesize_scan(
                         sro |= t["fractions"][..., r] > 0.05
                 if sro.any():
                     block = np.full(pats.shape[:2], np.nan)
-                    block[sro] = truth_peaks(pats[sro], geometry, tplan)
+                    block[sro] = truth_peaks(pats[sro], geometry, tplan, probe=probe)
                     truth["sro_peak"][sl] = block
                 flat = pats.reshape(-1, *geometry.shape)
                 warped = warp_patterns(flat, geometry.center, shifts[sl].reshape(-1, 2), ratio, angle)

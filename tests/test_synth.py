@@ -160,8 +160,9 @@ def test_region_mean_profiles_peak_at_truth(library, tmp_path):
         dtype=np.uint32,
         progress=False,
     )
-    from simkit.peakpos import peak_position
+    from simkit.peakpos import sro_peak_position, sro_window
 
+    w, h = sro_window(library.probe.semiangle, library.probe.energy)  # the truth's estimator window
     plan = truth_plan(GEOM)  # the same binning as the truth (the estimator is the analysis' own)
     with h5py.File(res.path) as f:
         data = f["root/datacube/data"][()]
@@ -174,7 +175,7 @@ def test_region_mean_profiles_peak_at_truth(library, tmp_path):
         pure = (t["region"] == k) & (t["fractions"][..., k] > 0.99)
         assert pure.sum() >= 4
         prof = plan.integrate(data[pure].astype(float).sum(0))
-        got = float(peak_position(prof.q, prof.mean, TRUTH_Q_RANGE).position)
+        got = float(sro_peak_position(prof.q, prof.mean, TRUTH_Q_RANGE, width=w, half_width=h).position)
         want = float(np.nanmean(t["sro_peak"][pure]))
         assert abs(got - want) < 0.006, (name, got, want)
 
@@ -436,8 +437,9 @@ def _check_region_peaks(res, geometry, regions, min_pixels=4, pure=0.95):
     # (0.406 Å⁻¹) is a sharp 3-pixel disc inside the SRO window, and a few % of Li in the probe's tails puts a
     # spike above the SRO hump that the estimator (truth and analysis alike) takes — honest for that pixel,
     # but not a test of the region's SRO peak
-    from simkit.peakpos import peak_position
+    from simkit.peakpos import sro_peak_position, sro_window
 
+    w, h = sro_window(res.settings["probe"]["semiangle"], res.settings["probe"]["energy"])
     plan = truth_plan(geometry)
     with h5py.File(res.path) as f:
         data = f["root/datacube/data"][()]
@@ -447,10 +449,15 @@ def _check_region_peaks(res, geometry, regions, min_pixels=4, pure=0.95):
         k = names.index(name)
         sel = (t["region"] == k) & (t["fractions"][..., k] >= pure) & np.isfinite(t["sro_peak"])
         assert sel.sum() >= min_pixels, (name, int(sel.sum()))
-        prof = plan.integrate(data[sel].astype(float).sum(0))
-        got = float(peak_position(prof.q, prof.mean, TRUTH_Q_RANGE).position)
-        want = float(np.nanmean(t["sro_peak"][sel]))
-        assert abs(got - want) < 0.006, (name, got, want)
+        # per pixel (no descan/ellipse here, 2·10⁶ e): the estimator on the recorded counts against the truth of
+        # the same pixel — a region-summed profile is no test where the SRO peak has a gradient (0.29–0.33 in the
+        # top Type 1) and a few pixels latch onto a Li spike at 0.15 mrad (truth and data alike)
+        prof = plan.integrate(data[sel].astype(float))
+        got = sro_peak_position(prof.q, prof.mean, TRUTH_Q_RANGE, width=w, half_width=h).position
+        want = t["sro_peak"][sel]
+        err = np.abs(got - want)[np.isfinite(got)]
+        assert err.size >= 0.9 * sel.sum(), (name, err.size, int(sel.sum()))
+        assert np.median(err) < 0.003, (name, float(np.median(err)))
 
 
 @pytest.mark.parametrize(("name", "regions"), [("bottom", ("type2",)), ("top", ("type1", "electrolyte"))])
