@@ -473,13 +473,47 @@ def _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow,
 
 
 @njit(cache=True)
-def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s1, s2):
-    """One uint8/uint16 pattern about centre (cyn, cxn), no splitting: s1[t] += I + 2^_CSHIFT (count and
-    Σ I), s2[t] += I² with t = (sector·n_q + k)·_W + j % _W; outside pixels go to the spare bin n_phi·n_q.
+def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid, cols, srow, crow, s1, s2):
+    """One uint8/uint16 pattern about centre (cyn, cxn), no splitting, no sectors: s1[t] += I + 2^_CSHIFT (count
+    and Σ I), s2[t] += I² with t = k·_W + j % _W; outside pixels go to the spare bin n_q.
 
-    A function of its own (not inlined in the prange loop): LLVM optimises the loops better this way, and the
-    sector variant is a separate loop so that its atan2 does not burden the plain one.
+    A function of its own (not inlined in the prange loop), and the sector variant another one: LLVM optimises
+    the loop better this way.
     """
+    nq = thr.size - 1
+    one = np.int64(1) << _CSHIFT
+    t0 = thr[0]
+    tn = thr[nq]
+    cmax = lut.size - 1.0
+    for i in range(ny):
+        dy = i - cyn
+        j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+        base = i * nx
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
+        for j in range(j0, j1):
+            # slot base k·_W of s via the look-up table (n_q·_W outside the bins); written out here rather than
+            # in a helper: a helper taking arrays costs reference counting on every call
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
+            if k < 0:
+                s = srow[np.uint64(j)]
+                if s >= t0 and s < tn:
+                    k = -k - 1
+                    while s >= thr[np.uint64(k + 1)]:
+                        k += 1
+                else:
+                    k = nq
+                k *= _W
+            t = np.uint64(k + (j & 3))
+            v = np.int64(img[np.uint64(base + j)])
+            s1[t] += v | one
+            s2[t] += v * v
+
+
+@njit(cache=True)
+def _shift_one_uint_sectors(
+    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s1, s2
+):
+    """_shift_one_uint with n_phi sectors: t = (sector·n_q + k)·_W + j % _W, spare bin n_phi·n_q."""
     nq = thr.size - 1
     nb = n_phi * nq
     one = np.int64(1) << _CSHIFT
@@ -491,48 +525,67 @@ def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi
         j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
         base = i * nx
         _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
-        if n_phi == 1:
-            for j in range(j0, j1):
-                # bin k of s via the look-up table (n_q outside the bins); written out here rather than in a
-                # helper: a helper taking arrays costs reference counting on every call
-                k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
-                if k < 0:
-                    s = srow[np.uint64(j)]
-                    if s >= t0 and s < tn:
-                        k = -k - 1
-                        while s >= thr[np.uint64(k + 1)]:
-                            k += 1
-                    else:
-                        k = nq
-                t = np.uint64(k * _W + (j & 3))
-                v = np.int64(img[np.uint64(base + j)])
-                s1[t] += v | one
-                s2[t] += v * v
-        else:
-            for j in range(j0, j1):
-                k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
-                if k < 0:
-                    s = srow[np.uint64(j)]
-                    if s >= t0 and s < tn:
-                        k = -k - 1
-                        while s >= thr[np.uint64(k + 1)]:
-                            k += 1
-                    else:
-                        k = nq
-                if k < nq:
-                    dx = cols[np.uint64(j)] - cxn
-                    k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+        for j in range(j0, j1):
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
+            if k < 0:
+                s = srow[np.uint64(j)]
+                if s >= t0 and s < tn:
+                    k = -k - 1
+                    while s >= thr[np.uint64(k + 1)]:
+                        k += 1
                 else:
-                    k = nb
-                t = np.uint64(k * _W + (j & 3))
-                v = np.int64(img[np.uint64(base + j)])
-                s1[t] += v | one
-                s2[t] += v * v
+                    k = nq
+            else:
+                k //= _W
+            if k < nq:
+                dx = cols[np.uint64(j)] - cxn
+                k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+            else:
+                k = nb
+            t = np.uint64(k * _W + (j & 3))
+            v = np.int64(img[np.uint64(base + j)])
+            s1[t] += v | one
+            s2[t] += v * v
 
 
 @njit(cache=True)
-def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s0, s1, s2):
+def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid, cols, srow, crow, s0, s1, s2):
     """As _shift_one_uint for float32/float64 data: s0 += 1, s1 += I, s2 += I² in float64; NaN pixels skipped."""
+    nq = thr.size - 1
+    t0 = thr[0]
+    tn = thr[nq]
+    cmax = lut.size - 1.0
+    for i in range(ny):
+        dy = i - cyn
+        j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+        base = i * nx
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
+        for j in range(j0, j1):
+            v = np.float64(img[np.uint64(base + j)])
+            if v != v:
+                continue
+            # slot base k·_W via the look-up table, as in _shift_one_uint
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
+            if k < 0:
+                s = srow[np.uint64(j)]
+                if s >= t0 and s < tn:
+                    k = -k - 1
+                    while s >= thr[np.uint64(k + 1)]:
+                        k += 1
+                else:
+                    k = nq
+                k *= _W
+            t = np.uint64(k + (j & 3))
+            s0[t] += 1.0
+            s1[t] += v
+            s2[t] += v * v
+
+
+@njit(cache=True)
+def _shift_one_float_sectors(
+    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s0, s1, s2
+):
+    """_shift_one_float with n_phi sectors (as _shift_one_uint_sectors)."""
     nq = thr.size - 1
     nb = n_phi * nq
     t0 = thr[0]
@@ -557,12 +610,13 @@ def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_ph
                         k += 1
                 else:
                     k = nq
-            if n_phi > 1:
-                if k < nq:
-                    dx = cols[np.uint64(j)] - cxn
-                    k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
-                else:
-                    k = nb
+            else:
+                k //= _W
+            if k < nq:
+                dx = cols[np.uint64(j)] - cxn
+                k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+            else:
+                k = nb
             t = np.uint64(k * _W + (j & 3))
             s0[t] += 1.0
             s1[t] += v
@@ -586,10 +640,16 @@ def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, 
         srow = np.empty(nx)
         crow = np.empty(nx, np.int32)
         cols = np.arange(nx).astype(np.float64)
-        _shift_one_uint(
-            data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi, valid,
-            cols, srow, crow, s1, s2,
-        )  # fmt: skip
+        if n_phi == 1:
+            _shift_one_uint(
+                data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, valid,
+                cols, srow, crow, s1, s2,
+            )  # fmt: skip
+        else:
+            _shift_one_uint_sectors(
+                data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi,
+                valid, cols, srow, crow, s1, s2,
+            )  # fmt: skip
         for b in range(nb):
             a = np.int64(0)
             q2 = np.int64(0)
@@ -617,10 +677,16 @@ def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h,
         srow = np.empty(nx)
         crow = np.empty(nx, np.int32)
         cols = np.arange(nx).astype(np.float64)
-        _shift_one_float(
-            data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi, valid,
-            cols, srow, crow, s0, s1, s2,
-        )  # fmt: skip
+        if n_phi == 1:
+            _shift_one_float(
+                data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, valid,
+                cols, srow, crow, s0, s1, s2,
+            )  # fmt: skip
+        else:
+            _shift_one_float_sectors(
+                data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi,
+                valid, cols, srow, crow, s0, s1, s2,
+            )  # fmt: skip
         for b in range(nb):
             c = 0.0
             a = 0.0
@@ -1311,14 +1377,14 @@ def _s_thresholds(edges: np.ndarray, pixel_size: float) -> np.ndarray:
 def _s_lookup(thr: np.ndarray) -> tuple[np.ndarray, float]:
     """Look-up table of the shifted kernels over the squared radius s [px²].
 
-    Cell c (s·inv_h in [c, c + 1), widened by a relative 1e-9 against rounding) holds the bin k of all its s
-    (n_q when the whole cell lies outside the bins) when no threshold falls inside it, and −(k + 1) otherwise,
-    k then being the bin of the cell's lower end (never above the bin of any s in the cell). The last cell
-    takes every larger s as well.
+    Cell c (s·inv_h in [c, c + 1), widened by a relative 1e-9 against rounding) holds k·_W, k the bin of all
+    its s (n_q when the whole cell lies outside the bins), when no threshold falls inside it, and −(k + 1)
+    otherwise, k then being the bin of the cell's lower end (never above the bin of any s in the cell). The
+    last cell takes every larger s as well.
 
     Returns
     -------
-    lut : ndarray of int16 (int32 for n_q >= 32767), shape (_NLUT,)
+    lut : ndarray of int16 (int32 for (n_q + 1)·_W >= 32767), shape (_NLUT,)
     inv_h : float  [px⁻²]
         1 / cell width.
     """
@@ -1335,8 +1401,8 @@ def _s_lookup(thr: np.ndarray) -> tuple[np.ndarray, float]:
     k_hi[-1] = nq if thr[-1] <= lo[-1] else -1  # the last cell extends to +inf
     exact = k_lo == k_hi
     outside = (k_lo < 0) | (k_lo >= nq)
-    lut = np.where(exact, np.where(outside, nq, k_lo), -(np.clip(k_lo, 0, nq - 1) + 1))
-    return lut.astype(np.int16 if nq < 32767 else np.int32), 1.0 / h
+    lut = np.where(exact, np.where(outside, nq, k_lo) * _W, -(np.clip(k_lo, 0, nq - 1) + 1))
+    return lut.astype(np.int16 if (nq + 1) * _W < 32767 else np.int32), 1.0 / h
 
 
 def _leading_blocks(lead: tuple[int, ...], chunk: int):
