@@ -1,0 +1,85 @@
+"""SRO peak maps on real synthetic scans (simkit.synth, 2 mrad, the default 10⁵ e/pattern) against their ground
+truth — issue 8, item 7 ("median error < 0.003 Å⁻¹ at the default dose").
+
+Oracle: the truth stored in the scan file, the SRO estimator applied by simkit.synth to each pixel's noise-free,
+undistorted pattern (same estimator and window as the analysis; see simkit.peakpos.sro_window), and the known
+instrument distortion the synthesiser applied (ellipse 1.02 at 0.5 rad).
+
+What the numbers say: per pixel at 10⁵ e the error is noise-limited (≈ 0.003–0.004 Å⁻¹ median, the reported σ
+matches the scatter, and tests/test_peakpos.py shows the estimator sits at the Poisson Cramér–Rao bound), so the
+0.003 Å⁻¹ target is met after 2 × 2 binning (8 nm pixels, still half the 15 nm Type 1 layer), not per pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fitting.demo import _read_truth, analyze_scan
+from fitting.peaks import sro_peak_map
+from fitting.profiles import scan_profiles
+from tests.test_classify_synth import DOSE, library  # noqa: F401  (the cached tiny library fixture)
+
+PURE = 0.8
+
+
+def _analysed(library, tmp_path, name, seed, field=(12, 90)):  # noqa: F811
+    from simkit.synth import default_scan, synthesize_scan
+
+    scene, _ = default_scan(name, field_shape=field)
+    path = tmp_path / f"{name}.h5"
+    synthesize_scan(scene, path, library=library, electrons_per_pattern=DOSE, progress=False, seed=seed)
+    return _read_truth(path), analyze_scan(path, None, figures=False), path
+
+
+def _errors(pos, err, truth, regions, b=1):
+    names = list(truth["region_names"])
+    reg, frac, tp = truth["region"], truth["region_fraction"], truth["sro_peak"]
+    if b > 1:
+        sy, sx = (reg.shape[0] // b) * b, (reg.shape[1] // b) * b
+
+        def blocks(a):
+            return a[:sy, :sx].reshape(sy // b, b, sx // b, b).transpose(0, 2, 1, 3).reshape(sy // b, sx // b, b * b)
+
+        R = blocks(reg)
+        sel = (R == R[..., :1]).all(-1) & np.isin(R[..., 0], [names.index(r) for r in regions])
+        sel &= blocks(frac).min(-1) >= PURE
+        sel &= np.isfinite(blocks(tp)).all(-1)
+        tp = np.where(sel[..., None], blocks(tp), 0.0).mean(-1)
+    else:
+        sel = np.isin(reg, [names.index(r) for r in regions]) & (frac >= PURE) & np.isfinite(tp)
+    fitted = np.isfinite(pos[sel])
+    d = (pos - tp)[sel][fitted]
+    return d, err[sel][fitted], fitted.mean(), int(sel.sum())
+
+
+def _check(truth, res, path, regions, *, per_pixel=0.005, n2_min=10):
+    ell = res.calibration.ellipse
+    assert ell is not None and abs(ell.ratio - 1.02) < 0.006 and abs(ell.angle - 0.5) < 0.15, ell
+    pm = res.peak_map
+    d, e, fitted, n = _errors(pm.position, pm.position_err, truth, regions)
+    assert n >= 40 and fitted > 0.95, (n, fitted)
+    assert np.median(np.abs(d)) < per_pixel, np.median(np.abs(d))  # per pixel: the 10⁵ e noise floor
+    assert abs(np.median(d)) < 0.0015, np.median(d)  # no bias (an uncorrected ellipse gave +0.002–0.004)
+    assert 0.6 < np.std(d / e) < 1.6  # honest uncertainties
+    # 2 × 2 binning (8 nm): the issue's 0.003 Å⁻¹
+    from fitting.io import load_scan
+
+    scan = load_scan(path)
+    prof = scan_profiles(scan.data, res.calibration.plan, shifts=res.calibration.shifts, exclude_direct=0.15, bin=2)
+    pm2 = sro_peak_map(prof, semiangle=scan.semiangle, energy=scan.energy)
+    d2, _, fitted2, n2 = _errors(pm2.position, pm2.position_err, truth, regions, b=2)
+    assert n2 >= n2_min and fitted2 > 0.95
+    assert np.median(np.abs(d2)) < 0.003, np.median(np.abs(d2))
+
+
+def test_top_scan_peak_map_meets_truth(library, tmp_path):  # noqa: F811
+    truth, res, path = _analysed(library, tmp_path, "top", seed=4)
+    _check(truth, res, path, ("type1", "electrolyte"))
+
+
+@pytest.mark.slow
+def test_bottom_scan_peak_map_meets_truth(library, tmp_path):  # noqa: F811
+    truth, res, path = _analysed(library, tmp_path, "bottom", seed=5, field=(24, 90))
+    # Type 2: LiF discs of random orientation inside the SRO window add to the noise (0.0068 per pixel measured)
+    _check(truth, res, path, ("type1", "type2"), per_pixel=0.008, n2_min=4)
