@@ -86,7 +86,7 @@ def pipeline(data, rows):
         lambda: scan_profiles(data, cal.plan, shifts=cal.shifts, exclude_direct=0.15, shift_mode="integer"),
         rows,
     )
-    pm = timed("sro_peak_map (batched LM)", lambda: sro_peak_map(prof, width=0.04), rows)
+    pm = timed("sro_peak_map (centred fit, numba)", lambda: sro_peak_map(prof, width=0.04), rows)
     sec_plan = make_plan(DET, center=cal.plan.center, pixel_size=PIXEL_SIZE, edges=np.arange(0.0, 0.8, 2 * PIXEL_SIZE),
                          ellipse_ratio=cal.plan.ellipse_ratio, ellipse_angle=cal.plan.ellipse_angle)  # fmt: skip
     q, m, s = timed(
@@ -192,7 +192,7 @@ def main() -> None:
     n = SY * SX
     a = anchors(data, cal, prof, rows)
     t_prof = dict(rows)["scan_profiles (radial, whole-pixel descan + tables)"]
-    t_peak = dict(rows)["sro_peak_map (batched LM)"]
+    t_peak = dict(rows)["sro_peak_map (centred fit, numba)"]
     print("\nagainst anchors measured in this run")
     if "pyfai_per_s" in a:
         print(f"  profiles: {n / t_prof:8.0f} patterns/s vs pyFAI integrate1d {a['pyfai_per_s']:6.0f}/s "
