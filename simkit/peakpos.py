@@ -243,18 +243,7 @@ def peak_position(
     """
     q = np.asarray(q, dtype=float)
     I = np.asarray(intensity, dtype=float)
-    if q.ndim != 1 or q.size < 6:
-        raise ValueError(f"q has shape {q.shape}: give the 1-D bin centres [Å⁻¹] (at least 6)")
-    if I.shape[-1:] != q.shape:
-        raise ValueError(f"intensity has shape {I.shape}: its last axis must match q (n_q={q.size})")
-    if shape not in _SHAPES:
-        raise ValueError(f"shape={shape!r}: choose one of {_SHAPES}")
-    try:
-        qmin, qmax = (float(v) for v in q_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"q_range={q_range!r}: give (q_min, q_max) [Å⁻¹]") from None
-    if not (np.isfinite(qmin) and np.isfinite(qmax) and qmax > qmin):
-        raise ValueError(f"q_range={q_range!r}: need finite q_min < q_max [Å⁻¹]")
+    qmin, qmax = _check_common(q, I, q_range, shape, 0, min_bins=6)
     sel = np.flatnonzero((q >= qmin) & (q <= qmax))
     if sel.size < 6:
         raise ValueError(
@@ -641,7 +630,7 @@ def _k_sro(q, y, wt, qmin, qmax, halves, widths, lor, max_recentre, max_iter, ou
         out[i, 4] = p[0] - p[3] * w * w  # b₀ = P − A
         out[i, 5] = cost
         out[i, 6] = nb
-        ok[i] = qmin < p[1] < qmax and v[1] >= 0.0 and abs(p[1] - x[0]) > 0 and p[1] < x[nb - 1] and p[1] > x[0]
+        ok[i] = qmin < p[1] < qmax and v[1] >= 0.0 and x[0] < p[1] < x[nb - 1]
 
 
 #: Window half width = _HALF_FACTOR × peak width, clipped to _HALF_LIMITS [Å⁻¹] (see :func:`sro_width`).
@@ -649,9 +638,10 @@ _HALF_FACTOR = 1.2
 _HALF_LIMITS = (0.05, 0.15)
 
 
-def _check_common(q, I, q_range, shape, max_recentre):
-    if q.ndim != 1 or q.size < _MIN_BINS_SRO:
-        raise ValueError(f"q has shape {q.shape}: give the 1-D bin centres [Å⁻¹] (at least {_MIN_BINS_SRO})")
+def _check_common(q, I, q_range, shape, max_recentre, min_bins=_MIN_BINS_SRO):
+    """Validate the common arguments of the estimators; returns (q_min, q_max) [Å⁻¹]."""
+    if q.ndim != 1 or q.size < min_bins:
+        raise ValueError(f"q has shape {q.shape}: give the 1-D bin centres [Å⁻¹] (at least {min_bins})")
     if I.shape[-1:] != q.shape:
         raise ValueError(f"intensity has shape {I.shape}: its last axis must match q (n_q={q.size})")
     if shape not in _SHAPES:
