@@ -50,7 +50,9 @@ Rules (:func:`classify`, in this order of precedence; thresholds are keyword arg
    on the simkit scans, ≈ 0.07–0.1 on the analytic test scans); the 5 %-volume LiF of Type 2 ≤ 4 %. A Li grain
    under a 5 % Li₂O surface oxide stays **Li metal**: its Li 110 disc (0.406) outweighs the oxide's weak Li₂O
    111 (0.376), so the centroid sits at Li; Li₂O is called only when Li₂O discs dominate.
-3. Sharp isotropic Li₂O rings, ``ring_z ≥ ring_min`` → **Li₂O** (polycrystalline or damaged SEI).
+3. Sharp isotropic Li₂O rings, ``ring_z ≥ ring_min`` → **Li₂O** (polycrystalline or damaged SEI); then a
+   pixel without discs that scatters ``scattered ≥ dense_min`` (0.22) of the beam → **Cu** (a Cu grain whose
+   discs miss the detector, e.g. [111], or sit near LiF 200 — the SEI scatters ≤ 0.19, Cu ≥ 0.24).
 4. Weak discs at LiF: ``bragg ≥ lif_min`` (0.004, above the ≤ 0.004 noise floor of amorphous pixels at 10⁵
    e/pattern) with ``bragg_q`` within ``lif_tol`` (0.05 Å⁻¹) of LiF 200/220 → **SEI Type 2** (SRO ring plus
    sparse anisotropic LiF spots).
@@ -327,6 +329,7 @@ def classify(
     lif_min: float = 0.004,
     lif_tol: float = 0.05,
     high_q_split: float = 0.55,
+    dense_min: float = 0.22,
 ) -> np.ndarray:
     """Class map from :func:`features` by the documented rules (module docstring).
 
@@ -353,6 +356,11 @@ def classify(
         Largest distance of the disc centroid from a LiF reflection (200: 0.497, 220: 0.702) for Type 2.
     high_q_split : float
         ``high_q`` separating SEI Type 1 (above) from electrolyte (below).
+    dense_min : float
+        Smallest scattered fraction of a pixel without Bragg discs that is called **Cu** (rules with Bragg
+        features): Cu (Z = 29) scatters 0.24–0.86 of the beam in the 60 nm simkit lamella and 0.33 on the analytic
+        scans, the light-element SEI and electrolyte 0.10–0.19 and Li metal 0.09–0.39; scale it with the lamella
+        thickness.
 
     Returns
     -------
@@ -371,6 +379,7 @@ def classify(
         return _classify_bragg(
             feats, code, vacuum_max=vacuum_max, ring_min=ring_min, crystal_min=crystal_min,
             weak_crystal_min=weak_crystal_min, lif_min=lif_min, lif_tol=lif_tol, high_q_split=high_q_split,
+            dense_min=dense_min,
         )  # fmt: skip
     pos = feats.sro_position
     type1 = np.where(feats.sro_ok & np.isfinite(pos), pos >= sro_split, False) | (feats.second_peak >= second_min)
@@ -383,7 +392,7 @@ def classify(
 
 
 def _classify_bragg(
-    feats, code, *, vacuum_max, ring_min, crystal_min, weak_crystal_min, lif_min, lif_tol, high_q_split
+    feats, code, *, vacuum_max, ring_min, crystal_min, weak_crystal_min, lif_min, lif_tol, high_q_split, dense_min
 ):
     """Rules of the module docstring on the Bragg-disc features (``feats.bragg`` not None)."""
     bragg = np.where(np.isfinite(feats.bragg), feats.bragg, 0.0)
@@ -398,6 +407,7 @@ def _classify_bragg(
     out = np.where(feats.high_q >= high_q_split, code["sei_type1"], code["electrolyte"])
     out = np.where((bragg >= lif_min) & near_lif, code["sei_type2"], out)
     out = np.where(feats.ring_z >= ring_min, code["li2o"], out)
+    out = np.where(feats.scattered >= dense_min, code["cu"], out)  # a Cu grain with no disc on the detector
     out = np.where(crystal, crystal_class, out)
     out = np.where(feats.scattered < vacuum_max, code["vacuum"], out)
     return out

@@ -133,3 +133,17 @@ def test_full_size_study_scan_layers_and_classes():
     tr = sro_truth(truth["sro_q0"], truth["regions"])
     ok = np.isfinite(tr) & pm.ok & pure
     assert np.median(np.abs(pm.position - tr)[ok]) < 0.003
+
+
+def test_cu_grain_without_discs_is_cu_by_its_scattering(all_regions):
+    """A Cu grain whose discs miss the detector (e.g. [111], first discs at 0.78 Å⁻¹) has no Bragg excess, but a
+    Z = 29 metal scatters far more of the beam (0.33 here) than the light-element SEI (≤ 0.19): it stays Cu."""
+    import dataclasses
+
+    classes, f, prof, pm, truth = all_regions
+    truth_cu = truth["regions"] == REGIONS.index("cu")
+    no_discs = dataclasses.replace(f, bragg=np.where(truth_cu, 0.0, f.bragg))
+    assert (classify(no_discs)[truth_cu] == CLASSES.index("cu")).all()
+    assert not (classify(no_discs, dense_min=1.0)[truth_cu] == CLASSES.index("cu")).any()
+    amorphous = np.isin(truth["regions"], [REGIONS.index(r) for r in ("type1", "type2", "electrolyte")])
+    assert (classify(no_discs)[amorphous] != CLASSES.index("cu")).all()
