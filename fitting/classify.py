@@ -56,11 +56,15 @@ Rules (:func:`classify`, in this order of precedence; thresholds are keyword arg
 4. Weak discs at LiF: ``bragg ≥ lif_min`` (0.004, above the ≤ 0.004 noise floor of amorphous pixels at 10⁵
    e/pattern) with ``bragg_q`` within ``lif_tol`` (0.05 Å⁻¹) of LiF 200/220 → **SEI Type 2** (SRO ring plus
    sparse anisotropic LiF spots).
-5. Amorphous: ``high_q ≥ high_q_split`` (0.55) → **SEI Type 1**, otherwise **electrolyte**.
+5. Amorphous: ``high_q ≥ high_q_split`` (0.55) → **SEI Type 1**, otherwise **electrolyte**; either kind of pixel
+   whose (2·``lif_radius`` + 1)² neighbourhood shows LiF discs in at least ``lif_share`` (½) of its amorphous
+   pixels → **SEI Type 2** (its own LiF crystallites are out of Bragg condition or absent from the column: on
+   the demo-library `bottom` scene 26 % of pure Type 2 pixels show none; 74 → 96 % of them classified right).
 Type 2 and electrolyte have close SRO positions (0.295 vs 0.285): they are told apart by the LiF spots, never by
 the position; nor is Type 1 told by its position (0.31–0.34 on the simkit scenes, overlapping Type 2). A Type 2
 pixel whose LiF crystallites are out of Bragg condition (or below the noise: at 10⁴ e/pattern the 5 % LiF spots
-are not detected) is classified as Type 1 — a limitation of any diffraction-only rule. A metal pixel whose grain
+are not detected) is classified as Type 1 unless its neighbours show LiF (rule 5) — an isolated one stays a
+limitation of any diffraction-only rule. A metal pixel whose grain
 shows no disc inside the detector (e.g. Cu [111], first discs at 220 = 0.78 Å⁻¹, only in the detector corners)
 falls to the amorphous rules. ``Features`` built without the Bragg features (``bragg`` None) use the previous
 rules (best ``spot_z`` ≥ ``spot_min`` → its phase; ``ring_z``; SRO position ≥ ``sro_split`` or
@@ -330,6 +334,8 @@ def classify(
     lif_tol: float = 0.05,
     high_q_split: float = 0.55,
     dense_min: float = 0.22,
+    lif_radius: int = 1,
+    lif_share: float = 0.5,
 ) -> np.ndarray:
     """Class map from :func:`features` by the documented rules (module docstring).
 
@@ -361,6 +367,11 @@ def classify(
         features): Cu (Z = 29) scatters 0.24–0.86 of the beam in the 60 nm simkit lamella and 0.33 on the analytic
         scans, the light-element SEI and electrolyte 0.10–0.19 and Li metal 0.09–0.39; scale it with the lamella
         thickness.
+    lif_radius : int  [scan pixels]
+        Neighbourhood radius of the LiF evidence for Type 2 (rules with Bragg features; 0 switches it off).
+    lif_share : float
+        Share of the amorphous pixels of the (2·``lif_radius`` + 1)² neighbourhood that must show LiF discs for an
+        amorphous pixel without discs of its own to be **SEI Type 2** rather than Type 1.
 
     Returns
     -------
@@ -379,7 +390,7 @@ def classify(
         return _classify_bragg(
             feats, code, vacuum_max=vacuum_max, ring_min=ring_min, crystal_min=crystal_min,
             weak_crystal_min=weak_crystal_min, lif_min=lif_min, lif_tol=lif_tol, high_q_split=high_q_split,
-            dense_min=dense_min,
+            dense_min=dense_min, lif_radius=lif_radius, lif_share=lif_share,
         )  # fmt: skip
     pos = feats.sro_position
     type1 = np.where(feats.sro_ok & np.isfinite(pos), pos >= sro_split, False) | (feats.second_peak >= second_min)
@@ -392,7 +403,19 @@ def classify(
 
 
 def _classify_bragg(
-    feats, code, *, vacuum_max, ring_min, crystal_min, weak_crystal_min, lif_min, lif_tol, high_q_split, dense_min
+    feats,
+    code,
+    *,
+    vacuum_max,
+    ring_min,
+    crystal_min,
+    weak_crystal_min,
+    lif_min,
+    lif_tol,
+    high_q_split,
+    dense_min,
+    lif_radius,
+    lif_share,
 ):
     """Rules of the module docstring on the Bragg-disc features (``feats.bragg`` not None)."""
     bragg = np.where(np.isfinite(feats.bragg), feats.bragg, 0.0)
@@ -405,7 +428,18 @@ def _classify_bragg(
     crystal_class = np.array([code[_PHASE_CLASS[p]] for p in phases])[np.argmin(dist, axis=-1)]
     crystal = (bragg >= crystal_min) | ((bragg >= weak_crystal_min) & ~near_lif)
     out = np.where(feats.high_q >= high_q_split, code["sei_type1"], code["electrolyte"])
-    out = np.where((bragg >= lif_min) & near_lif, code["sei_type2"], out)
+    lif = (bragg >= lif_min) & near_lif
+    out = np.where(lif, code["sei_type2"], out)
+    if lif_radius and out.ndim == 2 and min(out.shape) > 1:
+        # a Type 2 column holds few LiF crystallites, often none in Bragg condition: borrow the neighbours' evidence
+        from scipy.ndimage import uniform_filter
+
+        amorph = np.isin(out, (code["sei_type1"], code["sei_type2"], code["electrolyte"])) & ~crystal
+        size = 2 * int(lif_radius) + 1
+        num = uniform_filter((lif & amorph).astype(float), size, mode="nearest")
+        den = uniform_filter(amorph.astype(float), size, mode="nearest")
+        share = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
+        out = np.where(amorph & (out != code["sei_type2"]) & (share >= lif_share), code["sei_type2"], out)
     out = np.where(feats.ring_z >= ring_min, code["li2o"], out)
     out = np.where(feats.scattered >= dense_min, code["cu"], out)  # a Cu grain with no disc on the detector
     out = np.where(crystal, crystal_class, out)
