@@ -307,6 +307,10 @@ def _attr(obj, key, default=None):
 def _read_hdf5(p: Path, lazy: bool, dataset: str | None, scan_shape) -> Scan:
     import h5py
 
+    try:  # registers the Blosc/LZ4/bitshuffle filters (simkit.synth's "blosc-lz4", Dectris files) with h5py
+        import hdf5plugin  # noqa: F401
+    except ImportError:
+        pass
     try:
         f = h5py.File(p, "r")
     except OSError as e:

@@ -59,6 +59,7 @@ from simkit.library import PatternLibrary, build_library
 
 __all__ = [
     "DEFAULT_ELECTRONS_PER_PATTERN",
+    "TRUTH_ESTIMATOR",
     "TRUTH_Q_RANGE",
     "SynthResult",
     "compose",
@@ -75,6 +76,9 @@ __all__ = [
 DEFAULT_ELECTRONS_PER_PATTERN = 1.0e5
 #: Window [Å⁻¹] of the ground-truth SRO peak (the default window of fitting.peaks.sro_peak_map).
 TRUTH_Q_RANGE = (0.22, 0.42)
+#: Names the ground-truth SRO estimator; stored with every scan so that files made with another one are not reused.
+TRUTH_ESTIMATOR = "sro_peak_position(width, half_width = sro_window(probe))"
+
 
 #: Region kinds whose SRO peak is part of the ground truth (elsewhere the truth peak is NaN).
 _SRO_KINDS = ("sei_type1", "sei_type2", "electrolyte")
@@ -591,6 +595,22 @@ def _interp_entries(diffs: list, x: np.ndarray, value: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 # EMD 1.0 file
 # ----------------------------------------------------------------------------------------------------------
+COMPRESSIONS = ("lzf", "blosc-lz4", None)
+
+
+def _filter_kwargs(compression) -> dict:
+    """h5py dataset keywords of a compression name (see :func:`write_emd_header`)."""
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    if compression == "blosc-lz4":
+        import hdf5plugin
+
+        return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+    if compression is None:
+        return {}
+    raise ValueError(f"compression={compression!r}: choose one of {COMPRESSIONS}")
+
+
 def write_emd_header(
     f: h5py.File,
     scan_shape: tuple[int, int],
@@ -613,8 +633,10 @@ def write_emd_header(
     geometry : DetectorGeometry
     step : float  [Å]
     dtype : numpy dtype
-    compression : str or None
-        "lzf" (fast, default) or None.
+    compression : {"lzf", "blosc-lz4", None}
+        "lzf" (h5py's built-in fast codec: every HDF5 reader opens it; default here) or "blosc-lz4" (Blosc LZ4 with
+        bit-shuffle through hdf5plugin: ≈ 7× faster to decode and ≈ 40 % smaller on 256² count patterns, but
+        readers outside sei-send need ``import hdf5plugin``) or None.
     name : str
         Datacube group name.
     attrs : dict or None
@@ -637,12 +659,7 @@ def write_emd_header(
     g.attrs["python_class"] = "Array"
     ny, nx = geometry.shape
     ds = g.create_dataset(
-        "data",
-        shape=(*scan_shape, ny, nx),
-        dtype=dtype,
-        chunks=(1, 1, ny, nx),
-        compression=compression,
-        shuffle=compression is not None,
+        "data", shape=(*scan_shape, ny, nx), dtype=dtype, chunks=(1, 1, ny, nx), **_filter_kwargs(compression)
     )
     ds.attrs["units"] = "counts"
     cy, cx = geometry.center
@@ -746,6 +763,7 @@ def synthesize_scan(
     seed: int = 0,
     overwrite: bool = False,
     dtype=np.uint16,
+    compression: str | None = "lzf",
     rows_per_chunk: int = 4,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -779,6 +797,10 @@ def synthesize_scan(
     overwrite : bool
     dtype : numpy dtype
         Stored counts type (uint16 default; counts above its maximum raise).
+    compression : {"lzf", "blosc-lz4", None}
+        Codec of the pattern chunks (see :func:`write_emd_header`): "lzf" opens in any HDF5 reader; "blosc-lz4"
+        decodes ≈ 7× faster (a 90×60×256² scan in ≈ 0.6 s instead of ≈ 4 s) for readers that import hdf5plugin
+        (``fitting.io`` does).
     rows_per_chunk : int
         Scan rows composed and written per step (memory ∝ this × scan_x × detector pixels).
     cache_dir : path or None
@@ -797,6 +819,7 @@ def synthesize_scan(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
+    _filter_kwargs(compression)  # an unknown codec fails before any work
     if not (np.isfinite(electrons_per_pattern) and electrons_per_pattern > 0):
         raise ValueError(f"electrons_per_pattern={electrons_per_pattern!r} must be a positive dose per pattern [e]")
     for r in scene.regions:
@@ -864,6 +887,7 @@ def synthesize_scan(
         "detector": None if detector is None else repr(detector),
         "damage": None if damage is None else repr(damage),
         "truth_q_range": list(TRUTH_Q_RANGE),
+        "truth_estimator": TRUTH_ESTIMATOR,
     }
     from simkit import __version__
     from simkit.atomic import atomic_path
@@ -876,6 +900,7 @@ def synthesize_scan(
                 geometry,
                 step,
                 dtype=dtype,
+                compression=compression,
                 attrs={
                     "energy": probe.energy,
                     "semiangle": probe.semiangle,
