@@ -763,7 +763,7 @@ def synthesize_scan(
     seed: int = 0,
     overwrite: bool = False,
     dtype=np.uint16,
-    compression: str | None = "lzf",
+    compression: str | None = "blosc-lz4",
     rows_per_chunk: int = 4,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -797,10 +797,11 @@ def synthesize_scan(
     overwrite : bool
     dtype : numpy dtype
         Stored counts type (uint16 default; counts above its maximum raise).
-    compression : {"lzf", "blosc-lz4", None}
-        Codec of the pattern chunks (see :func:`write_emd_header`): "lzf" opens in any HDF5 reader; "blosc-lz4"
-        decodes ≈ 7× faster (a 90×60×256² scan in ≈ 0.6 s instead of ≈ 4 s) for readers that import hdf5plugin
-        (``fitting.io`` does).
+    compression : {"blosc-lz4", "lzf", None}
+        Codec of the pattern chunks (see :func:`write_emd_header`). Default "blosc-lz4": a 90×60×256² scan is
+        written in 18 s instead of 39 s and decoded in ≈ 0.9 s instead of ≈ 4 s; readers need the hdf5plugin filters
+        (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py sessions ``import hdf5plugin`` first). "lzf" opens
+        in any HDF5 reader.
     rows_per_chunk : int
         Scan rows composed and written per step (memory ∝ this × scan_x × detector pixels).
     cache_dir : path or None
