@@ -53,33 +53,44 @@ def _errors(pos, err, truth, regions, b=1):
     return d, err[sel][fitted], fitted.mean(), int(sel.sum())
 
 
-def _check(truth, res, path, regions, *, per_pixel=0.005, n2_min=10):
-    ell = res.calibration.ellipse
-    assert ell is not None and abs(ell.ratio - 1.02) < 0.006 and abs(ell.angle - 0.5) < 0.15, ell
-    pm = res.peak_map
-    d, e, fitted, n = _errors(pm.position, pm.position_err, truth, regions)
-    assert n >= 40 and fitted > 0.95, (n, fitted)
-    assert np.median(np.abs(d)) < per_pixel, np.median(np.abs(d))  # per pixel: the 10⁵ e noise floor
-    assert abs(np.median(d)) < 0.0015, np.median(d)  # no bias (an uncorrected ellipse gave +0.002–0.004)
-    assert 0.6 < np.std(d / e) < 1.6  # honest uncertainties
-    # 2 × 2 binning (8 nm): the issue's 0.003 Å⁻¹
+def _measure(truth, res, path, regions) -> dict:
+    """Ellipse, per-pixel and 2 × 2-binned errors of the analysis against the file's truth."""
     from fitting.io import load_scan
 
+    pm = res.peak_map
+    d, e, fitted, n = _errors(pm.position, pm.position_err, truth, regions)
     scan = load_scan(path)
     prof = scan_profiles(scan.data, res.calibration.plan, shifts=res.calibration.shifts, exclude_direct=0.15, bin=2)
     pm2 = sro_peak_map(prof, semiangle=scan.semiangle, energy=scan.energy)
     d2, _, fitted2, n2 = _errors(pm2.position, pm2.position_err, truth, regions, b=2)
-    assert n2 >= n2_min and fitted2 > 0.95
-    assert np.median(np.abs(d2)) < 0.003, np.median(np.abs(d2))
+    return {
+        "ellipse": res.calibration.ellipse, "n": n, "fitted": fitted, "median_abs": float(np.median(np.abs(d))),
+        "bias": float(np.median(d)), "pull_sd": float(np.std(d / e)), "n2": n2, "fitted2": fitted2,
+        "median_abs2": float(np.median(np.abs(d2))),
+    }  # fmt: skip
 
 
 def test_top_scan_peak_map_meets_truth(library, tmp_path):  # noqa: F811
     truth, res, path = _analysed(library, tmp_path, "top", seed=4)
-    _check(truth, res, path, ("type1", "electrolyte"))
+    m = _measure(truth, res, path, ("type1", "electrolyte"))
+    ell = m["ellipse"]  # the synthesiser's ellipse is 1.02 at 0.5 rad
+    assert ell is not None and abs(ell.ratio - 1.02) < 0.006 and abs(ell.angle - 0.5) < 0.15, ell
+    assert m["n"] >= 40 and m["fitted"] > 0.95, m
+    assert m["median_abs"] < 0.005, m  # per pixel: the 10⁵ e noise floor
+    assert abs(m["bias"]) < 0.0015, m  # no bias (an uncorrected ellipse gave +0.002–0.004)
+    assert 0.6 < m["pull_sd"] < 1.6, m  # honest uncertainties
+    assert m["n2"] >= 10 and m["fitted2"] > 0.95 and m["median_abs2"] < 0.003, m  # 2 × 2 binned: the 0.003 Å⁻¹
 
 
 @pytest.mark.slow
 def test_bottom_scan_peak_map_meets_truth(library, tmp_path):  # noqa: F811
     truth, res, path = _analysed(library, tmp_path, "bottom", seed=5, field=(24, 90))
+    m = _measure(truth, res, path, ("type1", "type2"))
+    ell = m["ellipse"]
+    assert ell is not None and abs(ell.ratio - 1.02) < 0.006 and abs(ell.angle - 0.5) < 0.15, ell
+    assert m["n"] >= 40 and m["fitted"] > 0.95, m
     # Type 2: LiF discs of random orientation inside the SRO window add to the noise (0.0068 per pixel measured)
-    _check(truth, res, path, ("type1", "type2"), per_pixel=0.008, n2_min=4)
+    assert m["median_abs"] < 0.008, m
+    assert abs(m["bias"]) < 0.0015, m
+    assert 0.6 < m["pull_sd"] < 1.6, m
+    assert m["n2"] >= 4 and m["fitted2"] > 0.95 and m["median_abs2"] < 0.003, m
