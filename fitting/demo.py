@@ -582,8 +582,11 @@ def run_demo(
     t0 = time.perf_counter()
     scan_path = out / "scan.h5"
     synth_meta = out / "scan.settings.json"
+    from simkit.synth import TRUTH_ESTIMATOR
+
     want = {"keys": [e.key for e in library.entries], "seed": int(seed), "field": list(scene.field_shape),
-            "li_side_A": cfg["li_side"], "electrons": DEMO_ELECTRONS_PER_PATTERN}  # fmt: skip
+            "li_side_A": cfg["li_side"], "electrons": DEMO_ELECTRONS_PER_PATTERN,
+            "truth": TRUTH_ESTIMATOR}  # fmt: skip
     reuse = scan_path.exists() and synth_meta.exists() and json.loads(synth_meta.read_text()) == want
     if reuse:
         from fitting.io import load_scan
