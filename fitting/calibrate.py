@@ -523,13 +523,10 @@ def fit_ellipse(
     # only the detector box holding the annulus is integrated (the plan covers nothing outside it)
     sub, ccenter = _crop(sub, center, sub_shifts, edges[-1] * 1.2)
     if sub_shifts is not None and sub.ndim == 3:
-        # move patterns by whole pixels so the plan's tables apply: the neglected residual (≤ ½ px) is a cos φ
-        # distortion, orthogonal to the cos 2φ / sin 2φ of an ellipse (second order: δ²/4R ≈ 0.001 px)
-        from fitting.profiles import _translate
-
-        ish = np.rint(sub_shifts).astype(int)
-        sub = _translate(sub[:, None], ish[:, None])[:, 0]
-        sub_shifts = None
+        # whole-pixel shifts, which simkit.radial bins through the plan's tables moved by the shift: the neglected
+        # residual (≤ ½ px) is a cos φ distortion, orthogonal to the cos 2φ / sin 2φ of an ellipse (second order:
+        # δ²/4R ≈ 0.001 px)
+        sub_shifts = np.rint(sub_shifts)
     ratio, angle = 1.0, 0.0
     ring = None
     for it in range(max(1, n_iter)):

@@ -50,7 +50,14 @@ Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' 
   bits from 2⁴⁰ up).
 * split pixels: (pixel, bin, weight) entries in float64 built once for a fixed centre; with shifts each
   pixel's radial extent is computed on the fly and accumulated directly (no entry list per pattern).
-* sectors with shifts: as the shifted kernels plus an atan2 per pixel (about 10× slower).
+* whole-pixel shifts (every shift an integer number of pixels, e.g. ``fitting.profiles``' ``shift_mode=
+  "integer"``), no splitting: detector pixel (a, b) takes the bin of cell (a − dy, b − dx) of a fixed table
+  built about the plan's centre on a grid extending the detector by a margin ≥ the largest shift (the
+  arithmetic of the plan's own tables, so on the detector the bins are theirs bit for bit); no geometry per
+  pixel, as fast as a fixed centre, also with sectors; counts accumulated per pattern (pixels off the moved
+  table, masked — the mask applies to detector pixels, as for any shift — or NaN are not counted). Equal to the
+  sub-pixel shifted kernels up to ties broken by the last bit of the centre offset.
+* sectors with sub-pixel shifts: as the shifted kernels plus an atan2 per pixel (about 10× slower).
 * median and sigma clipping: general entry lists (per pattern with shifts).
 Every path bins with the same arithmetic (q = |M·(dx, dy)|·pixel_size, M the symmetric ellipse-correction
 matrix; exact search of ``edges``), so all paths agree with each other and with the slow reference in
@@ -714,6 +721,124 @@ def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h,
 
 
 @njit(cache=True)
+def _grid_table(i0, ty, j0, tx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, out):
+    """Combined bin sector·n_q + k of the pixel centres of rows [i0, i0 + ty) and columns [j0, j0 + tx) about
+    (cy, cx) (rows and columns may lie off the detector), n_phi·n_q outside the bins: out (ty·tx,) int64.
+
+    The arithmetic of _pixel_entries without splitting (dy = i − cy, dx = j − cx), so on the detector the
+    bins are those of the plan's own tables bit for bit."""
+    nq = edges.size - 1
+    nb = n_phi * nq
+    for r in range(ty):
+        dy = (i0 + r) - cy
+        for c in range(tx):
+            dx = (j0 + c) - cx
+            xc, yc = _corrected(dy, dx, m00, m01, m11)
+            k = _find_bin(edges, math.sqrt(xc * xc + yc * yc) * pixel_size, inv_dq)
+            out[r * tx + c] = nb if k < 0 else _sector(xc, yc, n_phi) * nq + k
+
+
+@njit(cache=True)
+def _offset_one_uint(img, ny, nx, pad, tx, dy, dx, table, spans, valid, use_mask, s1, s2):
+    """One uint8/uint16 pattern moved by whole pixels (dy, dx): detector pixel (a, b) adds to the table cell
+    (a − dy + pad, b − dx + pad); s1[t] += I + 2^_CSHIFT (count and Σ I), s2[t] += I²."""
+    one = np.int64(1) << _CSHIFT
+    for a in range(ny):
+        i = a - dy + pad
+        j0 = max(spans[i, 0], pad - dx)
+        j1 = min(spans[i, 1], pad - dx + nx)
+        tb = i * tx
+        sb = a * nx + dx - pad  # detector index of table column j: sb + j
+        for j in range(j0, j1):
+            if use_mask and not valid[np.uint64(sb + j)]:
+                continue
+            t = np.uint64(table[np.uint64(tb + j)])
+            v = np.int64(img[np.uint64(sb + j)])
+            s1[t] += v | one
+            s2[t] += v * v
+
+
+@njit(cache=True)
+def _offset_one_float(img, ny, nx, pad, tx, dy, dx, table, spans, valid, use_mask, s0, s1, s2):
+    """As _offset_one_uint for float32/float64 data: s0 += 1, s1 += I, s2 += I² in float64; NaN pixels skipped."""
+    for a in range(ny):
+        i = a - dy + pad
+        j0 = max(spans[i, 0], pad - dx)
+        j1 = min(spans[i, 1], pad - dx + nx)
+        tb = i * tx
+        sb = a * nx + dx - pad
+        for j in range(j0, j1):
+            if use_mask and not valid[np.uint64(sb + j)]:
+                continue
+            v = np.float64(img[np.uint64(sb + j)])
+            if v != v:
+                continue
+            t = np.uint64(table[np.uint64(tb + j)])
+            s0[t] += 1.0
+            s1[t] += v
+            s2[t] += v * v
+
+
+@njit(parallel=True, cache=True)
+def _k_offset_uint(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out):
+    """Whole-pixel per-pattern shifts (ishifts (N, 2) int64, |shift| <= pad), no splitting, uint8/uint16 data.
+
+    table: the interleaved bins (bin·_W + column % _W, unused cells → nb·_W + column % _W, unsigned) of a grid
+    extending the detector by ``pad`` pixels on every side, about the plan's centre moved by (pad, pad); spans
+    (ny + 2·pad, 2) the columns [j0, j1) of each grid row holding used cells. No geometry per pixel: one table
+    read, as for a fixed centre; counts are accumulated (pixels off the moved table, masked or NaN are not).
+    """
+    n_pat = data.shape[0]
+    tx = nx + 2 * pad
+    low = (np.int64(1) << _CSHIFT) - 1
+    for n in prange(n_pat):
+        s1 = np.zeros((nb + 1) * _W, np.int64)
+        s2 = np.zeros((nb + 1) * _W, np.int64)
+        _offset_one_uint(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s1, s2)
+        for b in range(nb):
+            a = np.int64(0)
+            q2 = np.int64(0)
+            for u in range(_W):
+                a += s1[b * _W + u]
+                q2 += s2[b * _W + u]
+            c = a >> _CSHIFT
+            out[n, 0, b] = c
+            out[n, 1, b] = a & low
+            out[n, 2, b] = q2
+            out[n, 3, b] = c
+            out[n, 4, b] = a & low
+            out[n, 5, b] = np.nan
+
+
+@njit(parallel=True, cache=True)
+def _k_offset_float(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out):
+    """As _k_offset_uint for float32/float64 data: float64 sums, NaN pixels skipped."""
+    n_pat = data.shape[0]
+    tx = nx + 2 * pad
+    for n in prange(n_pat):
+        s0 = np.zeros((nb + 1) * _W)
+        s1 = np.zeros((nb + 1) * _W)
+        s2 = np.zeros((nb + 1) * _W)
+        _offset_one_float(
+            data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1, s2
+        )
+        for b in range(nb):
+            c = 0.0
+            a = 0.0
+            q2 = 0.0
+            for u in range(_W):
+                c += s0[b * _W + u]
+                a += s1[b * _W + u]
+                q2 += s2[b * _W + u]
+            out[n, 0, b] = c
+            out[n, 1, b] = a
+            out[n, 2, b] = q2
+            out[n, 3, b] = c
+            out[n, 4, b] = a
+            out[n, 5, b] = np.nan
+
+
+@njit(cache=True)
 def _split_accumulate(img, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, acc):
     """Split pixels about centre (cy, cx) straight into acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), bin]: the entries of
     _pixel_entries(split=True) in the same order and arithmetic as _accumulate_one, without the entry list."""
@@ -928,43 +1053,61 @@ def _k_robust(
             _robust_one(data[n], pix0, bins0, w0, pix0.size, nb, median, clip_sigma, out[n])
 
 
+@njit(cache=True, inline="always")
+def _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a):
+    """Bins of pattern n of _k_finish (inlined: no reference counting per call)."""
+    nb = acc.shape[2]
+    for b in range(nb):
+        s0 = acc[n, 0, b]
+        s1 = acc[n, 1, b]
+        p = acc[n, 4, b]
+        total[n, b] = s1
+        count[n, b] = s0
+        m = np.nan
+        sp = np.nan
+        sa = np.nan
+        if s0 > 0:
+            m = s1 / s0
+            if p >= 0:
+                sp = math.sqrt(abs(p)) / s0
+            n_eff = s0 * s0 / acc[n, 3, b]
+            if n_eff > 1 + 1e-12:
+                sa = math.sqrt(max(acc[n, 2, b] / s0 - m * m, 0.0) / (n_eff - 1.0))
+        if statistic == 2:
+            m = acc[n, 5, b]
+            sa = sa * root_half_pi
+        elif statistic == 1 and s0 > 0:
+            m = acc[n, 5, b]
+        mean[n, b] = m
+        sem_p[n, b] = sp
+        sem_a[n, b] = sa
+
+
 @njit(cache=True)
 def _k_finish(acc, statistic, mean, total, count, sem_p, sem_a):
     """Accumulators acc (N, 6, nb) → mean, sum, count, sem_poisson, sem_azimuthal (N, nb) (module docstring).
 
-    Serial: a few ns per bin, less than waking the thread pool costs for one pattern.
+    Serial: a few ns per bin, less than waking the thread pool costs for one pattern (_k_finish_parallel for
+    many bins).
 
     statistic: 0 mean, 1 clipped (mean = acc[5] in filled bins), 2 median (mean = acc[5], sem_azimuthal times
     sqrt(π/2)). NaN where a quantity is undefined (empty bin, Σw²·I < 0, n_eff <= 1).
     """
-    n_pat = acc.shape[0]
-    nb = acc.shape[2]
     root_half_pi = math.sqrt(math.pi / 2.0)
-    for n in range(n_pat):
-        for b in range(nb):
-            s0 = acc[n, 0, b]
-            s1 = acc[n, 1, b]
-            p = acc[n, 4, b]
-            total[n, b] = s1
-            count[n, b] = s0
-            m = np.nan
-            sp = np.nan
-            sa = np.nan
-            if s0 > 0:
-                m = s1 / s0
-                if p >= 0:
-                    sp = math.sqrt(abs(p)) / s0
-                n_eff = s0 * s0 / acc[n, 3, b]
-                if n_eff > 1 + 1e-12:
-                    sa = math.sqrt(max(acc[n, 2, b] / s0 - m * m, 0.0) / (n_eff - 1.0))
-            if statistic == 2:
-                m = acc[n, 5, b]
-                sa = sa * root_half_pi
-            elif statistic == 1 and s0 > 0:
-                m = acc[n, 5, b]
-            mean[n, b] = m
-            sem_p[n, b] = sp
-            sem_a[n, b] = sa
+    for n in range(acc.shape[0]):
+        _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a)
+
+
+@njit(parallel=True, cache=True)
+def _k_finish_parallel(acc, statistic, mean, total, count, sem_p, sem_a):
+    """_k_finish with patterns spread over threads (same arithmetic per bin, so identical results)."""
+    root_half_pi = math.sqrt(math.pi / 2.0)
+    for n in prange(acc.shape[0]):
+        _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a)
+
+
+#: bins (patterns × bins) from which the finishing pass runs on all threads
+_PARALLEL_FINISH_BINS = 1 << 16
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1135,6 +1278,30 @@ class RadialPlan:
             self._cache[key] = (table, spans, counts)
         return self._cache[key]
 
+    def _offset_table(self, n_phi: int, pad: int):
+        """Interleaved unsigned bins (bin·_W + column % _W, unused → n_phi·n_q) of the pixel centres of a grid that
+        extends the detector by ``pad`` pixels on every side (mask not applied: the kernels test the detector
+        pixel), and the columns [j0, j1) of each grid row holding used cells (int64, shape (ny + 2·pad, 2))."""
+        key = ("offset", n_phi, pad)
+        if key not in self._cache:
+            ny, nx = self.shape
+            ty, tx = ny + 2 * pad, nx + 2 * pad
+            nb = n_phi * self.n_q
+            m00, m01, m11 = self._geo()
+            bins = np.empty(ty * tx, np.int64)
+            _grid_table(
+                -pad, ty, -pad, tx, self.center[0], self.center[1], m00, m01, m11, self.pixel_size, self.edges,
+                self._inv_dq, n_phi, bins,
+            )  # fmt: skip
+            used = (bins < nb).reshape(ty, tx)
+            any_used = used.any(axis=1)
+            spans = np.zeros((ty, 2), np.int64)
+            spans[:, 0] = np.where(any_used, np.argmax(used, axis=1), 0)
+            spans[:, 1] = np.where(any_used, tx - np.argmax(used[:, ::-1], axis=1), 0)
+            table = (bins * _W + np.arange(ty * tx) % tx % _W).astype(np.uint32)
+            self._cache[key] = (table, spans)
+        return self._cache[key]
+
     def _s_tables(self):
         """Exact squared-radius thresholds of the bin edges and their look-up table (see _s_thresholds)."""
         if "s_tables" not in self._cache:
@@ -1208,6 +1375,12 @@ class RadialPlan:
             _k_shifted(
                 block, shifts, ny, nx, cy, cx, m00, m01, m11, self.pixel_size, self.edges, idq, n_phi, valid, out
             )  # fmt: skip
+        elif shifts is not None and (ish := _whole_pixel_shifts(shifts, self.shape)) is not None:
+            # whole-pixel shifts: the bins of a fixed table moved by the shift, no geometry per pixel
+            pad = -(-int(np.abs(ish).max(initial=0)) // 8) * 8  # table margin, a multiple of 8 (cache reuse)
+            table, spans = self._offset_table(n_phi, pad)
+            kernel = _k_offset_uint if small_uint else _k_offset_float
+            kernel(block, ish, ny, nx, pad, table, spans, nb, valid, not bool(valid.all()), out)
         elif shifts is not None:
             thr, lut, inv_h = self._s_tables()
             kernel = _k_shift_uint if small_uint else _k_shift_float
@@ -1339,7 +1512,8 @@ class RadialPlan:
         shp = lead + ((nphi, self.n_q) if nphi > 1 else (self.n_q,))
         flat = np.ascontiguousarray(acc).reshape(-1, _NF, acc.shape[-1])
         mean, total, count, sem_p, sem_a = (np.empty(flat.shape[::2]) for _ in range(5))
-        _k_finish(flat, STATISTICS.index(statistic), mean, total, count, sem_p, sem_a)
+        big = flat.shape[0] * flat.shape[2] >= _PARALLEL_FINISH_BINS and flat.shape[0] >= _MIN_PARALLEL
+        (_k_finish_parallel if big else _k_finish)(flat, STATISTICS.index(statistic), mean, total, count, sem_p, sem_a)
         phi_edges = np.linspace(0.0, 2.0 * np.pi, nphi + 1) if nphi > 1 else None
         return RadialProfiles(
             q=self.q,
@@ -1352,6 +1526,16 @@ class RadialPlan:
             statistic=statistic,
             phi_edges=phi_edges,
         )
+
+
+def _whole_pixel_shifts(shifts: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """``shifts`` as int64 when every one is a whole number of pixels no larger than the detector, else None."""
+    if shifts.size == 0 or not np.all(np.abs(shifts) <= max(shape)):
+        return None
+    ish = np.rint(shifts)
+    if not np.array_equal(ish, shifts):
+        return None
+    return np.ascontiguousarray(ish, dtype=np.int64)
 
 
 def _s_thresholds(edges: np.ndarray, pixel_size: float) -> np.ndarray:

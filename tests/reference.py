@@ -783,3 +783,42 @@ def poisson_terms_reference(grid, values, q, theta, y, exposure, q0):
             g[p] += (1 - yy / mu) * jac
             F[p] += np.outer(jac, jac) / mu
     return f, g, F
+
+
+# ==========================================================================================================
+# fitting.classify — statistics over the sectors of sector profiles (twin of classify._k_sector_stats)
+# ==========================================================================================================
+def sector_statistics_reference(q, m, s, window, n_sigma):
+    """Per-pixel statistics over sectors, written with NumPy's NaN-aware reductions in float64.
+
+    m, s (sy, sx, n_phi, n_q): sector means and Poisson standard errors; non-finite values are ignored.
+    Returns the dict of fitting.classify._sector_statistics.
+    """
+    import warnings
+
+    q = np.asarray(q, float)
+    m = np.asarray(m, np.float64)
+    s = np.asarray(s, np.float64)
+    fm = np.isfinite(m)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN, as wanted
+        n = np.where(s > 0, m / s**2, 0.0)  # pixels of a sector bin (Poisson: mean / sem²)
+        counts = np.nansum(np.where(fm, m * n, np.nan), axis=2)
+        pixels = np.nansum(np.where(fm, n, np.nan), axis=2)
+        mf = np.where(fm, m, np.nan)
+        median = np.nanmedian(mf, axis=2)
+        mx = np.nanmax(mf, axis=2)
+        noise = np.nanmedian(np.where(np.isfinite(s), s, np.nan), axis=2)
+        mean = np.nanmean(mf, axis=2)
+        std = np.nanstd(mf, axis=2)
+        w = (q >= window[0]) & (q <= window[1])
+        e = m[..., w] - median[..., None, w] - n_sigma * s[..., w]
+        ex = np.where(e > 0, e, 0.0) * n[..., w]  # excess counts per sector bin
+        per = ex.sum(-1)  # (sy, sx, n_phi)
+        tot = counts[..., w].sum(-1)
+        bragg = np.where(tot > 0, per.sum(-1) / tot, 0.0)
+        best = np.argmax(per, axis=-1)
+        eb = np.take_along_axis(ex, best[..., None, None], axis=2)[..., 0, :]
+        bragg_q = (eb * q[w]).sum(-1) / eb.sum(-1)
+    return {"counts": counts, "pixels": pixels, "median": median, "max": mx, "noise": noise, "mean": mean,
+            "std": std, "bragg": bragg, "bragg_q": bragg_q}  # fmt: skip
