@@ -80,6 +80,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit, prange
 
 __all__ = [
     "CLASSES",
@@ -132,24 +133,6 @@ def _interp_last(q, a, q0):
     return (1 - t) * a[..., i] + t * a[..., i + 1]
 
 
-def _median_sectors(a):
-    """Median over the sector axis (2) ignoring NaN, by one vectorised sort along a contiguous last axis
-    (NaN sort to the end; the median of the k finite values is taken by index) — several times faster than
-    np.nanmedian/np.median on strided axes. NaN where a bin has no finite sector."""
-    st = np.sort(np.moveaxis(a, 2, -1), axis=-1)  # (sy, sx, n_q, n_phi)
-    k = np.isfinite(st).sum(axis=-1)
-    lo = np.clip((k - 1) // 2, 0, None)[..., None]
-    hi = np.clip(k // 2, 0, st.shape[-1] - 1)[..., None]
-    med = 0.5 * (np.take_along_axis(st, lo, -1)[..., 0] + np.take_along_axis(st, hi, -1)[..., 0])
-    return np.where(k > 0, med, np.nan).astype(np.float64)
-
-
-def _max_sectors(a):
-    """Maximum over the sector axis ignoring NaN (NaN where a bin has no finite sector)."""
-    has = np.isfinite(a).any(axis=2)
-    return np.where(has, np.fmax.reduce(a, axis=2), np.nan)
-
-
 def _running_sum(a, k):
     """Sum over the window [i − k, i + k] along the last axis (truncated at the ends), by cumulative sums."""
     c = np.cumsum(np.concatenate([np.zeros(a.shape[:-1] + (1,)), a], axis=-1), axis=-1)
@@ -159,26 +142,133 @@ def _running_sum(a, k):
     return c[..., hi] - c[..., lo]
 
 
-def _bragg_discs(q, m, s, med, npx, counts, window, n_sigma=2.0):
-    """Fraction of the counts in ``window`` that lie in anisotropic excess over the azimuthal median (Bragg
-    discs), and the Q centroid [Å⁻¹] of the excess in the sector holding most of it."""
-    w = (q >= window[0]) & (q <= window[1])
-    qw = q[w]
-    f32 = np.float32
-    with np.errstate(invalid="ignore"):
-        e = m[..., w].astype(f32) - med[..., None, w].astype(f32)
-        e -= f32(n_sigma) * s[..., w].astype(f32)
-    ec = np.fmax(e, f32(0.0), out=e)  # NaN (no pixels) → 0
-    ec *= npx[..., w].astype(f32)  # excess counts, (sy, sx, n_phi, n_w)
-    per = ec.sum(-1, dtype=np.float64)  # per sector
-    tot = np.nansum(counts[..., w], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(tot > 0, per.sum(-1) / tot, 0.0)
-    best = np.argmax(per, axis=-1)
-    eb = np.take_along_axis(ec, best[..., None, None], axis=2)[..., 0, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        qc = (eb * qw).sum(-1, dtype=np.float64) / eb.sum(-1, dtype=np.float64)
-    return frac, qc
+# ---------------------------------------------------------------------------------------------------------------
+# sector statistics kernel (NumPy twin: tests/reference.py, sector_statistics_reference)
+# ---------------------------------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _sorted_median(buf, k):
+    """Median of the first k values of buf, sorting them in place (insertion sort: k is a few tens)."""
+    for a in range(1, k):
+        v = buf[a]
+        b = a - 1
+        while b >= 0 and buf[b] > v:
+            buf[b + 1] = buf[b]
+            b -= 1
+        buf[b + 1] = v
+    return 0.5 * (buf[(k - 1) // 2] + buf[k // 2])
+
+
+@njit(cache=True, inline="always")
+def _excess(mv, sv, medv, n_sigma):
+    """Excess pixel counts of one sector bin over the azimuthal median: max(m − med − n_sigma·s, 0)·m/s²."""
+    v = np.float64(mv)
+    e = np.float64(sv)
+    x = v - medv - n_sigma * e
+    if not (x > 0.0):  # NaN (no pixels, no median) counts as no excess
+        return 0.0
+    n = v / (e * e) if e > 0.0 else 0.0
+    return x * n
+
+
+@njit(parallel=True, cache=True)
+def _k_sector_stats(m, s, q, w0, w1, n_sigma, counts, npx_tot, med, mx, noise, mu, sd, frac, qc):
+    """Per pixel p (m, s: (P, n_phi, n_q) sector means and Poisson standard errors) and bin k, over the finite
+    sectors: counts = Σ m·n (n = m/s² pixels, 0 where s <= 0), npx_tot = Σ n, med / mx = median / max of m,
+    noise = median of s, mu / sd = mean / population std of m (NaN without a finite sector); then the Bragg
+    excess e = max(m − med − n_sigma·s, 0)·n over bins [w0, w1): frac = Σ e / Σ counts (0 when no counts), qc =
+    the e-weighted Q of the sector with the largest Σ e (the first on ties; NaN when it has none). Float64
+    arithmetic throughout."""
+    n_pix, n_phi, n_q = m.shape
+    for p in prange(n_pix):
+        bm = np.empty(n_phi)
+        bs = np.empty(n_phi)
+        for k in range(n_q):
+            c = 0.0
+            nt = 0.0
+            sm = 0.0
+            top = -np.inf
+            nm = 0
+            ns = 0
+            for a in range(n_phi):
+                v = np.float64(m[p, a, k])
+                e = np.float64(s[p, a, k])
+                if e - e == 0.0:  # finite
+                    bs[ns] = e
+                    ns += 1
+                if v - v == 0.0:  # finite
+                    n = v / (e * e) if e > 0.0 else 0.0
+                    x = v * n
+                    if x == x:
+                        c += x
+                    if n == n:
+                        nt += n
+                    bm[nm] = v
+                    nm += 1
+                    sm += v
+                    if v > top:
+                        top = v
+            counts[p, k] = c
+            npx_tot[p, k] = nt
+            noise[p, k] = _sorted_median(bs, ns) if ns > 0 else np.nan
+            if nm > 0:
+                u = sm / nm
+                d2 = 0.0
+                for a in range(nm):
+                    d2 += (bm[a] - u) * (bm[a] - u)
+                med[p, k] = _sorted_median(bm, nm)
+                mx[p, k] = top
+                mu[p, k] = u
+                sd[p, k] = math.sqrt(d2 / nm)
+            else:
+                med[p, k] = np.nan
+                mx[p, k] = np.nan
+                mu[p, k] = np.nan
+                sd[p, k] = np.nan
+        tot = 0.0
+        for k in range(w0, w1):
+            tot += counts[p, k]
+        best = -1.0
+        ib = 0
+        allper = 0.0
+        for a in range(n_phi):
+            per = 0.0
+            for k in range(w0, w1):
+                ex = _excess(m[p, a, k], s[p, a, k], med[p, k], n_sigma)
+                per += ex
+            allper += per
+            if per > best:
+                best = per
+                ib = a
+        frac[p] = allper / tot if tot > 0.0 else 0.0
+        num = 0.0
+        den = 0.0
+        for k in range(w0, w1):
+            ex = _excess(m[p, ib, k], s[p, ib, k], med[p, k], n_sigma)
+            num += ex * q[k]
+            den += ex
+        qc[p] = num / den if den != 0.0 else np.nan
+
+
+def _sector_statistics(q, m, s, window, n_sigma):
+    """Per-pixel statistics over the sectors of sector profiles m, s (sy, sx, n_phi, n_q) by _k_sector_stats:
+    dict of (sy, sx, n_q) arrays ``counts``, ``pixels``, ``median``, ``max``, ``noise``, ``mean``, ``std`` and
+    (sy, sx) arrays ``bragg``, ``bragg_q`` (window [Å⁻¹] = the Bragg-disc window)."""
+    sy, sx, n_phi, n_q = m.shape
+    if m.dtype not in (np.float32, np.float64):
+        m = m.astype(np.float64)
+    if s.dtype != m.dtype:
+        s = s.astype(m.dtype)
+    mf = np.ascontiguousarray(m).reshape(sy * sx, n_phi, n_q)
+    sf = np.ascontiguousarray(s).reshape(sy * sx, n_phi, n_q)
+    w = np.flatnonzero((q >= window[0]) & (q <= window[1]))
+    w0, w1 = (int(w[0]), int(w[-1]) + 1) if w.size else (0, 0)
+    names = ("counts", "pixels", "median", "max", "noise", "mean", "std")
+    per_bin = [np.empty((sy * sx, n_q)) for _ in names]
+    frac, qc = np.empty(sy * sx), np.empty(sy * sx)
+    _k_sector_stats(mf, sf, np.ascontiguousarray(q, dtype=np.float64), w0, w1, float(n_sigma), *per_bin, frac, qc)
+    out = {k: v.reshape(sy, sx, n_q) for k, v in zip(names, per_bin)}
+    out["bragg"], out["bragg_q"] = frac.reshape(sy, sx), qc.reshape(sy, sx)
+    return out
 
 
 def _band(q, a, lo, hi):
@@ -242,17 +332,12 @@ def features(
             f"sector_mean/sector_sem shapes {m.shape}/{s.shape}: expected (sy, sx, n_phi, n_q) with n_q={q.size}"
         )
     n_phi = m.shape[2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # counts per sector-bin: mean · pixels; pixels ≈ mean/sem² for Poisson data (mean > 0)
-        npx = np.where(s > 0, m / np.where(s > 0, s, 1.0) ** 2, 0.0)
-        counts = np.nansum(np.where(np.isfinite(m), m * npx, 0.0), axis=2)  # (sy, sx, n_q)
+    sy, sx = m.shape[:2]
+    st = _sector_statistics(q, m, s, bragg_window, n_sigma)
+    counts, med, mx, noise = st["counts"], st["median"], st["max"], st["noise"]
     total = np.nansum(counts, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         scattered = np.where(total > 0, np.nansum(counts[..., q >= q_direct], axis=-1) / total, 0.0)
-    med = _median_sectors(m)
-    mx = _max_sectors(m)
-    noise = _median_sectors(s)
-    with np.errstate(invalid="ignore", divide="ignore"):
         z = (mx - med) / np.sqrt(noise**2 + (0.05 * med) ** 2)
     z = np.where(np.isfinite(z), z, 0.0)
     zs = z.copy()
@@ -260,12 +345,7 @@ def features(
     spot = {ph: np.max([_interp_last(q, zs, r) for r in refl], axis=0) for ph, refl in REFLECTIONS.items()}
     band = (q >= 0.15) & (q <= 0.75)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mb = m[..., band]
-        fb = np.isfinite(mb)
-        cnt = fb.sum(axis=2)
-        mu = np.where(fb, mb, 0.0).sum(axis=2) / cnt
-        sd = np.sqrt(np.where(fb, (mb - mu[..., None, :]) ** 2, 0.0).sum(axis=2) / cnt)
-        rel = sd / mu
+        rel = st["std"][..., band] / st["mean"][..., band]
         rel_noise = noise[..., band] / med[..., band]
         d = rel - rel_noise
         aniso = np.where(np.isfinite(d), d, 0.0).sum(-1) / np.maximum(np.isfinite(d).sum(-1), 1)
@@ -285,10 +365,10 @@ def features(
     iq = iso * q
     with np.errstate(invalid="ignore", divide="ignore"):
         second = _band(q, iq, 0.57, 0.63) / (0.5 * (_band(q, iq, 0.47, 0.53) + _band(q, iq, 0.67, 0.73))) - 1.0
-    bragg, bragg_q = _bragg_discs(q, m, s, med, npx, counts, bragg_window, n_sigma)
+    bragg, bragg_q = st["bragg"], st["bragg_q"]
     with np.errstate(invalid="ignore", divide="ignore"):
         # azimuthal mean (all counts / all pixels) — defined at low dose, where the sector median is 0
-        npx_tot = np.nansum(np.where(np.isfinite(m), npx, 0.0), axis=2)
+        npx_tot = st["pixels"]
         iq_mean = np.where(npx_tot > 0, counts / np.where(npx_tot > 0, npx_tot, 1.0), np.nan) * q
         high = _band(q, iq_mean, *high_q_band) / _band(q, iq_mean, *low_q_band)
         if profiles is not None:  # the isotropic profile itself (exact pixel counts per bin)
@@ -298,7 +378,6 @@ def features(
                 high = _band(pq, ip, *high_q_band) / _band(pq, ip, *low_q_band)
     if profiles is not None:
         total = np.asarray(profiles.total, dtype=float)
-    sy, sx = m.shape[:2]
     if peak_map is not None:
         pos, ok = np.asarray(peak_map.position), np.asarray(peak_map.ok)
         if pos.shape != (sy, sx):

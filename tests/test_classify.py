@@ -165,3 +165,32 @@ def test_type2_pixels_without_lif_discs_borrow_their_neighbours_evidence(all_reg
     assert (classify(g)[dark] == code2).mean() >= 0.85  # a corner pixel has half its neighbours outside
     t1 = truth["regions"] == REGIONS.index("type1")
     assert (classify(g)[t1] == classify(g, lif_radius=0)[t1]).all()
+
+
+def test_sector_statistics_kernel_equals_numpy_twin():
+    """The numba kernel behind features() against its NumPy twin (tests/reference.py): NaN bins, sectors without
+    pixels, a zero standard error, a Bragg-like excess in one sector; and the same numbers without the JIT."""
+    from fitting.classify import _k_sector_stats, _sector_statistics
+    from tests.reference import sector_statistics_reference
+
+    r = np.random.default_rng(0)
+    q = np.linspace(0.0025, 0.8, 60)
+    m = r.gamma(2.0, 5.0, (4, 5, 9, 60)).astype(np.float32)
+    s = np.sqrt(m / r.integers(5, 40, m.shape)).astype(np.float32)
+    m[0, 0, :, 3] = s[0, 0, :, 3] = np.nan  # a bin with no pixels in any sector
+    m[1, 2, :4, 10] = s[1, 2, :4, 10] = np.nan  # sectors without pixels
+    m[2, 2, 1, 20:30] += 200.0  # a disc in one sector
+    s[3, 3, 2, 5] = 0.0
+    got = _sector_statistics(q, m, s, (0.2, 0.7), 2.0)
+    ref = sector_statistics_reference(q, m, s, (0.2, 0.7), 2.0)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=k)
+    assert got["bragg"][2, 2] > 0.3 and abs(got["bragg_q"][2, 2] - q[20:30].mean()) < 0.02
+    # NUMBA_DISABLE_JIT=1 runs the Python function: same arithmetic, same numbers
+    out = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20), np.empty(20)]
+    nojit = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20), np.empty(20)]
+    args = (m.reshape(20, 9, 60), s.reshape(20, 9, 60), q, 16, 52, 2.0)
+    _k_sector_stats(*args, *out)
+    _k_sector_stats.py_func(*args, *nojit)
+    for a, b in zip(out, nojit):
+        np.testing.assert_array_equal(a, b)
