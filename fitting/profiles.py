@@ -354,12 +354,25 @@ def sector_profiles(
     shifts = _check(plan, data, shifts)
     if isinstance(n_phi, bool) or not isinstance(n_phi, (int, np.integer)) or n_phi < 2:
         raise ValueError(f"n_phi={n_phi!r}: must be an integer number of sectors >= 2")
+    if shift_mode not in ("exact", "integer"):
+        raise ValueError(f"shift_mode={shift_mode!r}: 'exact' or 'integer'")
     sy, sx = int(data.shape[0]), int(data.shape[1])
     mean = np.empty((sy, sx, int(n_phi), plan.n_q), dtype=dtype)
     sem = np.empty_like(mean)
-    for rows, prof in _integrate_rows(
-        data, plan, shifts, chunk, n_phi=int(n_phi), progress=progress, shift_mode=shift_mode
-    ):
-        mean[rows] = prof.mean
-        sem[rows] = prof.sem_poisson
+    rows = _rows_per_chunk(data, chunk)
+    it = range(0, sy, rows)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="sectors", unit="rows", total=math.ceil(sy / rows))
+    for r0 in it:
+        r1 = min(sy, r0 + rows)
+        block = data[r0:r1]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        sh = None if shifts is None else shifts[r0:r1]
+        if sh is not None and shift_mode == "integer":
+            sh = np.rint(sh)  # whole pixels: the plan's tables moved by the shift (see scan_profiles)
+        # mean and standard error only, straight into the (float32) outputs
+        plan.mean_profiles(np.asarray(block), sh, n_phi=int(n_phi), out=(mean[r0:r1], sem[r0:r1]))
     return plan.q, mean, sem

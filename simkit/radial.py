@@ -2,7 +2,9 @@
 
 Plan once, integrate many: :func:`make_plan` turns the detector geometry (shape, centre, pixel size, ellipse
 correction, mask, bins) into per-pixel index tables; :meth:`RadialPlan.integrate` applies them to any stack of
-patterns ``(..., ny, nx)`` (NumPy array, memmap, h5py dataset, dask array) and returns :class:`RadialProfiles`.
+patterns ``(..., ny, nx)`` (NumPy array, memmap, h5py dataset, dask array) and returns :class:`RadialProfiles`;
+:meth:`RadialPlan.mean_profiles` gives only its ``mean`` and ``sem_poisson``, straight into (float32) arrays
+(many-sector maps of whole scans: 90×60 patterns × 32 sectors in ≈ 0.3 s instead of ≈ 1.4 s).
 
 Conventions
 -----------
@@ -1106,6 +1108,37 @@ def _k_finish_parallel(acc, statistic, mean, total, count, sem_p, sem_a):
         _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a)
 
 
+@njit(cache=True, inline="always")
+def _mean_sem_one(acc, n, mean, sem_p):
+    """Mean and sem_poisson of pattern n: the arithmetic of _finish_one for statistic "mean" (float64, rounded
+    once when stored into arrays of another float dtype)."""
+    for b in range(acc.shape[2]):
+        s0 = acc[n, 0, b]
+        m = np.nan
+        sp = np.nan
+        if s0 > 0:
+            m = acc[n, 1, b] / s0
+            p = acc[n, 4, b]
+            if p >= 0:
+                sp = math.sqrt(abs(p)) / s0
+        mean[n, b] = m
+        sem_p[n, b] = sp
+
+
+@njit(parallel=True, cache=True)
+def _k_mean_sem(acc, mean, sem_p):
+    """Accumulators acc (N, 6, nb) → mean and sem_poisson (N, nb) of any float dtype (RadialPlan.mean_profiles)."""
+    for n in prange(acc.shape[0]):
+        _mean_sem_one(acc, n, mean, sem_p)
+
+
+@njit(cache=True)
+def _k_mean_sem_serial(acc, mean, sem_p):
+    """_k_mean_sem on one thread (a few patterns)."""
+    for n in range(acc.shape[0]):
+        _mean_sem_one(acc, n, mean, sem_p)
+
+
 #: bins (patterns × bins) from which the finishing pass runs on all threads
 _PARALLEL_FINISH_BINS = 1 << 16
 
@@ -1506,6 +1539,89 @@ class RadialPlan:
                 run(np.asarray(data[index]), sh, acc[start:stop])  # the kernels write into acc directly
             acc = acc.reshape(lead + (_NF, nb))
         return self._finish(acc, nphi, statistic)
+
+    def mean_profiles(
+        self, data, shifts=None, *, n_phi: int | None = None, dtype=np.float32, out=None, chunk_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and Poisson standard error only, written straight into arrays of ``dtype``: the ``mean`` and
+        ``sem_poisson`` of :meth:`integrate` (statistic ``"mean"``; the same kernels and arithmetic, rounded
+        once to ``dtype``) without the other fields — for many-sector maps of whole scans, where building
+        every field in float64 costs as much as the binning.
+
+        Parameters
+        ----------
+        data : array-like, shape (..., ny, nx)  [counts or intensity per pixel]
+            NumPy array, memmap or h5py dataset (read ``chunk_size`` patterns at a time).
+        shifts : array-like or None, shape data.shape[:-2] + (2,)  [px]
+            Per-pattern (dy, dx) as in :meth:`integrate`.
+        n_phi : int or None
+            Number of azimuthal sectors; outputs then have shape (..., n_phi, n_q).
+        dtype : numpy float dtype
+            Type of the returned arrays.
+        out : (ndarray, ndarray) or None
+            C-contiguous arrays of the output shape and ``dtype`` to write into.
+        chunk_size : int
+            Patterns per kernel call (their float64 accumulators stay in cache and are reused).
+
+        Returns
+        -------
+        mean : ndarray, shape (..., n_q) or (..., n_phi, n_q)  [intensity per pixel]
+            NaN in empty bins.
+        sem_poisson : ndarray, same shape  [intensity per pixel]
+        """
+        shape = getattr(data, "shape", None)
+        if shape is None or not hasattr(data, "dtype"):
+            raise TypeError(f"data={type(data).__name__}: expected an array of shape (..., ny, nx)")
+        shape = tuple(int(v) for v in shape)
+        if len(shape) < 2 or shape[-2:] != self.shape:
+            raise ValueError(f"data.shape={shape}: the last two axes must equal the plan's detector shape {self.shape}")
+        if np.dtype(data.dtype).kind not in "biuf":
+            raise TypeError(f"data.dtype={data.dtype}: expected a real numeric dtype (integer, unsigned or float)")
+        if n_phi is None:
+            nphi = 1
+        elif isinstance(n_phi, bool) or not isinstance(n_phi, (int, np.integer)) or n_phi < 1:
+            raise ValueError(f"n_phi={n_phi!r}: must be a positive integer number of sectors or None")
+        else:
+            nphi = int(n_phi)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size!r}: must be a positive number of patterns")
+        lead = shape[:-2]
+        if shifts is not None:
+            shifts = np.asarray(shifts, dtype=np.float64)
+            if shifts.shape != lead + (2,):
+                raise ValueError(f"shifts.shape={shifts.shape}: must be data.shape[:-2] + (2,) = {lead + (2,)}")
+            if not np.all(np.isfinite(shifts)):
+                raise ValueError("shifts: contains non-finite values; give finite (dy, dx) [px]")
+        oshape = lead + ((nphi, self.n_q) if nphi > 1 else (self.n_q,))
+        if out is None:
+            out = (np.empty(oshape, dtype), np.empty(oshape, dtype))
+        for o in out:
+            if o.shape != oshape or not o.flags.c_contiguous or o.dtype.kind != "f":
+                raise ValueError(f"out: need two C-contiguous float arrays of shape {oshape}")
+        if self.split_pixels:  # weighted entries: the general path
+            prof = self.integrate(data, shifts, n_phi=n_phi)
+            out[0][...], out[1][...] = prof.mean, prof.sem_poisson
+            return out
+        nb = nphi * self.n_q
+        npix = self.shape[0] * self.shape[1]
+        n_pat = int(np.prod(lead, dtype=np.int64))
+        mean, sem = out[0].reshape(n_pat, nb), out[1].reshape(n_pat, nb)
+        bins_phi = self._sector_entries(nphi)
+        acc = np.empty((min(int(chunk_size), max(n_pat, 1)), _NF, nb))
+        for start, stop, index in _leading_blocks(lead, int(chunk_size)):
+            block = np.ascontiguousarray(np.asarray(data[index])).reshape(-1, npix)
+            if block.dtype.kind == "b":
+                block = block.view(np.uint8)
+            elif not block.dtype.isnative:
+                block = block.astype(block.dtype.newbyteorder("="))
+            sh = None if shifts is None else np.ascontiguousarray(shifts[index]).reshape(-1, 2)
+            a = acc[: stop - start]
+            self._run(block, sh, nphi, "mean", 3.0, bins_phi, a)
+            if stop - start < _MIN_PARALLEL:
+                _k_mean_sem_serial(a, mean[start:stop], sem[start:stop])
+            else:
+                _k_mean_sem(a, mean[start:stop], sem[start:stop])
+        return out
 
     def _finish(self, acc, nphi, statistic) -> RadialProfiles:
         lead = acc.shape[:-2]

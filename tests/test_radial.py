@@ -448,6 +448,46 @@ def test_whole_pixel_shifts_equal_reference_at_the_moved_centre(dtype, n_phi):
     np.testing.assert_array_equal(off.sum, got.sum)
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_mean_profiles_equal_integrate(split, tmp_path):
+    """RadialPlan.mean_profiles gives integrate()'s mean and sem_poisson rounded once to the requested dtype, on
+    every path (fixed centre, sub-pixel and whole-pixel shifts, sectors, split pixels), from NumPy and h5py, in
+    chunks of one pattern (serial) or many, into given arrays; bad arguments are named."""
+    import h5py
+
+    r = np.random.default_rng(8)
+    shape = (29, 31)
+    data = r.poisson(30.0, (3, 4) + shape).astype(np.uint16)
+    plan = make_plan(shape, center=(14.2, 15.7), pixel_size=0.01, n_bins=11, q_max=0.13, ellipse_ratio=1.04,
+                     ellipse_angle=0.2, split_pixels=split)  # fmt: skip
+    sub = r.normal(0.0, 1.5, (3, 4, 2))
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["d"] = data
+    for shifts in (None, sub, np.rint(sub)):
+        for n_phi in (None, 4):
+            ref = plan.integrate(data, shifts, n_phi=n_phi)
+            for dtype in (np.float32, np.float64):
+                for chunk in (1, 64):
+                    m, e = plan.mean_profiles(data, shifts, n_phi=n_phi, dtype=dtype, chunk_size=chunk)
+                    assert m.dtype == dtype and m.shape == ref.mean.shape
+                    np.testing.assert_array_equal(m, ref.mean.astype(dtype))
+                    np.testing.assert_array_equal(e, ref.sem_poisson.astype(dtype))
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        out = (np.empty((3, 4, 4, 11), np.float32), np.empty((3, 4, 4, 11), np.float32))
+        got = plan.mean_profiles(f["d"], sub, n_phi=4, out=out)
+    assert got is out
+    ref = plan.integrate(data, sub, n_phi=4)
+    np.testing.assert_array_equal(out[0], ref.mean.astype(np.float32))
+    with pytest.raises(ValueError, match="shifts"):
+        plan.mean_profiles(data, sub[:2])
+    with pytest.raises(ValueError, match="out"):
+        plan.mean_profiles(data, out=(np.empty(3), np.empty(3)))
+    with pytest.raises(ValueError, match="chunk_size"):
+        plan.mean_profiles(data, chunk_size=0)
+    with pytest.raises(ValueError, match="detector shape"):
+        plan.mean_profiles(data[..., :5])
+
+
 def test_parallel_finishing_pass_is_identical(rng):
     """Many patterns × bins finish on all threads with the same arithmetic per bin as the serial pass."""
     from simkit.radial import _NF, _PARALLEL_FINISH_BINS, _k_finish, _k_finish_parallel
