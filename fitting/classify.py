@@ -146,19 +146,6 @@ def _running_sum(a, k):
 # sector statistics kernel (NumPy twin: tests/reference.py, sector_statistics_reference)
 # ---------------------------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _sorted_median(buf, k):
-    """Median of the first k values of buf, sorting them in place (insertion sort: k is a few tens)."""
-    for a in range(1, k):
-        v = buf[a]
-        b = a - 1
-        while b >= 0 and buf[b] > v:
-            buf[b + 1] = buf[b]
-            b -= 1
-        buf[b + 1] = v
-    return 0.5 * (buf[(k - 1) // 2] + buf[k // 2])
-
-
-@njit(cache=True, inline="always")
 def _excess(mv, sv, medv, n_sigma):
     """Excess pixel counts of one sector bin over the azimuthal median: max(m − med − n_sigma·s, 0)·m/s²."""
     v = np.float64(mv)
@@ -170,83 +157,137 @@ def _excess(mv, sv, medv, n_sigma):
     return x * n
 
 
+def _sorting_network(n: int) -> np.ndarray:
+    """Comparators (i, j), i < j, of Batcher's odd–even merge sort of n values (n padded to a power of two: the
+    padding rows hold +inf and stay last), shape (n_comparators, 2) int64 — 191 for 32 values."""
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@njit(cache=True, inline="always")
+def _sort_columns(w, net, n_q):
+    """Sort every column of w (rows = values, n_q columns) ascending with the comparator network ``net``: each
+    comparator is a min/max over a whole row pair, which vectorises across the Q bins."""
+    for c in range(net.shape[0]):
+        i = net[c, 0]
+        j = net[c, 1]
+        for k in range(n_q):
+            a = w[i, k]
+            b = w[j, k]
+            w[i, k] = min(a, b)
+            w[j, k] = max(a, b)
+
+
 @njit(parallel=True, cache=True)
-def _k_sector_stats(m, s, q, w0, w1, n_sigma, counts, npx_tot, med, mx, noise, mu, sd, frac, qc):
+def _k_sector_stats(m, s, q, w0, w1, n_sigma, net, counts, npx_tot, med, mx, noise, mu, sd, frac, qc):
     """Per pixel p (m, s: (P, n_phi, n_q) sector means and Poisson standard errors) and bin k, over the finite
     sectors: counts = Σ m·n (n = m/s² pixels, 0 where s <= 0), npx_tot = Σ n, med / mx = median / max of m,
     noise = median of s, mu / sd = mean / population std of m (NaN without a finite sector); then the Bragg
     excess e = max(m − med − n_sigma·s, 0)·n over bins [w0, w1): frac = Σ e / Σ counts (0 when no counts), qc =
     the e-weighted Q of the sector with the largest Σ e (the first on ties; NaN when it has none). Float64
-    arithmetic throughout."""
+    arithmetic, sums in sector order; medians and maxima from the sorted finite values (comparator network
+    ``net`` of _sorting_network(n_phi), non-finite values as +inf sorted last)."""
     n_pix, n_phi, n_q = m.shape
-    for p in prange(n_pix):
-        bm = np.empty(n_phi)
-        bs = np.empty(n_phi)
-        for k in range(n_q):
-            c = 0.0
-            nt = 0.0
-            sm = 0.0
-            top = -np.inf
-            nm = 0
-            ns = 0
+    n_rows = 1
+    while n_rows < n_phi:
+        n_rows *= 2
+    n_blocks = min(n_pix, 64)
+    for blk in prange(n_blocks):
+        wm = np.empty((n_rows, n_q))
+        ws = np.empty((n_rows, n_q))
+        c = np.empty(n_q)
+        nt = np.empty(n_q)
+        sm = np.empty(n_q)
+        d2 = np.empty(n_q)
+        fm = np.empty(n_q, np.int64)
+        fs = np.empty(n_q, np.int64)
+        for p in range(blk * n_pix // n_blocks, (blk + 1) * n_pix // n_blocks):
+            c[:] = 0.0
+            nt[:] = 0.0
+            sm[:] = 0.0
+            d2[:] = 0.0
+            fm[:] = 0
+            fs[:] = 0
             for a in range(n_phi):
-                v = np.float64(m[p, a, k])
-                e = np.float64(s[p, a, k])
-                if e - e == 0.0:  # finite
-                    bs[ns] = e
-                    ns += 1
-                if v - v == 0.0:  # finite
-                    n = v / (e * e) if e > 0.0 else 0.0
-                    x = v * n
-                    if x == x:
-                        c += x
-                    if n == n:
-                        nt += n
-                    bm[nm] = v
-                    nm += 1
-                    sm += v
-                    if v > top:
-                        top = v
-            counts[p, k] = c
-            npx_tot[p, k] = nt
-            noise[p, k] = _sorted_median(bs, ns) if ns > 0 else np.nan
-            if nm > 0:
-                u = sm / nm
-                d2 = 0.0
-                for a in range(nm):
-                    d2 += (bm[a] - u) * (bm[a] - u)
-                med[p, k] = _sorted_median(bm, nm)
-                mx[p, k] = top
-                mu[p, k] = u
-                sd[p, k] = math.sqrt(d2 / nm)
-            else:
-                med[p, k] = np.nan
-                mx[p, k] = np.nan
-                mu[p, k] = np.nan
-                sd[p, k] = np.nan
-        tot = 0.0
-        for k in range(w0, w1):
-            tot += counts[p, k]
-        best = -1.0
-        ib = 0
-        allper = 0.0
-        for a in range(n_phi):
-            per = 0.0
+                for k in range(n_q):
+                    v = np.float64(m[p, a, k])
+                    e = np.float64(s[p, a, k])
+                    okv = v - v == 0.0  # finite
+                    oke = e - e == 0.0
+                    ws[a, k] = e if oke else np.inf
+                    fs[k] += oke
+                    wm[a, k] = v if okv else np.inf
+                    if okv:
+                        fm[k] += 1
+                        n = v / (e * e) if e > 0.0 else 0.0
+                        x = v * n
+                        if x == x:
+                            c[k] += x
+                        if n == n:
+                            nt[k] += n
+                        sm[k] += v
+            for a in range(n_phi, n_rows):
+                for k in range(n_q):
+                    wm[a, k] = np.inf
+                    ws[a, k] = np.inf
+            for k in range(n_q):
+                mu[p, k] = sm[k] / fm[k] if fm[k] > 0 else np.nan
+            for a in range(n_phi):
+                for k in range(n_q):
+                    v = wm[a, k]
+                    if v < np.inf:
+                        d2[k] += (v - mu[p, k]) * (v - mu[p, k])
+            _sort_columns(wm, net, n_q)
+            _sort_columns(ws, net, n_q)
+            for k in range(n_q):
+                counts[p, k] = c[k]
+                npx_tot[p, k] = nt[k]
+                h = fs[k]
+                noise[p, k] = 0.5 * (ws[(h - 1) // 2, k] + ws[h // 2, k]) if h > 0 else np.nan
+                h = fm[k]
+                if h > 0:
+                    med[p, k] = 0.5 * (wm[(h - 1) // 2, k] + wm[h // 2, k])
+                    mx[p, k] = wm[h - 1, k]
+                    sd[p, k] = math.sqrt(d2[k] / h)
+                else:
+                    med[p, k] = np.nan
+                    mx[p, k] = np.nan
+                    sd[p, k] = np.nan
+            tot = 0.0
             for k in range(w0, w1):
-                ex = _excess(m[p, a, k], s[p, a, k], med[p, k], n_sigma)
-                per += ex
-            allper += per
-            if per > best:
-                best = per
-                ib = a
-        frac[p] = allper / tot if tot > 0.0 else 0.0
-        num = 0.0
-        den = 0.0
-        for k in range(w0, w1):
-            ex = _excess(m[p, ib, k], s[p, ib, k], med[p, k], n_sigma)
-            num += ex * q[k]
-            den += ex
-        qc[p] = num / den if den != 0.0 else np.nan
+                tot += counts[p, k]
+            best = -1.0
+            ib = 0
+            allper = 0.0
+            for a in range(n_phi):
+                per = 0.0
+                for k in range(w0, w1):
+                    per += _excess(m[p, a, k], s[p, a, k], med[p, k], n_sigma)
+                allper += per
+                if per > best:
+                    best = per
+                    ib = a
+            frac[p] = allper / tot if tot > 0.0 else 0.0
+            num = 0.0
+            den = 0.0
+            for k in range(w0, w1):
+                ex = _excess(m[p, ib, k], s[p, ib, k], med[p, k], n_sigma)
+                num += ex * q[k]
+                den += ex
+            qc[p] = num / den if den != 0.0 else np.nan
 
 
 def _sector_statistics(q, m, s, window, n_sigma):
@@ -265,7 +306,8 @@ def _sector_statistics(q, m, s, window, n_sigma):
     names = ("counts", "pixels", "median", "max", "noise", "mean", "std")
     per_bin = [np.empty((sy * sx, n_q)) for _ in names]
     frac, qc = np.empty(sy * sx), np.empty(sy * sx)
-    _k_sector_stats(mf, sf, np.ascontiguousarray(q, dtype=np.float64), w0, w1, float(n_sigma), *per_bin, frac, qc)
+    net = _sorting_network(n_phi)
+    _k_sector_stats(mf, sf, np.ascontiguousarray(q, dtype=np.float64), w0, w1, float(n_sigma), net, *per_bin, frac, qc)
     out = {k: v.reshape(sy, sx, n_q) for k, v in zip(names, per_bin)}
     out["bragg"], out["bragg_q"] = frac.reshape(sy, sx), qc.reshape(sy, sx)
     return out

@@ -170,7 +170,7 @@ def test_type2_pixels_without_lif_discs_borrow_their_neighbours_evidence(all_reg
 def test_sector_statistics_kernel_equals_numpy_twin():
     """The numba kernel behind features() against its NumPy twin (tests/reference.py): NaN bins, sectors without
     pixels, a zero standard error, a Bragg-like excess in one sector; and the same numbers without the JIT."""
-    from fitting.classify import _k_sector_stats, _sector_statistics
+    from fitting.classify import _k_sector_stats, _sector_statistics, _sorting_network
     from tests.reference import sector_statistics_reference
 
     r = np.random.default_rng(0)
@@ -189,8 +189,24 @@ def test_sector_statistics_kernel_equals_numpy_twin():
     # NUMBA_DISABLE_JIT=1 runs the Python function: same arithmetic, same numbers
     out = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20), np.empty(20)]
     nojit = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20), np.empty(20)]
-    args = (m.reshape(20, 9, 60), s.reshape(20, 9, 60), q, 16, 52, 2.0)
+    args = (m.reshape(20, 9, 60), s.reshape(20, 9, 60), q, 16, 52, 2.0, _sorting_network(9))
     _k_sector_stats(*args, *out)
     _k_sector_stats.py_func(*args, *nojit)
     for a, b in zip(out, nojit):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 9, 16])
+def test_sorting_network_sorts_every_zero_one_input(n):
+    """The comparator network of the sector medians sorts all 2^n 0–1 inputs (padded to a power of two with the
+    +inf the kernel uses), hence every input (Knuth's 0–1 principle)."""
+    from fitting.classify import _sorting_network
+
+    net = _sorting_network(n)
+    size = 1 << (n - 1).bit_length()
+    x = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    x = np.concatenate([x, np.full((x.shape[0], size - n), 2)], axis=1)  # padding: larger than any value
+    for i, j in net:
+        lo, hi = np.minimum(x[:, i], x[:, j]), np.maximum(x[:, i], x[:, j])
+        x[:, i], x[:, j] = lo, hi
+    assert np.all(np.diff(x, axis=1) >= 0)
