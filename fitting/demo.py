@@ -160,18 +160,19 @@ def analyze_scan(
     scan = _in_memory(scan, memory_budget)
     cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
-    # the estimator's window follows the probe (simkit.peakpos.sro_window), as in the synthetic scans' truth
-    probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
-    pm = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
-    feats = features(sq, sm, ss, profiles=prof, peak_map=pm)
+    # the classes rest on the Bragg-disc features and the whole profile, never on the SRO position: the peak
+    # map is made once, from the final (possibly ellipse-refined) profiles
+    feats = features(sq, sm, ss, profiles=prof)
     classes = classify(feats)
     if refine_ellipse and cal.ellipse is None:
         refined = _refine_ellipse(scan, cal, sq, sm, feats, classes)
         if refined is not None:
             cal = refined
             prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
-            pm = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
+    # the estimator's window follows the probe (simkit.peakpos.sro_window), as in the synthetic scans' truth
+    probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
+    pm = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
     pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
     mixture = fit_histogram(finite, rng=seed) if finite.size >= 5 else None
