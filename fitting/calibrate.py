@@ -612,7 +612,9 @@ def ellipse_from_sectors(
         No selected pattern, fewer than 8 sectors, or the ring found in fewer than 6 sectors.
     """
     q = np.asarray(q, dtype=float)
-    m = np.asarray(sector_mean, dtype=float)
+    m = np.asarray(sector_mean)  # float64 only for the selected patterns (a scan's sectors are ~100 MB of float32)
+    if m.dtype.kind != "f":
+        m = m.astype(float)
     if m.ndim < 2 or m.shape[-1] != q.size:
         raise ValueError(f"sector_mean has shape {m.shape}: expected (..., n_phi, n_q) with n_q = {q.size}")
     n_phi = m.shape[-2]
@@ -626,6 +628,7 @@ def ellipse_from_sectors(
         flat = flat[select.reshape(-1)]
     if flat.shape[0] == 0:
         raise ValueError("select: no pattern selected to measure the ellipse on")
+    flat = flat.astype(float, copy=False)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sectors empty in every pattern stay NaN
         avg = np.nanmean(flat, axis=0)
