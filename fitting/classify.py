@@ -44,10 +44,14 @@ Features (per probe position; :func:`features`)
 Rules (:func:`classify`, in this order of precedence; thresholds are keyword arguments)
 --------------------------------------------------------------------------------------
 1. ``scattered < vacuum_max`` → **vacuum/thin**.
-2. Crystal: ``bragg ≥ crystal_min`` (0.06), or ``bragg ≥ weak_crystal_min`` (0.025) with ``bragg_q`` not
+2. Crystal: ``bragg ≥ crystal_min`` (0.3), or ``bragg ≥ weak_crystal_min`` (0.025) with ``bragg_q`` not
    within ``lif_tol`` of a LiF reflection → the phase (Li, Cu, Li₂O) with the reflection nearest ``bragg_q``:
    **Li metal**, **Cu**, **Li₂O**. A metal grain puts ≥ 8 % of its scattering in discs (Li ≈ 0.55, Cu ≈ 0.9
-   on the simkit scans, ≈ 0.07–0.1 on the analytic test scans); the 5 %-volume LiF of Type 2 ≤ 4 %. A Li grain
+   on the simkit scans, ≈ 0.07–0.1 on the analytic test scans). ``bragg`` counts the disc excess that stands
+   above the noise, so it grows with dose: the 5 %-volume LiF of Type 2 shows ≈ 0.01 at 10⁵ e/pattern but
+   0.045 (95th percentile 0.10) at 10⁶ — with the former 0.06 half the Type 2 pixels became Cu at 4 × 10⁵ e.
+   Discs at LiF positions therefore make a crystal only above 0.3; a Cu grain whose discs sit near LiF 200 is
+   still **Cu** through the ``dense_min`` rule (it scatters ≥ 0.24 of the beam, Type 2 ≈ 0.11). A Li grain
    under a 5 % Li₂O surface oxide stays **Li metal**: its Li 110 disc (0.406) outweighs the oxide's weak Li₂O
    111 (0.376), so the centroid sits at Li; Li₂O is called only when Li₂O discs dominate.
 3. Sharp isotropic Li₂O rings, ``ring_z ≥ ring_min`` → **Li₂O** (polycrystalline or damaged SEI); then a
@@ -449,7 +453,7 @@ def classify(
     ring_min: float = 6.0,
     sro_split: float = 0.31,
     second_min: float = 0.15,
-    crystal_min: float = 0.06,
+    crystal_min: float = 0.3,
     weak_crystal_min: float = 0.025,
     lif_min: float = 0.004,
     lif_tol: float = 0.05,
@@ -474,7 +478,8 @@ def classify(
     second_min : float
         Smallest relative second-peak strength of Type 1 (rules without Bragg features only).
     crystal_min : float
-        Smallest Bragg fraction of a crystal (metal grain or Li₂O) whatever the disc position.
+        Smallest Bragg fraction of a crystal (metal grain or Li₂O) whatever the disc position (above the LiF
+        spots of Type 2 at any dose up to 10⁶ e/pattern).
     weak_crystal_min : float
         Smallest Bragg fraction of a crystal whose disc centroid is not at a LiF reflection.
     lif_min : float
