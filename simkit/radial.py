@@ -841,6 +841,92 @@ def _k_offset_float(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mas
 
 
 @njit(cache=True)
+def _offset_sum_uint(img, ny, nx, pad, tx, dy, dx, table, spans, valid, use_mask, s1):
+    """_offset_one_uint without Σ I²: s1[t] += I + 2^_CSHIFT (count and Σ I)."""
+    one = np.int64(1) << _CSHIFT
+    for a in range(ny):
+        i = a - dy + pad
+        j0 = max(spans[i, 0], pad - dx)
+        j1 = min(spans[i, 1], pad - dx + nx)
+        tb = i * tx
+        sb = a * nx + dx - pad
+        for j in range(j0, j1):
+            if use_mask and not valid[np.uint64(sb + j)]:
+                continue
+            s1[np.uint64(table[np.uint64(tb + j)])] += np.int64(img[np.uint64(sb + j)]) | one
+
+
+@njit(cache=True)
+def _offset_sum_float(img, ny, nx, pad, tx, dy, dx, table, spans, valid, use_mask, s0, s1):
+    """_offset_one_float without Σ I²: s0 += 1, s1 += I; NaN pixels skipped."""
+    for a in range(ny):
+        i = a - dy + pad
+        j0 = max(spans[i, 0], pad - dx)
+        j1 = min(spans[i, 1], pad - dx + nx)
+        tb = i * tx
+        sb = a * nx + dx - pad
+        for j in range(j0, j1):
+            if use_mask and not valid[np.uint64(sb + j)]:
+                continue
+            v = np.float64(img[np.uint64(sb + j)])
+            if v != v:
+                continue
+            t = np.uint64(table[np.uint64(tb + j)])
+            s0[t] += 1.0
+            s1[t] += v
+
+
+@njit(parallel=True, cache=True)
+def _k_offset_mean_uint(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, mean, sem_p):
+    """_k_offset_uint reduced to mean and sem_poisson (N, nb) of any float dtype, written per pattern (no
+    accumulator array): the arithmetic of _mean_sem_one on the same sums (Σw²·I = Σ I without splitting)."""
+    n_pat = data.shape[0]
+    tx = nx + 2 * pad
+    low = (np.int64(1) << _CSHIFT) - 1
+    for n in prange(n_pat):
+        s1 = np.zeros((nb + 1) * _W, np.int64)
+        _offset_sum_uint(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s1)
+        for b in range(nb):
+            a = np.int64(0)
+            for u in range(_W):
+                a += s1[b * _W + u]
+            s0 = np.float64(a >> _CSHIFT)
+            m = np.nan
+            sp = np.nan
+            if s0 > 0:
+                p = np.float64(a & low)
+                m = p / s0
+                sp = math.sqrt(p) / s0
+            mean[n, b] = m
+            sem_p[n, b] = sp
+
+
+@njit(parallel=True, cache=True)
+def _k_offset_mean_float(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, mean, sem_p):
+    """As _k_offset_mean_uint for float32/float64 data (float64 sums, NaN pixels skipped)."""
+    n_pat = data.shape[0]
+    tx = nx + 2 * pad
+    for n in prange(n_pat):
+        s0 = np.zeros((nb + 1) * _W)
+        s1 = np.zeros((nb + 1) * _W)
+        _offset_sum_float(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1)
+        for b in range(nb):
+            c = 0.0
+            a = 0.0
+            for u in range(_W):
+                c += s0[b * _W + u]
+                a += s1[b * _W + u]
+            m = np.nan
+            sp = np.nan
+            if c > 0:
+                m = a / c
+                if a >= 0:
+                    sp = math.sqrt(abs(a)) / c
+            mean[n, b] = m
+            sem_p[n, b] = sp
+
+
+@njit(cache=True)
 def _split_accumulate(img, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, acc):
     """Split pixels about centre (cy, cx) straight into acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), bin]: the entries of
     _pixel_entries(split=True) in the same order and arithmetic as _accumulate_one, without the entry list."""
@@ -1606,14 +1692,41 @@ class RadialPlan:
         npix = self.shape[0] * self.shape[1]
         n_pat = int(np.prod(lead, dtype=np.int64))
         mean, sem = out[0].reshape(n_pat, nb), out[1].reshape(n_pat, nb)
+        ish = None
+        if shifts is None:
+            ish = np.zeros((n_pat, 2), np.int64)
+        elif n_pat:
+            ish = _whole_pixel_shifts(shifts.reshape(-1, 2), self.shape)
+        if ish is not None and n_pat:
+            # fixed centre or whole-pixel shifts: one pass per pattern straight to mean and error (no Σ I²,
+            # no accumulator array), one parallel region per read block
+            pad = -(-int(np.abs(ish).max(initial=0)) // 8) * 8
+            table, spans = self._offset_table(nphi, pad)
+            valid = self.mask.ravel()
+            use_mask = not bool(valid.all())
+            ny, nx = self.shape
+            step = max(int(chunk_size), (256 << 20) // max(1, npix * np.dtype(data.dtype).itemsize))
+            for start, stop, index in _leading_blocks(lead, step):
+                block = self._native(np.asarray(data[index]).reshape(-1, npix))
+                kernel = _k_offset_mean_uint if block.dtype in (np.uint8, np.uint16) else _k_offset_mean_float
+                if block.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+                    block = block.astype(np.float64)
+                if stop - start < _MIN_PARALLEL and get_num_threads() > 1:
+                    threads = get_num_threads()
+                    set_num_threads(1)
+                    try:
+                        kernel(block, ish[start:stop], ny, nx, pad, table, spans, nb, valid, use_mask,
+                               mean[start:stop], sem[start:stop])  # fmt: skip
+                    finally:
+                        set_num_threads(threads)
+                else:
+                    kernel(block, ish[start:stop], ny, nx, pad, table, spans, nb, valid, use_mask,
+                           mean[start:stop], sem[start:stop])  # fmt: skip
+            return out
         bins_phi = self._sector_entries(nphi)
         acc = np.empty((min(int(chunk_size), max(n_pat, 1)), _NF, nb))
         for start, stop, index in _leading_blocks(lead, int(chunk_size)):
-            block = np.ascontiguousarray(np.asarray(data[index])).reshape(-1, npix)
-            if block.dtype.kind == "b":
-                block = block.view(np.uint8)
-            elif not block.dtype.isnative:
-                block = block.astype(block.dtype.newbyteorder("="))
+            block = self._native(np.asarray(data[index]).reshape(-1, npix))
             sh = None if shifts is None else np.ascontiguousarray(shifts[index]).reshape(-1, 2)
             a = acc[: stop - start]
             self._run(block, sh, nphi, "mean", 3.0, bins_phi, a)
@@ -1622,6 +1735,16 @@ class RadialPlan:
             else:
                 _k_mean_sem(a, mean[start:stop], sem[start:stop])
         return out
+
+    @staticmethod
+    def _native(block):
+        """C-contiguous block in native byte order, booleans as uint8 (what the kernels take)."""
+        block = np.ascontiguousarray(block)
+        if block.dtype.kind == "b":
+            return block.view(np.uint8)
+        if not block.dtype.isnative:  # e.g. big-endian data from a file
+            return block.astype(block.dtype.newbyteorder("="))
+        return block
 
     def _finish(self, acc, nphi, statistic) -> RadialProfiles:
         lead = acc.shape[:-2]

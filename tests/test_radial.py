@@ -451,7 +451,8 @@ def test_whole_pixel_shifts_equal_reference_at_the_moved_centre(dtype, n_phi):
 @pytest.mark.parametrize("split", [False, True])
 def test_mean_profiles_equal_integrate(split, tmp_path):
     """RadialPlan.mean_profiles gives integrate()'s mean and sem_poisson rounded once to the requested dtype, on
-    every path (fixed centre, sub-pixel and whole-pixel shifts, sectors, split pixels), from NumPy and h5py, in
+    every path (fixed centre, sub-pixel and whole-pixel shifts, sectors, split pixels; counts and float data with
+    NaN), from NumPy and h5py, in
     chunks of one pattern (serial) or many, into given arrays; bad arguments are named."""
     import h5py
 
@@ -463,12 +464,14 @@ def test_mean_profiles_equal_integrate(split, tmp_path):
     sub = r.normal(0.0, 1.5, (3, 4, 2))
     with h5py.File(tmp_path / "d.h5", "w") as f:
         f["d"] = data
-    for shifts in (None, sub, np.rint(sub)):
+    floats = data.astype(np.float32)
+    floats[0, 1, 14, 20] = np.nan
+    for arr, shifts in [(data, None), (data, sub), (data, np.rint(sub)), (floats, None), (floats, np.rint(sub))]:
         for n_phi in (None, 4):
-            ref = plan.integrate(data, shifts, n_phi=n_phi)
+            ref = plan.integrate(arr, shifts, n_phi=n_phi)
             for dtype in (np.float32, np.float64):
                 for chunk in (1, 64):
-                    m, e = plan.mean_profiles(data, shifts, n_phi=n_phi, dtype=dtype, chunk_size=chunk)
+                    m, e = plan.mean_profiles(arr, shifts, n_phi=n_phi, dtype=dtype, chunk_size=chunk)
                     assert m.dtype == dtype and m.shape == ref.mean.shape
                     np.testing.assert_array_equal(m, ref.mean.astype(dtype))
                     np.testing.assert_array_equal(e, ref.sem_poisson.astype(dtype))
