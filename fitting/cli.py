@@ -454,8 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scan positions (slow, fast) [-] (default 12 50)")  # fmt: skip
     y.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=4.0, help="scan step [nm] (default 4)")
     dose = y.add_mutually_exclusive_group()
-    dose.add_argument("--electrons", type=_positive("--electrons", "e per pattern"), default=1.0e4,
-                      help="dose per pattern [e] (default 10000)")  # fmt: skip
+    # the library default (simkit.synth.DEFAULT_ELECTRONS_PER_PATTERN; not imported here to keep --help fast)
+    dose.add_argument("--electrons", type=_positive("--electrons", "e per pattern"), default=1.0e6,
+                      help="dose per pattern [e] (default 1e6 = 16 pA x 10 ms)")  # fmt: skip
     dose.add_argument("--dose", type=_positive("--dose", "e/Å²"), default=None,
                       help="scan fluence [e/Å²] = electrons per pattern / step² (instead of --electrons)")  # fmt: skip
     y.add_argument("--preset", choices=("tiny", "demo", "full"), default="tiny",

@@ -35,10 +35,17 @@ the SRO peak position from :func:`simkit.peakpos.sro_peak_position` (window from
 estimator), density, LiF orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse,
 and all settings as JSON.
 
-Default dose: 100,000 electrons per pattern (16 pA × 1 ms); over a 40 Å × 40 Å step that is a scan fluence
-of 62.5 e/Å² — a low-dose SEND setting, 58× below the study's damage threshold of ≈ 3600 e/Å² (scan fluence), at
-which the 5 %-volume LiF spots of Type 2 and the SRO rings are classified reliably (98–100 % on pure pixels;
-81 % at 10⁴ e/pattern, where the sparse LiF spots drown in noise).
+Default dose: 10⁶ electrons per pattern (16 pA × 10 ms, or 160 pA × 1 ms); over a 40 Å × 40 Å step that is a
+scan fluence of 625 e/Å², 17 % of the ≈ 3600 e/Å² (accumulated scan fluence, the convention of simkit.dose) at
+which the study saw SEI Type 1 turn into Li₂O. Why this dose: the per-pixel SRO peak position is Poisson-limited
+(its error falls as 1/√N — tests/test_peaks_synth.py), and the study's claims rest on per-pixel peaks that wander
+by 0.02 Å⁻¹ (0.325–0.345) with histogram widths ≈ 0.02 Å⁻¹. Median per-pixel error against the ground truth on
+the 2 mrad ``top``/``bottom`` scans: 10⁵ e → 0.0026–0.0042 Å⁻¹ (Type 2 with visible LiF discs 0.0068), 4 × 10⁵ →
+0.0015–0.0034, 10⁶ → 0.0008–0.0023: at 10⁶ e the noise adds ≈ 1 % to the variance of a 0.02 Å⁻¹-wide histogram
+(10 % at 10⁵ e) and every amorphous class is located to < 0.003 Å⁻¹ per pixel. Classes are reliable from 10⁵ e
+(98–100 % on pure pixels; 81 % at 10⁴ e, where the sparse LiF spots of Type 2 drown in noise). Counts are stored
+as uint16 unless the brightest expected pixel could overflow it (e.g. the direct beam of a 0.15 mrad probe,
+which falls in one or two detector pixels), then uint32.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ __all__ = [
     "TRUTH_Q_RANGE",
     "SynthResult",
     "compose",
+    "counts_dtype",
     "poisson_counts",
     "default_scan",
     "synthesize_scan",
@@ -72,8 +80,9 @@ __all__ = [
     "write_emd_header",
 ]
 
-#: Default electrons per pattern (16 pA × 1 ms); 62.5 e/Å² scan fluence at 4 nm steps.
-DEFAULT_ELECTRONS_PER_PATTERN = 1.0e5
+#: Default electrons per pattern (16 pA × 10 ms); 625 e/Å² scan fluence at 4 nm steps (see the module docstring:
+#: the dose at which every amorphous class's per-pixel SRO peak is located to < 0.003 Å⁻¹).
+DEFAULT_ELECTRONS_PER_PATTERN = 1.0e6
 #: Window [Å⁻¹] of the ground-truth SRO peak (the default window of fitting.peaks.sro_peak_map).
 TRUTH_Q_RANGE = (0.22, 0.42)
 #: Names the ground-truth SRO estimator; stored with every scan so that files made with another one are not reused.
@@ -701,6 +710,31 @@ class SynthResult:
     settings: dict
 
 
+def counts_dtype(library: PatternLibrary, electrons_per_pattern: float, *, thickness: float | None = None):
+    """Smallest unsigned integer type (uint16 or uint32) that holds every expected count of a synthetic scan.
+
+    Parameters
+    ----------
+    library : PatternLibrary
+    electrons_per_pattern : float  [e]
+    thickness : float or None  [Å]
+        Scene thickness; entries are extrapolated to it as in :func:`compose` (default: the library's).
+
+    Returns
+    -------
+    numpy dtype
+        ``uint16`` if the brightest pixel of any entry (vacuum + t_scene/t_lib · (entry − vacuum)), times the
+        dose, plus 10 Poisson σ stays below 65535, else ``uint32``.
+    """
+    vac = np.asarray(library.vacuum, dtype=np.float64)
+    scale = max(1.0, float(thickness) / float(library.thickness)) if thickness else 1.0
+    peak = float(vac.max())
+    for e in library.entries:
+        peak = max(peak, float((vac + scale * (np.asarray(e.pattern, dtype=np.float64) - vac)).max()))
+    lam = peak * float(electrons_per_pattern)
+    return np.dtype(np.uint16) if lam + 10.0 * math.sqrt(lam) + 10.0 < np.iinfo(np.uint16).max else np.dtype(np.uint32)
+
+
 def truth_plan(geometry: DetectorGeometry):
     """The radial plan of the ground-truth peak positions: bins of max(0.005 Å⁻¹, one pixel) up to 0.9 Å⁻¹.
 
@@ -762,7 +796,7 @@ def synthesize_scan(
     ellipse: tuple[float, float] = (1.02, 0.5),
     seed: int = 0,
     overwrite: bool = False,
-    dtype=np.uint16,
+    dtype=None,
     compression: str | None = "blosc-lz4",
     rows_per_chunk: int = 4,
     cache_dir: str | os.PathLike | None = None,
@@ -783,7 +817,8 @@ def synthesize_scan(
     geometry : DetectorGeometry or None
         Used when ``library`` is a preset; default 256² × 0.005 Å⁻¹.
     electrons_per_pattern : float  [e]
-        Dose per pattern (default 100,000 e = 16 pA × 1 ms; scan fluence = this / step²).
+        Dose per pattern (default 10⁶ e = 16 pA × 10 ms: the dose at which the per-pixel SRO peak error is
+        < 0.003 Å⁻¹ — see the module docstring; scan fluence = this / step²).
     detector : simkit.detector.DetectorModel or None
         None = an ideal counting detector (Poisson only).
     damage : simkit.damage.DamageModel or None
@@ -795,8 +830,10 @@ def synthesize_scan(
     seed : int
         Seeds everything random (per-pixel choices, Poisson noise, detector defects).
     overwrite : bool
-    dtype : numpy dtype
-        Stored counts type (uint16 default; counts above its maximum raise).
+    dtype : numpy dtype or None
+        Stored counts type; None (default): uint16 unless the brightest expected pixel (library entries scaled to
+        the scene thickness, times the dose, plus 10 σ) could exceed 65535, then uint32. Counts above the
+        maximum of an explicit dtype raise.
     compression : {"blosc-lz4", "lzf", None}
         Codec of the pattern chunks (see :func:`write_emd_header`). Default "blosc-lz4": a 90×60×256² scan is
         written in 18 s instead of 39 s and decoded in ≈ 0.9 s instead of ≈ 4 s; readers need the hdf5plugin filters
@@ -860,6 +897,8 @@ def synthesize_scan(
     prep = _prepare(library)
     foot = _footprint(probe, step)
     tplan = truth_plan(geometry)
+    if dtype is None:
+        dtype = counts_dtype(library, electrons_per_pattern, thickness=float(scene.thickness))
     maxval = np.iinfo(dtype).max if np.issubdtype(np.dtype(dtype), np.integer) else np.inf
 
     names = [r.name for r in scene.regions]

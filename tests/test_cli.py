@@ -247,3 +247,13 @@ def test_fit_and_refine_on_analysis(analysis, tmp_path, capsys):
     rc, _, err = run(capsys, "fit", analysis / "profiles.csv", "--candidate", f"t1={tmp_path / 't1.csv'}")
     assert rc == 1
     one_line_error(err, "--class")
+
+
+def test_synth_dose_default_is_the_library_default():
+    """`sei-send synth` without --electrons/--dose synthesises at simkit.synth's default dose (the CLI once
+    defaulted to 10⁴ e, ten times below the library's, where the Type 2 LiF spots drown in noise)."""
+    from fitting.cli import build_parser
+    from simkit.synth import DEFAULT_ELECTRONS_PER_PATTERN
+
+    args = build_parser().parse_args(["synth", "s.h5"])
+    assert args.electrons == DEFAULT_ELECTRONS_PER_PATTERN and args.dose is None

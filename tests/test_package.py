@@ -22,9 +22,7 @@ def test_package_is_ours(name):
 
 
 def test_console_script_version():
-    out = subprocess.run(
-        [sys.executable, "-m", "fitting.cli", "--version"], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-m", "fitting.cli", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"sei-send {version('sei-send')}"
 
 

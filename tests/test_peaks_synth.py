@@ -1,13 +1,13 @@
-"""SRO peak maps on real synthetic scans (simkit.synth, 2 mrad, the default 10⁵ e/pattern) against their ground
+"""SRO peak maps on real synthetic scans (simkit.synth, 2 mrad, the default 10⁶ e/pattern) against their ground
 truth — issue 8, item 7 ("median error < 0.003 Å⁻¹ at the default dose").
 
 Oracle: the truth stored in the scan file, the SRO estimator applied by simkit.synth to each pixel's noise-free,
 undistorted pattern (same estimator and window as the analysis; see simkit.peakpos.sro_window), and the known
 instrument distortion the synthesiser applied (ellipse 1.02 at 0.5 rad).
 
-What the numbers say: per pixel at 10⁵ e the error is noise-limited (≈ 0.003–0.004 Å⁻¹ median, the reported σ
-matches the scatter, and tests/test_peakpos.py shows the estimator sits at the Poisson Cramér–Rao bound), so the
-0.003 Å⁻¹ target is met after 2 × 2 binning (8 nm pixels, still half the 15 nm Type 1 layer), not per pixel.
+What the numbers say: per pixel the error is Poisson-limited (the reported σ matches the scatter, and
+tests/test_peakpos.py shows the estimator sits at the Cramér–Rao bound), so it falls as 1/√dose: 0.0026–0.0042
+Å⁻¹ at 10⁵ e (0.0068 on Type 2 pixels with bright LiF discs), 0.0008–0.0023 Å⁻¹ at the default 10⁶ e.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 
 from fitting.demo import _read_truth, analyze_scan
-from fitting.peaks import sro_peak_map
-from fitting.profiles import scan_profiles
 from tests.test_classify_synth import DOSE, library  # noqa: F401  (the cached tiny library fixture)
 
 PURE = 0.8
@@ -53,47 +51,42 @@ def _errors(pos, err, truth, regions, b=1):
     return d, err[sel][fitted], fitted.mean(), int(sel.sum())
 
 
-def _measure(truth, res, path, regions) -> dict:
-    """Ellipse, per-pixel and 2 × 2-binned errors of the analysis against the file's truth."""
-    from fitting.io import load_scan
-
+def _measure(truth, res, regions) -> dict:
+    """Ellipse and per-pixel errors of the analysis against the file's truth."""
     pm = res.peak_map
     d, e, fitted, n = _errors(pm.position, pm.position_err, truth, regions)
-    scan = load_scan(path)
-    prof = scan_profiles(scan.data, res.calibration.plan, shifts=res.calibration.shifts, exclude_direct=0.15, bin=2)
-    pm2 = sro_peak_map(prof, semiangle=scan.semiangle, energy=scan.energy)
-    d2, _, fitted2, n2 = _errors(pm2.position, pm2.position_err, truth, regions, b=2)
     return {
         "ellipse": res.calibration.ellipse, "n": n, "fitted": fitted, "median_abs": float(np.median(np.abs(d))),
-        "bias": float(np.median(d)), "pull_sd": float(np.std(d / e)), "n2": n2, "fitted2": fitted2,
-        "median_abs2": float(np.median(np.abs(d2))),
+        "bias": float(np.median(d)), "pull_sd": float(np.std(d / e)),
     }  # fmt: skip
 
 
 def test_top_scan_peak_map_meets_truth(library, tmp_path):  # noqa: F811
     truth, res, path = _analysed(library, tmp_path, "top", seed=4)
-    m = _measure(truth, res, path, ("type1", "electrolyte"))
-    ell = m["ellipse"]  # the synthesiser's ellipse is 1.02 at 0.5 rad
+    ell = res.calibration.ellipse  # the synthesiser's ellipse is 1.02 at 0.5 rad
     assert ell is not None and abs(ell.ratio - 1.02) < 0.006 and abs(ell.angle - 0.5) < 0.15, ell
-    assert m["n"] >= 40 and m["fitted"] > 0.95, m
-    assert m["median_abs"] < 0.005, m  # per pixel: the 10⁵ e noise floor
-    assert abs(m["bias"]) < 0.0015, m  # no bias (an uncorrected ellipse gave +0.002–0.004)
-    assert 0.6 < m["pull_sd"] < 1.6, m  # honest uncertainties
-    assert m["n2"] >= 10 and m["fitted2"] > 0.95 and m["median_abs2"] < 0.003, m  # 2 × 2 binned: the 0.003 Å⁻¹
+    for regions in (("type1",), ("electrolyte",)):
+        m = _measure(truth, res, regions)
+        assert m["n"] >= 40 and m["fitted"] > 0.95, (regions, m)
+        assert m["median_abs"] < 0.003, (regions, m)  # issue 8: < 0.003 Å⁻¹ at the default dose, per pixel
+        assert abs(m["bias"]) < 0.001, (regions, m)  # no bias (an uncorrected ellipse gave +0.002–0.004)
+        assert 0.6 < m["pull_sd"] < 1.6, (regions, m)  # honest uncertainties
 
 
 @pytest.mark.slow
 def test_bottom_scan_peak_map_meets_truth(library, tmp_path):  # noqa: F811
     truth, res, path = _analysed(library, tmp_path, "bottom", seed=5, field=(24, 90))
-    m = _measure(truth, res, path, ("type1", "type2"))
-    ell = m["ellipse"]
+    ell = res.calibration.ellipse
     assert ell is not None and abs(ell.ratio - 1.02) < 0.006 and abs(ell.angle - 0.5) < 0.15, ell
-    assert m["n"] >= 40 and m["fitted"] > 0.95, m
-    # Type 2: LiF discs of random orientation inside the SRO window add to the noise (0.0068 per pixel measured)
-    assert m["median_abs"] < 0.008, m
-    assert abs(m["bias"]) < 0.0015, m
-    assert 0.6 < m["pull_sd"] < 1.6, m
-    assert m["n2"] >= 4 and m["fitted2"] > 0.95 and m["median_abs2"] < 0.003, m
+    # Type 2: LiF discs of random orientation inside the SRO window add to the noise (per pixel 0.0068 at 10⁵ e)
+    for regions in (("type1",), ("type2",)):
+        m = _measure(truth, res, regions)
+        assert m["n"] >= 40 and m["fitted"] > 0.95, (regions, m)
+        assert m["median_abs"] < 0.003, (regions, m)
+        assert abs(m["bias"]) < 0.002, (regions, m)
+        # < 2, not 1.6: the ellipse measured on the ≈ 50 Bragg-free amorphous pixels of this small scan (1.015–1.020
+        # for a true 1.020 at any dose) leaves ≈ ±0.001 Å⁻¹ that the per-pixel σ (≈ 0.0018 at 10⁶ e) leaves out
+        assert 0.6 < m["pull_sd"] < 2.0, (regions, m)
 
 
 def test_peak_error_falls_as_one_over_root_dose(library, tmp_path):  # noqa: F811

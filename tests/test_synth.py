@@ -576,3 +576,17 @@ def test_no_pattern_holds_more_electrons_than_the_probe(narrow_library, library)
         pats, _ = compose(_single("cu", thickness=600.0), lib)
         tot = pats.sum(axis=(-1, -2))
         assert np.all(tot <= lib.vacuum.sum() * (1 + 1e-5))
+
+
+def test_counts_dtype_follows_the_brightest_expected_pixel(library):
+    """uint16 holds a 2 mrad scan at the default dose (the direct beam spreads over a ≈ 20 px-radius disc); a
+    dose that would put > 65535 expected counts into the brightest pixel gets uint32 — never a silent wrap."""
+    from simkit.synth import DEFAULT_ELECTRONS_PER_PATTERN, counts_dtype
+
+    lib = library
+    peak = float(np.max([lib.vacuum.max()] + [e.pattern.max() for e in lib.entries]))
+    assert counts_dtype(lib, DEFAULT_ELECTRONS_PER_PATTERN) == np.uint16
+    assert peak * DEFAULT_ELECTRONS_PER_PATTERN < 20000  # the margin the choice above rests on
+    assert counts_dtype(lib, 1.0 / peak * 70000) == np.uint32  # 70 000 expected counts in the brightest pixel
+    assert counts_dtype(lib, 1.0 / peak * 64000) == np.uint32  # 64 000 + 10 σ (2530) no longer fits
+    assert counts_dtype(lib, 1.0 / peak * 50000) == np.uint16
