@@ -59,7 +59,10 @@ Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' 
   pixel, as fast as a fixed centre, also with sectors; counts accumulated per pattern (pixels off the moved
   table, masked — the mask applies to detector pixels, as for any shift — or NaN are not counted). Equal to the
   sub-pixel shifted kernels up to ties broken by the last bit of the centre offset.
-* sectors with sub-pixel shifts: as the shifted kernels plus an atan2 per pixel (about 10× slower).
+* sectors with sub-pixel shifts: as the shifted kernels plus the sector of each pixel from a look-up table
+  over its "diamond angle" (one division in a vectorised pass); the ≈ 1 % of pixels whose table cell holds a
+  sector boundary take the exact atan2, so the sectors are atan2's bit for bit (≈ 1.7× faster than an atan2
+  for every pixel; still ≈ 5× the cost without sectors: the 32× larger accumulators leave the L1 cache).
 * median and sigma clipping: general entry lists (per pattern with shifts).
 Every path bins with the same arithmetic (q = |M·(dx, dy)|·pixel_size, M the symmetric ellipse-correction
 matrix; exact search of ``edges``), so all paths agree with each other and with the slow reference in
@@ -244,6 +247,33 @@ def _sector(xc, yc, n_phi):
     if s >= n_phi:
         s = n_phi - 1
     return s
+
+
+#: cells of the azimuth look-up table of the sub-pixel shifted sector kernels (see _phi_lookup)
+_NPHI_LUT = 4096
+#: half-width [diamond-angle units, 4 per turn] around a sector boundary inside which the exact atan2 decides
+_PHI_GUARD = 1e-7
+
+
+@njit(cache=True, inline="always")
+def _row_cells(j0, j1, dy, cxn, m00, m01, m11, cols, prow, plut_size):
+    """Azimuth look-up cell of columns [j0, j1) of a row: the diamond angle d ∈ [0, 4) of the corrected offset
+    (1 − x/(|x| + |y|) for y >= 0, 3 + x/(|x| + |y|) below; monotone in the azimuth, one division) times
+    plut_size/4, clipped (the centre pixel's NaN → cell 0, a boundary cell). A separate pass so that it
+    vectorises; the sector is then plut[cell], or _sector's atan2 where plut holds −1 (see _phi_lookup)."""
+    bx = m01 * dy
+    by = m11 * dy
+    scale = plut_size * 0.25
+    top = plut_size - 1.0
+    for j in range(j0, j1):
+        dx = cols[np.uint64(j)] - cxn
+        xc = m00 * dx + bx
+        yc = m01 * dx + by
+        r = xc / (abs(xc) + abs(yc))
+        d = (1.0 - r if yc >= 0.0 else 3.0 + r) * scale
+        d = d if d >= 0.0 else 0.0
+        d = d if d < top else top
+        prow[np.uint64(j)] = np.int32(d)
 
 
 @njit(cache=True)
@@ -530,7 +560,7 @@ def _shift_one_uint(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid
 
 @njit(cache=True)
 def _shift_one_uint_sectors(
-    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s1, s2
+    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, cols, srow, crow, prow, s1, s2
 ):
     """_shift_one_uint with n_phi sectors: t = (sector·n_q + k)·_W + j % _W, spare bin n_phi·n_q."""
     nq = thr.size - 1
@@ -544,6 +574,7 @@ def _shift_one_uint_sectors(
         j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
         base = i * nx
         _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
+        _row_cells(j0, j1, dy, cxn, m00, m01, m11, cols, prow, plut.size)
         for j in range(j0, j1):
             k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
             if k < 0:
@@ -557,8 +588,11 @@ def _shift_one_uint_sectors(
             else:
                 k //= _W
             if k < nq:
-                dx = cols[np.uint64(j)] - cxn
-                k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+                sc = np.int64(plut[np.uint64(prow[np.uint64(j)])])
+                if sc < 0:  # a sector boundary within the cell: atan2 decides
+                    dx = cols[np.uint64(j)] - cxn
+                    sc = _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi)
+                k += sc * nq
             else:
                 k = nb
             t = np.uint64(k * _W + (j & 3))
@@ -602,7 +636,7 @@ def _shift_one_float(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, vali
 
 @njit(cache=True)
 def _shift_one_float_sectors(
-    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, valid, cols, srow, crow, s0, s1, s2
+    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, cols, srow, crow, prow, s0, s1, s2
 ):
     """_shift_one_float with n_phi sectors (as _shift_one_uint_sectors)."""
     nq = thr.size - 1
@@ -615,6 +649,7 @@ def _shift_one_float_sectors(
         j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
         base = i * nx
         _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
+        _row_cells(j0, j1, dy, cxn, m00, m01, m11, cols, prow, plut.size)
         for j in range(j0, j1):
             v = np.float64(img[np.uint64(base + j)])
             if v != v:
@@ -632,8 +667,11 @@ def _shift_one_float_sectors(
             else:
                 k //= _W
             if k < nq:
-                dx = cols[np.uint64(j)] - cxn
-                k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+                sc = np.int64(plut[np.uint64(prow[np.uint64(j)])])
+                if sc < 0:  # a sector boundary within the cell: atan2 decides
+                    dx = cols[np.uint64(j)] - cxn
+                    sc = _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi)
+                k += sc * nq
             else:
                 k = nb
             t = np.uint64(k * _W + (j & 3))
@@ -643,7 +681,7 @@ def _shift_one_float_sectors(
 
 
 @njit(parallel=True, cache=True)
-def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, valid, out):
+def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, out):
     """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]), no splitting, uint8/uint16 data.
 
     Pixels are binned by their squared corrected radius s against thresholds thr (the s-space images of the bin
@@ -658,6 +696,7 @@ def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, 
         s2 = np.zeros((nb + 1) * _W, np.int64)
         srow = np.empty(nx)
         crow = np.empty(nx, np.int32)
+        prow = np.empty(nx if n_phi > 1 else 0, np.int32)
         cols = np.arange(nx).astype(np.float64)
         if n_phi == 1:
             _shift_one_uint(
@@ -667,7 +706,7 @@ def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, 
         else:
             _shift_one_uint_sectors(
                 data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi,
-                valid, cols, srow, crow, s1, s2,
+                plut, valid, cols, srow, crow, prow, s1, s2,
             )  # fmt: skip
         for b in range(nb):
             a = np.int64(0)
@@ -685,7 +724,7 @@ def _k_shift_uint(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, 
 
 
 @njit(parallel=True, cache=True)
-def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, valid, out):
+def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, out):
     """As _k_shift_uint for float32/float64 data: float64 sums, NaN pixels skipped."""
     n_pat = data.shape[0]
     nb = n_phi * (thr.size - 1)
@@ -695,6 +734,7 @@ def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h,
         s2 = np.zeros((nb + 1) * _W)
         srow = np.empty(nx)
         crow = np.empty(nx, np.int32)
+        prow = np.empty(nx if n_phi > 1 else 0, np.int32)
         cols = np.arange(nx).astype(np.float64)
         if n_phi == 1:
             _shift_one_float(
@@ -704,7 +744,7 @@ def _k_shift_float(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h,
         else:
             _shift_one_float_sectors(
                 data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi,
-                valid, cols, srow, crow, s0, s1, s2,
+                plut, valid, cols, srow, crow, prow, s0, s1, s2,
             )  # fmt: skip
         for b in range(nb):
             c = 0.0
@@ -1421,6 +1461,34 @@ class RadialPlan:
             self._cache[key] = (table, spans)
         return self._cache[key]
 
+    def _phi_lookup(self, n_phi: int) -> np.ndarray:
+        """Sector of every cell of the diamond angle (see _row_cells), −1 where a sector boundary lies within
+        _PHI_GUARD of the cell (the kernels then call atan2); int32, shape (_NPHI_LUT,) (one dummy cell for
+        n_phi = 1)."""
+        key = ("phi", n_phi)
+        if key not in self._cache:
+            if n_phi <= 1:
+                self._cache[key] = np.zeros(1, np.int32)
+                return self._cache[key]
+            lo = np.arange(_NPHI_LUT) * (4.0 / _NPHI_LUT)
+            hi = lo + 4.0 / _NPHI_LUT
+            mid = 0.5 * (lo + hi)
+            # a direction of diamond angle d: (1 − d, d), (1 − d, 2 − d), (d − 3, d − 4) ... quadrant by quadrant
+            x = np.where(mid < 2.0, 1.0 - mid, mid - 3.0)
+            y = np.where(mid < 2.0, 1.0 - np.abs(1.0 - mid), -(1.0 - np.abs(3.0 - mid)))
+            plut = np.array([_sector(float(a), float(b), n_phi) for a, b in zip(x, y)], np.int32)
+            ang = 2.0 * np.pi * np.arange(n_phi + 1) / n_phi
+            bx, by = np.cos(ang), np.sin(ang)
+            den = np.abs(bx) + np.abs(by)
+            d_b = np.where(by >= 0.0, 1.0 - bx / den, 3.0 + bx / den)
+            d_b = np.concatenate([d_b, d_b - 4.0, d_b + 4.0])  # the boundary at angle 0 sits at d = 0 and 4
+            near = np.zeros(_NPHI_LUT, bool)
+            for d in d_b:
+                near |= (lo <= d + _PHI_GUARD) & (hi >= d - _PHI_GUARD)
+            plut[near] = -1
+            self._cache[key] = plut
+        return self._cache[key]
+
     def _s_tables(self):
         """Exact squared-radius thresholds of the bin edges and their look-up table (see _s_thresholds)."""
         if "s_tables" not in self._cache:
@@ -1503,7 +1571,8 @@ class RadialPlan:
         elif shifts is not None:
             thr, lut, inv_h = self._s_tables()
             kernel = _k_shift_uint if small_uint else _k_shift_float
-            kernel(block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, valid, out)
+            plut = self._phi_lookup(n_phi)
+            kernel(block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, out)
         elif not self.split_pixels:
             table, spans, counts = self._fast_table(n_phi)
             (_k_table_uint if small_uint else _k_table_float)(block, table, spans, nx, nb, counts, out)
