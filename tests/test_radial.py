@@ -184,10 +184,13 @@ for split in (False, True):
                      ellipse_ratio=1.1, ellipse_angle=0.4, split_pixels=split)
     for name, kw in [("plain", {}), ("shift", {"shifts": np.full((2, 2), 0.3)}), ("phi", {"n_phi": 2}),
                      ("whole", {"shifts": np.array([[1.0, -2.0], [0.0, 3.0]]), "n_phi": 3}),
+                     ("phishift", {"shifts": np.array([[0.3, -1.7], [2.0, 0.5]]), "n_phi": 5}),
                      ("median", {"statistic": "median"}), ("clip", {"statistic": "clipped"})]:
         p = plan.integrate(d, **kw)
         out[f"{split}-{name}"] = [np.nan_to_num(getattr(p, f), nan=-1.0).tolist()
                                   for f in ("count", "sum", "mean", "sem_poisson", "sem_azimuthal")]
+    for name, sh in [("mean-fixed", None), ("mean-whole", np.array([[1.0, -2.0], [0.0, 3.0]]))]:
+        out[f"{split}-{name}"] = [np.nan_to_num(a, nan=-1.0).tolist() for a in plan.mean_profiles(d, sh, n_phi=3)]
 print(json.dumps(out))
 """
     results = []
