@@ -1547,9 +1547,10 @@ class RadialPlan:
         idq = self._inv_dq
         small_uint = block.dtype in (np.uint8, np.uint16)
         fast_path = statistic == "mean" and not self.split_pixels
-        if not small_uint and (block.dtype not in (np.float32, np.float64) or not fast_path):
+        if not small_uint and (block.dtype not in (np.float32, np.float64, np.uint32) or not fast_path):
             # general kernels are compiled for float64 only (bounded compile time); the chunk is converted,
-            # never the whole stack
+            # never the whole stack. uint32 (counts at high dose) takes the float kernels as it is (float64
+            # sums, exact below 2^53)
             block = block.astype(np.float64)
         if statistic != "mean":
             sh = np.zeros((1, 2)) if shifts is None else shifts
@@ -1778,7 +1779,7 @@ class RadialPlan:
             for start, stop, index in _leading_blocks(lead, step):
                 block = self._native(np.asarray(data[index]).reshape(-1, npix))
                 kernel = _k_offset_mean_uint if block.dtype in (np.uint8, np.uint16) else _k_offset_mean_float
-                if block.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+                if block.dtype not in (np.uint8, np.uint16, np.uint32, np.float32, np.float64):
                     block = block.astype(np.float64)
                 if stop - start < _MIN_PARALLEL and get_num_threads() > 1:
                     threads = get_num_threads()
