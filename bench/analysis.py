@@ -14,7 +14,7 @@ along scan y at a 4 nm step, 1e5 electrons per pattern, descan along y, Poisson 
 the expected pattern is computed once per scan row and Poisson-sampled for every column.
 
 Full-size case from a file (``file_case``): a 90 × 60 × 256² ``bottom`` scan synthesised once by
-``simkit.synth.synthesize_scan`` (demo library, blosc-lz4, and lzf with ``--lzf``) into
+``simkit.synth.synthesize_scan`` (demo library, its default dose, blosc-lz4, and lzf with ``--lzf``) into
 ``.sei-send-cache/bench/`` (or ``--file PATH`` for an existing one), then ``fitting.demo.analyze_scan(path)``
 end to end — read, calibrate, profiles, sectors, features, classes, ellipse refinement, peak map, histogram —
 timed warm (numba compiled by a first run) against the 5 s target, with a per-stage table taken by wrapping
@@ -180,16 +180,17 @@ TARGET_S = 5.0  # issue 8: calibrated profiles, peak map and classes of 90×60×
 
 def full_scan_file(compression: str) -> Path:
     """The cached full-size synthetic ``bottom`` scan (synthesised on first use, ≈ 20–40 s)."""
-    from simkit.synth import default_scan, synthesize_scan
+    from simkit.synth import DEFAULT_ELECTRONS_PER_PATTERN, default_scan, synthesize_scan
 
     cache = ROOT / ".sei-send-cache"
-    path = cache / "bench" / f"bottom_90x60_seed3_{compression}.h5"
+    dose = DEFAULT_ELECTRONS_PER_PATTERN  # the synthesiser's default (1e6 e/pattern since 2026-11-26; was 1e5)
+    path = cache / "bench" / f"bottom_90x60_seed3_{dose:.0e}_{compression}.h5"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         scene, probe = default_scan("bottom", field_shape=(90, 60))
         t0 = time.perf_counter()
-        synthesize_scan(scene, path, library="demo", probe=probe, seed=3, progress=False, compression=compression,
-                        cache_dir=cache / "library")  # fmt: skip
+        synthesize_scan(scene, path, library="demo", probe=probe, electrons_per_pattern=dose, seed=3, progress=False,
+                        compression=compression, cache_dir=cache / "library")  # fmt: skip
         print(f"  synthesised {path} in {time.perf_counter() - t0:.0f} s")
     return path
 
