@@ -54,6 +54,18 @@ Rules (:func:`classify`, in this order of precedence; thresholds are keyword arg
    still **Cu** through the ``dense_min`` rule (it scatters ≥ 0.24 of the beam, Type 2 ≈ 0.11). A Li grain
    under a 5 % Li₂O surface oxide stays **Li metal**: its Li 110 disc (0.406) outweighs the oxide's weak Li₂O
    111 (0.376), so the centroid sits at Li; Li₂O is called only when Li₂O discs dominate.
+   Minority crystal: a metal pixel (Li or Cu) whose Bragg fraction *and* scattered fraction are both below
+   ``minority_ratio`` (½) of the medians of its phase in the same scan (≥ 10 such pixels) is an amorphous
+   column grazing a grain (the probe footprint of a Type 1 pixel next to Li: 4–11 % Li gives Bragg 0.07–0.25 and
+   scattered 0.12–0.15, against 0.73 and 0.39 for the grain on the demo scan) and goes to the rules below. Both
+   conditions, and scan-relative: a grain in a weakly diffracting orientation still scatters like its phase.
+   Li or Cu when the discs cannot tell: with 2 mrad discs (radius 0.10 Å⁻¹) a grain whose 111 discs overlap
+   into a near-ring leaves its Bragg-excess centroid at the ring's inner edge (0.436 Å⁻¹ for Cu on the full
+   ``bottom`` scan: nearer Li 110 than Cu 111). A metal pixel whose centroid lies within ``metal_tol`` (0.1 Å⁻¹,
+   a 2 mrad disc radius) of a Li and a Cu reflection moves to the other metal when its scattered fraction lies
+   within 3 spreads (MAD) of that phase's scan median and more than 3 from its own (both phases with ≥ 10
+   pixels; Cu = by its discs or by rule 3's scattering) — the scattering power, not the disc position, tells the
+   element (full ``bottom`` scans: Cu 51–74 % → 100 % right).
 3. Sharp isotropic Li₂O rings, ``ring_z ≥ ring_min`` → **Li₂O** (polycrystalline or damaged SEI); then a
    pixel without discs that scatters ``scattered ≥ dense_min`` (0.22) of the beam → **Cu** (a Cu grain whose
    discs miss the detector, e.g. [111], or sit near LiF 200 — the SEI scatters ≤ 0.19, Cu ≥ 0.24).
@@ -461,6 +473,8 @@ def classify(
     dense_min: float = 0.22,
     lif_radius: int = 1,
     lif_share: float = 0.5,
+    minority_ratio: float = 0.5,
+    metal_tol: float = 0.1,
 ) -> np.ndarray:
     """Class map from :func:`features` by the documented rules (module docstring).
 
@@ -498,6 +512,12 @@ def classify(
     lif_share : float
         Share of the amorphous pixels of the (2·``lif_radius`` + 1)² neighbourhood that must show LiF discs for an
         amorphous pixel without discs of its own to be **SEI Type 2** rather than Type 1.
+    minority_ratio : float
+        A Li/Cu pixel whose Bragg fraction and scattered fraction are both below this share of its phase's scan
+        medians is an amorphous pixel grazing a grain (rules with Bragg features; 0 switches it off).
+    metal_tol : float  [Å⁻¹]
+        A Li/Cu pixel whose disc centroid is within this of both a Li and a Cu reflection is given the phase whose
+        scan-median scattered fraction is nearer its own (rules with Bragg features; 0 switches it off).
 
     Returns
     -------
@@ -516,7 +536,8 @@ def classify(
         return _classify_bragg(
             feats, code, vacuum_max=vacuum_max, ring_min=ring_min, crystal_min=crystal_min,
             weak_crystal_min=weak_crystal_min, lif_min=lif_min, lif_tol=lif_tol, high_q_split=high_q_split,
-            dense_min=dense_min, lif_radius=lif_radius, lif_share=lif_share,
+            dense_min=dense_min, lif_radius=lif_radius, lif_share=lif_share, minority_ratio=minority_ratio,
+            metal_tol=metal_tol,
         )  # fmt: skip
     pos = feats.sro_position
     type1 = np.where(feats.sro_ok & np.isfinite(pos), pos >= sro_split, False) | (feats.second_peak >= second_min)
@@ -542,6 +563,8 @@ def _classify_bragg(
     dense_min,
     lif_radius,
     lif_share,
+    minority_ratio=0.5,
+    metal_tol=0.1,
 ):
     """Rules of the module docstring on the Bragg-disc features (``feats.bragg`` not None)."""
     bragg = np.where(np.isfinite(feats.bragg), feats.bragg, 0.0)
@@ -553,6 +576,34 @@ def _classify_bragg(
         near_lif = np.min([np.abs(bq - r) for r in REFLECTIONS["lif"]], axis=0) <= lif_tol
     crystal_class = np.array([code[_PHASE_CLASS[p]] for p in phases])[np.argmin(dist, axis=-1)]
     crystal = (bragg >= crystal_min) | ((bragg >= weak_crystal_min) & ~near_lif)
+    scattered = np.where(np.isfinite(feats.scattered), feats.scattered, 0.0)
+    if metal_tol and metal_tol > 0:
+        li_c, cu_c = code["li_metal"], code["cu"]
+        li_m, cu_m = crystal & (crystal_class == li_c), crystal & (crystal_class == cu_c)
+        cu_ref = cu_m | (~crystal & (scattered >= dense_min))  # Cu by its discs or by its scattering (rule 3)
+        if np.count_nonzero(li_m) >= 10 and np.count_nonzero(cu_ref) >= 10:
+            s_li, s_cu = float(np.median(scattered[li_m])), float(np.median(scattered[cu_ref]))
+            if s_li > 0 and s_cu > 0:
+                # distance in units of each phase's own spread (MAD, at least 2 % of its median): grains of one
+                # metal scatter alike (Li 0.393–0.395 on the full bottom scan) or vary with orientation (Cu 0.32–0.86)
+                w_li = max(1.4826 * float(np.median(np.abs(scattered[li_m] - s_li))), 0.02 * s_li)
+                w_cu = max(1.4826 * float(np.median(np.abs(scattered[cu_ref] - s_cu))), 0.02 * s_cu)
+                both = (dist[..., phases.index("li")] <= metal_tol) & (dist[..., phases.index("cu")] <= metal_tol)
+                d_li, d_cu = np.abs(scattered - s_li) / w_li, np.abs(scattered - s_cu) / w_cu
+                # moved only when its scattering fits the other phase (≤ 3 spreads) and not its own (> 3): a grain
+                # unlike both (a Cu orientation at 0.86) keeps its nearest reflection
+                to_cu = both & li_m & (d_cu <= 3.0) & (d_li > 3.0)
+                to_li = both & cu_m & (d_li <= 3.0) & (d_cu > 3.0)
+                crystal_class = np.where(to_cu, cu_c, np.where(to_li, li_c, crystal_class))
+    if minority_ratio and minority_ratio > 0:
+        for phase in ("li_metal", "cu"):
+            members = crystal & (crystal_class == code[phase])
+            if np.count_nonzero(members) < 10:
+                continue
+            minority = (bragg < minority_ratio * np.median(bragg[members])) & (
+                scattered < minority_ratio * np.median(scattered[members])
+            )
+            crystal &= ~(members & minority)
     out = np.where(feats.high_q >= high_q_split, code["sei_type1"], code["electrolyte"])
     lif = (bragg >= lif_min) & near_lif
     out = np.where(lif, code["sei_type2"], out)

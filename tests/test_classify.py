@@ -167,6 +167,29 @@ def test_type2_pixels_without_lif_discs_borrow_their_neighbours_evidence(all_reg
     assert (classify(g)[t1] == classify(g, lif_radius=0)[t1]).all()
 
 
+def test_li_or_cu_by_scattering_power_when_the_disc_centroid_cannot_tell(all_regions):
+    """At 2 mrad (disc radius 0.10 Å⁻¹) a Cu grain whose 111 discs overlap into a near-ring leaves its Bragg-excess
+    centroid at the ring's inner edge (0.436 Å⁻¹ on the full simkit bottom scan), nearer Li 110 (0.406) than Cu 111
+    (0.479). Its scattered fraction is Cu's, not Li's: the scan-relative rule gives it back to Cu; a grain unlike
+    both phases keeps its nearest reflection."""
+    import dataclasses
+
+    classes, f, prof, pm, truth = all_regions
+    cu = truth["regions"] == REGIONS.index("cu")
+    li = truth["regions"] == REGIONS.index("li")
+    iy, ix = np.indices(cu.shape)
+    ring = cu & (ix % 2 == 0)  # half of the Cu grain: centroid pulled to 0.436
+    g = dataclasses.replace(f, bragg_q=np.where(ring, 0.436, f.bragg_q))
+    code_cu, code_li = CLASSES.index("cu"), CLASSES.index("li_metal")
+    assert (classify(g, metal_tol=0)[ring] == code_li).all()  # the nearest reflection alone says Li
+    assert (classify(g)[ring] == code_cu).all()
+    assert (classify(g)[li] == code_li).all() and (classify(g)[cu & ~ring] == code_cu).all()
+    # a Cu pixel scattering unlike either phase (3 × Li's fraction) is not moved to Li by the rule
+    odd = ring & (iy % 2 == 0)
+    h = dataclasses.replace(g, scattered=np.where(odd, 3.0 * np.median(f.scattered[li]), f.scattered))
+    assert (classify(h)[odd] == classify(h, metal_tol=0)[odd]).all()
+
+
 def test_sector_statistics_kernel_equals_numpy_twin():
     """The numba kernel behind features() against its NumPy twin (tests/reference.py): NaN bins, sectors without
     pixels, a zero standard error, a Bragg-like excess in one sector; and the same numbers without the JIT."""
