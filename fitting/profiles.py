@@ -103,25 +103,30 @@ def _integrate_rows(data, plan, shifts, chunk, *, n_phi=None, statistic="mean", 
     """Yield (row slice, RadialProfiles) for blocks of scan rows."""
     if shift_mode not in ("exact", "integer"):
         raise ValueError(f"shift_mode={shift_mode!r}: 'exact' or 'integer'")
+    for r0, r1, block, sh in _row_blocks(data, shifts, chunk, shift_mode, progress, "profiles"):
+        yield slice(r0, r1), plan.integrate(block, sh, n_phi=n_phi, statistic=statistic)
+
+
+def _row_blocks(data, shifts, chunk, shift_mode, progress, desc):
+    """Yield (r0, r1, block as ndarray, shifts of the block) over chunks of scan rows (dask/h5py read once each)."""
     rows = _rows_per_chunk(data, chunk)
     sy = int(data.shape[0])
     it = range(0, sy, rows)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc="profiles", unit="rows", total=math.ceil(sy / rows))
+        it = tqdm(it, desc=desc, unit="rows", total=math.ceil(sy / rows))
     for r0 in it:
         r1 = min(sy, r0 + rows)
         block = data[r0:r1]
         if hasattr(block, "compute"):
             block = block.compute()
-        block = np.asarray(block)
         sh = None if shifts is None else shifts[r0:r1]
         if sh is not None and shift_mode == "integer":
             # whole-pixel shifts: simkit.radial bins them through its fixed tables moved by the shift (no copy of
             # the data, no geometry per pixel); the residual |δ| ≤ ½ px is neglected (see shift_mode)
             sh = np.rint(sh)
-        yield slice(r0, r1), plan.integrate(block, sh, n_phi=n_phi, statistic=statistic)
+        yield r0, r1, np.asarray(block), sh
 
 
 def _bin(a, b, reduce="sum"):
@@ -359,20 +364,7 @@ def sector_profiles(
     sy, sx = int(data.shape[0]), int(data.shape[1])
     mean = np.empty((sy, sx, int(n_phi), plan.n_q), dtype=dtype)
     sem = np.empty_like(mean)
-    rows = _rows_per_chunk(data, chunk)
-    it = range(0, sy, rows)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="sectors", unit="rows", total=math.ceil(sy / rows))
-    for r0 in it:
-        r1 = min(sy, r0 + rows)
-        block = data[r0:r1]
-        if hasattr(block, "compute"):
-            block = block.compute()
-        sh = None if shifts is None else shifts[r0:r1]
-        if sh is not None and shift_mode == "integer":
-            sh = np.rint(sh)  # whole pixels: the plan's tables moved by the shift (see scan_profiles)
+    for r0, r1, block, sh in _row_blocks(data, shifts, chunk, shift_mode, progress, "sectors"):
         # mean and standard error only, straight into the (float32) outputs
-        plan.mean_profiles(np.asarray(block), sh, n_phi=int(n_phi), out=(mean[r0:r1], sem[r0:r1]))
+        plan.mean_profiles(block, sh, n_phi=int(n_phi), out=(mean[r0:r1], sem[r0:r1]))
     return plan.q, mean, sem
