@@ -55,6 +55,7 @@ import numpy as np
 
 from simkit.geometry import DetectorGeometry
 from simkit.kinematic import (
+    _check_positive,
     disc_radius,
     make_probe_convolution,
     relativistic_factor,
@@ -118,16 +119,6 @@ def _check_thicknesses(thicknesses) -> np.ndarray:
     if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ValueError(f"thicknesses={thicknesses!r}: give one or more finite thicknesses ≥ 0 [Å]")
     return t
-
-
-def _check_pos(value, name: str, unit: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={value!r}: give a positive number [{unit}]") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name}={value!r}: must be a positive finite number [{unit}]")
-    return v
 
 
 def _default_displacement() -> dict[str, float]:
@@ -333,8 +324,8 @@ def slab_beams(
     """
     e = check_energy(energy)
     t = _check_thicknesses(thicknesses)
-    gm = _check_pos(g_max, "g_max", "Å⁻¹")
-    sm = _check_pos(sg_max, "sg_max", "Å⁻¹")
+    gm = _check_positive(g_max, "g_max", "Å⁻¹")
+    sm = _check_positive(sg_max, "sg_max", "Å⁻¹")
     rot = _direction_rotation(direction)
     lat = _Lattice(atoms, gm, e, [occupancy], displacement, charges, parametrization)
     g_lab = lat.g @ rot.T
@@ -518,8 +509,8 @@ def powder_rings(
     if dirs.ndim != 2 or dirs.shape[1] != 3 or not np.all(np.isfinite(dirs)) or dirs.shape[0] == 0:
         raise ValueError(f"directions has shape {dirs.shape}: give finite unit vectors of shape (n, 3)")
     dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    gm = _check_pos(g_max, "g_max", "Å⁻¹")
-    sm = _check_pos(sg_max, "sg_max", "Å⁻¹")
+    gm = _check_positive(g_max, "g_max", "Å⁻¹")
+    sm = _check_positive(sg_max, "sg_max", "Å⁻¹")
     lat = _Lattice(atoms, gm, e, occ_list, displacement, charges, parametrization)
     n_occ = len(occ_list)
     hist = np.zeros((n_occ, t.size, qq.size))
@@ -608,8 +599,8 @@ def powder_profiles(
                 cy, cx = geometry.center
                 corner = max(math.hypot(y - cy, x - cx) for y in (-0.5, ny - 0.5) for x in (-0.5, nx - 0.5))
                 q_max = corner * geometry.pixel_size
-        step = _check_pos(q_step, "q_step", "Å⁻¹")
-        qgrid = np.arange(0.0, _check_pos(q_max, "q_max", "Å⁻¹") + 0.5 * step, step)
+        step = _check_positive(q_step, "q_step", "Å⁻¹")
+        qgrid = np.arange(0.0, _check_positive(q_max, "q_max", "Å⁻¹") + 0.5 * step, step)
         convolution = make_probe_convolution(
             qgrid, semiangle=semiangle, energy=energy, geometry=geometry, **plan_kwargs
         )
