@@ -15,7 +15,7 @@ the expected pattern is computed once per scan row and Poisson-sampled for every
 
 Full-size case from a file (``file_case``): a 90 × 60 × 256² ``bottom`` scan synthesised once by
 ``simkit.synth.synthesize_scan`` (demo library, its default dose, blosc-lz4, and lzf with ``--lzf``) into
-``.sei-send-cache/bench/`` (or ``--file PATH`` for an existing one), then ``fitting.demo.analyze_scan(path)``
+``.sei-send-cache/bench/`` (or ``--file PATH`` for an existing one), then ``fitting.pipeline.analyze_scan(path)``
 end to end — read, calibrate, profiles, sectors, features, classes, ellipse refinement, peak map, histogram —
 timed warm (numba compiled by a first run) against the 5 s target, with a per-stage table taken by wrapping
 the stage functions analyze_scan calls (a second run; the headline time is that of an unwrapped run).
@@ -198,13 +198,13 @@ def full_scan_file(compression: str) -> Path:
 #: the stage functions analyze_scan calls (looked up in their modules at call time, so wrappers see them)
 _STAGES = (
     ("fitting.io", "load_scan", "open file (lazy)"),
-    ("fitting.demo", "_in_memory", "read into memory (decompress)"),
+    ("fitting.pipeline", "_in_memory", "read into memory (decompress)"),
     ("fitting.calibrate", "calibrate", "calibrate (centres, descan plane)"),
     ("fitting.profiles", "scan_profiles", "scan_profiles (exact sub-pixel descan)"),
     ("fitting.profiles", "sector_profiles", "sector_profiles (32 sectors, whole-pixel descan)"),
     ("fitting.classify", "features", "features (sector statistics)"),
     ("fitting.classify", "classify", "classify"),
-    ("fitting.demo", "_refine_ellipse", "ellipse refinement (sector fit)"),
+    ("fitting.pipeline", "_refine_ellipse", "ellipse refinement (sector fit)"),
     ("fitting.peaks", "sro_peak_map", "sro_peak_map (centred fit)"),
     ("fitting.peaks", "fit_histogram", "fit_histogram (Gaussian mixtures, BIC)"),
 )
@@ -214,7 +214,7 @@ def staged_run(path):
     """analyze_scan(path) with every stage function wrapped by a timer: (result, {label: [calls, wall s]}, total)."""
     import importlib
 
-    from fitting.demo import analyze_scan
+    from fitting.pipeline import analyze_scan
 
     spent: dict = {}
     saved = []
@@ -248,7 +248,7 @@ def staged_run(path):
 
 def file_case(path: Path, repeats: int = 2) -> None:
     """Warm analyze_scan on a full-size scan file: best of ``repeats`` unwrapped runs, then a per-stage table."""
-    from fitting.demo import analyze_scan
+    from fitting.pipeline import analyze_scan
 
     analyze_scan(path, None, figures=False)  # warm-up: numba compilation / cache loading, file cache
     walls, cpus = [], []

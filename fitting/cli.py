@@ -273,8 +273,8 @@ def _probe(semiangle: float):
 
 
 def cmd_analyze(args) -> int:
-    from fitting.demo import analyze_scan, class_mean_profiles
     from fitting.io import load_scan
+    from fitting.pipeline import analyze_scan, class_mean_profiles
 
     src = _existing(args.scan)
     scan = load_scan(src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm)

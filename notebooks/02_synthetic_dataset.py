@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np
 
-from fitting.demo import DEMO_SETTINGS, _demo_specs
+from fitting.demo import DEMO_SETTINGS, demo_specs
 from fitting.io import load_scan
 from fitting.peaks import sro_peak_map
 from fitting.plots import peak_map
@@ -36,7 +36,7 @@ cache = os.environ.get("SEI_SEND_CACHE", str(Path.cwd().parent / ".sei-send-cach
 cfg = DEMO_SETTINGS[True]
 scene, probe = default_scan("bottom", field_shape=(4, 20), li_side=cfg["li_side"])
 library = build_library(
-    _demo_specs(cfg["preset"], cfg["one_zone"]), probe=probe, thickness=PRESETS["tiny"]["thickness"],
+    demo_specs(cfg["preset"], cfg["one_zone"]), probe=probe, thickness=PRESETS["tiny"]["thickness"],
     cache_dir=cache, progress=False,
 )  # fmt: skip
 print(f"library: {len(library.entries)} entries, {library.built} simulated now")

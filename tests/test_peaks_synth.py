@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fitting.demo import _read_truth, analyze_scan
+from fitting.demo import read_truth
+from fitting.pipeline import analyze_scan
 from tests.test_classify_synth import DOSE, library  # noqa: F401  (the cached tiny library fixture)
 
 PURE = 0.8
@@ -27,7 +28,7 @@ def _analysed(library, tmp_path, name, seed, field=(12, 90)):  # noqa: F811
     scene, _ = default_scan(name, field_shape=field)
     path = tmp_path / f"{name}.h5"
     synthesize_scan(scene, path, library=library, electrons_per_pattern=DOSE, progress=False, seed=seed)
-    return _read_truth(path), analyze_scan(path, None, figures=False), path
+    return read_truth(path), analyze_scan(path, None, figures=False), path
 
 
 def _errors(pos, err, truth, regions, b=1):
@@ -101,7 +102,7 @@ def test_peak_error_falls_as_one_over_root_dose(library, tmp_path):  # noqa: F81
     for dose in (1.0e5, 4.0e5):
         path = tmp_path / f"top_{dose:.0e}.h5"
         synthesize_scan(scene, path, library=library, electrons_per_pattern=dose, progress=False, seed=4)
-        truth, res = _read_truth(path), analyze_scan(path, None, figures=False)
+        truth, res = read_truth(path), analyze_scan(path, None, figures=False)
         d, e, fitted, n = _errors(res.peak_map.position, res.peak_map.position_err, truth, ("type1", "electrolyte"))
         assert n >= 200 and fitted > 0.95, (dose, n, fitted)
         assert 0.6 < np.std(d / e) < 1.6, dose  # the reported σ follows the dose too
