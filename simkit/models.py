@@ -13,8 +13,9 @@ first. The repeated model is the same periodic structure, so this changes no phy
 
 :func:`scale_to_peak` matches a model to a requested first-peak position by an isotropic scaling of all
 coordinates and the cell (density ρ → ρ·s⁻³): for a homogeneous scaling every pair distance scales by s and the
-peak moves as 1/s up to the Q dependence of the scattering factors and of the probe convolution, which a few
-secant iterations on the measured peak remove (to ``tol``, default 0.001 Å⁻¹).
+peak of the distinct-pair part moves as 1/s; the self term ⟨f²⟩ (falling with Q) and the probe convolution
+pull the I·Q maximum, so the measured peak responds more weakly, and a few secant iterations on the measured
+peak find the factor (to ``tol``, default 0.001 Å⁻¹).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ SECOND_PEAK_RANGE = (0.45, 0.80)
 
 
 def tile_to(atoms, min_box: float):
-    """Repeat a periodic model so that every cell width is at least ``min_box`` [Å]."""
-    if not (math.isfinite(min_box) and min_box > 0):
-        raise ValueError(f"min_box={min_box!r} Å must be positive")
+    """Repeat a periodic model so that every cell width is at least ``min_box`` [Å] (0: a copy)."""
+    if not (math.isfinite(min_box) and min_box >= 0):
+        raise ValueError(f"min_box={min_box!r} Å must be >= 0 (0: no repeat)")
     widths = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1)
     reps = tuple(int(max(1, math.ceil(min_box / w))) for w in widths)
     return atoms.repeat(reps) if reps != (1, 1, 1) else atoms.copy()
@@ -113,7 +114,7 @@ def model_peaks(
     return out
 
 
-def scale_to_peak(atoms, target: float, *, tol: float = 0.001, max_iter: int = 6, **peak_kwargs):
+def scale_to_peak(atoms, target: float, *, tol: float = 0.001, max_iter: int = 10, **peak_kwargs):
     """Isotropically scale a periodic model so that its measured first I·Q peak sits at ``target``.
 
     Parameters
@@ -141,14 +142,23 @@ def scale_to_peak(atoms, target: float, *, tol: float = 0.001, max_iter: int = 6
     q0 = model_peaks(atoms, **peak_kwargs)["q1"]
     if not math.isfinite(q0):
         raise ValueError("the model shows no first SRO peak in range; it cannot be scaled to a peak position")
-    s, q = q0 / float(target), q0
+    # secant iteration on the linear factor s (the first step assumes Q₁ ∝ 1/s; the self term ⟨f²⟩ of I·Q and
+    # the probe convolution make the true response weaker, which the secant slope then measures)
+    s_prev, q_prev = 1.0, q0
+    s = q0 / float(target)
     for _ in range(max_iter):
         scaled = atoms.copy()
         scaled.set_cell(atoms.cell.array * s, scale_atoms=True)
         q = model_peaks(scaled, **peak_kwargs)["q1"]
+        if not math.isfinite(q):
+            raise RuntimeError(f"scale_to_peak lost the first SRO peak at linear factor {s:.4f}")
         if abs(q - target) < tol:
             break
-        s *= q / float(target)
+        slope = (q - q_prev) / (s - s_prev) if s != s_prev else -q / s
+        if not (math.isfinite(slope) and slope < 0):
+            slope = -q / s
+        s_prev, q_prev = s, q
+        s = s + (float(target) - q) / slope
     else:
         raise RuntimeError(f"scale_to_peak did not reach {target} ± {tol} Å⁻¹ in {max_iter} steps (last {q:.4f})")
     rho0 = float(np.sum(atoms.get_masses()) / atoms.get_volume() * 1.66053906660)
