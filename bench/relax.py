@@ -48,8 +48,7 @@ def main() -> None:
     print(f"CHGNet {ident['version']} (weights {ident['model']}), torch {ident['torch']}, {a.threads} thread(s)")
     print(f"model: {n} atoms; {a.steps} MD steps at 2 fs")
     print(
-        f"per step: {per_step_w:.3f} s wall, {per_step_c:.3f} s CPU "
-        f"({1e3 * per_step_c / n:.2f} CPU-ms per atom-step)"
+        f"per step: {per_step_w:.3f} s wall, {per_step_c:.3f} s CPU ({1e3 * per_step_c / n:.2f} CPU-ms per atom-step)"
     )
     for dt in (2.0, 1.0):
         steps_per_ps = 1000.0 / dt

@@ -24,7 +24,17 @@ import math
 
 import numpy as np
 
-__all__ = ["FIRST_PEAK_RANGE", "SECOND_PEAK_RANGE", "model_peaks", "scale_to_peak", "tile_to"]
+__all__ = [
+    "FIRST_PEAK_RANGE",
+    "SECOND_PEAK_RANGE",
+    "STUDY_PEAKS",
+    "model_peaks",
+    "relaxed_table",
+    "scale_to_peak",
+    "tile_to",
+    "markdown_table",
+    "type1_ranking",
+]
 
 #: Search range [Å⁻¹] of the first SRO maximum of I·Q (that of the synthesiser's ground truth).
 FIRST_PEAK_RANGE = (0.22, 0.42)
@@ -171,3 +181,115 @@ def scale_to_peak(atoms, target: float, *, tol: float = 0.001, max_iter: int = 1
         "density": rho0 / s**3,
     }
     return scaled
+
+
+#: The study's first-peak positions [Å⁻¹] (and the second for Type 1) by model kind.
+STUDY_PEAKS = {"type1": (0.33, 0.60), "type2": (0.295, None), "electrolyte": (0.285, None)}
+
+
+def relaxed_table(names=None, *, semiangle: float = 2.0, energy: float = 300e3) -> list[dict]:
+    """Peaks of every shipped relaxed model (each seed) beside the study's values.
+
+    Parameters
+    ----------
+    names : sequence of str or None
+        Library models (default: all shipped, :func:`structures.relax.model_names`).
+    semiangle : float  [mrad]
+    energy : float  [eV]
+
+    Returns
+    -------
+    list of dict
+        One row per model and seed: ``model``, ``kind``, ``seed``, ``n_atoms``, ``density`` [g/cm³],
+        ``q1``, ``q2``, ``q2_shoulder`` [Å⁻¹] (see :func:`model_peaks`), ``study_q1``, ``study_q2``.
+    """
+    from structures import relax
+
+    rows = []
+    for name in names or relax.model_names():
+        for seed in relax.model_seeds(name):
+            atoms = relax.load_model(name, seed)
+            p = model_peaks(atoms, semiangle=semiangle, energy=energy)
+            kind = atoms.info.get("kind", relax.LIBRARY[name].kind)
+            sq1, sq2 = STUDY_PEAKS.get(kind, (None, None))
+            rows.append(
+                {
+                    "model": name,
+                    "kind": kind,
+                    "seed": int(seed),
+                    "n_atoms": len(atoms),
+                    "density": p["density"],
+                    "q1": p["q1"],
+                    "q2": p["q2"],
+                    "q2_shoulder": p["q2_shoulder"],
+                    "study_q1": sq1,
+                    "study_q2": sq2,
+                }
+            )
+    return rows
+
+
+def type1_ranking(rows) -> list[tuple[str, float]]:
+    """C-free Type 1 candidates ordered by their distance [Å⁻¹] to the study's (0.33, 0.60) pair.
+
+    Distance = √((Q₁ − 0.33)² + (Q₂ − 0.60)²) of the seed-averaged Q₁ and Q₂ (the I·Q maximum if there is one,
+    else the shoulder position).
+    """
+    by: dict = {}
+    for r in rows:
+        if r["kind"] != "type1":
+            continue
+        q2 = r["q2"] if math.isfinite(r["q2"]) else r["q2_shoulder"]
+        by.setdefault(r["model"], []).append((r["q1"], q2))
+    out = []
+    for name, v in by.items():
+        a = np.nanmean(np.array(v), axis=0)
+        out.append((name, float(np.hypot(a[0] - 0.33, a[1] - 0.60))))
+    return sorted(out, key=lambda t: t[1])
+
+
+def _fmt(x, nd=3):
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
+
+
+def markdown_table(rows) -> str:
+    """The README table (one row per model and seed) followed by the Type 1 ranking."""
+    lines = [
+        "| model | seed | atoms | density [g/cm³] | Q₁ [Å⁻¹] | Q₂ max [Å⁻¹] | Q₂ shoulder [Å⁻¹] "
+        "| study Q₁ / Q₂ [Å⁻¹] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        study = _fmt(r["study_q1"]) + (" / " + _fmt(r["study_q2"], 2) if r["study_q2"] else "")
+        lines.append(
+            f"| {r['model']} | {r['seed']} | {r['n_atoms']} | {_fmt(r['density'])} | {_fmt(r['q1'])} | "
+            f"{_fmt(r['q2'])} | {_fmt(r['q2_shoulder'])} | {study} |"
+        )
+    lines += ["", "Ranking of the C-free Type 1 candidates by distance to (0.33, 0.60) Å⁻¹"]
+    lines += ["(seed means; Q₂ = the maximum, else the shoulder):", ""]
+    for k, (name, d) in enumerate(type1_ranking(rows), 1):
+        lines.append(f"{k}. `{name}` — {d:.3f} Å⁻¹")
+    return "\n".join(lines)
+
+
+def _main(argv=None) -> None:  # pragma: no cover  (prints / refreshes the README table)
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="python -m simkit.models", description="peaks of the shipped relaxed models")
+    ap.add_argument("--readme", help="replace the block between the relaxed-table markers of this file")
+    a = ap.parse_args(argv)
+    table = markdown_table(relaxed_table())
+    print(table)
+    if a.readme:
+        path = Path(a.readme)
+        text = path.read_text(encoding="utf-8")
+        start, end = "<!-- relaxed-table:start -->\n", "\n<!-- relaxed-table:end -->"
+        i, j = text.index(start) + len(start), text.index(end)
+        from simkit.atomic import atomic_write_text
+
+        atomic_write_text(path, text[:i] + table + text[j:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -549,7 +549,7 @@ def start_structure(name: str, seed: int) -> Atoms:
     if spec.kind == "electrolyte":
         from .electrolytes_study import study_electrolyte
 
-        return study_electrolyte(spec.electrolyte, n_atoms=spec.n_atoms, rng=seed)
+        return study_electrolyte(spec.electrolyte, n_atoms=spec.n_atoms, rng=seed, source="packing")
     from .amorphous import amorphous
 
     return amorphous(spec.units, spec.start_density, n_atoms=spec.n_atoms, relax=False, rng=seed)
@@ -633,6 +633,7 @@ def _write_model(path: Path, atoms: Atoms) -> None:
         out = atoms.copy()
         out.info = {"provenance": json.dumps(atoms.info, sort_keys=True, ensure_ascii=True)}
         write(tmp, out, format="extxyz")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped model is read by everyone
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
