@@ -619,6 +619,8 @@ def build_model(
         "relax": model.info["relax"],
     }
     model.info = info
+    if "unit_id" in start.arrays:  # melt_quench keeps the atom order
+        model.new_array("unit_id", np.asarray(start.arrays["unit_id"]))
     _write_model(path, model)
     return model
 
@@ -681,11 +683,27 @@ def load_model(name: str, seed: int | None = None) -> Atoms:
     info = json.loads(atoms.info.pop("provenance"))
     atoms.info = info
     atoms.pbc = True
+    if "unit_id" not in atoms.arrays:
+        # files written without it: the seeded start is deterministic and MD keeps the atom order
+        start = start_structure(name, int(seed))
+        if start.get_chemical_symbols() != atoms.get_chemical_symbols():
+            raise ValueError(f"model {name!r} seed {seed}: its start no longer matches the file; rebuild it")
+        atoms.new_array("unit_id", np.asarray(start.arrays["unit_id"]))
     return atoms
 
 
 def _mass_density(atoms: Atoms) -> float:
     return _density(atoms)
+
+
+def _repeat(atoms: Atoms, reps) -> Atoms:
+    """``atoms.repeat`` with unit ids kept unique across the images."""
+    out = atoms.repeat(reps)
+    if "unit_id" in atoms.arrays:
+        uid = np.asarray(atoms.arrays["unit_id"])
+        image = np.arange(len(out)) // len(atoms)
+        out.arrays["unit_id"] = np.tile(uid, int(np.prod(reps))) + image * (int(uid.max()) + 1)
+    return out
 
 
 def relaxed_model(
@@ -743,7 +761,7 @@ def relaxed_model(
             raise ValueError(f"n_atoms={n_atoms!r} must be a positive int")
         k = max(1, int(round((n_atoms / len(base)) ** (1.0 / 3.0))))
         reps = (k, k, k)
-        out = base.repeat(reps)
+        out = _repeat(base, reps)
     elif cell is not None:
         box = np.asarray(cell, dtype=float)
         if box.shape == (3, 3):
@@ -752,10 +770,12 @@ def relaxed_model(
             raise ValueError(f"cell={cell!r} must be 3 positive lengths [Å]")
         lengths = base.cell.lengths()
         reps = tuple(int(math.ceil(b / L)) + 1 for b, L in zip(box, lengths))
-        big = base.repeat(reps)
+        big = _repeat(base, reps)
         pos = big.positions - gen.random(3) * lengths
         keep = np.all((pos >= 0) & (pos < box), axis=1)
         out = Atoms(numbers=big.numbers[keep], positions=pos[keep], cell=np.diag(box), pbc=True)
+        if "unit_id" in big.arrays:
+            out.new_array("unit_id", np.asarray(big.arrays["unit_id"])[keep])
     else:
         out = base
     info = dict(base.info)
