@@ -14,8 +14,10 @@ into a 4D dataset, pixel by pixel:
    it can produce in a strongly depleted direct disc are clipped to 0, and a pattern whose total would exceed
    the incident beam (a thin crystal entry extrapolated to the lamella thickness: Li and Cu with the tiny
    and demo presets) is scaled down to it.
-2. **Per-pixel variation.** Type 1: interpolation between library entries of neighbouring density (the
-   scene's per-pixel density; Q₁ ∝ ρ^(1/3)). Type 2: the amorphous matrix plus LiF nanocrystals — their
+2. **Per-pixel variation.** Type 1: interpolation between library entries (uniform dilations of one model) so
+   that the pattern's first SRO peak, measured with the truth estimator along the mixing path of the two
+   neighbouring entries, is the scene's per-pixel ``sro_peak`` (else its density); the Type 2 matrix likewise
+   when the scene gives ``sro_peak``. Type 2: the amorphous matrix plus LiF nanocrystals — their
    number along the beam follows the LiF volume fraction, each one a library crystal chosen by the pixel's
    seed and rotated in plane by a seeded angle (so orientations change from pixel to pixel); a probe wider
    than a crystal (effective area 1/∫P² above the crystal's π d²/4: 0.15 mrad) lights proportionally more
