@@ -63,6 +63,10 @@ Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' 
   over its "diamond angle" (one division in a vectorised pass); the ≈ 1 % of pixels whose table cell holds a
   sector boundary take the exact atan2, so the sectors are atan2's bit for bit.
 * median and sigma clipping: general entry lists (per pattern with shifts).
+* finishing: without splitting and for ``statistic="mean"`` the table and shifted kernels write the finished
+  fields (or only mean and sem_poisson for ``mean_profiles``) straight from their per-pattern sums, with the
+  arithmetic of the finishing pass that turns the (pattern, field, bin) accumulators of the other paths into
+  profiles.
 Every path bins with the same arithmetic (q = |M·(dx, dy)|·pixel_size, M the symmetric ellipse-correction
 matrix; exact search of ``edges``), so all paths agree with each other and with the slow reference in
 ``tests/reference.py``; ``NUMBA_DISABLE_JIT=1`` gives identical results.

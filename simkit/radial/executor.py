@@ -17,8 +17,6 @@ from .kernels import (
     _k_entries,
     _k_finish,
     _k_finish_parallel,
-    _k_mean_sem,
-    _k_mean_sem_serial,
     _k_offset,
     _k_offset_mean,
     _k_robust,
@@ -151,12 +149,13 @@ def _pad(ish: np.ndarray) -> int:
     return -(-int(np.abs(ish).max(initial=0)) // 8) * 8
 
 
-def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out, mean_sem=None):
+def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
     """Integrate one chunk: block (m, ny·nx) native, shifts (m, 2) float64 or None.
 
-    Writes the accumulators (m, 6, n_phi·n_q) into ``out`` (C-contiguous); with ``mean_sem`` = (mean, sem_p)
-    (m, n_phi·n_q) arrays, writes only the mean and Poisson error there (``out`` is then scratch space; the table
-    path needs none).
+    ``out``: the accumulators (m, 6, n_phi·n_q), C-contiguous; or, for statistic "mean" without splitting, the
+    finished fields written straight from the kernels' sums: a 5-tuple (mean, sum, count, sem_poisson,
+    sem_azimuthal) or a 2-tuple (mean, sem_poisson) of (m, n_phi·n_q) float arrays (the same arithmetic as the
+    finishing pass).
     """
     m = block.shape[0]
     if m == 0:
@@ -168,6 +167,9 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out, 
     valid = plan.mask.ravel()
     idq = plan._inv_dq
     fast = statistic == "mean" and not plan.split_pixels
+    fused = isinstance(out, tuple)
+    if fused and not fast:
+        raise AssertionError("finished outputs need statistic 'mean' without splitting")
     if not (block.dtype in (np.uint8, np.uint16) or (fast and block.dtype in _FAST_DTYPES)):
         # the general kernels are compiled for float64 only (bounded compile time); the chunk is converted,
         # never the whole stack
@@ -176,15 +178,12 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out, 
     if fast:
         ish = np.zeros((m, 2), np.int64) if shifts is None else whole_pixel_shifts(shifts, plan.shape)
     with _threads_for(m):
-        if ish is not None and (mean_sem is not None or shifts is not None):
+        if ish is not None and (shifts is not None or (fused and len(out) == 2)):
             # table moved by whole pixels (or by zero, for mean and error only): no geometry per pixel
             pad = _pad(ish)
             table, spans = plan._offset_table(n_phi, pad)
-            use_mask = not bool(valid.all())
-            if mean_sem is not None:
-                _k_offset_mean(block, ish, ny, nx, pad, table, spans, nb, valid, use_mask, *mean_sem)
-                return out
-            _k_offset(block, ish, ny, nx, pad, table, spans, nb, valid, use_mask, out)
+            kernel = _k_offset_mean if fused and len(out) == 2 else _k_offset
+            kernel(block, ish, ny, nx, pad, table, spans, nb, valid, not bool(valid.all()), out)
         elif ish is not None:
             # fixed centre: the plan's table with the mask applied
             table, spans = plan._fast_table(n_phi)
@@ -206,8 +205,6 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out, 
             thr, lut, inv_h = plan._s_tables()
             plut = plan._phi_lookup(n_phi)
             _k_shift(block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, out)
-        if mean_sem is not None:
-            (_k_mean_sem_serial if m < _MIN_PARALLEL else _k_mean_sem)(out[:m], *mean_sem)
     return out
 
 
@@ -242,19 +239,23 @@ def integrate(plan, data, shifts, *, n_phi, statistic, clip_sigma, chunk_size, p
         return run_chunk(plan, block, sh, nphi, statistic, cs, bins_phi, out)
 
     if is_dask:
-        acc = _integrate_dask(data, shifts, run, nb)
-    else:
-        acc = np.empty((n_pat, _NF, nb))
-        blocks = list(leading_blocks(lead, chunk))
-        if progress:
-            from tqdm.auto import tqdm
+        return finish(plan, _integrate_dask(data, shifts, run, nb), nphi, statistic)
+    # statistic "mean" without splitting: the kernels write the finished fields (no accumulator array)
+    fused = statistic == "mean" and not plan.split_pixels
+    acc = np.empty((n_pat, _NF, nb)) if not fused else None
+    fields = tuple(np.empty((n_pat, nb)) for _ in range(5)) if fused else None
+    blocks = list(leading_blocks(lead, chunk))
+    if progress:
+        from tqdm.auto import tqdm
 
-            blocks = tqdm(blocks, desc="radial", unit="chunk")
-        for start, stop, index in blocks:
-            sh = None if shifts is None else shifts[index]
-            run(np.asarray(data[index]), sh, acc[start:stop])  # the kernels write into acc directly
-        acc = acc.reshape(lead + (_NF, nb))
-    return finish(plan, acc, nphi, statistic)
+        blocks = tqdm(blocks, desc="radial", unit="chunk")
+    for start, stop, index in blocks:
+        sh = None if shifts is None else shifts[index]
+        out = tuple(f[start:stop] for f in fields) if fused else acc[start:stop]
+        run(np.asarray(data[index]), sh, out)  # the kernels write into acc (or the fields) directly
+    if not fused:
+        return finish(plan, acc.reshape(lead + (_NF, nb)), nphi, statistic)
+    return _profile_fields(plan, fields, lead, nphi, statistic)
 
 
 def mean_profiles(plan, data, shifts, *, n_phi, dtype, out, chunk_size):
@@ -280,37 +281,40 @@ def mean_profiles(plan, data, shifts, *, n_phi, dtype, out, chunk_size):
     npix = plan.shape[0] * plan.shape[1]
     n_pat = int(np.prod(lead, dtype=np.int64))
     mean, sem = out[0].reshape(n_pat, nb), out[1].reshape(n_pat, nb)
-    table_path = shifts is None or (n_pat > 0 and whole_pixel_shifts(shifts.reshape(-1, 2), plan.shape) is not None)
-    if table_path:
-        # one pass per pattern straight to mean and error (no Σ I², no accumulator array): large read blocks
+    if shifts is None or (n_pat > 0 and whole_pixel_shifts(shifts.reshape(-1, 2), plan.shape) is not None):
+        # one pass per pattern over the table (no geometry per pixel): large read blocks
         chunk = max(chunk, (256 << 20) // max(1, npix * np.dtype(data.dtype).itemsize))
-        acc = np.empty((0, _NF, nb))
-    else:
-        acc = np.empty((min(chunk, max(n_pat, 1)), _NF, nb))  # reused, stays in cache
     bins_phi = plan._sector_entries(nphi)
     for start, stop, index in leading_blocks(lead, chunk):
         block = native(np.asarray(data[index]), npix)
         sh = None if shifts is None else np.ascontiguousarray(shifts[index]).reshape(-1, 2)
-        run_chunk(plan, block, sh, nphi, "mean", 3.0, bins_phi, acc, (mean[start:stop], sem[start:stop]))
+        run_chunk(plan, block, sh, nphi, "mean", 3.0, bins_phi, (mean[start:stop], sem[start:stop]))
     return out
 
 
 def finish(plan, acc, nphi, statistic) -> dict:
     """Accumulators (..., 6, n_phi·n_q) → the fields of a RadialProfiles."""
     lead = acc.shape[:-2]
-    shp = lead + ((nphi, plan.n_q) if nphi > 1 else (plan.n_q,))
     flat = np.ascontiguousarray(acc).reshape(-1, _NF, acc.shape[-1])
-    mean, total, count, sem_p, sem_a = (np.empty(flat.shape[::2]) for _ in range(5))
+    fields = tuple(np.empty(flat.shape[::2]) for _ in range(5))
     big = flat.shape[0] * flat.shape[2] >= _PARALLEL_FINISH_BINS and flat.shape[0] >= _MIN_PARALLEL
-    (_k_finish_parallel if big else _k_finish)(flat, STATISTICS.index(statistic), mean, total, count, sem_p, sem_a)
+    (_k_finish_parallel if big else _k_finish)(flat, STATISTICS.index(statistic), *fields)
+    return _profile_fields(plan, fields, lead, nphi, statistic)
+
+
+def _profile_fields(plan, fields, lead, nphi, statistic) -> dict:
+    """RadialProfiles fields from the flat (n_pat, n_phi·n_q) arrays (mean, sum, count, sem_poisson,
+    sem_azimuthal)."""
+    shp = lead + ((nphi, plan.n_q) if nphi > 1 else (plan.n_q,))
+    mean, total, count, sem_p, sem_a = (f.reshape(shp) for f in fields)
     return dict(
         q=plan.q,
         edges=plan.edges.copy(),
-        mean=mean.reshape(shp),
-        sum=total.reshape(shp),
-        count=count.reshape(shp),
-        sem_poisson=sem_p.reshape(shp),
-        sem_azimuthal=sem_a.reshape(shp),
+        mean=mean,
+        sum=total,
+        count=count,
+        sem_poisson=sem_p,
+        sem_azimuthal=sem_a,
         statistic=statistic,
         phi_edges=np.linspace(0.0, 2.0 * np.pi, nphi + 1) if nphi > 1 else None,
     )

@@ -328,13 +328,11 @@ def _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow,
 
 
 @njit(cache=True, inline="always")
-def _lut_bin(s, c, lut, thr, nq, t0, tn):
-    """Bin k of the squared corrected radius s [px²] in look-up cell c (n_q outside the bins): from the table
-    where the cell holds no threshold (the table stores k·_W), else from the cell's lower bin by exact
-    comparisons with the thresholds thr (see s_lookup)."""
-    k = np.int64(lut[np.uint64(c)])
-    if k >= 0:
-        return k // _W
+def _exact_bin(s, k, thr, nq, t0, tn):
+    """Bin of the squared corrected radius s [px²] in a look-up cell that holds a threshold (table value
+    k = −(lower bin + 1), see s_lookup): from the cell's lower bin by exact comparisons with the thresholds thr;
+    n_q outside the bins. The kernels read the table themselves (``k = lut[cell]``, the bin where k >= 0) and
+    call this only for k < 0."""
     if s >= t0 and s < tn:
         k = -k - 1
         while s >= thr[np.uint64(k + 1)]:
@@ -442,14 +440,14 @@ def s_thresholds(edges: np.ndarray, pixel_size: float) -> np.ndarray:
 def s_lookup(thr: np.ndarray) -> tuple[np.ndarray, float]:
     """Look-up table of the shifted kernels over the squared radius s [px²].
 
-    Cell c (s·inv_h in [c, c + 1), widened by a relative 1e-9 against rounding) holds k·_W, k the bin of all
+    Cell c (s·inv_h in [c, c + 1), widened by a relative 1e-9 against rounding) holds k, the bin of all
     its s (n_q when the whole cell lies outside the bins), when no threshold falls inside it, and −(k + 1)
     otherwise, k then being the bin of the cell's lower end (never above the bin of any s in the cell). The
     last cell takes every larger s as well.
 
     Returns
     -------
-    lut : ndarray of int16 (int32 for (n_q + 1)·_W >= 32767), shape (_NLUT,)
+    lut : ndarray of int16 (int32 for n_q >= 32766), shape (_NLUT,)
     inv_h : float  [px⁻²]
         1 / cell width.
     """
@@ -466,8 +464,8 @@ def s_lookup(thr: np.ndarray) -> tuple[np.ndarray, float]:
     k_hi[-1] = nq if thr[-1] <= lo[-1] else -1  # the last cell extends to +inf
     exact = k_lo == k_hi
     outside = (k_lo < 0) | (k_lo >= nq)
-    lut = np.where(exact, np.where(outside, nq, k_lo) * _W, -(np.clip(k_lo, 0, nq - 1) + 1))
-    return lut.astype(np.int16 if (nq + 1) * _W < 32767 else np.int32), 1.0 / h
+    lut = np.where(exact, np.where(outside, nq, k_lo), -(np.clip(k_lo, 0, nq - 1) + 1))
+    return lut.astype(np.int16 if nq + 1 < 32767 else np.int32), 1.0 / h
 
 
 def phi_lookup(n_phi: int) -> np.ndarray:

@@ -9,7 +9,8 @@ patterns, each thread owns its patterns' rows). Geometry paths:
   optionally sectors through the diamond-angle table);
 * split pixels: :func:`_k_entries` (fixed entries) and :func:`_k_shifted` (extents on the fly);
 * median and sigma clipping: :func:`_k_robust`;
-* finishing passes: accumulators → statistics (:func:`_k_finish`, :func:`_k_mean_sem`).
+* finishing pass: accumulators → statistics (:func:`_k_finish`); the table and shifted kernels can write the
+  finished fields themselves (:func:`_store`).
 
 The dtype is handled by three inlined helpers, specialised by numba on the type of the data:
 :func:`_acc_zeros`, :func:`_acc_add`, :func:`_acc_bin`. uint8/uint16 data are summed exactly in int64 with the
@@ -28,8 +29,8 @@ from numba.extending import overload
 from .geometry import (
     _W,
     _corrected,
+    _exact_bin,
     _find_bin,
-    _lut_bin,
     _pixel_entries,
     _pixel_extent,
     _row_cells,
@@ -155,7 +156,6 @@ def _ov_acc_bin(s0, s1, s2, b, sq):
     return _BIN[isinstance(s1.dtype, types.Integer)]
 
 
-@njit(cache=True, inline="always")
 def _store_moments(out, n, b, c, a, q2):
     """Accumulator fields of bin b of pattern n without splitting (w = 1: Σw² = Σw, Σw²·I = Σw·I)."""
     out[n, 0, b] = c
@@ -164,6 +164,46 @@ def _store_moments(out, n, b, c, a, q2):
     out[n, 3, b] = c
     out[n, 4, b] = a
     out[n, 5, b] = np.nan
+
+
+def _store_profiles(out, n, b, c, a, q2):
+    """Finished fields (mean, sum, count, sem_poisson, sem_azimuthal) of bin b of pattern n: the arithmetic of
+    _finish_one for statistic "mean" on the float64 accumulator fields _store_moments would write."""
+    s0, s1, s2 = np.float64(c), np.float64(a), np.float64(q2)
+    m, sp = _mean_sem(s0, s1, s1)
+    out[0][n, b] = m
+    out[1][n, b] = s1
+    out[2][n, b] = s0
+    out[3][n, b] = sp
+    out[4][n, b] = _sem_azimuthal(s0, m, s2, s0)
+
+
+def _store_mean_sem(out, n, b, c, a, q2):
+    """mean and sem_poisson of bin b of pattern n (the arithmetic of _finish_one), into arrays of any float
+    dtype (rounded once)."""
+    s1 = np.float64(a)
+    m, sp = _mean_sem(np.float64(c), s1, s1)
+    out[0][n, b] = m
+    out[1][n, b] = sp
+
+
+def _store(out, n, b, c, a, q2):
+    """Write bin b of pattern n from its sums (count c, Σ I = a, Σ I² = q2; no splitting), by the type of out:
+    an array (N, 6, nb) takes the accumulator fields, a 5-tuple of (N, nb) arrays the finished profiles (mean,
+    sum, count, sem_poisson, sem_azimuthal), a 2-tuple mean and sem_poisson."""
+    if not isinstance(out, tuple):
+        _store_moments(out, n, b, c, a, q2)
+    elif len(out) == 5:
+        _store_profiles(out, n, b, c, a, q2)
+    else:
+        _store_mean_sem(out, n, b, c, a, q2)
+
+
+@overload(_store, inline="always")
+def _ov_store(out, n, b, c, a, q2):
+    if isinstance(out, types.Array):
+        return _store_moments
+    return _store_profiles if len(out) == 5 else _store_mean_sem
 
 
 @njit(cache=True, inline="always")
@@ -176,6 +216,18 @@ def _mean_sem(s0, s1, p):
         if p >= 0:
             sp = math.sqrt(abs(p)) / s0
     return m, sp
+
+
+@njit(cache=True, inline="always")
+def _sem_azimuthal(s0, m, s2, s3):
+    """sem_azimuthal sqrt(σ² / (n_eff − 1)) of one bin from Σw = s0, its mean m, Σw·I² = s2, Σw² = s3 (NaN when
+    empty or n_eff <= 1) [float64]."""
+    sa = np.nan
+    if s0 > 0:
+        n_eff = s0 * s0 / s3
+        if n_eff > 1 + 1e-12:
+            sa = math.sqrt(max(s2 / s0 - m * m, 0.0) / (n_eff - 1.0))
+    return sa
 
 
 @njit(cache=True, inline="always")
@@ -210,7 +262,8 @@ def _offset_one(img, ny, nx, pad, tx, dy, dx, table, spans, valid, use_mask, s0,
 
 @njit(parallel=True, cache=True)
 def _k_offset(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out):
-    """Table path → accumulators out (N, 6, nb): data (N, ny·nx), ishifts (N, 2) int64 with |shift| <= pad.
+    """Table path: data (N, ny·nx), ishifts (N, 2) int64 with |shift| <= pad → out: accumulators (N, 6, nb) or
+    finished profiles (a tuple of arrays, see _store).
 
     table: the interleaved slots (bin·_W + column % _W, unused cells → nb·_W + column % _W, unsigned) of a grid
     extending the detector by ``pad`` pixels on every side, about the plan's centre moved by (pad, pad); spans
@@ -224,23 +277,20 @@ def _k_offset(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out
         _offset_one(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1, s2)
         for b in range(nb):
             c, a, q2 = _acc_bin(s0, s1, s2, b, True)
-            _store_moments(out, n, b, c, a, q2)
+            _store(out, n, b, c, a, q2)
 
 
 @njit(parallel=True, cache=True)
-def _k_offset_mean(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, mean, sem_p):
-    """_k_offset reduced to mean and sem_poisson (N, nb) of any float dtype, written per pattern (no Σ I², no
-    accumulator array): the arithmetic of _mean_sem_one on the same sums (Σw²·I = Σ I without splitting)."""
+def _k_offset_mean(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out):
+    """_k_offset without Σ I², for out = (mean, sem_poisson) (N, nb) arrays of any float dtype only."""
     n_pat = data.shape[0]
     tx = nx + 2 * pad
     for n in prange(n_pat):
         s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, False)
         _offset_one(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1, None)
         for b in range(nb):
-            c, a, _ = _acc_bin(s0, s1, s2, b, False)
-            m, sp = _mean_sem(np.float64(c), np.float64(a), np.float64(a))
-            mean[n, b] = m
-            sem_p[n, b] = sp
+            c, a, q2 = _acc_bin(s0, s1, s2, b, False)
+            _store(out, n, b, c, a, q2)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -264,7 +314,9 @@ def _shift_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid, col
         base = i * nx
         _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
         for j in range(j0, j1):
-            k = _lut_bin(srow[np.uint64(j)], crow[np.uint64(j)], lut, thr, nq, t0, tn)
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
+            if k < 0:
+                k = _exact_bin(srow[np.uint64(j)], k, thr, nq, t0, tn)
             _acc_add(img, np.uint64(base + j), np.uint64(k * _W + (j & (_W - 1))), s0, s1, s2)
 
 
@@ -289,7 +341,9 @@ def _shift_one_sectors(
         _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
         _row_cells(j0, j1, dy, cxn, m00, m01, m11, cols, prow, plut.size)
         for j in range(j0, j1):
-            k = _lut_bin(srow[np.uint64(j)], crow[np.uint64(j)], lut, thr, nq, t0, tn)
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
+            if k < 0:
+                k = _exact_bin(srow[np.uint64(j)], k, thr, nq, t0, tn)
             if k < nq:
                 sc = np.int64(plut[np.uint64(prow[np.uint64(j)])])
                 if sc < 0:  # a sector boundary within the cell: atan2 decides
@@ -303,7 +357,8 @@ def _shift_one_sectors(
 
 @njit(parallel=True, cache=True)
 def _k_shift(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, out):
-    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]), no splitting → accumulators out (N, 6, nb).
+    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]), no splitting → out: accumulators (N, 6, nb)
+    or finished profiles (a tuple of arrays, see _store).
 
     Pixels are binned by their squared corrected radius s against thresholds thr (the s-space images of the bin
     edges, exact: see geometry.s_thresholds) through a look-up table; only the columns of each row that can
@@ -329,7 +384,7 @@ def _k_shift(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi
             )  # fmt: skip
         for b in range(nb):
             c, a, q2 = _acc_bin(s0, s1, s2, b, True)
-            _store_moments(out, n, b, c, a, q2)
+            _store(out, n, b, c, a, q2)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -557,11 +612,7 @@ def _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_
         total[n, b] = s1
         count[n, b] = s0
         m, sp = _mean_sem(s0, s1, acc[n, 4, b])
-        sa = np.nan
-        if s0 > 0:
-            n_eff = s0 * s0 / acc[n, 3, b]
-            if n_eff > 1 + 1e-12:
-                sa = math.sqrt(max(acc[n, 2, b] / s0 - m * m, 0.0) / (n_eff - 1.0))
+        sa = _sem_azimuthal(s0, m, acc[n, 2, b], acc[n, 3, b])
         if statistic == 2:
             m = acc[n, 5, b]
             sa = sa * root_half_pi
@@ -593,27 +644,3 @@ def _k_finish_parallel(acc, statistic, mean, total, count, sem_p, sem_a):
     root_half_pi = math.sqrt(math.pi / 2.0)
     for n in prange(acc.shape[0]):
         _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a)
-
-
-@njit(cache=True, inline="always")
-def _mean_sem_one(acc, n, mean, sem_p):
-    """Mean and sem_poisson of pattern n: the arithmetic of _finish_one for statistic "mean" (float64, rounded
-    once when stored into arrays of another float dtype)."""
-    for b in range(acc.shape[2]):
-        m, sp = _mean_sem(acc[n, 0, b], acc[n, 1, b], acc[n, 4, b])
-        mean[n, b] = m
-        sem_p[n, b] = sp
-
-
-@njit(parallel=True, cache=True)
-def _k_mean_sem(acc, mean, sem_p):
-    """Accumulators acc (N, 6, nb) → mean and sem_poisson (N, nb) of any float dtype (RadialPlan.mean_profiles)."""
-    for n in prange(acc.shape[0]):
-        _mean_sem_one(acc, n, mean, sem_p)
-
-
-@njit(cache=True)
-def _k_mean_sem_serial(acc, mean, sem_p):
-    """_k_mean_sem on one thread (a few patterns)."""
-    for n in range(acc.shape[0]):
-        _mean_sem_one(acc, n, mean, sem_p)
