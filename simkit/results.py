@@ -25,7 +25,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["NamedArray", "Result", "ResultMixin", "format_summary"]
+__all__ = ["NamedArray", "Result", "ResultMixin", "format_summary", "no_stderr"]
 
 
 class NamedArray(np.ndarray):
@@ -173,6 +173,11 @@ def format_summary(
     lines += list(extra)
     lines += [f"warning: {w}" for w in warnings]
     return "\n".join(lines)
+
+
+def no_stderr(values: Mapping[str, object]) -> dict[str, object]:
+    """``stderr`` for values the estimator gives no uncertainty for: NaN of the same shape for every name."""
+    return {k: np.full(np.shape(v), np.nan) if np.ndim(v) else float("nan") for k, v in values.items()}
 
 
 class ResultMixin:
