@@ -119,14 +119,19 @@ class Result(Protocol):
     def summary(self) -> str: ...
 
 
-def _fmt(v) -> str:
+def _line(name: str, v, e, unit: str) -> str:
     a = np.asarray(v, dtype=float)
+    err = np.asarray(np.nan if e is None else e, dtype=float)
+    tail = f" [{unit}]" if unit else ""
     if a.ndim == 0:
-        return f"{float(a):.6g}"
-    fin = a[np.isfinite(a)]
-    if fin.size == 0:
-        return f"all NaN (shape {a.shape})"
-    return f"median {np.median(fin):.6g} (shape {a.shape}, {fin.size} finite)"
+        pm = f" ± {float(err):.3g}" if err.ndim == 0 and np.isfinite(err) else ""
+        return f"  {name:>18s} = {float(a):.6g}{pm}{tail}"
+    fin = np.isfinite(a)
+    if not fin.any():
+        return f"  {name:>18s} = NaN everywhere (shape {a.shape})"
+    efin = np.isfinite(err) & fin if err.shape == a.shape else np.zeros(a.shape, bool)
+    pm = f" ± {np.median(err[efin]):.3g}" if efin.any() else ""
+    return f"  {name:>18s} = {np.median(a[fin]):.6g}{pm}{tail}  (median of {int(fin.sum())}/{a.size})"
 
 
 def format_summary(
@@ -147,7 +152,7 @@ def format_summary(
     ----------
     title : str
     values, stderr : Mapping name → float or array
-        Arrays (vectorised results) are shown by their median over finite entries.
+        Arrays (vectorised results) are shown by their median over finite entries; NaN errors are left out.
     units : Mapping name → unit string or None
         E.g. ``{"position": "Å⁻¹"}``; missing names get no unit.
     ok : bool or array of bool
@@ -166,10 +171,7 @@ def format_summary(
     status = f"ok={bool(okv)}" if okv.ndim == 0 else f"ok in {int(np.count_nonzero(okv))}/{okv.size}"
     lines = [title, f"{status} ({message})" if message else status]
     for name, v in values.items():
-        e = stderr.get(name) if hasattr(stderr, "get") else None
-        unit = units.get(name, "")
-        err = "" if e is None else f" ± {_fmt(e)}"
-        lines.append(f"  {name:>18s} = {_fmt(v)}{err}{(' ' + unit) if unit else ''}")
+        lines.append(_line(name, v, stderr.get(name) if hasattr(stderr, "get") else None, units.get(name, "")))
     lines += list(extra)
     lines += [f"warning: {w}" for w in warnings]
     return "\n".join(lines)

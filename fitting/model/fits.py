@@ -587,7 +587,7 @@ def fit_scan(
         n_iter=n_it,
         q=q,
         used=colsel,
-        description="batched LM; " + desc,
+        description="batched Newton/LM (expected information); " + desc,
         settings={
             "background": background,
             "q_scale": q_scale,
