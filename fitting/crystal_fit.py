@@ -259,7 +259,7 @@ def fit_defect_thickness(
 
     Parameters
     ----------
-    measured : RadialProfiles or tuple (q, counts[, exposure])
+    measured : RadialProfiles, ScanProfiles or tuple (q, counts[, exposure])
         The measured profile (``sum`` and ``count`` of a ``RadialProfiles``; counts [counts], exposure [pixels]).
     components : ndarray, shape (n_x, n_t, n_q)  [intensity per pixel]
         Simulated crystal profiles at every grid node, on the Q grid ``q`` (default: the measured Q grid) —
@@ -509,7 +509,7 @@ def compare_grids(measured, grids: Mapping, vacancy, thickness, **kwargs) -> Gri
 
     Parameters
     ----------
-    measured : RadialProfiles or tuple (q, counts[, exposure])
+    measured : RadialProfiles, ScanProfiles or tuple (q, counts[, exposure])
     grids : Mapping name → ndarray (n_x, n_t, n_q)
         Crystal components on the same (vacancy × thickness) grid under each assumption.
     vacancy, thickness : array-like  [fraction], [Å]

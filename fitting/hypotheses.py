@@ -30,7 +30,7 @@ from scipy.stats import chi2
 
 from fitting.model import FitResult, as_components, fit_profile
 from fitting.profiles import measured_profile
-from simkit.results import ResultMixin, no_stderr
+from simkit.results import StatisticsResult
 
 __all__ = [
     "CandidateRow",
@@ -54,7 +54,7 @@ INDISTINGUISHABLE_DAIC = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class CandidateRow(ResultMixin):
+class CandidateRow(StatisticsResult):
     """One line of the ranked table (see :class:`Comparison`); ``values`` holds its statistics (no 1σ)."""
 
     name: str
@@ -100,14 +100,9 @@ class CandidateRow(ResultMixin):
             "gof_p": self.gof_p,
         }
 
-    @property
-    def stderr(self) -> dict[str, float]:
-        """None of the statistics carries a 1σ (NaN)."""
-        return no_stderr(self.values)
-
 
 @dataclass(frozen=True, kw_only=True)
-class LikelihoodRatioTest(ResultMixin):
+class LikelihoodRatioTest(StatisticsResult):
     """Likelihood-ratio test of a nested pair.
 
     Attributes
@@ -157,14 +152,9 @@ class LikelihoodRatioTest(ResultMixin):
         """Statistic D, degrees of freedom and p-value."""
         return {"statistic": self.statistic, "df": float(self.df), "p_value": self.p_value}
 
-    @property
-    def stderr(self) -> dict[str, float]:
-        """No 1σ (NaN)."""
-        return no_stderr(self.values)
-
 
 @dataclass(frozen=True, kw_only=True)
-class PeakAttribution(ResultMixin):
+class PeakAttribution(StatisticsResult):
     """Share of each component in the fitted signal above background within one Q window.
 
     Attributes
@@ -209,14 +199,9 @@ class PeakAttribution(ResultMixin):
             f"fraction[{k}]": v for k, v in self.fractions.items()
         }
 
-    @property
-    def stderr(self) -> dict[str, float]:
-        """No 1σ (NaN)."""
-        return no_stderr(self.values)
-
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Comparison(ResultMixin):
+class Comparison(StatisticsResult):
     """Result of :func:`compare`.
 
     Attributes
@@ -261,11 +246,6 @@ class Comparison(ResultMixin):
     def values(self) -> dict[str, float]:
         """ΔAIC of every candidate to the best."""
         return {f"delta_aic[{r.name}]": r.delta_aic for r in self.rows}
-
-    @property
-    def stderr(self) -> dict[str, float]:
-        """No 1σ (NaN)."""
-        return no_stderr(self.values)
 
     def summary(self) -> str:
         """Same as :meth:`table`."""

@@ -408,6 +408,12 @@ class LayerFit(ResultMixin):
 
     _units = {"thickness": "nm", "edge_rising": "nm", "edge_falling": "nm", "blur": "nm"}
 
+    @classmethod
+    def failed(cls) -> LayerFit:
+        """The result of a fit that found no layer (NaN everywhere, ``ok`` False)."""
+        nan = float("nan")
+        return cls(thickness=nan, thickness_err=nan, edges=(nan, nan), edges_err=(nan, nan), blur=nan, ok=False)
+
     @property
     def message(self) -> str:
         """Whether the two-edge fit converged."""
@@ -421,22 +427,12 @@ class LayerFit(ResultMixin):
     @property
     def values(self) -> dict[str, float]:
         """Thickness, both edge positions and the edge blur [nm]."""
-        return {
-            "thickness": self.thickness,
-            "edge_rising": self.edges[0],
-            "edge_falling": self.edges[1],
-            "blur": self.blur,
-        }
+        return dict(zip(self._units, (self.thickness, *self.edges, self.blur)))
 
     @property
     def stderr(self) -> dict[str, float]:
         """1σ of thickness and edges [nm] (fit covariance); the blur carries none (NaN)."""
-        return {
-            "thickness": self.thickness_err,
-            "edge_rising": self.edges_err[0],
-            "edge_falling": self.edges_err[1],
-            "blur": float("nan"),
-        }
+        return dict(zip(self._units, (self.thickness_err, *self.edges_err, float("nan"))))
 
 
 def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
@@ -474,14 +470,7 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
     good = np.isfinite(y)
     hi = y[good] > 0.5 * (np.nanmax(y) + np.nanmin(y))
     if not hi.any():
-        return LayerFit(
-            thickness=np.nan,
-            thickness_err=np.nan,
-            edges=(np.nan, np.nan),
-            edges_err=(np.nan, np.nan),
-            blur=np.nan,
-            ok=False,
-        )
+        return LayerFit.failed()
     xi = x[good][hi]
 
     def G(u):  # ∫ Φ(u) du = u Φ(u) + φ(u)
@@ -507,14 +496,7 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
                 f, x[good], y[good], p0=p0, sigma=sg, absolute_sigma=sigma is not None, bounds=bounds, max_nfev=5000
             )
     except (RuntimeError, ValueError, OptimizeWarning):
-        return LayerFit(
-            thickness=np.nan,
-            thickness_err=np.nan,
-            edges=(np.nan, np.nan),
-            edges_err=(np.nan, np.nan),
-            blur=np.nan,
-            ok=False,
-        )
+        return LayerFit.failed()
     x1, x2 = popt[2], popt[3]
     var = pcov[2, 2] + pcov[3, 3] - 2 * pcov[2, 3]
     nm = step / 10.0

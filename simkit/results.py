@@ -25,7 +25,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["NamedArray", "Result", "ResultMixin", "format_summary", "no_stderr"]
+__all__ = ["NamedArray", "Result", "ResultMixin", "StatisticsResult", "format_summary", "no_stderr"]
 
 
 class NamedArray(np.ndarray):
@@ -206,3 +206,13 @@ class ResultMixin:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+class StatisticsResult(ResultMixin):
+    """A :class:`ResultMixin` whose ``values`` are statistics without a 1σ (AIC, p-values, shares): ``stderr``
+    is NaN for every name."""
+
+    @property
+    def stderr(self) -> dict[str, object]:
+        """No 1σ (NaN for every value)."""
+        return no_stderr(self.values)

@@ -219,6 +219,33 @@ class Forward:
         return mu, jac
 
 
+@numba.njit(cache=True, inline="always")
+def _uniform(grid):  # pragma: no cover (numba)
+    """Number of nodes, first node and spacing of a uniform grid."""
+    m = grid.shape[0]
+    return m, grid[0], (grid[m - 1] - grid[0]) / (m - 1)
+
+
+@numba.njit(cache=True, inline="always")
+def _cell(x, grid, g0, dg, m):  # pragma: no cover (numba)
+    """Index i of the spline piece holding x on the uniform grid (clamped to the end pieces) and x − grid[i]."""
+    i = int(np.floor((x - g0) / dg))
+    if i < 0:
+        i = 0
+    if i > m - 2:
+        i = m - 2
+    return i, x - grid[i]
+
+
+@numba.njit(cache=True, inline="always")
+def _piece(coef, i, k, t):  # pragma: no cover (numba)
+    """Value and derivative of spline k's piece i at offset t."""
+    c0 = coef[0, i, k]
+    c1 = coef[1, i, k]
+    c2 = coef[2, i, k]
+    return ((c0 * t + c1) * t + c2) * t + coef[3, i, k], (3.0 * c0 * t + 2.0 * c1) * t + c2
+
+
 def _spline_eval_impl(coef, grid, q, alpha, out_val, out_dalpha, deriv):  # pragma: no cover (numba)
     """Evaluate K cubic splines (PPoly coefficients ``coef`` (4, m − 1, K) on the uniform ``grid`` (m,)) at
     ``alpha[p]·q[j]`` for every pixel p and bin j; write values to ``out_val`` (n, n_q, K) and, if ``deriv``,
@@ -227,19 +254,12 @@ def _spline_eval_impl(coef, grid, q, alpha, out_val, out_dalpha, deriv):  # prag
     n = alpha.shape[0]
     nq = q.shape[0]
     K = coef.shape[2]
-    m = grid.shape[0]
-    g0 = grid[0]
-    dg = (grid[m - 1] - grid[0]) / (m - 1)
+    m, g0, dg = _uniform(grid)
     tol = 1e-9 * dg
     for p in numba.prange(n):
         for j in range(nq):
             x = alpha[p] * q[j]
-            i = int(np.floor((x - g0) / dg))
-            if i < 0:
-                i = 0
-            if i > m - 2:
-                i = m - 2
-            t = x - grid[i]
+            i, t = _cell(x, grid, g0, dg, m)
             outside = x < g0 - tol or x > grid[m - 1] + tol
             for k in range(K):
                 if outside:
@@ -247,13 +267,10 @@ def _spline_eval_impl(coef, grid, q, alpha, out_val, out_dalpha, deriv):  # prag
                     if deriv:
                         out_dalpha[p, j, k] = np.nan
                     continue
-                c0 = coef[0, i, k]
-                c1 = coef[1, i, k]
-                c2 = coef[2, i, k]
-                c3 = coef[3, i, k]
-                out_val[p, j, k] = ((c0 * t + c1) * t + c2) * t + c3
+                v, dv = _piece(coef, i, k, t)
+                out_val[p, j, k] = v
                 if deriv:
-                    out_dalpha[p, j, k] = ((3.0 * c0 * t + 2.0 * c1) * t + c2) * q[j]
+                    out_dalpha[p, j, k] = dv * q[j]
 
 
 _spline_eval_par = numba.njit(parallel=True, cache=True)(_spline_eval_impl)
@@ -289,9 +306,7 @@ def _poisson_terms_impl(coef, grid, q, lq, theta, y, E, w, K, ia, bg_kind, q0, q
     n = theta.shape[0]
     P = theta.shape[1]
     nq = q.shape[0]
-    m = grid.shape[0]
-    g0 = grid[0]
-    dg = (grid[m - 1] - grid[0]) / (m - 1)
+    m, g0, dg = _uniform(grid)
     ib = K + (1 if ia >= 0 else 0)
     for p in numba.prange(n):
         alpha = alpha_fixed
@@ -308,24 +323,15 @@ def _poisson_terms_impl(coef, grid, q, lq, theta, y, E, w, K, ia, bg_kind, q0, q
             e = E[p, j]
             qq = q[j]
             x = alpha * qq
-            i = int(np.floor((x - g0) / dg))
-            if i < 0:
-                i = 0
-            if i > m - 2:
-                i = m - 2
-            t = x - grid[i]
+            i, t = _cell(x, grid, g0, dg, m)
             s = 0.0
             ds = 0.0
             for k in range(K):
-                c0 = coef[0, i, k]
-                c1 = coef[1, i, k]
-                c2 = coef[2, i, k]
-                c3 = coef[3, i, k]
-                v = ((c0 * t + c1) * t + c2) * t + c3
+                v, dv = _piece(coef, i, k, t)
                 J[k] = e * v
                 s += theta[p, k] * v
                 if ia >= 0:
-                    ds += theta[p, k] * ((3.0 * c0 * t + 2.0 * c1) * t + c2)
+                    ds += theta[p, k] * dv
             if ia >= 0:
                 J[ia] = e * ds * qq
             bgv = 0.0
@@ -454,13 +460,6 @@ def curv_weights(y, mu, w, likelihood, sig2, expected: bool):
         with np.errstate(over="ignore"):  # y / m / m: 0 where y = 0 even when m² underflows
             return w * (1.0 / m if expected else y / m / m)
     return w / sig2
-
-
-def information(fwd: Forward, theta, y, w, likelihood, sig2) -> np.ndarray:
-    """Expected (Fisher) information JᵀWJ, (n, P, P), at θ (n, P)."""
-    mu, jac = fwd.mu_jac(theta)
-    cw = np.broadcast_to(curv_weights(y, mu, w, likelihood, sig2, expected=True), mu.shape)
-    return np.matmul(np.swapaxes(jac * cw[:, :, None], 1, 2), jac)
 
 
 def grad_hess(fwd: Forward, theta, y, w, likelihood, sig2):
