@@ -204,10 +204,11 @@ def fit_profile(
     start : Mapping or None
         Start values by parameter name (override the linear start; then a single start is used).
     n_starts : int
-        Number of local optimisations from the best linear starts with distinct α (≥ 0.01 apart); the
-        likelihood in α is multimodal when sharp rings are weak.
+        Number of local optimisations (one batch of :func:`fitting.model.optimiser.minimize_bounded`) from the
+        best linear starts with distinct α (≥ 0.01 apart); the likelihood in α is multimodal when sharp rings are
+        weak.
     max_iter : int
-        Iteration limit of the L-BFGS-B stage (Newton polishing adds ≤ 50).
+        Iteration limit of the optimiser (damped Newton steps).
     tol : float
         Convergence: Newton decrement (achievable change of log L) below ``tol``.
 
@@ -432,14 +433,15 @@ def fit_scan(
     max_iter: int = 100,
     tol: float = 1e-6,
 ) -> ScanFit:
-    """Fit every profile of a scan at once (vectorised Levenberg–Marquardt / Fisher scoring, Poisson).
+    """Fit every profile of a scan at once (Poisson; the optimiser of :func:`fit_profile` on all pixels as one
+    batch, with the expected information).
 
-    All pixels are iterated together with NumPy broadcasting: per iteration one evaluation of μ and ∂μ/∂θ for
-    all pixels (cubic-spline components at each pixel's α·Q), the per-pixel gradient and expected Fisher matrix
-    of −log L, and a batched solve of the damped system (F + λ·diag F) δ = −g, with a per-pixel damping λ
-    adapted on acceptance. Bounds (sₖ ≥ 0, A ≥ 0, α and p in their intervals) are kept by an active set
-    (a parameter at a bound whose gradient points outwards is frozen for the step) followed by projection onto
-    the box. Pixels leave the active set when converged. Start values: a :func:`fit_profile` of the scan's
+    All pixels are iterated together (:func:`fitting.model.optimiser.minimize_bounded`): per iteration one
+    evaluation of μ and ∂μ/∂θ for all pixels (cubic-spline components at each pixel's α·Q), the per-pixel gradient
+    and expected Fisher matrix of −log L, and a batched solve of the damped system (F + λ·diag F) δ = −g, with a
+    per-pixel damping λ adapted on acceptance. Bounds (sₖ ≥ 0, A ≥ 0, α and p in their intervals) are kept by an
+    active set (a parameter at a bound whose gradient points outwards is frozen for the step) followed by projection
+    onto the box. Pixels leave the active set when converged. Start values: a :func:`fit_profile` of the scan's
     summed profile, with the linear parameters rescaled to each pixel's total counts.
 
     The Q scale α is a per-pixel parameter (one more column of the same batched Newton system, so it costs
