@@ -103,3 +103,16 @@ def test_singular_information_gives_nan_and_not_ok():
     F = np.array([[[1.0, 1.0], [1.0, 1.0]]])
     err, _, ok = inverse_information(F, np.zeros((1, 2), bool))
     assert not ok[0] and np.all(np.isnan(err))
+
+
+def test_gaussian_likelihood_is_weighted_least_squares():
+    """Gaussian likelihood, μ = E·s·I with given σ: ŝ = Σ yA/σ² / Σ A²/σ² and σ(ŝ) = 1/sqrt(Σ A²/σ²), A = E·I."""
+    rng = np.random.default_rng(8)
+    expo = rng.uniform(5, 15, Q.size)
+    inten = _shape(Q)
+    a = expo * inten
+    sig = rng.uniform(1.0, 3.0, Q.size)
+    y = 1.5 * a + sig * rng.standard_normal(Q.size)
+    r = fit_profile(Q, y, {"c": (Q, inten)}, exposure=expo, likelihood="gaussian", sigma=sig, blur=False, **KW)
+    assert r.require_converged().values["c"] == pytest.approx(np.sum(y * a / sig**2) / np.sum(a**2 / sig**2), rel=1e-9)
+    assert r.stderr["c"] == pytest.approx(1 / np.sqrt(np.sum(a**2 / sig**2)), rel=1e-9)
