@@ -198,7 +198,7 @@ def minimize_bounded(
     """
     th = np.clip(np.array(theta0, dtype=float, copy=True), lo, hi)
     n, P = th.shape
-    sc = np.ones(P) if scale is None else np.asarray(scale, float)
+    sc = None if scale is None else np.asarray(scale, float)
     lam = np.full(n, float(lam0))
     nu = np.full(n, 2.0)
     converged = np.zeros(n, bool)
@@ -212,8 +212,9 @@ def minimize_bounded(
         ta = np.ascontiguousarray(th[act])
         f, g, F = terms(ta, act, True)
         fixed = active_set(ta, lo, hi, g)
-        g = g * sc
-        F = F * (sc[:, None] * sc[None, :])
+        if sc is not None:
+            g = g * sc
+            F = F * (sc[:, None] * sc[None, :])
         dF = np.diagonal(F, axis1=1, axis2=2)
         fixed |= dF <= 1e-300
         # full Newton decrement (λ = 0) on the free parameters: convergence test
@@ -227,8 +228,8 @@ def minimize_bounded(
             continue
         act, ta, f, g, F, fixed = act[keep], ta[keep], f[keep], g[keep], F[keep], fixed[keep]
         step = damped_solve(F, g, fixed, lam[act])
-        trial = np.clip(ta + step * sc, lo, hi)
-        step = (trial - ta) / sc
+        trial = np.clip(ta + (step if sc is None else step * sc), lo, hi)
+        step = trial - ta if sc is None else (trial - ta) / sc
         pred = -np.sum(g * step, axis=1) - 0.5 * np.einsum("np,npr,nr->n", step, F, step)
         ft, _, _ = terms(np.ascontiguousarray(trial), act, False)
         rho = np.where(pred > 0, (f - ft) / np.where(pred > 0, pred, 1.0), -1.0)
