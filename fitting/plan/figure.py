@@ -8,12 +8,19 @@ import numpy as np
 
 from fitting.plan.core import PlanResult
 
+_ERR_FLOOR = 1e-6  # error probabilities below this are drawn at it (the asymptotic tail means nothing there)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # figure
 # ----------------------------------------------------------------------------------------------------------------
 def plot_plan(result: PlanResult, path=None):
-    """Decision probability and expected ΔlogL vs local fluence, one line per semi-angle and step.
+    """Error probability and expected ΔlogL vs local fluence, one line per semi-angle and step.
+
+    Left: P(wrong decision) = 1 − P(correct) on a log axis (asymptotic lines, simulated crosses; values below
+    10⁻⁶ are drawn at 10⁻⁶), the required confidence dotted. Right: the expected (Asimov) ΔlogL. Both panels
+    mark the local fluence at which damage reaches ``result.max_damage`` (shaded beyond) and the study's
+    3600 e/Å² expressed as local fluence.
 
     Parameters
     ----------
@@ -38,9 +45,11 @@ def plot_plan(result: PlanResult, path=None):
         x = [r.local_fluence for r in rr]
         kw = {"color": colours[alpha], "ls": styles[steps.index(step) % len(styles)], "marker": "o", "ms": 4}
         label = f"{alpha:g} mrad, {step / 10:g} nm"
-        ax_p.plot(x, [r.p_correct for r in rr], label=label, **kw)
-        if all(np.isfinite(r.p_correct_sim) for r in rr):
-            ax_p.plot(x, [r.p_correct_sim for r in rr], ls="none", marker="x", color=colours[alpha], ms=6)
+        err = np.array([1.0 - r.p_correct for r in rr])
+        ax_p.plot(x, np.maximum(err, _ERR_FLOOR), label=label, **kw)
+        err_sim = np.array([1.0 - r.p_correct_sim for r in rr])
+        shown = np.isfinite(err_sim) & (err_sim > 0)
+        ax_p.plot(np.asarray(x)[shown], err_sim[shown], ls="none", marker="x", color=colours[alpha], ms=6)
         dl = np.array([min(r.delta_loglike_a, r.delta_loglike_b) for r in rr])
         ax_l.plot(x, np.where(dl > 0, dl, np.nan), label=label, **kw)
     for ax in (ax_p, ax_l):
@@ -59,14 +68,15 @@ def plot_plan(result: PlanResult, path=None):
         if np.isfinite(result.damage_fluence):
             ax.axvspan(result.damage_fluence, hi, color="0.9", zorder=0)
         ax.set_xlim(lo, hi)
-    ax_p.axhline(result.confidence, color="C3", lw=1, ls=":")
-    ax_p.text(0.5, result.confidence, f"confidence {result.confidence:g}", va="bottom", ha="center", fontsize=8,
-              color="C3", transform=ax_p.get_yaxis_transform())  # fmt: skip
-    ax_p.set_ylim(0.45, 1.02)
-    ax_p.set_ylabel("P(correct decision)  (o asymptotic, x simulated)")
+    ax_p.axhline(1.0 - result.confidence, color="C3", lw=1, ls=":")
+    ax_p.text(0.02, 1.0 - result.confidence, f"required: P(correct) ≥ {result.confidence:g}", va="bottom",
+              ha="left", fontsize=8, color="C3", transform=ax_p.get_yaxis_transform())  # fmt: skip
+    ax_p.set_yscale("log")
+    ax_p.set_ylim(0.5 * _ERR_FLOOR, 0.7)
+    ax_p.set_ylabel("P(wrong decision) = 1 − P(correct)\n(o asymptotic, × simulated)")
     ax_l.set_yscale("log")
-    ax_l.set_ylabel("expected ΔlogL (worse of A, B true)")
-    ax_p.legend(fontsize=8, loc="upper left")
+    ax_l.set_ylabel("expected ΔlogL = log L_A − log L_B\n(Asimov, worse of A true / B true)")
+    ax_l.legend(fontsize=8, loc="upper left")
     a, b = result.hypotheses
     fig.suptitle(f"{a} vs {b}, {result.region_pixels} pixel(s) per decision", fontsize=10)
     if path is not None:

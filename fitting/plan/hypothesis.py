@@ -180,11 +180,9 @@ def hypothesis_from_atoms(
         Atom density from the cell (periodic) or from the atoms' convex volume estimate ``n / V_cell`` of the
         bulk phase when the model carries ``info["phase"]``; otherwise n / cell volume.
     """
-    from simkit.kinematic import debye_intensity
-
     q = _default_q() if q is None else np.asarray(q, float)
     periodic = bool(np.all(atoms.pbc))
-    iq = debye_intensity(atoms, np.maximum(q, 1e-3), periodic=periodic)
+    iq = _debye(atoms, q, periodic)
     if periodic:
         n_vol = len(atoms) / atoms.get_volume()
     else:
@@ -303,16 +301,25 @@ def preset_hypotheses(
 
 
 def _kinematic_iq(name: str, q: np.ndarray, seed: int) -> dict:
-    from simkit.kinematic import debye_intensity
     from structures import amorphous, crystals
 
-    qq = np.maximum(q, 1e-3)
     if name == "sro_0.295":
         atoms = amorphous.type2_matrix(n_atoms=600, relax=True, rng=seed)
-        return {"iq": debye_intensity(atoms, qq, periodic=True), "atom_density": len(atoms) / atoms.get_volume()}
+        return {"iq": _debye(atoms, q, True), "atom_density": len(atoms) / atoms.get_volume()}
     atoms = crystals.nanocrystal("Li2S", 30.0, orientation="random", rng=seed)
     b = crystals.bulk("Li2S")
-    return {"iq": debye_intensity(atoms, qq, periodic=False), "atom_density": len(b) / b.get_volume()}
+    return {"iq": _debye(atoms, q, False), "atom_density": len(b) / b.get_volume()}
+
+
+def _debye(atoms, q: np.ndarray, periodic: bool) -> np.ndarray:
+    """Debye I(Q) [Å²/atom] on ``q``; below 0.02 Å⁻¹ (inside every probe disc) held at its value there."""
+    from simkit.kinematic import debye_intensity
+
+    keep = q >= 0.02
+    iq = np.empty_like(q)
+    iq[keep] = debye_intensity(atoms, q[keep], periodic=periodic)
+    iq[~keep] = iq[keep][0]
+    return iq
 
 
 def _lif_rings(name: str, q: np.ndarray, energy: float, n_orientations: int) -> dict:
