@@ -44,10 +44,11 @@ linearly with thickness, so with the free scale their thickness is no parameter 
 * **Probability of a correct decision** (decide A when Λ > 0, equal priors): Φ(E[Λ]/σ) asymptotically, and the
   simulated frequency. The table reports the worse of "A true" and "B true".
 
-The answer (:meth:`PlanResult.recommend`): among the settings whose decision probability reaches
-``confidence`` and whose damage fraction (1 − the amorphous fraction of :func:`simkit.damage.amorphous_fraction`
-at the largest local fluence of the region at the end of its scan) stays at or below ``max_damage``, the one with
-the lowest local fluence; otherwise a plain "not reachable" with the best that is achievable within the damage
+The answer (:meth:`PlanResult.recommend`): among the settings whose decision probability (the smaller of the
+asymptotic and the simulated one, :attr:`PlanRow.p_decision`) reaches ``confidence`` and whose damage fraction
+(1 − the amorphous fraction of :func:`simkit.damage.amorphous_fraction` at the largest local fluence of the
+region's material when its last pattern has been recorded) stays at or below ``max_damage``, the one with the
+lowest local fluence; otherwise a plain "not reachable" with the best that is achievable within the damage
 limit.
 
 Approximations stated once: the region records the orientation average of crystalline hypotheses (many grains

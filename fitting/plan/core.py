@@ -70,6 +70,15 @@ class PlanRow:
     sim_sem_a: float
     p_correct_sim: float
 
+    @property
+    def p_decision(self) -> float:
+        """The probability the answer relies on: the smaller of the asymptotic and the simulated one.
+
+        At a few counts the asymptotic normal approximation is optimistic (the log-likelihood ratio of sparse
+        Poisson data is skewed), so the planner never promises more than its own simulation shows.
+        """
+        return self.p_correct if not np.isfinite(self.p_correct_sim) else min(self.p_correct, self.p_correct_sim)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Recommendation:
@@ -130,7 +139,7 @@ class PlanResult:
         """The cheapest setting (lowest local fluence) reaching ``confidence`` before damage passes ``max_damage``."""
         a, b = self.hypotheses
         ok = [r for r in self.rows if r.damage_fraction <= self.max_damage]
-        good = [r for r in ok if r.p_correct >= self.confidence]
+        good = [r for r in ok if r.p_decision >= self.confidence]
         if good:
             r = min(good, key=lambda r: (r.local_fluence, r.electrons_per_pattern))
             return Recommendation(
@@ -138,7 +147,7 @@ class PlanResult:
                 row=r,
                 message=(
                     f"{a} vs {b}: use {r.semiangle:g} mrad, {r.electrons_per_pattern:.3g} e/pattern, "
-                    f"{r.step / 10:g} nm step — P(correct) = {r.p_correct:.3f} ≥ {self.confidence:g} from "
+                    f"{r.step / 10:g} nm step — P(correct) = {r.p_decision:.3f} ≥ {self.confidence:g} from "
                     f"{self.region_pixels} pixel(s) at {r.local_fluence:.3g} e/Å² local fluence "
                     f"(damage {100 * r.damage_fraction:.1f} % ≤ {100 * self.max_damage:g} %)"
                 ),
@@ -152,13 +161,13 @@ class PlanResult:
                     f"{100 * self.max_damage:g} % (limit {self.damage_fluence:.3g} e/Å² local fluence)"
                 ),
             )
-        r = max(ok, key=lambda r: (r.p_correct, -r.local_fluence))
+        r = max(ok, key=lambda r: (r.p_decision, -r.local_fluence))
         return Recommendation(
             reachable=False,
             row=r,
             message=(
                 f"{a} vs {b}: not reachable with these settings — best achievable within "
-                f"{100 * self.max_damage:g} % damage is P(correct) = {r.p_correct:.3f} (< {self.confidence:g}) at "
+                f"{100 * self.max_damage:g} % damage is P(correct) = {r.p_decision:.3f} (< {self.confidence:g}) at "
                 f"{r.semiangle:g} mrad, {r.electrons_per_pattern:.3g} e/pattern, {r.step / 10:g} nm step, "
                 f"{r.local_fluence:.3g} e/Å² local fluence, {self.region_pixels} pixel(s)"
             ),

@@ -166,22 +166,25 @@ def hypothesis_from_atoms(
     ----------
     name : str
     atoms : ase.Atoms
-        Periodic in all directions (amorphous model: Debye sum with minimum images) or a finite cluster in a box.
+        Periodic in all directions without a vacuum gap (amorphous model: Debye sum with minimum images) or a
+        finite cluster (open Debye sum; a nanocrystal in a vacuum box counts as finite).
     q : ndarray or None  [Å⁻¹]
         Uniform grid; default 0 … 1.2 Å⁻¹ in steps of 0.0005.
     thickness : float  [Å]
     energy : float  [eV]
     damage : str or None
-        None → ``"amorphous"`` for a fully periodic model, ``"none"`` for a finite crystal.
+        None → ``"amorphous"`` for a periodic model without vacuum, ``"none"`` for a finite crystal.
 
     Returns
     -------
     Hypothesis
-        Atom density from the cell (periodic) or from the atoms' convex volume estimate ``n / V_cell`` of the
-        bulk phase when the model carries ``info["phase"]``; otherwise n / cell volume.
+        Atom density from the cell (periodic), or for a finite crystal that of its bulk phase when the model
+        carries ``info["phase"]`` (as ``structures.crystals.nanocrystal`` does), otherwise n / cell volume.
     """
+    from simkit.kinematic import VACUUM_GAP, _vacuum_gap  # the Debye sum's own periodic/finite criterion
+
     q = _default_q() if q is None else np.asarray(q, float)
-    periodic = bool(np.all(atoms.pbc))
+    periodic = bool(np.all(atoms.pbc)) and _vacuum_gap(atoms) <= VACUUM_GAP
     iq = _debye(atoms, q, periodic)
     if periodic:
         n_vol = len(atoms) / atoms.get_volume()
