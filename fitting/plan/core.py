@@ -441,6 +441,7 @@ def plan_experiment(
             return _patterns(conv, dens, psf)
 
         pristine = [patterns(np.stack([h.at_thickness(t) for t in tf])) for h, tf in zip(hyps, t_fine)]
+        true_pristine = [patterns(h.at_thickness(h.thickness)) for h in hyps]
         for step in st:
             during1, after1 = _unit_fluence(scan_shape, step, alpha, float(energy), region_pixels)
             for n_e in n_es:
@@ -451,12 +452,12 @@ def plan_experiment(
                 levels = np.linspace(lo, hi, _FLUENCE_LEVELS) if hi > lo else np.array([lo])
                 w = _interp_weights(during, levels)
                 mus, models = [], []
-                for h, tf, pp in zip(hyps, t_fine, pristine):
+                for h, tf, pp, tp in zip(hyps, t_fine, pristine, true_pristine):
                     if h.damage == "amorphous" and damage is not None:
                         dens_true = _damaged_densities(h, levels, damage, np.array([h.thickness]))[:, 0]
                         pat_true = patterns(w @ dens_true) * n_e  # region sum [e per pixel]
                     else:
-                        pat_true = patterns(h.at_thickness(h.thickness)) * (n_e * region_pixels)
+                        pat_true = tp * (n_e * region_pixels)
                     if model_damage and h.damage == "amorphous" and damage is not None:
                         pat_m = patterns(np.tensordot(w, _damaged_densities(h, levels, damage, tf), axes=1)) * n_e
                     else:
@@ -464,8 +465,7 @@ def plan_experiment(
                     mus.append(pat_true)
                     models.append(pat_m)
                 # detector response on the region-summed expectation (rate from the mean pattern)
-                stack = np.concatenate([mus[0][None], mus[1][None], models[0], models[1]])
-                stack, use_px = _respond(stack, detector, region_pixels)
+                stack, use_px = _respond(mus, models, detector, region_pixels)
                 prof = conv.plan.integrate(stack)
                 sums = np.asarray(prof.sum, float)
                 count = np.broadcast_to(prof.count, sums.shape)[0]
@@ -550,24 +550,37 @@ def _patterns(conv, dens, psf) -> np.ndarray:
     return p
 
 
-def _respond(stack: np.ndarray, detector: DetectorModel | None, region_pixels: int):
-    """Dead-time survival on region-summed expected counts (rate from the per-pattern mean); saturation mask."""
+def _respond(truths, models, detector: DetectorModel | None, region_pixels: int):
+    """Detector non-linearity on region-summed expected counts (rates from the per-pattern mean).
+
+    Dead-time survival is evaluated on each hypothesis' true pattern and applied to it and to that hypothesis'
+    fitted models (an analyst's model carries the same detector response; the survival is smooth in the rate,
+    so evaluating it once per hypothesis is exact to first order). Returns the stack
+    (truth A, truth B, models A…, models B…) and the mask of pixels below 90 % of saturation (None = all).
+    """
     if detector is None:
-        return stack, None
-    per_frame = stack / region_pixels
+        return np.concatenate([truths[0][None], truths[1][None], *models]), None
     use = None
+    per_frame = [t / region_pixels for t in truths]
     if detector.kind == "counting":
         if detector.dead_time > 0:
-            rate = per_frame / detector.frame_time
-            with np.errstate(divide="ignore", invalid="ignore"):
-                m = dead_time_response(rate, detector.dead_time, detector.dead_time_model)
-                surv = np.where(rate > 0, m / rate, 1.0)
-            stack = stack * surv
-            per_frame = per_frame * surv
-        use = np.all(per_frame < 0.9 * saturation_value(detector), axis=0)
+            surv = []
+            for pf in per_frame:
+                rate = pf / detector.frame_time
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    m = dead_time_response(rate, detector.dead_time, detector.dead_time_model)
+                    surv.append(np.where(rate > 0, m / rate, 1.0))
+            truths = [t * s for t, s in zip(truths, surv)]
+            models = [m * s for m, s in zip(models, surv)]
+            per_frame = [pf * s for pf, s in zip(per_frame, surv)]
+        limit = 0.9 * saturation_value(detector)
+        use = (per_frame[0] < limit) & (per_frame[1] < limit)
     elif detector.full_scale is not None:
-        use = np.all(per_frame * detector.gain + detector.dark_offset < 0.9 * detector.full_scale, axis=0)
-    return stack, use
+        limit = 0.9 * detector.full_scale
+        use = (per_frame[0] * detector.gain + detector.dark_offset < limit) & (
+            per_frame[1] * detector.gain + detector.dark_offset < limit
+        )
+    return np.concatenate([truths[0][None], truths[1][None], *models]), use
 
 
 def _equivalent_counts(mu_sum: np.ndarray, count: np.ndarray, detector: DetectorModel | None, region_pixels: int):

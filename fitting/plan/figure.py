@@ -71,6 +71,7 @@ def plot_plan(result: PlanResult, path=None):
     ax_p.axhline(1.0 - result.confidence, color="C3", lw=1, ls=":")
     ax_p.text(0.02, 1.0 - result.confidence, f"required: P(correct) ≥ {result.confidence:g}", va="bottom",
               ha="left", fontsize=8, color="C3", transform=ax_p.get_yaxis_transform())  # fmt: skip
+    ax_p.text(0.02, 0.02, "values below 10⁻⁶ drawn at 10⁻⁶", transform=ax_p.transAxes, fontsize=7, color="0.4")
     ax_p.set_yscale("log")
     ax_p.set_ylim(0.5 * _ERR_FLOOR, 0.7)
     ax_p.set_ylabel("P(wrong decision) = 1 − P(correct)\n(o asymptotic, × simulated)")

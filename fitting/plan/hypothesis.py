@@ -271,15 +271,14 @@ def preset_hypotheses(
             raise ValueError(f"hypothesis {name!r}: unknown preset; use a structure file or one of {sorted(PRESETS)}")
         key = {"name": name, "energy": float(energy), "q": [float(q[0]), float(q[-1]), int(q.size)], "seed": seed}
         if name in ("lif", "lif_fvac20"):
-            key["n_orientations"] = int(n_orientations)
-            key["thicknesses"] = list(LIF_THICKNESSES)
-            arr = _cached(key, lambda name=name: _lif_rings(name, q, energy, n_orientations))
+            key.update(name="lif_series", n_orientations=int(n_orientations), thicknesses=list(LIF_THICKNESSES))
+            arr = _cached(key, lambda: _lif_rings(q, energy, n_orientations))
             out.append(
                 Hypothesis(
                     name=name,
                     q=q,
                     thicknesses=LIF_THICKNESSES,
-                    density=arr["density"],
+                    density=arr[name],
                     thickness=thickness,
                     energy=energy,
                     damage="none",
@@ -325,13 +324,13 @@ def _debye(atoms, q: np.ndarray, periodic: bool) -> np.ndarray:
     return iq
 
 
-def _lif_rings(name: str, q: np.ndarray, energy: float, n_orientations: int) -> dict:
+def _lif_rings(q: np.ndarray, energy: float, n_orientations: int) -> dict:
+    """Both LiF presets from one orientation average (the beam sets and eigen-problems are shared)."""
     from simkit.bloch import powder_rings
     from structures.crystals import bulk
 
-    occ = {"F": 0.8} if name == "lif_fvac20" else None
     rings, _ = powder_rings(
-        bulk("LiF"), q, LIF_THICKNESSES, occupancies=occ, energy=energy, n_orientations=n_orientations,
-        symmetry="m-3m",
+        bulk("LiF"), q, LIF_THICKNESSES, occupancies=[None, {"F": 0.8}], energy=energy,
+        n_orientations=n_orientations, symmetry="m-3m",
     )  # fmt: skip
-    return {"density": rings}
+    return {"lif": rings[0], "lif_fvac20": rings[1]}
