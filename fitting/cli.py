@@ -460,14 +460,14 @@ def _add_plan_parser(sub, common) -> None:
     p.add_argument("--steps-nm", type=_positive("--steps-nm", "nm"), nargs="+", default=[4.0],
                    help="scan steps [nm] (default 4)")  # fmt: skip
     p.add_argument("--region-pixels", type=int, default=1, help="patterns summed per decision [-] (default 1)")
-    p.add_argument("--confidence", type=float, default=0.95, help="required P(correct decision) (default 0.95)")
+    p.add_argument("--confidence", type=float, default=0.95, help="required P(correct decision) [0.5–1] (default 0.95)")
     p.add_argument("--max-damage", type=float, default=0.1,
                    help="largest accepted loss of short-range order [fraction] (default 0.1)")  # fmt: skip
     p.add_argument("--damage-kind", choices=("scan", "local"), default="scan",
                    help="the study's damage doses read as scan or local fluence [-] (default scan)")  # fmt: skip
-    p.add_argument("--no-damage", action="store_true", help="switch beam damage off")
+    p.add_argument("--no-damage", action="store_true", help="switch beam damage off [-]")
     p.add_argument("--model-damage", action="store_true",
-                   help="fit hypotheses that include the scan's damage (default: pristine structures)")  # fmt: skip
+                   help="fit hypotheses that include the scan's damage [-] (default: pristine structures)")  # fmt: skip
     p.add_argument("--thickness-nm", type=_positive("--thickness-nm", "nm"), default=10.0,
                    help="sample thickness when a hypothesis is true [nm] (default 10)")  # fmt: skip
     p.add_argument("--detector", choices=PLAN_DETECTORS, default="merlin", help="detector model [-] (default merlin)")
