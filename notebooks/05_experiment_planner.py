@@ -97,6 +97,30 @@ assert first_015 < first_2  # the small probe needs fewer electrons, and each sp
 # does not include; a region of tens of pixels makes that approximation safe.
 
 # %% [markdown]
+# ### And the step?
+# The planner's signal does not depend on the step (the same electrons meet the same material); the local
+# fluence does. At 2 mrad the probe (first zero 0.6 nm) is far smaller than any step used, so each pattern's
+# material receives ≈ N / A_eff whatever the step. At 0.15 mrad the probe (first zero 8 nm) overlaps its
+# neighbours, and the local fluence follows the scan fluence N / step².
+
+# %%
+steps_nm = (2.0, 4.0, 8.0)
+kw_steps = {**settings, "steps": tuple(10 * s for s in steps_nm)}
+case1_steps = plan_experiment((sro, li2s), semiangles=(0.15,), electrons_per_pattern=electrons[:5], **kw_steps)
+for s_nm in steps_nm:
+    rows = [r for r in case1_steps.rows if r.step == 10 * s_nm and r.p_decision >= 0.95]
+    r = min(rows, key=lambda r: r.local_fluence)
+    print(f"0.15 mrad, {s_nm:g} nm step: 95 % from {r.electrons_per_pattern:.3g} e/pattern, {r.local_fluence:.3g} e/Å²")
+print(case1_steps.recommend())
+loc = {(r.step, r.electrons_per_pattern): r.local_fluence for r in case1_steps.rows}
+assert loc[(20.0, 1e3)] > 8 * loc[(80.0, 1e3)]  # ∝ 1 / step² when the probe overlaps its neighbours
+
+# %% [markdown]
+# At 0.15 mrad a coarser step is cheaper in local fluence for the same decision — down to the spatial
+# resolution the question needs (the planner does not judge that; the study's 4 nm step is finer than this
+# probe anyway, so an 8 nm step loses little detail). At 2 mrad choose the step for resolution alone.
+
+# %% [markdown]
 # ## Case 2 — stoichiometric LiF or LiF with 20 % F vacancies, at 0.15 mrad, thickness unknown
 #
 # F vacancies weaken LiF (111) relative to (200) (the structure factors are 4(f_Li − x f_F) and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -228,6 +229,19 @@ def _unit_fluence(scan_shape, step, semiangle, energy, region_pixels):
     return fm.during[0][iy, ix].copy(), fm.after[0][iy, ix].copy()
 
 
+_CONVOLUTIONS: dict = {}  # the last two probe-convolution plans (≈ 50 MB each at 256² px), reused between calls
+
+
+def _convolution(q: np.ndarray, alpha: float, energy: float, geometry: DetectorGeometry, good: np.ndarray):
+    """``simkit.kinematic.make_probe_convolution`` for the hypotheses' grid, cached for repeated plans."""
+    key = (q.size, float(q[0]), float(q[-1]), alpha, energy, geometry, hashlib.sha1(good.tobytes()).hexdigest())
+    if key not in _CONVOLUTIONS:
+        while len(_CONVOLUTIONS) >= 2:
+            _CONVOLUTIONS.pop(next(iter(_CONVOLUTIONS)))
+        _CONVOLUTIONS[key] = make_probe_convolution(q, semiangle=alpha, energy=energy, geometry=geometry, mask=good)
+    return _CONVOLUTIONS[key]
+
+
 def _detector_setup(detector: DetectorModel | None, geometry: DetectorGeometry):
     if detector is None:
         return np.ones(geometry.shape, bool), None
@@ -434,7 +448,7 @@ def plan_experiment(
     t_fine = [_fine_thicknesses(h) for h in hyps]
     rows = []
     for alpha in alphas:
-        conv = make_probe_convolution(ha.q, semiangle=alpha, energy=energy, geometry=geometry, mask=good)
+        conv = _convolution(ha.q, alpha, float(energy), geometry, good)
         qb = np.asarray(conv.plan.integrate(np.zeros(geometry.shape)).q)
 
         def patterns(dens, conv=conv):
