@@ -271,8 +271,19 @@ def load_scan(
         scan = _read_npy(p, lazy)
     else:
         scan = _read_rsciio(p, suffix, lazy, scan_shape, flyback)
+    try:
+        return _finish(scan, p, lazy, scan_shape, flyback, flyback_position, over)
+    except BaseException:
+        f = getattr(scan.data, "file", None)  # an h5py dataset: close its file (nothing left open on errors)
+        if f is not None and hasattr(f, "close"):
+            f.close()
+        raise
+
+
+def _finish(scan: Scan, p: Path, lazy, scan_shape, flyback, flyback_position, over) -> Scan:
+    """Check and shape what a reader returned: malformed calibrations, single frames, stacks, flyback."""
     for name, msg in scan.metadata.get("_bad", []):
-        if over[name] is None:
+        if over.get(name) is None:
             raise ValueError(msg)
 
     data = scan.data
@@ -667,8 +678,11 @@ def _read_npy(p: Path, lazy: bool) -> Scan:
         arr = np.load(p, mmap_mode="r" if lazy else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise ValueError(f"{p.name}: cannot read as .npy — the file is truncated or corrupt ({e})") from None
-    if arr.ndim not in (3, 4):
-        raise ValueError(f"{p.name}: array of shape {arr.shape}; expected (scan_y, scan_x, det_y, det_x)")
+    if arr.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{p.name}: array of shape {arr.shape}; expected (scan_y, scan_x, det_y, det_x), a stack of frames or "
+            "one frame"
+        )
     return Scan(data=arr, metadata={"reader": "npy"}, path=str(p))
 
 

@@ -220,3 +220,187 @@ def test_merlin_mib_through_rosettasciio_with_flyback(tmp_path, rng):
     (tmp_path / "cut.mib").write_bytes(raw[:-50])
     with pytest.raises(ValueError, match="truncated"):
         load_scan(tmp_path / "cut.mib", scan_shape=(sy, sx), flyback=fb)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# interoperability: py4DSTEM layout, HyperSpy, other layouts (issue: files other tools open as they are)
+# ------------------------------------------------------------------------------------------------------------
+DATA = __import__("pathlib").Path(__file__).with_name("data")
+
+
+def _our_file(path, data, *, step=40.0, pixel_size=0.0125, center=(7.5, 9.0), energy=300e3, semiangle=2.0, **kw):
+    from simkit.emd import write_emd_header
+    from simkit.geometry import DetectorGeometry
+
+    geom = DetectorGeometry(shape=data.shape[2:], pixel_size=pixel_size, center=center)
+    with h5py.File(path, "w") as f:
+        ds = write_emd_header(f, data.shape[:2], geom, step, energy=energy, semiangle=semiangle, dtype=data.dtype, **kw)
+        ds[...] = data
+    return path
+
+
+def test_py4dstem_fixture_calibrations_are_read_and_named():
+    from tests.data.make_py4dstem_fixture import ORIGIN, Q_PIXEL, R_PIXEL, SEMIANGLE
+    from tests.data.make_py4dstem_fixture import data as fixture_data
+
+    s = load_scan(DATA / "py4dstem_datacube.h5")
+    np.testing.assert_array_equal(s.data[()], fixture_data())
+    assert s.step == pytest.approx(10 * R_PIXEL)  # nm → Å
+    assert s.pixel_size == pytest.approx(Q_PIXEL, rel=1e-12)
+    assert s.semiangle == pytest.approx(SEMIANGLE) and s.energy is None  # py4DSTEM stores no beam energy
+    cal = s.metadata["calibration"]
+    assert cal["pixel_size"]["source"].endswith("calibration/Q_pixel_size")
+    assert "R_pixel_size" in cal["step"]["source"] and cal["center"]["value"] == ORIGIN
+
+
+def test_our_file_has_py4dstem_layout_and_reads_as_a_calibrated_datacube(tmp_path, small):
+    from tests import py4dstem_stub
+
+    p = _our_file(tmp_path / "ours.emd", small)
+    with h5py.File(DATA / "py4dstem_datacube.h5") as ref, h5py.File(p) as ours:
+        for key in ("emd_group_type", "version_major", "version_minor", "UUID", "authoring_program"):
+            assert key in ours.attrs and key in ref.attrs
+        rroot, oroot = ref["datacube_root"], ours["root"]
+        for rg, og in ((rroot, oroot), (rroot["datacube"], oroot["datacube"]),
+                       (rroot["metadatabundle/calibration"], oroot["metadatabundle/calibration"])):  # fmt: skip
+            assert {k: rg.attrs[k] for k in ("emd_group_type", "python_class")} == {
+                k: og.attrs[k] for k in ("emd_group_type", "python_class")
+            }
+        rc, oc = rroot["metadatabundle/calibration"], oroot["metadatabundle/calibration"]
+        assert set(rc) <= set(oc)  # every key py4DSTEM writes, with the same emdfile type tags
+        assert all(rc[k].attrs["type"] == oc[k].attrs["type"] for k in rc)
+        assert [oroot["datacube"][f"dim{i}"].attrs["name"] for i in range(4)] == ["Rx", "Ry", "Qx", "Qy"]
+    dc = py4dstem_stub.read(p)  # py4DSTEM.read's path: emdfile + the calibration links
+    assert type(dc).__name__ == "DataCube"
+    np.testing.assert_array_equal(dc.data, small)
+    c = dc.calibration
+    assert (c.get_Q_pixel_size(), c.get_Q_pixel_units()) == (0.0125, "A^-1")
+    assert (c.get_R_pixel_size(), c.get_R_pixel_units()) == (40.0, "A")
+    assert c["convergence_semiangle_mrad"] == 2.0 and c["beam_energy_eV"] == 300e3
+    # L = pitch / (λ · Δq): 55 µm / (0.019687 Å · 0.0125 Å⁻¹) = 223.5 mm at 300 keV
+    assert c["camera_length_mm"] == pytest.approx(0.055 / (0.0196875 * 0.0125), rel=2e-4)
+    np.testing.assert_allclose(np.diff(dc.dims[2][:2]), 0.0125)
+    s = load_scan(p)
+    assert (s.step, s.pixel_size, s.energy, s.semiangle) == (40.0, 0.0125, 300e3, 2.0)
+
+
+def test_hyperspy_loads_our_hspy_file_without_reader(tmp_path, small):
+    hs = pytest.importorskip("hyperspy.api")
+    p = _our_file(tmp_path / "ours.hspy", small)
+    sig = hs.load(p)
+    am = sig.axes_manager
+    assert am.navigation_dimension == 2 and am.signal_dimension == 2
+    assert am.navigation_shape == (5, 4) and am.signal_shape == (18, 16)  # HyperSpy lists x before y
+    assert [a.scale for a in am.navigation_axes] == [40.0, 40.0] and am.navigation_axes[0].units == "Å"
+    qx = am.signal_axes[0]
+    assert qx.scale == 0.0125 and qx.offset == pytest.approx(-9.0 * 0.0125) and qx.units == "1/Å"
+    np.testing.assert_array_equal(np.asarray(sig.data), small)
+    tem = sig.metadata.Acquisition_instrument.TEM
+    assert tem.beam_energy == 300.0 and tem.convergence_angle == 2.0  # keV, mrad
+    assert tem.camera_length == pytest.approx(223.5, rel=1e-3)  # mm
+    # the same file named .emd opens in rosettasciio's EMD reader with py4DSTEM's calibration in its tree
+    (tmp_path / "ours.emd").write_bytes(p.read_bytes())
+    emd = hs.load(tmp_path / "ours.emd")
+    assert emd.original_metadata.calibration.Q_pixel_size == 0.0125
+    assert sorted(a.scale for a in emd.axes_manager.signal_axes) == pytest.approx([0.0125, 0.0125, 40.0, 40.0])
+    s = load_scan(p)  # and ours reads the .hspy through its EMD tree
+    assert s.metadata["reader"] == "emd" and s.pixel_size == 0.0125
+
+
+@pytest.mark.parametrize("suffix", [".hspy", ".zspy"])
+def test_hspy_and_zspy_written_by_hyperspy_round_trip(tmp_path, small, suffix):
+    hs = pytest.importorskip("hyperspy.api")
+    sig = hs.signals.Signal2D(small)
+    axes = [(4.0, "nm", 0), (4.0, "nm", 0), (0.125, "1/nm", -1.0), (0.125, "1/nm", -1.125)]  # array order
+    for ax, (scale, units, off) in zip(sig.axes_manager._axes, axes):
+        ax.scale, ax.units, ax.offset = scale, units, off
+    for k, v in (("beam_energy", 200.0), ("convergence_angle", 1.5), ("camera_length", 300.0)):  # keV, mrad, mm
+        sig.metadata.set_item(f"Acquisition_instrument.TEM.{k}", v)
+    p = tmp_path / f"hs{suffix}"
+    try:
+        sig.save(p)
+    except AttributeError as e:  # rosettasciio 0.15's zspy writer uses zarr 2's NestedDirectoryStore
+        if suffix == ".zspy" and "NestedDirectoryStore" in str(e):
+            pytest.skip(f"rosettasciio cannot write .zspy with zarr {__import__('zarr').__version__} ({e})")
+        raise
+    s = load_scan(p)
+    np.testing.assert_array_equal(np.asarray(s.data), small)
+    assert s.step == pytest.approx(40.0) and s.pixel_size == pytest.approx(0.0125)  # nm → Å, 1/nm → 1/Å
+    assert s.energy == pytest.approx(200e3) and s.semiangle == pytest.approx(1.5)
+    cal = s.metadata["calibration"]
+    assert cal["camera_length"]["value"] == pytest.approx(300.0)
+    assert cal["center"]["value"] == pytest.approx((1.0 / 0.125, 1.125 / 0.125))  # (det_y, det_x) [px]
+    assert "TEM/beam_energy" in cal["energy"]["source"]
+
+
+def test_single_frames_are_one_by_one_scans(tmp_path, small):
+    frame = small[1, 2]
+    np.save(tmp_path / "f.npy", frame)
+    s = load_scan(tmp_path / "f.npy", pixel_size=0.01)
+    assert s.shape == (1, 1, *frame.shape) and s.metadata["single_frame"]
+    np.testing.assert_array_equal(np.asarray(s.data)[0, 0], frame)
+    hs = pytest.importorskip("hyperspy.api")
+    hs.signals.Signal2D(frame).save(tmp_path / "f.hspy")
+    np.testing.assert_array_equal(np.asarray(load_scan(tmp_path / "f.hspy").data), frame[None, None])
+
+
+def test_3d_hdf5_stack_with_scan_shape_and_flyback(tmp_path, small):
+    sy, sx, ny, nx = small.shape
+    fb = 2
+    rows = np.concatenate([np.zeros((sy, fb, ny, nx), small.dtype) + 9, small], axis=1)  # flyback first
+    with h5py.File(tmp_path / "stack.h5", "w") as f:
+        f.create_dataset("frames", data=rows.reshape(-1, ny, nx), chunks=(1, ny, nx))
+    with pytest.raises(ValueError, match="scan_shape"):
+        load_scan(tmp_path / "stack.h5")
+    s = load_scan(tmp_path / "stack.h5", scan_shape=(sy, sx), flyback=fb)
+    assert s.shape == small.shape
+    np.testing.assert_array_equal(np.asarray(s.data), small)
+    np.testing.assert_array_equal(load_scan(tmp_path / "stack.h5", scan_shape=(sy, sx), flyback=fb, lazy=False).data,
+                                  small)  # fmt: skip
+
+
+def test_emd_0x_layout_with_one_based_dims(tmp_path, small):
+    """EMD 0.x (fpd / pixstem): emd_group_type 1, dims dim1..dim4, version 0.2."""
+    p = tmp_path / "fpd.hdf5"
+    with h5py.File(p, "w") as f:
+        f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+        g = f.create_group("fpd_expt/fpd_data")
+        g.attrs["emd_group_type"] = 1
+        g.create_dataset("data", data=small)
+        for i, (v, u) in enumerate([([0, 5e-9], "m"), ([0, 5e-9], "m"), ([0, 0.02], "nm^-1"), ([0, 0.02], "nm^-1")]):
+            d = g.create_dataset(f"dim{i + 1}", data=np.asarray(v, float))
+            d.attrs["units"] = u
+    s = load_scan(p)
+    np.testing.assert_array_equal(s.data[()], small)
+    assert s.step == pytest.approx(50.0) and s.pixel_size == pytest.approx(0.002)
+    assert s.metadata["calibration"]["step"]["source"].endswith("dim1 [m]")
+
+
+def test_malformed_calibration_names_file_and_field(tmp_path, small):
+    p = _our_file(tmp_path / "bad.h5", small)
+    with h5py.File(p, "a") as f:
+        f["root/datacube"].attrs["energy"] = "three hundred"
+        del f["root/datacube/metadatabundle/acquisition/energy"]
+        del f["root/metadatabundle/calibration/beam_energy_eV"]
+    with pytest.raises(ValueError, match=r"bad\.h5: metadata field 'energy' = 'three hundred'.*energy=") as e:
+        load_scan(p)
+    assert "fix the file" in str(e.value)
+    assert load_scan(p, energy=200e3, lazy=False).energy == 200e3  # the argument replaces the broken field
+    with h5py.File(p, "a") as f:
+        f["root/datacube"].attrs["energy"] = 300e3
+        f["root/datacube"].attrs["pixel_size"] = -0.01
+    with pytest.raises(ValueError, match="'pixel_size' = -0.01"):
+        load_scan(p)
+
+
+def test_blosc_file_without_the_filter_names_codec_and_fix(tmp_path, small):
+    hdf5plugin = pytest.importorskip("hdf5plugin")
+    p = _our_file(tmp_path / "blosc.h5", small, compression="blosc-lz4")
+    np.testing.assert_array_equal(load_scan(p).data[()], small)
+    h5py.h5z.unregister_filter(hdf5plugin.BLOSC_ID)
+    try:
+        with pytest.raises(ValueError, match=r"(?i)blosc.*hdf5plugin.*lzf"):
+            load_scan(p)
+    finally:
+        hdf5plugin.register("blosc", force=True)
+    np.testing.assert_array_equal(load_scan(p).data[()], small)

@@ -22,6 +22,12 @@ Values (chosen for the tests, as a user would set them): Q pixel 0.0123 Å⁻¹ 
 origin (qx0_mean, qy0_mean) = (4.0, 5.0) px, convergence_semiangle_mrad 1.5; data[i, j, k, l] =
 i*1000 + j*100 + k*10 + l (uint16), shape (3, 4, 8, 10).
 
+Checked against a file py4DSTEM did write: rosettasciio's test file ``rsciio/tests/data/emd/py4DSTEM_size2x3x4x5.h5``
+(added by rosettasciio pull request #508, "py4DSTEM data saved with EMD v1.0"; GPL-licensed, so not copied here)
+has the same groups, the same ``emd_group_type``/``python_class`` attributes, the same file attributes and the
+same calibration keys stored with the same emdfile ``type`` tags as this fixture (which adds qx0_mean, qy0_mean
+and convergence_semiangle_mrad, as py4DSTEM's origin and probe fits do).
+
 Run from the repository root: ``python tests/data/make_py4dstem_fixture.py``.
 """
 
