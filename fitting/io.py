@@ -740,6 +740,7 @@ def _read_rsciio(p: Path, suffix: str, lazy: bool, scan_shape, flyback) -> Scan:
     r = max(sigs, key=lambda r: (np.ndim(r["data"]), int(np.prod(np.shape(r["data"])))))
     data = r["data"]
     md: dict[str, Any] = {"reader": f"rosettasciio.{_RSCIIO_MODULES[suffix]}"}
+    r["metadata"] = _apply_mapping(r)
     _flatten(r.get("metadata", {}), md, "")
     _flatten(r.get("original_metadata", {}), md, "original/")
     cal = _Cal(p.name)
@@ -753,6 +754,49 @@ def _read_rsciio(p: Path, suffix: str, lazy: bool, scan_shape, flyback) -> Scan:
             f"scan_shape={scan_shape}, flyback={flyback}: {p.name} holds data of shape {tuple(data.shape)}"
         )
     return Scan(data=data, metadata=md, path=str(p), **cal.values())
+
+
+def _center_from_axes(sig, cal: _Cal, *, tia: bool) -> None:
+    """Direct-beam position [px] from the signal axes' offsets (Q = 0 at -offset/scale), when it is on the detector."""
+    for unit_fix in (1.0, 1e-9) if tia else (1.0,):  # rosettasciio's TIA reader converts SI scales, not offsets
+        try:
+            c = tuple(-float(a.get("offset", 0.0)) * unit_fix / float(a["scale"]) for a in sig)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return
+        sizes = [int(a.get("size", 0) or 0) for a in sig]
+        if all(np.isfinite(c)) and any(c) and all(-n <= v <= 2 * n for v, n in zip(c, sizes)):
+            src = "signal axes offsets (Q = 0 position)" + (" [offsets read as SI]" if unit_fix != 1.0 else "")
+            cal.set("center", c, src)
+            return
+
+
+def _apply_mapping(r: dict) -> dict:
+    """The signal's metadata with rosettasciio's ``mapping`` (original_metadata path → metadata path, converter)
+    applied, as HyperSpy does on load (TIA: High tension [kV] → TEM.beam_energy, camera length [m] → [mm], …)."""
+    import copy
+
+    md = copy.deepcopy(r.get("metadata", {}) or {})
+    om = r.get("original_metadata", {}) or {}
+    for src, (dst, fn) in (r.get("mapping") or {}).items():
+        node: Any = om
+        for part in src.split("."):
+            if not isinstance(node, dict):
+                node = None
+                break
+            key = next((k for k in node if str(k).replace(" ", "_") == part.replace(" ", "_")), None)
+            node = node.get(key) if key is not None else None
+        if node is None:
+            continue
+        try:
+            value = fn(node) if fn is not None else node
+        except Exception:  # a converter that fails on odd metadata: leave the field out
+            continue
+        tgt = md
+        parts = dst.split(".")
+        for part in parts[:-1]:
+            tgt = tgt.setdefault(part, {})
+        tgt.setdefault(parts[-1], value)
+    return md
 
 
 def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -> None:
@@ -799,13 +843,7 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
         elif u not in ("", "<undefined>", "undefined", "pixels", "px", "mrad", "t.b.d."):
             cal.bad_units("pixel_size", u, f"axes/{sig[0].get('name') or 'signal 0'}.units")
         if len(sig) == 2 and sig[0].get("scale") and sig[1].get("scale"):
-            try:
-                cy = -float(sig[0].get("offset", 0.0)) / float(sig[0]["scale"])
-                cx = -float(sig[1].get("offset", 0.0)) / float(sig[1]["scale"])
-            except (TypeError, ValueError, ZeroDivisionError):
-                cy = cx = float("nan")
-            if np.isfinite(cy) and np.isfinite(cx) and (cy or cx):
-                cal.set("center", (cy, cx), "signal axes offsets (Q = 0 position)")
+            _center_from_axes(sig, cal, tia=md.get("reader") == "rosettasciio.tia")
 
 
 def _check_mib_frames(p: Path, data, scan_shape, flyback):

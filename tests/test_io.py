@@ -404,3 +404,64 @@ def test_blosc_file_without_the_filter_names_codec_and_fix(tmp_path, small):
     finally:
         hdf5plugin.register("blosc", force=True)
     np.testing.assert_array_equal(load_scan(p).data[()], small)
+
+
+def _write_tia(stem, data, *, step_m, q_per_m, high_tension_kv, camera_length_m):
+    """A TIA .emi/.ser pair for a 4-D scan as FEI/Thermo Fisher TIA lays it out (record = 2-D image, XY tags), written
+    after rosettasciio's reader (rsciio/tia/_api.py): series header v0x0210, two scan dimensions in metres (Dim-1 = x,
+    fast), image elements with their calibration, rows stored bottom-up, an .emi holding the XML ObjectInfo."""
+    import struct
+
+    sy, sx, ny, nx = data.shape
+    n = sy * sx
+    dims = b""
+    for size, delta in ((sx, step_m), (sy, step_m)):  # Dim-1: x, Dim-2: y
+        dims += struct.pack("<IddII", size, 0.0, delta, 0, 0) + struct.pack("<I", 6) + b"meters"
+    head_len = 30 + len(dims)
+    elem = 2 * (8 + 8 + 4) + 2 + 4 + 4 + ny * nx * 2  # calibration X/Y, type, sizes, uint16 pixels
+    tag = 2 + 2 + 4 + 8 + 8
+    off_arr = head_len
+    first = off_arr + 2 * n * 4
+    offsets = [first + k * (elem + tag) for k in range(n)]
+    with open(f"{stem}_1.ser", "wb") as f:
+        f.write(struct.pack("<HHHIIII", 0x4949, 0x0197, 0x0210, 0x4122, 0x4142, n, n))
+        f.write(struct.pack("<II", off_arr, 2))
+        f.write(dims)
+        f.write(np.asarray(offsets + [o + elem for o in offsets], "<u4").tobytes())
+        for k in range(n):
+            iy, ix = divmod(k, sx)
+            cal = struct.pack("<ddI", -nx / 2 * q_per_m, q_per_m, 0) + struct.pack(
+                "<ddI", -ny / 2 * q_per_m, q_per_m, 0
+            )
+            f.write(cal + struct.pack("<HII", 2, nx, ny) + data[iy, ix, ::-1].astype("<u2").tobytes())
+            f.write(struct.pack("<HHIdd", 0x4142, 0, 0, ix * step_m, iy * step_m))
+    xml = (
+        "<ObjectInfo><AcquireDate>Thu Jan 01 12:00:00 2026</AcquireDate><ExperimentalDescription><Root>"
+        f"<Data><Label>High tension</Label><Value>{high_tension_kv}</Value><Unit>kV</Unit></Data>"
+        f"<Data><Label>Camera length</Label><Value>{camera_length_m}</Value><Unit>m</Unit></Data>"
+        "<Data><Label>Mode</Label><Value>STEM nP SA Zoom Diffraction</Value><Unit></Unit></Data>"
+        "</Root></ExperimentalDescription><AcquireInfo><CameraNamePath>BM-Ceta</CameraNamePath>"
+        "<DwellTimePath>0.01</DwellTimePath></AcquireInfo></ObjectInfo>"
+    )
+    with open(f"{stem}.emi", "wb") as f:
+        f.write(b"\x00" * 32 + xml.encode() + b"\x00" * 16)
+
+
+def test_tia_emi_ser_round_trip_through_rosettasciio(tmp_path, small):
+    pytest.importorskip("rsciio.tia")
+    _write_tia(tmp_path / "scan", small, step_m=4e-9, q_per_m=0.0125e10, high_tension_kv=300.0, camera_length_m=0.25)
+    s = load_scan(tmp_path / "scan.emi", lazy=False)
+    np.testing.assert_array_equal(s.data, small)
+    assert s.step == pytest.approx(40.0)  # 4 nm
+    assert s.pixel_size == pytest.approx(0.0125)  # 1.25e8 1/m = 0.0125 1/Å
+    assert s.energy == pytest.approx(300e3)
+    assert s.metadata["calibration"]["camera_length"]["value"] == pytest.approx(250.0)  # m → mm
+    assert s.metadata["calibration"]["center"]["value"] == pytest.approx((small.shape[2] / 2, small.shape[3] / 2))
+    # a .ser without its .emi does not say the image is a diffraction pattern (rosettasciio reads metres): the
+    # error names the file and the axis, and an explicit pixel size reads it
+    ser = tmp_path / "scan_1.ser"
+    with pytest.raises(ValueError, match=r"scan_1\.ser: metadata field 'axes/y.units' has units 'nm'.*pixel_size="):
+        load_scan(ser)
+    s = load_scan(ser, pixel_size=0.0125, lazy=False)
+    np.testing.assert_array_equal(s.data, small)
+    assert s.step == pytest.approx(40.0) and s.energy is None
