@@ -823,8 +823,9 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
         if sim.get("E0") is not None:  # prismatic: E0 [eV] (a value < 1000 is kV)
             e0 = float(sim["E0"])
             cal.number("energy", e0, "original/simulation_parameters/E0", scale=1e3 if 0 < e0 < 1e3 else 1.0)
-        if sim.get("probeSemiangle") is not None:  # prismatic: rad
-            cal.number("semiangle", sim["probeSemiangle"], "original/simulation_parameters/probeSemiangle", scale=1e3)
+        if sim.get("probeSemiangle") is not None:  # prismatic: rad internally; a value >= 0.2 is mrad
+            sa = float(sim["probeSemiangle"])
+            cal.number("semiangle", sa, "original/simulation_parameters/probeSemiangle", scale=1e3 if sa < 0.2 else 1.0)
     nav = [a for a in axes if a.get("navigate", False)]
     sig = [a for a in axes if not a.get("navigate", True)]
     if nav:

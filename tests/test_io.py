@@ -465,3 +465,29 @@ def test_tia_emi_ser_round_trip_through_rosettasciio(tmp_path, small):
     s = load_scan(ser, pixel_size=0.0125, lazy=False)
     np.testing.assert_array_equal(s.data, small)
     assert s.step == pytest.approx(40.0) and s.energy is None
+
+
+def test_prismatic_4d_datacube_through_rosettasciio(tmp_path, small):
+    """prismatic's EMD 0.x layout (as rosettasciio reads it): datacube with dims dim1..dim4, real space [n_m], detector
+    angles [mrad], beam energy and probe semi-angle in the simulation parameters."""
+    from simkit.units import wavelength
+
+    p = tmp_path / "prism.emd"
+    sy, sx, ny, nx = small.shape
+    with h5py.File(p, "w") as f:
+        f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+        g = f.create_group("4DSTEM_simulation/data/datacubes/CBED_array_depth0000")
+        g.attrs["emd_group_type"] = 1
+        g.create_dataset("datacube", data=small)
+        for i, (v, u) in enumerate([(np.arange(sy) * 0.4, "[n_m]"), (np.arange(sx) * 0.4, "[n_m]"),
+                                    ((np.arange(ny) - 8) * 0.25, "[mrad]"), ((np.arange(nx) - 9) * 0.25, "[mrad]")]):  # fmt: skip
+            d = g.create_dataset(f"dim{i + 1}", data=v)
+            d.attrs["name"], d.attrs["units"] = f"dim{i + 1}", u
+        m = f.create_group("4DSTEM_simulation/metadata/metadata_0/original/simulation_parameters")
+        m.attrs["E"], m.attrs["sa"] = 300.0, 2.0  # kV, mrad
+    s = load_scan(p, lazy=False)
+    np.testing.assert_array_equal(s.data, small)
+    assert s.step == pytest.approx(4.0)  # 0.4 nm
+    assert s.energy == pytest.approx(300e3) and s.semiangle == pytest.approx(2.0)
+    assert s.pixel_size == pytest.approx(0.25e-3 / wavelength(300e3))  # θ/λ, Q = 1/d
+    assert s.metadata["calibration"]["center"]["value"] == pytest.approx((8.0, 9.0))
