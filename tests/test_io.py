@@ -479,8 +479,9 @@ def test_prismatic_4d_datacube_through_rosettasciio(tmp_path, small):
         g = f.create_group("4DSTEM_simulation/data/datacubes/CBED_array_depth0000")
         g.attrs["emd_group_type"] = 1
         g.create_dataset("datacube", data=small)
-        for i, (v, u) in enumerate([(np.arange(sy) * 0.4, "[n_m]"), (np.arange(sx) * 0.4, "[n_m]"),
-                                    ((np.arange(ny) - 8) * 0.25, "[mrad]"), ((np.arange(nx) - 9) * 0.25, "[mrad]")]):  # fmt: skip
+        dims = [(np.arange(sy) * 0.4, "[n_m]"), (np.arange(sx) * 0.4, "[n_m]")]
+        dims += [((np.arange(ny) - 8) * 0.25, "[mrad]"), ((np.arange(nx) - 9) * 0.25, "[mrad]")]
+        for i, (v, u) in enumerate(dims):
             d = g.create_dataset(f"dim{i + 1}", data=v)
             d.attrs["name"], d.attrs["units"] = f"dim{i + 1}", u
         m = f.create_group("4DSTEM_simulation/metadata/metadata_0/original/simulation_parameters")
