@@ -562,6 +562,8 @@ def _collect_metadata(group, md, prefix):
         md[f"{prefix}{k}"] = _plain(v)
     for k, obj in group.items():
         if isinstance(obj, h5py.Group):
+            if k == "truth" and group.name.endswith("metadatabundle"):
+                continue  # a synthetic scan's ground truth (simkit.emd.read_truth), not acquisition metadata
             _collect_metadata(obj, md, prefix=f"{prefix}{k}/")
         elif isinstance(obj, h5py.Dataset) and k != "data" and obj.size <= 16:
             md[f"{prefix}{k}"] = _plain(obj[()])

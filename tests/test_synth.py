@@ -594,3 +594,25 @@ def test_counts_dtype_follows_the_brightest_expected_pixel(library):
     assert counts_dtype(lib, 1.0 / peak * 70000) == np.uint32  # 70 000 expected counts in the brightest pixel
     assert counts_dtype(lib, 1.0 / peak * 64000) == np.uint32  # 64 000 + 10 σ (2530) no longer fits
     assert counts_dtype(lib, 1.0 / peak * 50000) == np.uint16
+
+
+def test_synth_file_opens_in_hyperspy_and_rosettasciio_as_one_scan(library, tmp_path):
+    hs = pytest.importorskip("hyperspy.api")
+    scene = _layered_scene(field=(2, 5))
+    res = synthesize_scan(scene, tmp_path / "s.hspy", library=library, seed=3, progress=False)
+    sig = hs.load(res.path)  # no reader= needed for .hspy
+    assert sig.axes_manager.navigation_shape == (5, 2) and sig.axes_manager.signal_shape == GEOM.shape[::-1]
+    assert sig.axes_manager.navigation_axes[0].scale == pytest.approx(40.0)
+    assert sig.axes_manager.signal_axes[0].scale == pytest.approx(GEOM.pixel_size)
+    tem = sig.metadata.Acquisition_instrument.TEM
+    assert tem.beam_energy == pytest.approx(300.0) and tem.convergence_angle == pytest.approx(2.0)
+    with h5py.File(res.path) as f:
+        np.testing.assert_array_equal(np.asarray(sig.data), f["root/datacube/data"][()])
+    from rsciio.emd import file_reader
+
+    assert len(file_reader(str(res.path))) == 1  # the ground truth is metadata, not a second signal
+    from fitting.io import load_scan
+
+    s = load_scan(res.path)
+    assert not any("truth" in k for k in s.metadata)
+    assert s.metadata["calibration"]["energy"]["value"] == pytest.approx(300e3)
