@@ -220,8 +220,10 @@ def write_emd_header(
     from emdfile import Metadata, Node, Root
 
     opts = filter_kwargs(compression)
+    pitch = None
     if camera_length is None and energy is not None:
-        camera_length = camera_length_mm(geometry.pixel_size, energy)
+        pitch = DEFAULT_PIXEL_PITCH
+        camera_length = camera_length_mm(geometry.pixel_size, energy, pitch)
     f.attrs["emd_group_type"] = "file"
     f.attrs["version_major"] = 1
     f.attrs["version_minor"] = 0
@@ -243,6 +245,8 @@ def write_emd_header(
     for k, v in (("energy", energy), ("semiangle", semiangle), ("camera_length", camera_length)):
         if v is not None:
             acq[k] = float(v)
+    if pitch is not None:
+        acq["camera_length_note"] = f"from pixel_size and energy for an assumed {pitch:g} um detector pixel pitch"
     acq["step"] = float(step)
     acq["pixel_size"] = float(geometry.pixel_size)
     cube.metadata = acq
@@ -252,6 +256,12 @@ def write_emd_header(
     ny, nx = geometry.shape
     ds = g.create_dataset("data", shape=(*scan_shape, ny, nx), dtype=dtype, chunks=(1, 1, ny, nx), **opts)
     ds.attrs["units"] = "counts"
+    ds.attrs["codec"] = {
+        "lzf": "lzf (built into h5py: no plugin needed)",
+        "blosc-lz4": "Blosc LZ4 + bit-shuffle, HDF5 filter 32001: `pip install hdf5plugin` and `import hdf5plugin` "
+        "before reading",
+        None: "none",
+    }[compression]
     cy, cx = geometry.center
     ps = float(geometry.pixel_size)
     # emdfile stores a linear dim as its first two values [v0, v0 + step]
