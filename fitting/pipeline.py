@@ -203,6 +203,8 @@ def analyze_scan(
         ],
         "class_counts": counts,
         "classes": per_class,
+        # every calibration the reader found, with units and the file field it came from (fitting.io.load_scan)
+        "scan_calibration": _jsonable(getattr(scan, "metadata", {}).get("calibration", {})),
     }
     res = AnalysisResult(
         q=prof.q, profiles=prof, peak_map=pm, raw_peak_map=raw, mixture=mixture, classes=classes, calibration=cal,
@@ -211,6 +213,17 @@ def analyze_scan(
     if out_dir is not None:
         _write_analysis(res, Path(out_dir), figures=figures)
     return res
+
+
+def _jsonable(v):
+    """Plain JSON types (tuples → lists, NumPy scalars → floats)."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
 
 
 def _in_memory(scan, budget: float):

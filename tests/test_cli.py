@@ -219,6 +219,8 @@ def test_analyze_writes_summary_and_csv(analysis):
     assert s["step_A"] == pytest.approx(40.0)
     assert s["pixel_size_A^-1_per_px"] == pytest.approx(0.005, rel=1e-6)  # library detector geometry
     assert sum(s["class_counts"].values()) == 120
+    cal = s["scan_calibration"]  # what the reader took from the file, and from where
+    assert cal["energy"]["value"] == pytest.approx(300e3) and cal["energy"]["units"] == "eV" and cal["energy"]["source"]
     with open(analysis / "pixels.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 120
     with open(analysis / "profiles.csv") as fh:

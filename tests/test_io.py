@@ -374,6 +374,11 @@ def test_emd_0x_layout_with_one_based_dims(tmp_path, small):
     np.testing.assert_array_equal(s.data[()], small)
     assert s.step == pytest.approx(50.0) and s.pixel_size == pytest.approx(0.002)
     assert s.metadata["calibration"]["step"]["source"].endswith("dim1 [m]")
+    from rsciio.emd import file_reader  # the independent reader agrees on the axes
+
+    axes = file_reader(str(p))[0]["axes"][::-1]  # rosettasciio transposes EMD 0.x arrays (dim1 = our axis 0)
+    assert [a["size"] for a in axes] == list(small.shape)
+    assert axes[0]["scale"] == pytest.approx(5e-9) and axes[2]["scale"] == pytest.approx(0.02)
 
 
 def test_malformed_calibration_names_file_and_field(tmp_path, small):

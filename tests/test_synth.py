@@ -215,6 +215,7 @@ def test_seeded_runs_repeat_and_files_are_emd(library, tmp_path):
     arr = py4dstem_stub.read(a.path)  # one node in the tree (the truth is metadata): emdfile returns the datacube
     assert type(arr).__name__ == "DataCube"
     assert arr.data.shape == (3, 8, *GEOM.shape)
+    np.testing.assert_array_equal(arr.metadata["truth"]["region"], a.truth["region"])  # truth inside the EMD tree
     assert arr.dim_names[0] == "Rx"
     cal = arr.calibration  # py4DSTEM's Calibration, linked to the datacube on read
     assert cal.get_Q_pixel_size() == pytest.approx(GEOM.pixel_size) and cal.get_Q_pixel_units() == "A^-1"
