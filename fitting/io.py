@@ -282,6 +282,17 @@ def load_scan(
 
 def _finish(scan: Scan, p: Path, lazy, scan_shape, flyback, flyback_position, over) -> Scan:
     """Check and shape what a reader returned: malformed calibrations, single frames, stacks, flyback."""
+    mrad = scan.metadata.get("_pixel_size_mrad")
+    energy = over.get("energy") or scan.energy
+    if mrad is not None and energy and over.get("pixel_size") is None:  # an angular pixel size: θ/λ, Q = 1/d
+        from simkit.units import wavelength
+
+        scan = replace(scan, pixel_size=mrad[0] * 1e-3 / wavelength(energy))
+        scan.metadata.setdefault("calibration", {})["pixel_size"] = {
+            "value": scan.pixel_size, "units": _CAL_UNITS["pixel_size"],
+            "source": f"{mrad[1]} [mrad] / λ({energy:.0f} eV)",
+        }  # fmt: skip
+        scan.metadata["_bad"] = [b for b in scan.metadata.get("_bad", []) if b[0] != "pixel_size"]
     for name, msg in scan.metadata.get("_bad", []):
         if over.get(name) is None:
             raise ValueError(msg)
@@ -362,6 +373,7 @@ class _Cal:
 
     def __init__(self, fname: str):
         self.fname = fname
+        self.mrad_pixel = None
         self.found: dict[str, dict] = {}
         self.bad: list[tuple[str, str]] = []
 
@@ -384,10 +396,16 @@ class _Cal:
             return
         self.set(name, v, source, override=override)
 
+    def mrad(self, value, source):
+        """A detector pixel size in mrad: converted to Å⁻¹ once the beam energy is known (file or argument)."""
+        self.mrad_pixel = (float(value), source)
+        self.bad_units("pixel_size", "mrad", source)
+
     def bad_units(self, name, units, source):
+        need = " without the beam energy (pass energy=...)" if units == "mrad" else ""
         self.bad.append(
             (name, f"{self.fname}: metadata field {source!r} has units {units!r} that cannot be converted to "
-             f"{_CAL_UNITS[name]}; fix the file or pass {name}=... to load_scan")
+             f"{_CAL_UNITS[name]}{need}; fix the file or pass {name}=... to load_scan")
         )  # fmt: skip
 
     def values(self) -> dict:
@@ -404,6 +422,8 @@ class _Cal:
     def into(self, md: dict) -> None:
         md["calibration"] = self.found
         md["_bad"] = self.bad
+        if getattr(self, "mrad_pixel", None) is not None:
+            md["_pixel_size_mrad"] = self.mrad_pixel
 
 
 def _q_scale(units: str, energy: float | None):
@@ -637,10 +657,12 @@ def _calibration_from_emd(group, md, cal: _Cal) -> None:
             u = _norm_units(md.get(uk, "A^-1"))
             if u not in ("pixels", "px"):
                 sc = _q_scale(u, cal.values()["energy"])
-                if sc is None:
-                    cal.bad_units("pixel_size", u, uk)
-                else:
+                if sc is not None:
                     cal.number("pixel_size", v, k, scale=sc)
+                elif u == "mrad":
+                    cal.mrad(v, k)
+                else:
+                    cal.bad_units("pixel_size", u, uk)
     if "step" not in cal.found:
         k, v = _find_key(md, {"r_pixel_size"})
         if k is not None:
@@ -663,8 +685,11 @@ def _calibration_from_emd(group, md, cal: _Cal) -> None:
             sc = _q_scale(uq, cal.values()["energy"])
             if sc is not None:
                 cal.set("pixel_size", qy * sc, f"{dims[2].name} [{uq}]", override=False)
-            elif uq != "mrad" and "pixel_size" not in cal.found:
-                cal.bad_units("pixel_size", uq, f"{dims[2].name}.units")
+            elif "pixel_size" not in cal.found:
+                if uq == "mrad":
+                    cal.mrad(qy, f"{dims[2].name}")
+                else:
+                    cal.bad_units("pixel_size", uq, f"{dims[2].name}.units")
     kx, vx = _find_key(md, {"qx0_mean"})
     ky, vy = _find_key(md, {"qy0_mean"})
     if kx is not None and ky is not None:
@@ -843,7 +868,9 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
         sc = _q_scale(u, cal.values()["energy"])
         if sc is not None and sig[0].get("scale"):
             cal.number("pixel_size", sig[0]["scale"], f"axes/{sig[0].get('name') or 'signal 0'} [{u}]", scale=sc)
-        elif u not in ("", "<undefined>", "undefined", "pixels", "px", "mrad", "t.b.d."):
+        elif u == "mrad" and sig[0].get("scale"):
+            cal.mrad(sig[0]["scale"], f"axes/{sig[0].get('name') or 'signal 0'}")
+        elif u not in ("", "<undefined>", "undefined", "pixels", "px", "t.b.d."):
             cal.bad_units("pixel_size", u, f"axes/{sig[0].get('name') or 'signal 0'}.units")
         if len(sig) == 2 and sig[0].get("scale") and sig[1].get("scale"):
             _center_from_axes(sig, cal, tia=md.get("reader") == "rosettasciio.tia")

@@ -497,3 +497,25 @@ def test_prismatic_4d_datacube_through_rosettasciio(tmp_path, small):
     assert s.energy == pytest.approx(300e3) and s.semiangle == pytest.approx(2.0)
     assert s.pixel_size == pytest.approx(0.25e-3 / wavelength(300e3))  # θ/λ, Q = 1/d
     assert s.metadata["calibration"]["center"]["value"] == pytest.approx((8.0, 9.0))
+
+
+def test_angular_pixel_size_needs_and_uses_the_beam_energy(tmp_path, small):
+    """A detector calibrated in mrad (py4DSTEM allows Q_pixel_units='mrad') becomes Q = θ/λ once the energy is known."""
+    from simkit.units import wavelength
+
+    p = tmp_path / "mrad.h5"
+    _our_file(p, small, energy=None, semiangle=None)
+    with h5py.File(p, "a") as f:
+        c = f["root/metadatabundle/calibration"]
+        for k in ("Q_pixel_size", "Q_pixel_units"):
+            del c[k]
+        c["Q_pixel_size"], c["Q_pixel_units"] = 0.1, "mrad"
+        g = f["root/datacube"]
+        del g["metadatabundle/acquisition/pixel_size"]
+        for i in (2, 3):
+            g[f"dim{i}"].attrs["units"] = "pixels"
+    with pytest.raises(ValueError, match=r"mrad\.h5: .*Q_pixel_size.*'mrad'.*beam energy.*energy="):
+        load_scan(p)
+    s = load_scan(p, energy=300e3, lazy=False)
+    assert s.pixel_size == pytest.approx(0.1e-3 / wavelength(300e3))  # 0.0508 Å⁻¹ per mrad-pixel at 300 keV
+    assert "mrad" in s.metadata["calibration"]["pixel_size"]["source"]
