@@ -495,12 +495,16 @@ def _read_hdf5(p: Path, lazy: bool, dataset: str | None, scan_shape) -> Scan:
             if root is not group and "metadatabundle" in root:  # py4DSTEM: the Calibration lives in the root
                 _collect_metadata(root["metadatabundle"], md, prefix=f"{root.name.strip('/')}/metadatabundle/")
         cal = _Cal(p.name)
-        _calibration_from_emd(group, md, cal)
+        skip = _extra_axis(dset)
+        _calibration_from_emd(group, md, cal, skip)
         cal.into(md)
         msg = _check_readable(p, dset)
         if msg:
             raise ValueError(msg)
-        return Scan(data=dset, metadata=md, path=str(p), **cal.values())
+        data = dset if skip is None else _squeezed(dset)
+        if skip is not None:
+            md["squeezed_axis"] = skip
+        return Scan(data=data, metadata=md, path=str(p), **cal.values())
     except Exception:
         f.close()
         raise
@@ -549,7 +553,7 @@ def _find_datacube(f, dataset, name):
     def visit(nm, obj):
         if isinstance(obj, h5py.Group) and _attr(obj, "emd_group_type") in ("array", 1, "1"):
             d = obj.get("data")
-            if isinstance(d, h5py.Dataset) and d.ndim in (2, 3, 4):
+            if isinstance(d, h5py.Dataset) and (d.ndim in (2, 3, 4) or _extra_axis(d) is not None):
                 found.append((obj, d))
 
     f.visititems(visit)
@@ -565,14 +569,34 @@ def _find_datacube(f, dataset, name):
             f"{name}: no EMD array group with 2-D to 4-D 'data' found"
             + (f" and {len(cands)} {cands[0].ndim}-D datasets; choose one with dataset=" if cands else "")
         )
-    rank = max(d.ndim for _, d in found)
-    four = [x for x in found if x[1].ndim == rank]
+    # detector frames (last two axes ≥ 8 px) beat per-position scalars and spectra (fpd: DAC, Threshold, …)
+    frames = [x for x in found if min(x[1].shape[-2:]) >= 8] or found
+    rank = max(_rank(d) for _, d in frames)
+    four = [x for x in frames if _rank(x[1]) == rank]
     if len(four) > 1:
         named = [x for x in four if x[0].name.rsplit("/", 1)[-1] == "datacube"]
         if len(named) == 1:
             return named[0]
         raise ValueError(f"{name}: several {rank}-D arrays {[g.name for g, _ in four]}; choose one with dataset=")
     return four[0]
+
+
+def _extra_axis(d) -> int | None:
+    """The length-1 axis of a 5-D (scan_y, scan_x, 1, det_y, det_x) array (fpd's colour axis), or None."""
+    if getattr(d, "ndim", 0) == 5 and d.shape[2] == 1:
+        return 2
+    return None
+
+
+def _rank(d) -> int:
+    return d.ndim - (_extra_axis(d) is not None)
+
+
+def _squeezed(dset):
+    """A lazy 4-D view of a 5-D dataset with a length-1 third axis (dask, one frame per chunk)."""
+    import dask.array as da
+
+    return da.from_array(dset, chunks=(1, 1, 1, *dset.shape[-2:]))[:, :, 0]
 
 
 def _collect_metadata(group, md, prefix):
@@ -592,12 +616,14 @@ def _collect_metadata(group, md, prefix):
                     md[f"{prefix}{k}.{a}"] = _plain(av)
 
 
-def _dims(group):
-    """The four dim datasets (EMD 1.0: dim0..dim3; EMD 0.x: dim1..dim4), or None."""
+def _dims(group, skip: int | None = None):
+    """The four dim datasets (EMD 1.0: dim0..dim3; EMD 0.x: dim1..dim4; ``skip``: an axis dropped), or None."""
     if group is None:
         return None
     for first in (0, 1):
-        names = [f"dim{first + i}" for i in range(4)]
+        names = [f"dim{first + i}" for i in range(5 if skip is not None else 4)]
+        if skip is not None:
+            del names[skip]
         if all(n in group for n in names[:2]):
             return [group.get(n) for n in names]
     return None
@@ -636,7 +662,7 @@ _NAMES = {
 }  # fmt: skip
 
 
-def _calibration_from_emd(group, md, cal: _Cal) -> None:
+def _calibration_from_emd(group, md, cal: _Cal, skip: int | None = None) -> None:
     # explicit metadata first (ours, py4DSTEM's Calibration, others'), then the dim vectors
     for name in ("energy", "semiangle", "camera_length", "step", "pixel_size"):
         k, v = _find_key(md, _NAMES[name])
@@ -672,7 +698,7 @@ def _calibration_from_emd(group, md, cal: _Cal) -> None:
                 cal.number("step", v, k, scale=_UNITS_LENGTH[u])
             elif u not in ("pixels", "px"):
                 cal.bad_units("step", u, uk)
-    dims = _dims(group)
+    dims = _dims(group, skip)
     if dims is not None:
         sy, uy = _dim_spacing(dims[0])
         sx, ux = _dim_spacing(dims[1])
@@ -688,8 +714,10 @@ def _calibration_from_emd(group, md, cal: _Cal) -> None:
             elif "pixel_size" not in cal.found:
                 if uq == "mrad":
                     cal.mrad(qy, f"{dims[2].name}")
-                else:
+                elif uq in _UNITS_LENGTH:  # a length on a detector axis: wrong kind, not merely unknown
                     cal.bad_units("pixel_size", uq, f"{dims[2].name}.units")
+                else:  # a placeholder ("?/m", "a.u."): uncalibrated
+                    md["uncalibrated_units"] = f"{dims[2].name}: {uq!r}"
     kx, vx = _find_key(md, {"qx0_mean"})
     ky, vy = _find_key(md, {"qy0_mean"})
     if kx is not None and ky is not None:
@@ -870,8 +898,10 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
             cal.number("pixel_size", sig[0]["scale"], f"axes/{sig[0].get('name') or 'signal 0'} [{u}]", scale=sc)
         elif u == "mrad" and sig[0].get("scale"):
             cal.mrad(sig[0]["scale"], f"axes/{sig[0].get('name') or 'signal 0'}")
-        elif u not in ("", "<undefined>", "undefined", "pixels", "px", "t.b.d."):
+        elif u in _UNITS_LENGTH:  # a length on a detector axis (a TIA .ser without its .emi): wrong kind
             cal.bad_units("pixel_size", u, f"axes/{sig[0].get('name') or 'signal 0'}.units")
+        elif u not in ("", "<undefined>", "undefined", "pixels", "px", "t.b.d."):
+            md["uncalibrated_units"] = f"axes/{sig[0].get('name') or 'signal 0'}: {u!r}"
         if len(sig) == 2 and sig[0].get("scale") and sig[1].get("scale"):
             _center_from_axes(sig, cal, tia=md.get("reader") == "rosettasciio.tia")
 

@@ -519,3 +519,28 @@ def test_angular_pixel_size_needs_and_uses_the_beam_energy(tmp_path, small):
     s = load_scan(p, energy=300e3, lazy=False)
     assert s.pixel_size == pytest.approx(0.1e-3 / wavelength(300e3))  # 0.0508 Å⁻¹ per mrad-pixel at 300 keV
     assert "mrad" in s.metadata["calibration"]["pixel_size"]["source"]
+
+
+def test_fpd_merlin_layout_5d_with_colour_axis(tmp_path, rng):
+    """The fpd package's EMD 0.x Merlin files (layout of pixstem 0.4.0's fpd_file_test.hdf5): per-position scalars and
+    spectra beside a 5-D fpd_data (scanY, scanX, colour=1, detY, detX) whose dims say 'pixel' and '?/m'."""
+    data = rng.integers(0, 4000, (2, 3, 1, 32, 24)).astype(">u2")
+    p = tmp_path / "fpd.hdf5"
+    with h5py.File(p, "w") as f:
+        f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+        for name, arr, det in (("DAC", np.zeros((2, 3, 1, 27), "u1"), ("DAC",)), ("fpd_data", data, ("detY", "detX"))):
+            g = f.create_group(f"fpd_expt/{name}")
+            g.attrs["emd_group_type"] = 1
+            g.create_dataset("data", data=arr)
+            names = [("scanY", "pixel", b"y"), ("scanX", "pixel", b"x"), ("colour", "colour_index", np.array([1]))]
+            names += [
+                (d, "?/m" if d.startswith("det") else "val", np.arange(arr.shape[3 + i])) for i, d in enumerate(det)
+            ]
+            for i, (nm, u, v) in enumerate(names):
+                d = g.create_dataset(f"dim{i + 1}", data=v)
+                d.attrs["name"], d.attrs["units"] = nm, u
+    s = load_scan(p)
+    assert s.shape == (2, 3, 32, 24) and s.metadata["hdf5_path"] == "/fpd_expt/fpd_data/data"
+    np.testing.assert_array_equal(np.asarray(s.data), data[:, :, 0])
+    assert s.step is None and s.pixel_size is None  # 'pixel' and '?/m': uncalibrated, not an error
+    assert "?/m" in s.metadata["uncalibrated_units"]
