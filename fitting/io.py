@@ -772,10 +772,15 @@ def _read_rsciio(p: Path, suffix: str, lazy: bool, scan_shape, flyback) -> Scan:
         ) from None
     kwargs: dict[str, Any] = {}
     if suffix == ".mib":
-        if scan_shape is None:
+        n = _mib_frames(p) if scan_shape is None else None
+        if scan_shape is None and n == 1:  # one frame: a 1 × 1 scan
+            scan_shape = (1, 1)
+        elif scan_shape is None:
             raise ValueError(
-                f"{p.name}: Merlin .mib files do not store the scan shape; pass scan_shape=(scan_y, scan_x) "
-                "and flyback=<extra frames per row> (CLI: --scan-shape NY NX --flyback N)"
+                f"{p.name}: Merlin .mib files do not store the scan shape"
+                + (f" (this one holds {n} frames)" if n else "")
+                + "; pass scan_shape=(scan_y, scan_x) and flyback=<extra frames per row> (CLI: --scan-shape NY NX "
+                "--flyback N)"
             )
         kwargs["navigation_shape"] = (scan_shape[1] + flyback, scan_shape[0])  # rosettasciio order: (x, y)
     elif suffix == ".arina" and scan_shape is not None:
@@ -904,6 +909,18 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
             md["uncalibrated_units"] = f"axes/{sig[0].get('name') or 'signal 0'}: {u!r}"
         if len(sig) == 2 and sig[0].get("scale") and sig[1].get("scale"):
             _center_from_axes(sig, cal, tia=md.get("reader") == "rosettasciio.tia")
+
+
+def _mib_frames(p: Path) -> int | None:
+    """Number of frames of a .mib file from its first header (None when the header cannot be parsed)."""
+    with open(p, "rb") as f:
+        head = f.read(384).decode(errors="replace").split(",")
+    try:
+        size = int(head[2]) + int(head[4]) * int(head[5]) * {"U08": 1, "U16": 2, "U32": 4}[head[6].strip()]
+    except (IndexError, ValueError, KeyError):
+        return None
+    n, rest = divmod(p.stat().st_size, size)
+    return n if n and not rest else None
 
 
 def _check_mib_frames(p: Path, data, scan_shape, flyback):

@@ -544,3 +544,15 @@ def test_fpd_merlin_layout_5d_with_colour_axis(tmp_path, rng):
     np.testing.assert_array_equal(np.asarray(s.data), data[:, :, 0])
     assert s.step is None and s.pixel_size is None  # 'pixel' and '?/m': uncalibrated, not an error
     assert "?/m" in s.metadata["uncalibrated_units"]
+
+
+def test_single_frame_mib_is_a_one_by_one_scan_and_the_error_counts_frames(tmp_path, rng):
+    pytest.importorskip("rsciio")
+    frames = rng.integers(0, 1000, (1, 16, 12)).astype(np.uint16)
+    _write_mib(tmp_path / "one.mib", frames)
+    s = load_scan(tmp_path / "one.mib", lazy=False)
+    assert s.shape == (1, 1, 16, 12)
+    np.testing.assert_array_equal(s.data[0, 0], frames[0, ::-1])  # rosettasciio: Merlin rows bottom-up
+    _write_mib(tmp_path / "six.mib", np.repeat(frames, 6, axis=0))
+    with pytest.raises(ValueError, match=r"holds 6 frames.*scan_shape"):
+        load_scan(tmp_path / "six.mib")
