@@ -210,8 +210,9 @@ def load_scan(
     lazy : bool
         Keep the data on disk (h5py dataset, memmap or dask array). With False the data are read into memory.
     scan_shape : tuple of int or None  [positions]
-        ``(scan_y, scan_x)`` of the recorded scan *without* flyback frames. Required for Merlin ``.mib`` files
-        (they do not store it); for ``.npy``/other files with a 3-D stack of frames it reshapes the stack.
+        ``(scan_y, scan_x)`` of the recorded scan *without* flyback frames. Required for Merlin ``.mib`` files of
+        more than one frame (they do not store it) and for any file holding a 3-D stack of frames (``.npy``, HDF5,
+        rosettasciio formats), which it reshapes. A single 2-D frame is read as a 1 × 1 scan.
     flyback : int
         Extra frames per scan row (Merlin with flyback); they are dropped.
     flyback_position : {"start", "end"}
@@ -230,12 +231,15 @@ def load_scan(
     Returns
     -------
     Scan
+        ``metadata["calibration"]`` names every calibration found, its units and its source in the file.
 
     Raises
     ------
     ValueError
-        Unsupported suffix (the message lists the supported formats), a truncated/corrupt file, a file without
-        4-D data, bad ``scan_shape``/``flyback``, non-positive calibrations.
+        Unsupported suffix (the message lists the supported formats), a truncated/corrupt file, a codec this
+        session cannot decode (named, with the fix), a file without 2-D to 4-D data, bad ``scan_shape``/
+        ``flyback``, non-positive calibration arguments, a malformed calibration field in the file (named, unless
+        the same calibration is given as an argument).
     FileNotFoundError
         The file does not exist.
     """
