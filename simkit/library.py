@@ -77,6 +77,8 @@ import h5py
 import numpy as np
 
 from simkit.geometry import DetectorGeometry
+from simkit.units import q_to_mrad
+from structures.checks import check_positive
 
 __all__ = [
     "ENTRY_KINDS",
@@ -573,7 +575,7 @@ def _proxy_probe(spec: EntrySpec, probe, thickness: float):
 
     zone = tuple(spec.params.get("zone_axis", (0, 0, 1)))
     q = _zone_spots(_CRYSTAL_PHASE[spec.kind], zone, probe, thickness, 1.0)
-    a_max = 0.4 * _min_separation(q) * probe.wavelength * 1e3
+    a_max = q_to_mrad(0.4 * _min_separation(q), probe.energy)
     return dataclasses.replace(probe, semiangle=round(min(PROXY_SEMIANGLE, a_max), 4))
 
 
@@ -973,9 +975,7 @@ def build_library(
         raise TypeError("specs must be EntrySpec objects or a preset name")
     probe = probe or Probe()
     geometry = geometry or DetectorGeometry(shape=(256, 256), pixel_size=0.005)
-    thickness = float(thickness if thickness is not None else PRESETS["demo"]["thickness"])
-    if not np.isfinite(thickness) or thickness <= 0:
-        raise ValueError(f"thickness={thickness!r} must be a positive column thickness [Å]")
+    thickness = check_positive("thickness", thickness if thickness is not None else PRESETS["demo"]["thickness"], "Å")
     ms = ms or _default_ms(probe, 1)
     reasons = [_method_choice(s, probe, thickness, ms)[1] for s in specs]
     specs = [_resolved(s, probe, thickness, ms) for s in specs]  # "auto" → the method used (part of the key)

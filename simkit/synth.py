@@ -63,6 +63,7 @@ from numba import njit, prange
 
 from simkit.geometry import DetectorGeometry
 from simkit.library import PatternLibrary, build_library
+from structures.checks import check_positive
 
 __all__ = [
     "DEFAULT_ELECTRONS_PER_PATTERN",
@@ -237,8 +238,7 @@ def warp_patterns(
     sh = np.ascontiguousarray(shifts, dtype=np.float64).reshape(-1, 2)
     if sh.shape[0] != src.shape[0]:
         raise ValueError(f"shifts has {sh.shape[0]} rows for {src.shape[0]} patterns")
-    if not (np.isfinite(ellipse_ratio) and ellipse_ratio > 0):
-        raise ValueError(f"ellipse_ratio={ellipse_ratio!r} must be positive")
+    ellipse_ratio = check_positive("ellipse_ratio", ellipse_ratio)
     out = np.empty_like(src)
     _warp(
         src,
@@ -858,8 +858,7 @@ def synthesize_scan(
     if path.exists() and not overwrite:
         raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
     _filter_kwargs(compression)  # an unknown codec fails before any work
-    if not (np.isfinite(electrons_per_pattern) and electrons_per_pattern > 0):
-        raise ValueError(f"electrons_per_pattern={electrons_per_pattern!r} must be a positive dose per pattern [e]")
+    check_positive("electrons_per_pattern", electrons_per_pattern, "e per pattern")
     for r in scene.regions:
         if r.kind not in _REGION_TO_ENTRY:
             raise ValueError(f"region {r.name!r} has kind {r.kind!r} that the synthesiser does not know")

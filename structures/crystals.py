@@ -51,6 +51,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
+from .checks import check_positive
+
 __all__ = [
     "LATTICE_CONSTANTS",
     "PHASES",
@@ -58,6 +60,7 @@ __all__ = [
     "bulk",
     "lattice_constant",
     "nanocrystal",
+    "random_rotation",
     "reflections",
     "resolve_rng",
     "rotation_to_zone_axis",
@@ -391,8 +394,18 @@ def rotation_to_zone_axis(zone_axis: Sequence[float]) -> np.ndarray:
     return np.vstack([e1, e2, e3])
 
 
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """Uniformly distributed proper rotation (normalised Gaussian quaternion)."""
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix drawn uniformly from SO(3) (a normalised Gaussian quaternion).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray, shape (3, 3)
+        Proper rotation (det = +1).
+    """
     q = rng.normal(size=4)
     w, x, y, z = q / np.linalg.norm(q)
     return np.array(
@@ -407,7 +420,7 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
 def _orientation_matrix(orientation: Any, rng: np.random.Generator) -> tuple[np.ndarray, list[float] | None]:
     if isinstance(orientation, str):
         if orientation == "random":
-            return _random_rotation(rng), None
+            return random_rotation(rng), None
         raise ValueError(
             f"orientation={orientation!r} is not valid; give a zone axis such as (0, 1, 1), a 3x3 rotation "
             "matrix or 'random'"
@@ -514,12 +527,7 @@ def nanocrystal(
         sphere/cube volume) and cell_density [g/cm³].
     """
     _check_phase(phase)
-    try:
-        d = float(diameter)
-    except (TypeError, ValueError):
-        raise TypeError(f"diameter={diameter!r} is not a number; give a positive length in Å") from None
-    if not (math.isfinite(d) and d > 0):
-        raise ValueError(f"diameter={diameter!r} Å must be a positive finite length")
+    d = check_positive("diameter", diameter, "Å")
     if shape not in ("sphere", "cube"):
         raise ValueError(f"shape={shape!r} is not valid; give 'sphere' or 'cube'")
     if anion_vacancy is not None:

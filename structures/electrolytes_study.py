@@ -74,7 +74,7 @@ import numpy as np
 from ase import Atoms
 
 from . import units_library
-from .amorphous import AVOGADRO
+from .checks import AVOGADRO, check_positive
 from .electrolyte import electrolyte as _hce_electrolyte
 from .electrolyte import solution
 from .units_library import _make, get_unit, zmatrix_to_xyz
@@ -356,9 +356,7 @@ def molarity_composition(molarity: Mapping, solvents: Mapping, *, basis: str = "
         density = (salt_mass + sum(mass_solv.values())) / 1000.0
         source = "ideal mixing of molar volumes (estimate)"
     else:
-        density = float(density)
-        if not (np.isfinite(density) and density > 0):
-            raise ValueError(f"density={density!r} must be a positive density [g/cm³]")
+        density = check_positive("density", density, "g/cm³")
         m_total = 1000.0 * density - salt_mass
         if m_total <= 0:
             raise ValueError(f"density={density} g/cm³ leaves no mass for the solvent at molarity {dict(molarity)}")
