@@ -244,8 +244,24 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _instrument(args, default):
+    """The Instrument of ``--instrument FILE`` (or ``default``) with ``--descan``/``--ellipse`` put over it."""
+    import dataclasses
+
+    from simkit.instrument import Descan, Ellipse, load_instrument
+
+    inst = default if args.instrument is None else load_instrument(_existing(args.instrument))
+    if args.descan is not None:
+        sy, sx, oy, ox = args.descan
+        inst = dataclasses.replace(inst, descan=Descan(slope_y=sy, slope_x=sx, offset_y=oy, offset_x=ox))
+    if args.ellipse is not None:
+        ratio, angle = args.ellipse
+        inst = dataclasses.replace(inst, ellipse=Ellipse(ratio=ratio, angle=angle))
+    return inst
+
+
 def cmd_synth(args) -> int:
-    from simkit.synth import default_scan, synthesize_scan
+    from simkit.synth import DEFAULT_INSTRUMENT, default_scan, synthesize_scan
 
     out = Path(args.output)
     _check_new(out, args.overwrite)
@@ -258,7 +274,7 @@ def cmd_synth(args) -> int:
     res = synthesize_scan(
         scene, out, library=args.preset, probe=None if args.semiangle == 2.0 else _probe(args.semiangle),
         electrons_per_pattern=electrons, seed=args.seed, overwrite=args.overwrite, cache_dir=args.cache_dir,
-        progress=not args.quiet, compression=args.compression,
+        progress=not args.quiet, compression=args.compression, instrument=_instrument(args, DEFAULT_INSTRUMENT),
     )  # fmt: skip
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
@@ -275,13 +291,15 @@ def _probe(semiangle: float):
 def cmd_analyze(args) -> int:
     from fitting.io import load_scan
     from fitting.pipeline import analyze_scan, class_mean_profiles
+    from simkit.instrument import Instrument
 
     src = _existing(args.scan)
     scan = load_scan(src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm)
     out = Path(args.output)
     res = analyze_scan(
         scan, out, pixel_size=args.pixel_size, ellipse_q_range=args.ellipse_window,
-        exclude_direct=args.exclude_direct, figures=not args.no_figures, seed=args.seed,
+        instrument=_instrument(args, Instrument()), exclude_direct=args.exclude_direct, figures=not args.no_figures,
+        seed=args.seed,
     )  # fmt: skip
     rows = []
     for cls, (q, y, e) in class_mean_profiles(res).items():
@@ -293,6 +311,12 @@ def cmd_analyze(args) -> int:
     if s["sro_peak_mean_A^-1"] is not None:
         print(f"  SRO peak: {s['sro_peak_fitted_pixels']} pixels, mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, "
               f"std {s['sro_peak_std_A^-1']:.3f} Å⁻¹")  # fmt: skip
+    d, e = s["instrument"]["descan"], s["instrument"]["ellipse"]
+    src_d, src_e = ("given" if g else "measured" for g in s["instrument_given"].values())
+    src_e = "none corrected" if src_e == "measured" and s["ellipse_ratio"] is None else src_e
+    print(f"  descan ({src_d}): slope {d['slope_y_px']:+.2f}, {d['slope_x_px']:+.2f} px, offset "
+          f"{d['offset_y_px']:+.2f}, {d['offset_x_px']:+.2f} px; ellipse ({src_e}): ratio {e['ratio']:.4f}, "
+          f"angle {e['angle_rad']:.3f} rad")  # fmt: skip
     for c, n in s["class_counts"].items():
         if n:
             print(f"  class {c}: {n} pixels")
@@ -468,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file codec of the patterns [-]: blosc-lz4 writes 2x and decodes ~5x faster (other readers: "
                         "import hdf5plugin first); lzf opens in any HDF5 reader (default blosc-lz4)")  # fmt: skip
     y.add_argument("--quiet", action="store_true", help="no progress bars")
+    _instrument_options(y, "the simulated", "(default: descan 0.8 -0.6 1.5 1.0, ellipse 1.02 0.5)")
     y.set_defaults(func=cmd_synth)
 
     a = sub.add_parser(
@@ -485,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore Q below this (direct beam) [Å⁻¹] (default 0.15)")  # fmt: skip
     a.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     a.add_argument("--seed", type=int, default=0, help="seed of the histogram mixture [-]")
+    _instrument_options(a, "a known", "(default: measured from the data)")
     a.set_defaults(func=cmd_analyze)
 
     f = sub.add_parser("fit", parents=[common], help="a measured profile vs candidate profiles → table ranked by AIC")
@@ -526,6 +552,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
     return parser
+
+
+def _instrument_options(p, which: str, default: str) -> None:
+    """``--instrument``, ``--descan``, ``--ellipse`` (simkit.instrument.Instrument) of ``synth`` and ``analyze``."""
+    p.add_argument("--instrument", default=None, metavar="JSON",
+                   help=f"{which} descan/ellipse as a JSON file, e.g. {{\"descan\": {{\"slope_y_px\": 0.8, "
+                        f"\"offset_x_px\": 1.0}}, \"ellipse\": {{\"ratio\": 1.02, \"angle_rad\": 0.5}}}} "
+                        f"{default}")  # fmt: skip
+    p.add_argument("--descan", type=float, nargs=4, default=None,
+                   metavar=("SLOPE_Y", "SLOPE_X", "OFFSET_Y", "OFFSET_X"),
+                   help=f"{which} descan plane [px]: centre shift = slope·(i/n − ½) + offset along y and x "
+                        "(over --instrument)")  # fmt: skip
+    p.add_argument("--ellipse", type=float, nargs=2, default=None, metavar=("RATIO", "ANGLE"),
+                   help=f"{which} ellipse: axis ratio [-] and direction [rad] (over --instrument)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,11 +62,13 @@ import numpy as np
 from numba import njit, prange
 
 from simkit.geometry import DetectorGeometry
+from simkit.instrument import Descan, Ellipse, Instrument
 from simkit.library import PatternLibrary, build_library
 from structures.checks import check_positive
 
 __all__ = [
     "DEFAULT_ELECTRONS_PER_PATTERN",
+    "DEFAULT_INSTRUMENT",
     "TRUTH_ESTIMATOR",
     "TRUTH_Q_RANGE",
     "SynthResult",
@@ -84,6 +86,11 @@ __all__ = [
 #: Default electrons per pattern (16 pA × 10 ms); 625 e/Å² scan fluence at 4 nm steps (see the module docstring:
 #: the dose at which every amorphous class's per-pixel SRO peak is located to < 0.003 Å⁻¹).
 DEFAULT_ELECTRONS_PER_PATTERN = 1.0e6
+#: Descan and ellipse of the default synthetic scan [px, rad]: small enough to be realistic, large enough that an
+#: analysis that ignores them is measurably wrong (a 2 % ellipse moves the azimuthal mean of a ring by ≈ 1 %).
+DEFAULT_INSTRUMENT = Instrument(
+    descan=Descan(slope_y=0.8, slope_x=-0.6, offset_y=1.5, offset_x=1.0), ellipse=Ellipse(ratio=1.02, angle=0.5)
+)
 #: Window [Å⁻¹] of the ground-truth SRO peak (the default window of fitting.peaks.sro_peak_map).
 TRUTH_Q_RANGE = (0.22, 0.42)
 #: Names the ground-truth SRO estimator; stored with every scan so that files made with another one are not reused.
@@ -792,8 +799,7 @@ def synthesize_scan(
     electrons_per_pattern: float = DEFAULT_ELECTRONS_PER_PATTERN,
     detector=None,
     damage=None,
-    descan: tuple[float, float, float, float] = (0.8, -0.6, 1.5, 1.0),
-    ellipse: tuple[float, float] = (1.02, 0.5),
+    instrument: Instrument = DEFAULT_INSTRUMENT,
     seed: int = 0,
     overwrite: bool = False,
     dtype=None,
@@ -823,10 +829,10 @@ def synthesize_scan(
         None = an ideal counting detector (Poisson only).
     damage : simkit.damage.DamageModel or None
         None = no beam damage.
-    descan : (ay, ax, by, bx)
-        Known descan [px]: shift_y = ay·(iy/ny − ½) + by, shift_x = ax·(ix/nx − ½) + bx.
-    ellipse : (ratio, angle [rad])
-        Known elliptical distortion (simkit.radial convention).
+    instrument : simkit.instrument.Instrument
+        Known descan and ellipse (the truth the analysis should recover); a field left None simulates none of it.
+        Default :data:`DEFAULT_INSTRUMENT`: a descan plane of (0.8, −0.6) px across the scan plus (1.5, 1.0) px,
+        and a 2 % ellipse at 0.5 rad.
     seed : int
         Seeds everything random (per-pixel choices, Poisson noise, detector defects).
     overwrite : bool
@@ -879,10 +885,14 @@ def synthesize_scan(
     rng = np.random.default_rng(seed)
 
     # descan and ellipse (known truth)
-    iy, ix = np.meshgrid(np.arange(ny_s), np.arange(nx_s), indexing="ij")
-    ay, ax, by, bx = descan
-    shifts = np.stack([ay * (iy / max(ny_s, 1) - 0.5) + by, ax * (ix / max(nx_s, 1) - 0.5) + bx], -1)
-    ratio, angle = float(ellipse[0]), float(ellipse[1])
+    if not isinstance(instrument, Instrument):
+        raise TypeError(f"instrument={instrument!r}: expected a simkit.instrument.Instrument")
+    descan = instrument.descan or Descan()
+    shifts = descan.shifts((ny_s, nx_s))
+    if descan.center is not None:  # the library's patterns are centred on geometry.center
+        shifts = shifts + (np.asarray(descan.center) - np.asarray(geometry.center, dtype=float))
+    ellipse = instrument.ellipse or Ellipse()
+    ratio, angle = ellipse.ratio, ellipse.angle
 
     damage_state = None
     fluence = None
@@ -920,8 +930,7 @@ def synthesize_scan(
         "library_keys": [e.key for e in library.entries],
         "electrons_per_pattern": float(electrons_per_pattern),
         "scan_fluence": float(electrons_per_pattern / step**2),
-        "descan": list(descan),
-        "ellipse": [ratio, angle],
+        "instrument": instrument.to_dict(),
         "seed": int(seed),
         "detector": None if detector is None else repr(detector),
         "damage": None if damage is None else repr(damage),
@@ -994,6 +1003,7 @@ def synthesize_scan(
             tg.create_dataset("descan", data=shifts)
             tg.attrs["ellipse_ratio"] = ratio
             tg.attrs["ellipse_angle"] = angle
+            tg.attrs["instrument"] = json.dumps(instrument.to_dict())
             tg.attrs["sro_peak_units"] = "A^-1 (Q = 1/d)"
             if fluence is not None:
                 tg.create_dataset("fluence", data=fluence)

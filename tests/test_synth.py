@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from simkit.geometry import DetectorGeometry
+from simkit.instrument import Instrument
 from simkit.library import EntrySpec, PatternLibrary, build_library
 from simkit.nbed import Probe
 from simkit.radial import make_plan_from_geometry
@@ -155,8 +156,7 @@ def test_region_mean_profiles_peak_at_truth(library, tmp_path):
         library=library,
         electrons_per_pattern=2e6,
         seed=3,
-        descan=(0.0, 0.0, 0.0, 0.0),
-        ellipse=(1.0, 0.0),
+        instrument=Instrument(),  # no descan, round patterns
         dtype=np.uint32,
         progress=False,
     )
@@ -446,8 +446,7 @@ def _narrow_scan(name: str, library, path, field=(3, 36)):
         library=library,
         electrons_per_pattern=2e6,
         seed=3,
-        descan=(0.0, 0.0, 0.0, 0.0),
-        ellipse=(1.0, 0.0),
+        instrument=Instrument(),  # no descan, round patterns
         dtype=np.uint32,
         progress=False,
     )
