@@ -598,16 +598,6 @@ def compose(
     return out.reshape(*shape, *library.geometry.shape), truth
 
 
-def _interp_entries(diffs: list, x: np.ndarray, value: float) -> np.ndarray:
-    """Linear interpolation between entries tabulated at increasing ``x`` (clamped at the ends)."""
-    if len(diffs) == 1 or not np.all(np.isfinite(x)):
-        return diffs[0]
-    value = float(np.clip(value, x[0], x[-1]))
-    j = int(np.clip(np.searchsorted(x, value) - 1, 0, len(x) - 2))
-    t = (value - x[j]) / (x[j + 1] - x[j])
-    return (1 - t) * diffs[j] + t * diffs[j + 1]
-
-
 # ----------------------------------------------------------------------------------------------------------
 # EMD 1.0 file
 # ----------------------------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ from . import units_library
 from .checks import AVOGADRO, check_positive
 from .electrolyte import electrolyte as _hce_electrolyte
 from .electrolyte import solution
-from .units_library import _make, get_unit, zmatrix_to_xyz
+from .units_library import get_unit, make_unit, zmatrix_to_xyz
 
 __all__ = [
     "ELECTROLYTES",
@@ -174,7 +174,7 @@ def _etoco2() -> np.ndarray:
 
 def _study_units() -> dict:
     u = {}
-    u["EC"] = _make(
+    u["EC"] = make_unit(
         "EC",
         ["C", "O", "O", "O", "C", "C", "H", "H", "H", "H"],
         _ec(),
@@ -183,7 +183,7 @@ def _study_units() -> dict:
         ((0, 1), (0, 2), (0, 3), (2, 4), (3, 5), (4, 5), (4, 6), (4, 7), (5, 8), (5, 9)),
         "ethylene carbonate, planar C2v ring; C=O 1.19, C–O 1.33, O–CH2 1.45, C–C 1.52 Å, O–C–O 111° (Brown 1954)",
     )
-    u["DEC"] = _make(
+    u["DEC"] = make_unit(
         "DEC",
         ["C", "O", "O", "O", "C", "C", "C", "C"] + ["H"] * 10,
         _dec(),
@@ -193,7 +193,7 @@ def _study_units() -> dict:
         + ((4, 8), (4, 9), (5, 10), (5, 11), (5, 12), (6, 13), (6, 14), (7, 15), (7, 16), (7, 17)),
         "diethyl carbonate, cis-cis; C=O 1.20, C–O 1.34, O–CH2 1.45, C–C 1.51 Å (standard ester values)",
     )
-    u["PF6-"] = _make(
+    u["PF6-"] = make_unit(
         "PF6-",
         ["P"] + ["F"] * 6,
         _pf6(),
@@ -202,7 +202,7 @@ def _study_units() -> dict:
         tuple((0, k) for k in range(1, 7)),
         "octahedral hexafluorophosphate, P–F 1.59 Å (salts 1.58–1.60 Å)",
     )
-    u["CO3^2-"] = _make(
+    u["CO3^2-"] = make_unit(
         "CO3^2-",
         ["C", "O", "O", "O"],
         _co3(),
@@ -211,7 +211,7 @@ def _study_units() -> dict:
         ((0, 1), (0, 2), (0, 3)),
         "trigonal planar carbonate, C–O 1.29 Å (Li2CO3-like; hypothesis-grade)",
     )
-    u["CH3O-"] = _make(
+    u["CH3O-"] = make_unit(
         "CH3O-",
         ["C", "O", "H", "H", "H"],
         _ch3o(),
@@ -220,7 +220,7 @@ def _study_units() -> dict:
         ((0, 1), (0, 2), (0, 3), (0, 4)),
         "methoxide (LiOCH3-like DME reduction fragment), C–O 1.40 Å (hypothesis-grade)",
     )
-    u["EtOCO2-"] = _make(
+    u["EtOCO2-"] = make_unit(
         "EtOCO2-",
         ["C", "O", "O", "O", "C", "C", "H", "H", "H", "H", "H"],
         _etoco2(),
