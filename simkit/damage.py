@@ -47,6 +47,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from structures.crystals import reflection_q
+
 __all__ = [
     "DamageModel",
     "DoseSeries",
@@ -66,9 +68,9 @@ __all__ = [
     "transformed_fraction",
 ]
 
-#: Li₂O reference reflections (Q = 1/d [Å⁻¹]) of the project table (room temperature, a = 4.611 Å).
-LI2O_111 = 0.376
-LI2O_220 = 0.613
+#: Li₂O reference reflections (Q = 1/d [Å⁻¹]) at the cryogenic lattice constant (structures.crystals).
+LI2O_111 = reflection_q("Li2O", (1, 1, 1))
+LI2O_220 = reflection_q("Li2O", (2, 2, 0))
 #: SEI Type 1 short-range-order peaks of the study [Å⁻¹].
 TYPE1_SRO = (0.33, 0.6)
 
@@ -708,7 +710,7 @@ def dose_series(
     li2o: str = "analytic",
     rng: np.random.Generator | int | None = None,
 ) -> DoseSeries:
-    """Type 1 profiles versus accumulated dose: the SRO peak fades, Li₂O 111 (0.376) and 220 (0.613 Å⁻¹) rise.
+    """Type 1 profiles versus accumulated dose: the SRO peak fades, Li₂O 111 (0.377) and 220 (0.615 Å⁻¹ at 100 K) rise.
 
     Parameters
     ----------

@@ -61,6 +61,7 @@ __all__ = [
     "lattice_constant",
     "nanocrystal",
     "random_rotation",
+    "reflection_q",
     "reflections",
     "resolve_rng",
     "rotation_to_zone_axis",
@@ -321,6 +322,34 @@ def _cubic_multiplicity(hkl: tuple[int, int, int]) -> int:
         for signs in itertools.product((1, -1), repeat=3):
             members.add(tuple(s * p for s, p in zip(signs, perm)))
     return len(members)
+
+
+def reflection_q(phase: str, hkl: Sequence[int], temperature: str | float = "cryo") -> float:
+    """Q = 1/d of one reflection of a cubic phase.
+
+    Parameters
+    ----------
+    phase : str
+        One of `PHASES`.
+    hkl : (int, int, int)
+        Miller indices; must be allowed by the lattice centring (F: all even or all odd; I: h + k + l even).
+    temperature : {"cryo", "room"} or float  [K]
+        Lattice constant to use (see `lattice_constant`; cryogenic ≈ 100 K by default).
+
+    Returns
+    -------
+    float  [Å⁻¹]
+        sqrt(h² + k² + l²) / a.
+    """
+    centring = _STRUCTURES[_check_phase(phase)][1]
+    try:
+        h, k, l = (int(v) for v in hkl)
+    except (TypeError, ValueError):
+        raise TypeError(f"hkl={hkl!r}: give three integer Miller indices, e.g. (1, 1, 1)") from None
+    if not _allowed(centring, h, k, l):
+        rule = {"F": "h, k, l all even or all odd", "I": "h + k + l even"}.get(centring, "not (0, 0, 0)")
+        raise ValueError(f"hkl={hkl!r} is forbidden in the {centring}-centred {phase} lattice ({rule})")
+    return math.sqrt(h * h + k * k + l * l) / lattice_constant(phase, temperature)
 
 
 def reflections(
