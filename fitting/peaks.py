@@ -3,7 +3,7 @@
 * :func:`sro_peak_map` — per-pixel position [Å⁻¹] of the SRO peak with its uncertainty, amplitude and width,
   using the project's SRO estimator ``simkit.peakpos.sro_peak_position`` (a peak + constant background fitted
   to I·Qⁿ, n = 1, in a window centred on the peak; also the ground truth of ``simkit.synth``) on radial profiles
-  from ``simkit.radial``. ``method="local"`` gives the older fixed-window peak + linear-background fit
+  from ``simkit.radial``. ``method="local"`` gives a fixed-window peak + linear-background fit
   (``simkit.peakpos.peak_position``), which fails for about half of the pixels on 2 mrad SRO humps at 10⁵
   e/pattern (its linear background is degenerate with the position of a hump as broad as the window).
 * :func:`fit_histogram` — a 1–3 component Gaussian mixture of map values (number of components by BIC),

@@ -85,7 +85,7 @@ class DamageModel:
         ``"scan"`` or ``"local"``: the fluence the dose parameters below are quoted in (module docstring).
     critical_dose : float  [e/Å²]
         D_c of the amorphous decay exp(−D/D_c). Default 2500: leaves 92 % of the SRO at 200 e/Å² (< 10 %
-        change, as the issue requires; the study sees no change at the SEND doses of its maps) and 24 % at
+        change, since the study sees no change at the SEND doses of its maps) and 24 % at
         3600 e/Å², where the study reports the SRO "destroyed". Reasoning, not a measurement.
     onset_dose : float  [e/Å²]
         D₀, dose before any Li₂O forms (incubation: radiolysis must first free O²⁻/Li⁺). Default 800,

@@ -131,8 +131,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests
     "tiny": {"thickness": 60.0, "n_atoms": 600, "n_type1": 3, "n_electrolyte": 1, "n_lif": 2, "n_phonons": 1},
     # about a minute on 2 cores: for `make demo`. 16 LiF orientations: only ≈ 25 % of random 3 nm orientations show
-    # discs at 2 mrad, so with 4 whether a scan's Type 2 showed spots at all was the luck of the library seed
-    # (seed 3: none of the 4; P(none of 16) ≈ 1 %)
+    # discs at 2 mrad, and 16 make a library whose Type 2 shows no LiF spots at all unlikely (≈ 1 %)
     "demo": {"thickness": 150.0, "n_atoms": 1500, "n_type1": 5, "n_electrolyte": 2, "n_lif": 16, "n_phonons": 1},
     # the study's 60 nm lamella: minutes to hours
     "full": {"thickness": 600.0, "n_atoms": 4000, "n_type1": 7, "n_electrolyte": 3, "n_lif": 12, "n_phonons": 4},

@@ -405,7 +405,7 @@ def required_extent(probe: Probe) -> float:
     A diameter of 3 λ/α (radius 1.5 λ/α ≈ 2.5 Airy radii, holding ≈ 93 % of a focused hard-aperture
     probe's intensity — :func:`_encircled_fraction`; abTEM's soft aperture has weaker tails) plus the
     geometric defocus spread 2·|Δf|·α and 6 source-size standard deviations. 0.15 mrad at 300 keV:
-    394 Å (≈ 40 nm, as the issue estimates from the 8 nm Airy radius and > 20 nm tails); 2 mrad: 30 Å.
+    394 Å (≈ 40 nm: the 8 nm Airy radius and tails beyond 20 nm); 2 mrad: 30 Å.
 
     Parameters
     ----------

@@ -39,11 +39,9 @@ Default dose: 10⁶ electrons per pattern (16 pA × 10 ms, or 160 pA × 1 ms); o
 scan fluence of 625 e/Å², 17 % of the ≈ 3600 e/Å² (accumulated scan fluence, the convention of simkit.dose) at
 which the study saw SEI Type 1 turn into Li₂O. Why this dose: the per-pixel SRO peak position is Poisson-limited
 (its error falls as 1/√N — tests/test_peaks_synth.py), and the study's claims rest on per-pixel peaks that wander
-by 0.02 Å⁻¹ (0.325–0.345) with histogram widths ≈ 0.02 Å⁻¹. Median per-pixel error against the ground truth on
-the 2 mrad ``top``/``bottom`` scans: 10⁵ e → 0.0026–0.0042 Å⁻¹ (Type 2 with visible LiF discs 0.0068), 4 × 10⁵ →
-0.0015–0.0034, 10⁶ → 0.0008–0.0023: at 10⁶ e the noise adds ≈ 1 % to the variance of a 0.02 Å⁻¹-wide histogram
-(10 % at 10⁵ e) and every amorphous class is located to < 0.003 Å⁻¹ per pixel. Classes are reliable from 10⁵ e
-(98–100 % on pure pixels; 81 % at 10⁴ e, where the sparse LiF spots of Type 2 drown in noise). Counts are stored
+by 0.02 Å⁻¹ (0.325–0.345) with histogram widths ≈ 0.02 Å⁻¹; at 10⁶ e every amorphous class is located to
+< 0.003 Å⁻¹ per pixel, so the noise adds about 1 % to the variance of such a histogram (errors per dose and
+class accuracy: docs/measurements.md). Counts are stored
 as uint16 unless the brightest expected pixel could overflow it (e.g. the direct beam of a 0.15 mrad probe,
 which falls in one or two detector pixels), then uint32.
 """
@@ -831,8 +829,8 @@ def synthesize_scan(
         the scene thickness, times the dose, plus 10 σ) could exceed 65535, then uint32. Counts above the
         maximum of an explicit dtype raise.
     compression : {"blosc-lz4", "lzf", None}
-        Codec of the pattern chunks (see :func:`write_emd_header`). Default "blosc-lz4": a 90×60×256² scan is
-        written in 18 s instead of 39 s and decoded in ≈ 0.9 s instead of ≈ 4 s; readers need the hdf5plugin filters
+        Codec of the pattern chunks (see :func:`write_emd_header`). Default "blosc-lz4": about twice as fast to
+        write and four times as fast to decode as "lzf" (docs/measurements.md); readers need the hdf5plugin filters
         (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py sessions ``import hdf5plugin`` first). "lzf" opens
         in any HDF5 reader.
     rows_per_chunk : int

@@ -944,7 +944,7 @@ class Scene:
 # ================================================================================================================
 # the study's two interfaces
 # ================================================================================================================
-#: Type 1 density next to Li [g/cm³]: a placeholder until the hypothesis tests of the fitting issue fix it.
+#: Type 1 density next to Li [g/cm³]: an assumption until the hypothesis tests (fitting.hypotheses) measure it.
 TYPE1_DENSITY = 2.0
 
 
