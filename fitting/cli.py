@@ -34,14 +34,14 @@ class CLIError(Exception):
 # helpers (file handling only)
 # ----------------------------------------------------------------------------------------------------------
 def _positive(name: str, unit: str):
+    """An argparse type: a positive number [unit] (structures.checks.check_positive)."""
+    from structures.checks import check_positive
+
     def parse(text: str) -> float:
         try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number [{unit}], got {text!r}") from None
-        if not v > 0 or v != v or v == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name} must be positive [{unit}], got {text!r}")
-        return v
+            return check_positive(name, text, unit)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     return parse
 

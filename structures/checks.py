@@ -113,8 +113,8 @@ def check_positive(name: str, value: Any, unit: str = "", *, allow_zero: bool = 
     """
     v = check_finite(name, value, unit)
     if v < 0 or (v == 0 and not allow_zero):
-        want = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}={value!r}: must be a finite number {want}{_unit(unit)}")
+        want = "a non-negative finite number (>= 0)" if allow_zero else "a positive finite number (> 0)"
+        raise ValueError(f"{name}={value!r}: must be {want}{_unit(unit)}")
     return v
 
 
