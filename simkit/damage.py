@@ -47,6 +47,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from structures.checks import check_in_range, check_positive
 from structures.crystals import reflection_q
 
 __all__ = [
@@ -150,15 +151,10 @@ class DamageModel:
             ("reference_energy", "eV"),
             ("reference_step", "Å"),
         ):
-            v = _real(name, getattr(self, name), unit)
-            if v <= 0:
-                raise ValueError(f"{name}={v!r}: must be > 0 [{unit}]")
-        if _real("onset_dose", self.onset_dose, "e/Å²") < 0:
-            raise ValueError(f"onset_dose={self.onset_dose!r}: must be >= 0 [e/Å²]")
+            check_positive(name, getattr(self, name), unit)
+        check_positive("onset_dose", self.onset_dose, "e/Å²", allow_zero=True)
         for name in ("max_li2o_fraction", "mass_loss"):
-            v = _real(name, getattr(self, name), "fraction")
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}={v!r}: must be a fraction in [0, 1]")
+            check_in_range(name, getattr(self, name), 0.0, 1.0, "fraction")
         if self.final_size < self.initial_size:
             raise ValueError(
                 f"final_size={self.final_size!r} Å must be >= initial_size={self.initial_size!r} Å (crystals grow)"
@@ -168,16 +164,6 @@ class DamageModel:
     def kappa(self) -> float:
         """Probe-weighted local / scan fluence under the reference SEND conditions (dimensionless)."""
         return _kappa_ref(self.reference_semiangle, self.reference_energy, self.reference_step)
-
-
-def _real(name, value, unit) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={value!r}: expected a real number [{unit}]") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name}={value!r}: must be finite [{unit}]")
-    return v
 
 
 @lru_cache(maxsize=16)
@@ -432,9 +418,7 @@ def li2o_powder_profile(
     from structures.crystals import lattice_constant, reflections
 
     q = np.asarray(q, float)
-    size = _real("size", size, "Å")
-    if size <= 0:
-        raise ValueError(f"size={size!r}: crystallite diameter must be > 0 [Å]")
+    size = check_positive("size", size, "Å")
     a = lattice_constant("Li2O", temperature)
     sigma = scherrer_k / size / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     q_max = float(q.max()) + 5 * sigma
