@@ -51,7 +51,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
-from .checks import check_positive
+from .checks import check_in_range, check_positive
 
 __all__ = [
     "LATTICE_CONSTANTS",
@@ -476,13 +476,7 @@ def _orientation_matrix(orientation: Any, rng: np.random.Generator) -> tuple[np.
 
 
 def _check_fraction(name: str, x: Any) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={x!r} is not a number; give a fraction in [0, 1)") from None
-    if not (math.isfinite(v) and 0.0 <= v < 1.0):
-        raise ValueError(f"{name}={x!r} is outside [0, 1); give a vacancy fraction 0 <= x < 1")
-    return v
+    return check_in_range(name, x, 0.0, 1.0, "vacancy fraction", high_open=True)
 
 
 def _round_half_up(x: float) -> int:
@@ -568,12 +562,7 @@ def nanocrystal(
     fx = _check_fraction("f_vacancy", f_vacancy)
     lx = _check_fraction("li_vacancy", li_vacancy)
     sx = _check_fraction("schottky", schottky)
-    try:
-        sigma = float(displacement_rms)
-    except (TypeError, ValueError):
-        raise TypeError(f"displacement_rms={displacement_rms!r} is not a number; give a length >= 0 in Å") from None
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"displacement_rms={displacement_rms!r} Å must be >= 0")
+    sigma = check_positive("displacement_rms", displacement_rms, "Å", allow_zero=True)
     if not (math.isfinite(float(vacuum)) and float(vacuum) >= 0):
         raise ValueError(f"vacuum={vacuum!r} Å must be >= 0")
 

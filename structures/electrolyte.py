@@ -249,12 +249,7 @@ def electrolyte(
         raise ValueError(f"solvent must be 'DME' (the only solvent in the unit library), got {solvent!r}")
     mol = {}
     for salt, m in (("LiFSI", molality_lifsi), ("LiTFSI", molality_litfsi)):
-        try:
-            m = float(m)
-        except (TypeError, ValueError):
-            raise TypeError(f"molality of {salt} must be a number [mol/kg], got {m!r}") from None
-        if not np.isfinite(m) or m < 0:
-            raise ValueError(f"molality of {salt} must be ≥ 0 [mol/kg], got {m!r}")
+        m = check_positive(f"molality_{salt.lower()}", m, "mol/kg", allow_zero=True)
         if m > 0:
             mol[salt] = m
     if not mol:
