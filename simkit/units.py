@@ -8,26 +8,12 @@ lengths [Å]; energies [eV]; dose [e/Å²]; densities [g/cm³]. One implementati
 
 from __future__ import annotations
 
-from structures.checks import (
-    AVOGADRO,
-    ELECTRON_REST_ENERGY_EV,
-    ELEMENTARY_CHARGE_C,
-    ENERGY_RANGE_EV,
-    HC_EV_A,
-    check_energy,
-    mrad_to_q,
-    q_to_mrad,
-    wavelength,
-)
-
-__all__ = [
-    "AVOGADRO",
-    "ELECTRON_REST_ENERGY_EV",
-    "ELEMENTARY_CHARGE_C",
-    "ENERGY_RANGE_EV",
-    "HC_EV_A",
-    "check_energy",
-    "mrad_to_q",
-    "q_to_mrad",
-    "wavelength",
-]
+from structures.checks import AVOGADRO as AVOGADRO
+from structures.checks import ELECTRON_REST_ENERGY_EV as ELECTRON_REST_ENERGY_EV
+from structures.checks import ELEMENTARY_CHARGE_C as ELEMENTARY_CHARGE_C
+from structures.checks import ENERGY_RANGE_EV as ENERGY_RANGE_EV
+from structures.checks import HC_EV_A as HC_EV_A
+from structures.checks import check_energy as check_energy
+from structures.checks import mrad_to_q as mrad_to_q
+from structures.checks import q_to_mrad as q_to_mrad
+from structures.checks import wavelength as wavelength

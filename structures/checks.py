@@ -1,9 +1,10 @@
 """Argument checks and unit conversions shared by structures, simkit and fitting (the bottom layer).
 
-Every check takes the argument's ``name`` first, then its value, and raises an error that names the argument,
-the bad value and what is valid: ``TypeError`` for a value of the wrong kind, ``ValueError`` for a value out of
-range. Each returns the value converted (a Python float, an int or a NumPy array), so a caller writes
-``step = check_positive("step", step, "Å")`` and uses the result.
+Every check takes the argument's ``name`` first (used in the message), then its ``value`` (anything ``float()``
+or ``numpy.asarray`` accepts) and, where it has one, the ``unit`` shown in brackets in the message (e.g. "Å⁻¹"). It
+raises an error that names the argument, the bad value and what is valid: ``TypeError`` for a value of the wrong
+kind, ``ValueError`` for a value out of range. Each returns the value converted (a Python float, an int or a
+NumPy array), so a caller writes ``step = check_positive("step", step, "Å")`` and uses the result.
 
 Unit conventions (binding across the packages): reciprocal space Q = 1/d [Å⁻¹] (no 2π); angles [mrad];
 lengths [Å]; energies [eV]; dose [e/Å²]; densities [g/cm³]. The conversions between scattering angle and Q
@@ -64,12 +65,8 @@ def check_finite(name: str, value: Any, unit: str = "") -> float:
 
     Parameters
     ----------
-    name : str
-        Argument name used in the error message.
-    value : Any
-        Anything ``float()`` accepts (bools are refused: ``True`` is not a length).
-    unit : str
-        Unit shown in the error message, e.g. "Å".
+    name, value, unit : str, Any, str
+        As in every check (module docstring); bools are refused (``True`` is not a length).
 
     Returns
     -------
@@ -98,12 +95,8 @@ def check_positive(name: str, value: Any, unit: str = "", *, allow_zero: bool = 
 
     Parameters
     ----------
-    name : str
-        Argument name used in the error message.
-    value : Any
-        Anything ``float()`` accepts.
-    unit : str
-        Unit shown in the error message, e.g. "Å⁻¹".
+    name, value, unit : str, Any, str
+        As in every check (module docstring).
     allow_zero : bool
         Accept 0 (a non-negative quantity such as a defocus spread or a dark count).
 
@@ -132,14 +125,11 @@ def check_in_range(
 
     Parameters
     ----------
-    name : str
-        Argument name used in the error message.
-    value : Any
-        Anything ``float()`` accepts.
+    name, value : str, Any
+        As in every check (module docstring).
     low, high : float or None
         Bounds in the unit of ``value``.
     unit : str
-        Unit shown in the error message.
     low_open, high_open : bool
         Exclude the bound itself (e.g. a fraction in [0, 1): ``high=1, high_open=True``).
 
@@ -218,11 +208,8 @@ def check_array(
 
     Parameters
     ----------
-    name : str
-        Argument name used in the error message.
-    value : array_like
-    unit : str
-        Unit shown in the error message.
+    name, value, unit : str, array_like, str
+        As in every check (module docstring).
     ndim : int or None
         Required number of dimensions.
     shape : tuple of (int or None) or None
