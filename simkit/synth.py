@@ -25,8 +25,9 @@ into a 4D dataset, pixel by pixel:
    order included) converts the Type 1 fraction into Li₂O crystallites (simkit.damage.pattern_fractions;
    library ``li2o_damage`` entry of the nearest crystallite size).
 4. **Instrument.** A known descan (a plane in scan position plus a constant offset, [px]) and a slight
-   ellipse (ratio, angle in the convention of simkit.radial) by bilinear resampling (numba), intensity
-   conserved; then dose (electrons per pattern) and detector (Poisson + :func:`simkit.detector.detect`).
+   ellipse (ratio, angle in the convention of simkit.radial), configured by a :class:`simkit.instrument.Instrument`,
+   applied by bilinear resampling (numba), intensity conserved; then dose (electrons per pattern) and detector
+   (Poisson + :func:`simkit.detector.detect`).
 
 The file is written pattern row by pattern row (bounded memory whatever the scan size) to a temporary file
 that is renamed at the end. Ground truth (group ``truth``): majority region and its fraction, all fractions,
