@@ -65,7 +65,7 @@ from numba import get_num_threads, njit, prange
 
 from simkit.geometry import DetectorGeometry
 from simkit.units import ELECTRON_REST_ENERGY_EV, check_energy, mrad_to_q, wavelength
-from structures.checks import check_positive
+from structures.checks import check_array, check_positive
 
 __all__ = [
     "BOHR_RADIUS",
@@ -107,16 +107,7 @@ VACUUM_GAP = 4.0
 # --------------------------------------------------------------------------------------------------------------
 def _check_q_values(q, name: str = "q") -> np.ndarray:
     """Finite, non-negative Q values of any shape [Å⁻¹]."""
-    try:
-        a = np.asarray(q, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={q!r}: expected real Q values [Å⁻¹]") from None
-    if a.size == 0:
-        raise ValueError(f"{name} is empty: give at least one Q value [Å⁻¹]")
-    if not np.all(np.isfinite(a)) or np.any(a < 0):
-        bad = a[~(np.isfinite(a) & (a >= 0))].ravel()[:3]
-        raise ValueError(f"{name} contains {bad.tolist()}: Q values must be finite and >= 0 [Å⁻¹]")
-    return a
+    return check_array(name, q, "Å⁻¹", low=0.0)
 
 
 def _check_q_grid(q, name: str = "q") -> np.ndarray:
