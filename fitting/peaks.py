@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simkit.peakpos import peak_position, sro_peak_position, sro_width, sro_window
+from structures.checks import check_positive
 
 __all__ = ["GaussianMixture", "LayerFit", "PeakMap", "erf_layer_fit", "fit_histogram", "sro_peak_map"]
 
@@ -377,9 +378,7 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
     from scipy.special import erf
 
     y = np.asarray(profile, dtype=float)
-    step = float(step)
-    if not np.isfinite(step) or step <= 0:
-        raise ValueError(f"step={step!r}: the scan step must be a positive length [Å]")
+    step = check_positive("step", step, "Å")
     if y.ndim != 1 or y.size < 5:
         raise ValueError(f"profile: need a 1-D profile of at least 5 samples, got shape {y.shape}")
     x = np.arange(y.size, dtype=float)

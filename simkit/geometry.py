@@ -66,8 +66,8 @@ class DetectorGeometry:
         energy : float  [eV]
         center : tuple of float or None  [px]
         """
-        if camera_length <= 0 or pixel_pitch <= 0:
-            raise ValueError("camera_length [mm] and pixel_pitch [µm] must be positive")
+        camera_length = check_positive("camera_length", camera_length, "mm")
+        pixel_pitch = check_positive("pixel_pitch", pixel_pitch, "µm")
         angle_per_px = (pixel_pitch * 1e-3) / camera_length  # rad
         return cls(shape=shape, pixel_size=angle_per_px / wavelength(energy), center=center)
 

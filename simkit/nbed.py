@@ -53,7 +53,7 @@ from scipy import special
 from simkit.atomic import atomic_path
 from simkit.geometry import DetectorGeometry
 from simkit.units import check_energy, mrad_to_q, q_to_mrad, wavelength
-from structures.checks import check_positive
+from structures.checks import check_finite, check_positive
 
 __all__ = [
     "ABTEM_VERSION",
@@ -209,14 +209,8 @@ class Probe:
         if s > 100:
             raise ValueError(f"semiangle={self.semiangle!r} mrad: NBED semi-angles are ≤ 100 mrad [mrad]")
         object.__setattr__(self, "semiangle", s)
-        d = float(self.defocus)
-        if not np.isfinite(d):
-            raise ValueError(f"defocus={self.defocus!r}: must be finite [Å]")
-        object.__setattr__(self, "defocus", d)
-        ss = float(self.source_size)
-        if not np.isfinite(ss) or ss < 0:
-            raise ValueError(f"source_size={self.source_size!r}: must be ≥ 0 [Å]")
-        object.__setattr__(self, "source_size", ss)
+        object.__setattr__(self, "defocus", check_finite("defocus", self.defocus, "Å"))
+        object.__setattr__(self, "source_size", check_positive("source_size", self.source_size, "Å", allow_zero=True))
 
     @property
     def wavelength(self) -> float:
@@ -277,10 +271,10 @@ class Multislice:
         object.__setattr__(self, "n_phonons", int(n))
         if not isinstance(self.displacement, Mapping):
             raise TypeError(f"displacement={self.displacement!r}: give a dict {{element: rms displacement [Å]}}")
-        disp = {str(k): float(v) for k, v in self.displacement.items()}
-        for k, v in disp.items():
-            if not np.isfinite(v) or v < 0:
-                raise ValueError(f"displacement[{k!r}]={v!r}: must be ≥ 0 [Å]")
+        disp = {
+            str(k): check_positive(f"displacement[{k!r}]", v, "Å", allow_zero=True)
+            for k, v in self.displacement.items()
+        }
         object.__setattr__(self, "displacement", disp)
         if self.parametrization not in ("lobato", "kirkland"):
             raise ValueError(f"parametrization={self.parametrization!r}: use 'lobato' or 'kirkland'")
@@ -1120,8 +1114,7 @@ def simulate_nanocrystal_in_matrix(
         Same layout as :func:`simulate_scan` (or :func:`simulate_pattern` when ``positions`` is None);
         ``metadata["matrix"]`` records the kinematic part.
     """
-    if not np.isfinite(extra_thickness) or extra_thickness < 0:
-        raise ValueError(f"extra_thickness={extra_thickness!r}: must be ≥ 0 [Å]")
+    check_positive("extra_thickness", extra_thickness, "Å", allow_zero=True)
     if positions is None:
         p = simulate_pattern(scene, probe, ms, seed=seed, method=method)
     else:
