@@ -82,7 +82,7 @@ def test_build_nanocrystal_and_amorphous(tmp_path, capsys):
         (["build", "nanocrystal", "x.xyz", "--f-vacancy", "1.5"], 2, ["1.5", "[0, 1]"]),
         (["build", "nanocrystal", "x.xyz", "--orientation", "a,b"], 1, ["h,k,l"]),
         (["build", "crystal", "x.xyz", "--phase", "Unobtainium"], 1, ["Unobtainium"]),
-        (["build", "electrolyte", "x.xyz", "--molality-lifsi", "-1"], 1, ["LiFSI", "mol/kg"]),
+        (["build", "electrolyte", "x.xyz", "--molality-lifsi", "-1"], 1, ["molality_lifsi=-1.0", "mol/kg"]),
         (["simulate", "missing.xyz", "--profile-csv", "p.csv"], 1, ["not found", "missing.xyz"]),
         (["simulate", "x.xyz", "--semiangle", "0"], 2, ["--semiangle", "mrad"]),
         (["synth", "s.h5", "--scene", "middle"], 2, ["middle", "bottom"]),
