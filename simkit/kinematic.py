@@ -75,6 +75,7 @@ __all__ = [
     "Spots",
     "debye_intensity",
     "disc_radius",
+    "is_periodic",
     "kinematic_spots",
     "make_probe_convolution",
     "mott_bethe",
@@ -467,7 +468,7 @@ def _cell_mode(atoms, periodic):
     """Boundary mode for the pair kernel: (mode, box, cell, inv_cell, r_cut)."""
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if periodic is None:
-        periodic = bool(np.all(atoms.pbc)) and abs(np.linalg.det(cell)) > 1e-9 and _vacuum_gap(atoms) <= VACUUM_GAP
+        periodic = is_periodic(atoms)
     if not periodic:
         return 0, np.ones(3), np.eye(3), np.eye(3), np.inf, 0.0
     if not np.all(atoms.pbc) or abs(np.linalg.det(cell)) < 1e-9:
@@ -487,6 +488,23 @@ def _cell_mode(atoms, periodic):
     if np.all(np.abs(off) < 1e-12):
         return 1, np.diag(cell).copy(), cell, np.linalg.inv(cell), r_cut, volume
     return 2, np.ones(3), cell, np.linalg.inv(cell), r_cut, volume
+
+
+def is_periodic(atoms) -> bool:
+    """Whether ``periodic=None`` treats ``atoms`` as a periodic solid (else as a finite object in vacuum).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+
+    Returns
+    -------
+    bool
+        True for a full 3-D periodic cell without an empty slab wider than :data:`VACUUM_GAP` [Å] along any axis
+        (a nanocrystal in a box has one and is summed as a finite object).
+    """
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    return bool(np.all(atoms.pbc)) and abs(np.linalg.det(cell)) > 1e-9 and _vacuum_gap(atoms) <= VACUUM_GAP
 
 
 def _vacuum_gap(atoms) -> float:
