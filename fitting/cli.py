@@ -56,9 +56,22 @@ def _fraction(text: str) -> float:
     return v
 
 
-def _existing(path: str) -> Path:
+def _count(name: str, minimum: int = 1):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {text!r}")
+        return v
+
+    return parse
+
+
+def _existing(path: str, directory_ok: tuple[str, ...] = ()) -> Path:
     p = Path(path)
-    if not p.is_file():
+    if not (p.is_file() or (p.is_dir() and p.suffix.lower() in directory_ok)):
         raise CLIError(f"file not found: {path}")
     return p
 
@@ -90,14 +103,29 @@ def _read_columns(path: Path) -> dict[str, list[str]]:
     return cols
 
 
+def _q_column(path: Path, cols: dict, others: str) -> list[str]:
+    from fitting.pipeline import Q_COLUMN
+
+    if Q_COLUMN in cols:
+        return cols[Q_COLUMN]
+    if "q_A^-1" in cols:
+        raise CLIError(
+            f"{path}: column 'q_A^-1' is ambiguous (pyFAI's name for 2π/d); rename it to '{Q_COLUMN}' — values from "
+            "sei-send < 0.2 are 1/d already, pyFAI's must be divided by 2π"
+        )
+    raise CLIError(f"{path}: needs columns '{Q_COLUMN}' and {others}")
+
+
 def _load_measured(path: Path, cls: str | None):
-    """(q [Å⁻¹], counts, exposure [pixels]) from ``profiles.csv`` of ``analyze`` (or a q,counts[,exposure] CSV)."""
+    """(q [Å⁻¹], counts, exposure [pixels]) from ``profiles.csv`` of ``analyze`` (or a Q, counts[, exposure] CSV)."""
     import numpy as np
 
     cols = _read_columns(path)
-    if "q_A^-1" not in cols or "counts" not in cols:
-        raise CLIError(f"{path}: needs columns q_A^-1 and counts (and exposure_px), as written by 'sei-send analyze'")
-    sel = np.ones(len(cols["q_A^-1"]), bool)
+    what = "counts (and exposure_px), as written by 'sei-send analyze'"
+    qcol = _q_column(path, cols, what)
+    if "counts" not in cols:
+        _q_column(path, {}, what)
+    sel = np.ones(len(qcol), bool)
     if "class" in cols:
         classes = sorted(set(cols["class"]))
         if cls is None:
@@ -105,7 +133,7 @@ def _load_measured(path: Path, cls: str | None):
         if cls not in classes:
             raise CLIError(f"--class {cls!r} is not in {path}; it has {', '.join(classes)}")
         sel = np.array([c == cls for c in cols["class"]])
-    q = np.array(cols["q_A^-1"], float)[sel]
+    q = np.array(qcol, float)[sel]
     y = np.array(cols["counts"], float)[sel]
     e = np.array(cols["exposure_px"], float)[sel] if "exposure_px" in cols else np.ones_like(q)
     return q, y, e
@@ -116,9 +144,11 @@ def _load_component(path: Path):
     import numpy as np
 
     cols = _read_columns(path)
-    if "q_A^-1" not in cols or "intensity" not in cols:
-        raise CLIError(f"{path}: needs columns q_A^-1 and intensity, as written by 'sei-send simulate --profile-csv'")
-    return np.array(cols["q_A^-1"], float), np.array(cols["intensity"], float)
+    what = "intensity, as written by 'sei-send simulate --profile-csv'"
+    qcol = _q_column(path, cols, what)
+    if "intensity" not in cols:
+        _q_column(path, {}, what)
+    return np.array(qcol, float), np.array(cols["intensity"], float)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,6 +229,7 @@ def _read_structure(path: Path):
 def cmd_simulate(args) -> int:
     import numpy as np
 
+    from fitting.pipeline import Q_COLUMN
     from simkit.geometry import DetectorGeometry
     from simkit.radial import make_plan_from_geometry
 
@@ -239,7 +270,7 @@ def cmd_simulate(args) -> int:
     if args.profile_csv:
         path = Path(args.profile_csv)
         _check_new(path, args.overwrite)
-        _write_csv(path, ["q_A^-1", "intensity"], ((f"{a:.6f}", f"{b:.8g}") for a, b in zip(q_out, i_out)))
+        _write_csv(path, [Q_COLUMN, "intensity"], ((f"{a:.6f}", f"{b:.8g}") for a, b in zip(q_out, i_out)))
         print(f"wrote {path}: radial profile, {len(q_out)} bins up to {q_out[-1]:.3f} Å⁻¹")
     return 0
 
@@ -274,11 +305,15 @@ def cmd_synth(args) -> int:
     res = synthesize_scan(
         scene, out, library=args.preset, probe=None if args.semiangle == 2.0 else _probe(args.semiangle),
         electrons_per_pattern=electrons, seed=args.seed, overwrite=args.overwrite, cache_dir=args.cache_dir,
-        progress=not args.quiet, compression=args.compression, instrument=_instrument(args, DEFAULT_INSTRUMENT),
+        progress=not args.quiet, compression=None if args.compression == "none" else args.compression,
+        instrument=_instrument(args, DEFAULT_INSTRUMENT),
     )  # fmt: skip
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
           f"{res.scan_fluence:.2f} e/Å²)")  # fmt: skip
+    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, reader='hspy')"
+    codec = "" if args.compression != "blosc-lz4" else "; other readers: import hdf5plugin first (blosc-lz4)"
+    print(f"  opens in py4DSTEM.read(path) (DataCube + Calibration), HyperSpy {hs} and fitting.io.load_scan{codec}")
     return 0
 
 
@@ -290,11 +325,16 @@ def _probe(semiangle: float):
 
 def cmd_analyze(args) -> int:
     from fitting.io import load_scan
-    from fitting.pipeline import analyze_scan, class_mean_profiles
+    from fitting.pipeline import Q_COLUMN, analyze_scan, class_mean_profiles
     from simkit.instrument import Instrument
 
-    src = _existing(args.scan)
-    scan = load_scan(src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm)
+    src = _existing(args.scan, directory_ok=(".zspy",))
+    scan = load_scan(
+        src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm,
+        scan_shape=args.scan_shape, flyback=args.flyback, flyback_position=args.flyback_position,
+        energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
+        dataset=args.dataset,
+    )  # fmt: skip
     out = Path(args.output)
     res = analyze_scan(
         scan, out, pixel_size=args.pixel_size, ellipse_q_range=args.ellipse_window,
@@ -304,13 +344,14 @@ def cmd_analyze(args) -> int:
     rows = []
     for cls, (q, y, e) in class_mean_profiles(res).items():
         rows += [(cls, f"{a:.6f}", f"{b:.6g}", f"{c:.6g}") for a, b, c in zip(q, y, e)]
-    _write_csv(out / "profiles.csv", ["class", "q_A^-1", "counts", "exposure_px"], rows)
+    _write_csv(out / "profiles.csv", ["class", Q_COLUMN, "counts", "exposure_px"], rows)
     s = res.summary
     print(f"analysed {src}: {s['scan_shape'][0]} × {s['scan_shape'][1]} patterns, pixel size "
           f"{s['pixel_size_A^-1_per_px']:.5f} Å⁻¹/px")  # fmt: skip
-    if s["sro_peak_mean_A^-1"] is not None:
-        print(f"  SRO peak: {s['sro_peak_fitted_pixels']} pixels, mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, "
-              f"std {s['sro_peak_std_A^-1']:.3f} Å⁻¹")  # fmt: skip
+    if s["sro_peak_mean_A^-1"] is not None:  # count, mean and std over the same (amorphous, fitted) pixels
+        print(f"  SRO peak (amorphous classes): mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, std "
+              f"{s['sro_peak_std_A^-1']:.3f} Å⁻¹ over {s['sro_peak_fitted_pixels']} fitted pixels (of "
+              f"{s['sro_peak_amorphous_pixels']} amorphous pixels)")  # fmt: skip
     d, e = s["instrument"]["descan"], s["instrument"]["ellipse"]
     src_d, src_e = ("given" if g else "measured" for g in s["instrument_given"].values())
     src_e = "none corrected" if src_e == "measured" and s["ellipse_ratio"] is None else src_e
@@ -574,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     y = sub.add_parser(
         "synth", parents=[common], help="synthetic SEND scan of a default scene → EMD 1.0 file with ground truth"
     )
-    y.add_argument("output", help="output .h5/.emd file")
+    y.add_argument("output", help="output file: .emd/.h5 (py4DSTEM, emdfile) or .hspy (hs.load); same content")
     y.add_argument("--scene", choices=("bottom", "top"), default="bottom",
                    help="bottom: Li|Type 1|Type 2|Cu; top: Li|Type 1|electrolyte [-]")  # fmt: skip
     y.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=2.0,
@@ -593,9 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
     y.add_argument("--seed", type=int, default=0, help="random seed [-]")
     y.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    y.add_argument("--compression", choices=("blosc-lz4", "lzf"), default="blosc-lz4",
-                   help="file codec of the patterns [-]: blosc-lz4 writes 2x and decodes ~5x faster (other readers: "
-                        "import hdf5plugin first); lzf opens in any HDF5 reader (default blosc-lz4)")  # fmt: skip
+    y.add_argument("--compression", choices=("lzf", "blosc-lz4", "none"), default="lzf",
+                   help="file codec of the patterns [-]: lzf opens in every HDF5 reader (default); blosc-lz4 writes "
+                        "2x and decodes ~5x faster but other readers must import hdf5plugin first")  # fmt: skip
     y.add_argument("--quiet", action="store_true", help="no progress bars")
     _instrument_options(y, "the simulated", "(default: descan 0.8 -0.6 1.5 1.0, ellipse 1.02 0.5)")
     y.set_defaults(func=cmd_synth)
@@ -609,6 +650,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector pixel size [Å⁻¹/px] (overrides the file)")  # fmt: skip
     a.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=None,
                    help="scan step [nm] (overrides the file)")  # fmt: skip
+    a.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=None,
+                   help="beam energy [keV] (overrides the file)")  # fmt: skip
+    a.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=None,
+                   help="probe convergence semi-angle [mrad] (overrides the file)")  # fmt: skip
+    a.add_argument("--scan-shape", type=_count("--scan-shape"), nargs=2, default=None, metavar=("NY", "NX"),
+                   help="scan positions (slow, fast) without flyback frames [-]: needed for Merlin .mib and 3-D "
+                        "stacks of frames")  # fmt: skip
+    a.add_argument("--flyback", type=_count("--flyback", minimum=0), default=0,
+                   help="extra (flyback) frames per scan row, dropped [-] (default 0)")  # fmt: skip
+    a.add_argument("--flyback-position", choices=("start", "end"), default="start",
+                   help="whether the flyback frames open or close each row [-] (default start)")  # fmt: skip
+    a.add_argument("--dataset", default=None,
+                   help="HDF5 path of the 4-D array when a file holds several [-]")  # fmt: skip
     a.add_argument("--ellipse-window", type=float, nargs=2, default=None, metavar=("QMIN", "QMAX"),
                    help="ring window for the ellipse fit [Å⁻¹] (default: no ellipse fit)")  # fmt: skip
     a.add_argument("--exclude-direct", type=_positive("--exclude-direct", "Å⁻¹"), default=0.15,
@@ -619,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_analyze)
 
     f = sub.add_parser("fit", parents=[common], help="a measured profile vs candidate profiles → table ranked by AIC")
-    f.add_argument("profiles", help="profiles.csv from 'analyze' (class, q_A^-1, counts, exposure_px)")
+    f.add_argument("profiles", help="profiles.csv from 'analyze' (class, Q=1/d [1/Å], counts, exposure_px)")
     f.add_argument("--class", dest="cls", default=None, help="class whose summed profile is fitted, e.g. sei_type1")
     f.add_argument("--candidate", action="append", required=True, metavar="NAME=A.csv[+B.csv]",
                    help="candidate: profile CSVs from 'simulate --profile-csv' (q [Å⁻¹], intensity)")  # fmt: skip
