@@ -34,14 +34,14 @@ class CLIError(Exception):
 # helpers (file handling only)
 # ----------------------------------------------------------------------------------------------------------
 def _positive(name: str, unit: str):
+    """An argparse type: a positive number [unit] (structures.checks.check_positive)."""
+    from structures.checks import check_positive
+
     def parse(text: str) -> float:
         try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number [{unit}], got {text!r}") from None
-        if not v > 0 or v != v or v == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name} must be positive [{unit}], got {text!r}")
-        return v
+            return check_positive(name, text, unit)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     return parse
 
@@ -275,8 +275,24 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _instrument(args, default):
+    """The Instrument of ``--instrument FILE`` (or ``default``) with ``--descan``/``--ellipse`` put over it."""
+    import dataclasses
+
+    from simkit.instrument import Descan, Ellipse, load_instrument
+
+    inst = default if args.instrument is None else load_instrument(_existing(args.instrument))
+    if args.descan is not None:
+        sy, sx, oy, ox = args.descan
+        inst = dataclasses.replace(inst, descan=Descan(slope_y=sy, slope_x=sx, offset_y=oy, offset_x=ox))
+    if args.ellipse is not None:
+        ratio, angle = args.ellipse
+        inst = dataclasses.replace(inst, ellipse=Ellipse(ratio=ratio, angle=angle))
+    return inst
+
+
 def cmd_synth(args) -> int:
-    from simkit.synth import default_scan, synthesize_scan
+    from simkit.synth import DEFAULT_INSTRUMENT, default_scan, synthesize_scan
 
     out = Path(args.output)
     _check_new(out, args.overwrite)
@@ -290,6 +306,7 @@ def cmd_synth(args) -> int:
         scene, out, library=args.preset, probe=None if args.semiangle == 2.0 else _probe(args.semiangle),
         electrons_per_pattern=electrons, seed=args.seed, overwrite=args.overwrite, cache_dir=args.cache_dir,
         progress=not args.quiet, compression=None if args.compression == "none" else args.compression,
+        instrument=_instrument(args, DEFAULT_INSTRUMENT),
     )  # fmt: skip
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
@@ -309,6 +326,7 @@ def _probe(semiangle: float):
 def cmd_analyze(args) -> int:
     from fitting.io import load_scan
     from fitting.pipeline import Q_COLUMN, analyze_scan, class_mean_profiles
+    from simkit.instrument import Instrument
 
     src = _existing(args.scan, directory_ok=(".zspy",))
     scan = load_scan(
@@ -320,7 +338,8 @@ def cmd_analyze(args) -> int:
     out = Path(args.output)
     res = analyze_scan(
         scan, out, pixel_size=args.pixel_size, ellipse_q_range=args.ellipse_window,
-        exclude_direct=args.exclude_direct, figures=not args.no_figures, seed=args.seed,
+        instrument=_instrument(args, Instrument()), exclude_direct=args.exclude_direct, figures=not args.no_figures,
+        seed=args.seed,
     )  # fmt: skip
     rows = []
     for cls, (q, y, e) in class_mean_profiles(res).items():
@@ -333,6 +352,12 @@ def cmd_analyze(args) -> int:
         print(f"  SRO peak (amorphous classes): mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, std "
               f"{s['sro_peak_std_A^-1']:.3f} Å⁻¹ over {s['sro_peak_fitted_pixels']} fitted pixels (of "
               f"{s['sro_peak_amorphous_pixels']} amorphous pixels)")  # fmt: skip
+    d, e = s["instrument"]["descan"], s["instrument"]["ellipse"]
+    src_d, src_e = ("given" if g else "measured" for g in s["instrument_given"].values())
+    src_e = "none corrected" if src_e == "measured" and s["ellipse_ratio"] is None else src_e
+    print(f"  descan ({src_d}): slope {d['slope_y_px']:+.2f}, {d['slope_x_px']:+.2f} px, offset "
+          f"{d['offset_y_px']:+.2f}, {d['offset_x_px']:+.2f} px; ellipse ({src_e}): ratio {e['ratio']:.4f}, "
+          f"angle {e['angle_rad']:.3f} rad")  # fmt: skip
     for c, n in s["class_counts"].items():
         if n:
             print(f"  class {c}: {n} pixels")
@@ -613,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file codec of the patterns [-]: lzf opens in every HDF5 reader (default); blosc-lz4 writes "
                         "2x and decodes ~5x faster but other readers must import hdf5plugin first")  # fmt: skip
     y.add_argument("--quiet", action="store_true", help="no progress bars")
+    _instrument_options(y, "the simulated", "(default: descan 0.8 -0.6 1.5 1.0, ellipse 1.02 0.5)")
     y.set_defaults(func=cmd_synth)
 
     a = sub.add_parser(
@@ -643,6 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore Q below this (direct beam) [Å⁻¹] (default 0.15)")  # fmt: skip
     a.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     a.add_argument("--seed", type=int, default=0, help="seed of the histogram mixture [-]")
+    _instrument_options(a, "a known", "(default: measured from the data)")
     a.set_defaults(func=cmd_analyze)
 
     f = sub.add_parser("fit", parents=[common], help="a measured profile vs candidate profiles → table ranked by AIC")
@@ -685,6 +712,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     _add_plan_parser(sub, common)
     return parser
+
+
+def _instrument_options(p, which: str, default: str) -> None:
+    """``--instrument``, ``--descan``, ``--ellipse`` (simkit.instrument.Instrument) of ``synth`` and ``analyze``."""
+    p.add_argument("--instrument", default=None, metavar="JSON",
+                   help=f"{which} descan/ellipse as a JSON file, e.g. {{\"descan\": {{\"slope_y_px\": 0.8, "
+                        f"\"offset_x_px\": 1.0}}, \"ellipse\": {{\"ratio\": 1.02, \"angle_rad\": 0.5}}}} "
+                        f"{default}")  # fmt: skip
+    p.add_argument("--descan", type=float, nargs=4, default=None,
+                   metavar=("SLOPE_Y", "SLOPE_X", "OFFSET_Y", "OFFSET_X"),
+                   help=f"{which} descan plane [px]: centre shift = slope·(i/n − ½) + offset along y and x "
+                        "(over --instrument)")  # fmt: skip
+    p.add_argument("--ellipse", type=float, nargs=2, default=None, metavar=("RATIO", "ANGLE"),
+                   help=f"{which} ellipse: axis ratio [-] and direction [rad] (over --instrument)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

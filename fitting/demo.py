@@ -238,6 +238,18 @@ def _truth_check(ana: AnalysisResult, truth: dict) -> dict:
     return out
 
 
+def _descan_line(d: dict) -> str:
+    """The measured descan plane beside the one the demo scan was synthesised with (simkit.synth's default)."""
+    from simkit.synth import DEFAULT_INSTRUMENT
+
+    t = DEFAULT_INSTRUMENT.descan
+    return (
+        f"- descan plane: slope ({d['slope_y_px']:+.2f}, {d['slope_x_px']:+.2f}) px, offset ({d['offset_y_px']:+.2f}, "
+        f"{d['offset_x_px']:+.2f}) px; simulated ({t.slope_y:+.2f}, {t.slope_x:+.2f}) px and ({t.offset_y:+.2f}, "
+        f"{t.offset_x:+.2f}) px"
+    )
+
+
 def _report(ana, tests, check, timings, *, reduced, reused) -> str:
     s = ana.summary
     lines = [
@@ -251,6 +263,7 @@ def _report(ana, tests, check, timings, *, reduced, reused) -> str:
         f"- pixel size {s['pixel_size_A^-1_per_px']:.5f} Å⁻¹/px, mean beam centre ({s['beam_center_px'][0]:.2f}, "
         f"{s['beam_center_px'][1]:.2f}) px"
         + (f", ellipse ratio {s['ellipse_ratio']:.4f}" if s["ellipse_ratio"] is not None else ""),
+        _descan_line(s["instrument"]["descan"]),
         "",
         "## SRO peak map",
         f"- {s['sro_peak_fitted_pixels']} pixels with a peak in the window; mean "

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from structures.checks import check_positive
+
 __all__ = ["SUPPORTED_FORMATS", "Scan", "load_scan"]
 
 #: Suffix → format name of every supported input.
@@ -171,17 +173,12 @@ class Scan:
         return replace(self, **kwargs)
 
 
+#: Units of the calibration fields, for error messages.
+_CALIBRATION_UNITS = {"step": "Å", "pixel_size": "Å⁻¹/px", "energy": "eV", "semiangle": "mrad"}
+
+
 def _positive(name: str, v) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={v!r}: expected a number") from None
-    if not np.isfinite(f) or f <= 0:
-        units = {"step": "Å", "pixel_size": "Å⁻¹/px", "energy": "eV", "semiangle": "mrad"}.get(name, "")
-        raise ValueError(f"{name}={v!r}: must be a positive finite number [{units}]")
-    return f
+    return None if v is None else check_positive(name, v, _CALIBRATION_UNITS.get(name, ""))
 
 
 def _supported_list() -> str:

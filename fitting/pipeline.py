@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from simkit.atomic import atomic_path, atomic_write_text
+from simkit.instrument import Descan, Ellipse, Instrument
 
 __all__ = [
     "AnalysisResult",
@@ -31,6 +32,7 @@ __all__ = [
     "comparison_markdown",
     "hypothesis_figure",
     "hypothesis_test",
+    "instrument_used",
     "library_candidates",
     "save_figure",
     "sro_positions",
@@ -70,6 +72,8 @@ class AnalysisResult:
     classes : ndarray of int (sy, sx)
         Index into :data:`fitting.classify.CLASSES`.
     calibration : fitting.calibrate.Calibration
+    instrument : simkit.instrument.Instrument
+        Descan and ellipse the analysis corrected (given or measured; ellipse ratio 1 = none corrected).
     step : float or None  [Å]
         Scan step.
     summary : dict
@@ -88,6 +92,7 @@ class AnalysisResult:
     step: float | None
     summary: dict
     files: dict = field(default_factory=dict)
+    instrument: Any = None
 
 
 def analyze_scan(
@@ -96,6 +101,7 @@ def analyze_scan(
     *,
     pixel_size: float | None = None,
     ellipse_q_range: tuple[float, float] | None = None,
+    instrument: Instrument | None = None,
     exclude_direct: float = 0.15,
     q_range: tuple[float, float] | None = None,
     refine_ellipse: bool = True,
@@ -116,6 +122,12 @@ def analyze_scan(
     ellipse_q_range : (float, float) or None  [Å⁻¹]
         Ring window of the ellipse fit (e.g. the amorphous SRO ring, (0.24, 0.42)); None (default) skips it: on
         a scan dominated by crystal spots (Li, Cu) the ring fit is biased (1.08 found for a true 1.02).
+    instrument : simkit.instrument.Instrument or None
+        Known instrument imperfections, applied instead of measuring them: a given ``descan`` replaces the
+        measured centres (its offsets refer to ``descan.center``, by default the detector's middle pixel
+        (ny//2, nx//2)); a given ``ellipse`` is corrected as it is (no ring fit, no refinement; not together with
+        ``ellipse_q_range``). None fields, and None, are measured. The summary reports the ones used under
+        ``"instrument"``.
     exclude_direct : float  [Å⁻¹]
         Bins below this Q (the direct beam) are excluded from the profiles.
     q_range : (float, float) or None  [Å⁻¹]
@@ -150,14 +162,20 @@ def analyze_scan(
     if not hasattr(scan, "scan_shape"):
         scan = load_scan(scan, pixel_size=pixel_size)
     scan = _in_memory(scan, memory_budget)
+    if instrument is not None and not isinstance(instrument, Instrument):
+        raise TypeError(f"instrument={instrument!r}: expected a simkit.instrument.Instrument or None")
+    given = instrument or Instrument()
+    if given.ellipse is not None and ellipse_q_range is not None:
+        raise ValueError("give either a known instrument.ellipse or ellipse_q_range (to measure it), not both")
     cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range)
+    cal = _apply_instrument(cal, given, scan.scan_shape)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
     # the classes rest on the Bragg-disc features and the whole profile, never on the SRO position: the peak
     # map is made once, from the final (possibly ellipse-refined) profiles
     feats = features(sq, sm, ss, profiles=prof)
     classes = classify(feats)
-    if refine_ellipse and cal.ellipse is None:
+    if refine_ellipse and cal.ellipse is None and given.ellipse is None:
         refined = _refine_ellipse(scan, cal, sq, sm, feats, classes)
         if refined is not None:
             cal = refined
@@ -182,6 +200,7 @@ def analyze_scan(
                 "sro_peak_mean_A^-1": float(np.mean(pos[sel])),
                 "sro_peak_std_A^-1": float(np.std(pos[sel])),
             }
+    used = instrument_used(cal)
     summary = {
         "units": {"Q": "Q = 1/d [1/Å] (no 2π)", "step": "Å", "pixel_size": "1/Å per detector pixel"},
         "scan_shape": list(classes.shape),
@@ -190,6 +209,8 @@ def analyze_scan(
         "beam_center_px": [float(c) for c in cal.plan.center],
         "ellipse_ratio": None if cal.ellipse is None else float(cal.ellipse.ratio),
         "ellipse_angle_rad": None if cal.ellipse is None else float(cal.ellipse.angle),
+        "instrument": used.to_dict(),
+        "instrument_given": {"descan": given.descan is not None, "ellipse": given.ellipse is not None},
         # SRO peaks exist for the amorphous classes only; count, mean and std are over the same pixels
         "sro_peak_amorphous_pixels": int(np.count_nonzero(np.isin(classes, _amorphous_indices()))),
         "sro_peak_fitted_pixels": int(finite.size),
@@ -208,7 +229,7 @@ def analyze_scan(
     }
     res = AnalysisResult(
         q=prof.q, profiles=prof, peak_map=pm, raw_peak_map=raw, mixture=mixture, classes=classes, calibration=cal,
-        step=step, summary=summary,
+        step=step, summary=summary, instrument=used,
     )  # fmt: skip
     if out_dir is not None:
         _write_analysis(res, Path(out_dir), figures=figures)
@@ -245,6 +266,59 @@ def _in_memory(scan, budget: float):
         else:
             arr[...] = data
     return dataclasses.replace(scan, data=arr)
+
+
+def _apply_instrument(cal, given: Instrument, scan_shape: tuple[int, int]):
+    """The Calibration with the given descan and/or ellipse in place of the measured ones."""
+    import dataclasses
+
+    from fitting.calibrate import calibrated_plan
+
+    if given.descan is None and given.ellipse is None:
+        return cal
+    p = cal.plan
+    center, shifts, info = p.center, cal.shifts, dict(cal.info)
+    if given.descan is not None:
+        ref = given.descan.center if given.descan.center is not None else _middle(p.shape)
+        centers = np.asarray(ref, dtype=float) + given.descan.shifts(scan_shape)
+        center = tuple(float(c) for c in centers.reshape(-1, 2).mean(axis=0))
+        shifts = centers - np.asarray(center)
+        info["descan_source"] = "given"
+    ratio, angle = p.ellipse_ratio, p.ellipse_angle
+    if given.ellipse is not None:
+        ratio, angle = given.ellipse.ratio, given.ellipse.angle
+        info["ellipse_source"] = "given"
+    plan = calibrated_plan(
+        p.shape, center=center, pixel_size=p.pixel_size, ellipse_ratio=ratio, ellipse_angle=angle, edges=p.edges,
+        mask=p.mask, split_pixels=p.split_pixels,
+    )  # fmt: skip
+    return dataclasses.replace(cal, plan=plan, shifts=shifts, info=info)
+
+
+def _middle(detector_shape) -> tuple[float, float]:
+    """The detector's middle pixel (ny//2, nx//2) [px]: the default pattern centre of simkit.geometry."""
+    return float(detector_shape[0] // 2), float(detector_shape[1] // 2)
+
+
+def instrument_used(cal) -> Instrument:
+    """The descan plane and ellipse a calibration corrects, as a :class:`simkit.instrument.Instrument`.
+
+    Parameters
+    ----------
+    cal : fitting.calibrate.Calibration
+
+    Returns
+    -------
+    Instrument
+        ``descan``: least-squares plane through the per-pattern centres (``plan.center + shifts``), offsets
+        relative to the detector's middle pixel [px]; ``ellipse``: the plan's ratio and angle [–, rad].
+    """
+    p = cal.plan
+    centers = np.asarray(p.center, dtype=float) + np.asarray(cal.shifts, dtype=float)
+    return Instrument(
+        descan=Descan.fit(centers, _middle(p.shape)),
+        ellipse=Ellipse(ratio=float(p.ellipse_ratio), angle=float(p.ellipse_angle)),
+    )
 
 
 #: Largest Bragg fraction (fitting.classify feature ``bragg``) of a pixel used for the ellipse refinement.

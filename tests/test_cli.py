@@ -82,7 +82,7 @@ def test_build_nanocrystal_and_amorphous(tmp_path, capsys):
         (["build", "nanocrystal", "x.xyz", "--f-vacancy", "1.5"], 2, ["1.5", "[0, 1]"]),
         (["build", "nanocrystal", "x.xyz", "--orientation", "a,b"], 1, ["h,k,l"]),
         (["build", "crystal", "x.xyz", "--phase", "Unobtainium"], 1, ["Unobtainium"]),
-        (["build", "electrolyte", "x.xyz", "--molality-lifsi", "-1"], 1, ["LiFSI", "mol/kg"]),
+        (["build", "electrolyte", "x.xyz", "--molality-lifsi", "-1"], 1, ["molality_lifsi=-1.0", "mol/kg"]),
         (["simulate", "missing.xyz", "--profile-csv", "p.csv"], 1, ["not found", "missing.xyz"]),
         (["simulate", "x.xyz", "--semiangle", "0"], 2, ["--semiangle", "mrad"]),
         (["synth", "s.h5", "--scene", "middle"], 2, ["middle", "bottom"]),
@@ -308,6 +308,42 @@ def test_synth_dose_default_is_the_library_default():
 
     args = build_parser().parse_args(["synth", "s.h5"])
     assert args.electrons == DEFAULT_ELECTRONS_PER_PATTERN and args.dose is None
+
+
+def test_analyze_reports_the_simulated_descan(analysis, capsys):
+    """The tiny scan carries simkit.synth's default descan plane and 2 % ellipse; the analysis measures the
+    descan from the direct beam (issue: recovered to < 0.1 px) and reports it with the ellipse it corrected."""
+    from simkit.synth import DEFAULT_INSTRUMENT
+
+    s = json.loads((analysis / "summary.json").read_text())
+    assert s["instrument_given"] == {"descan": False, "ellipse": False}
+    d, t = s["instrument"]["descan"], DEFAULT_INSTRUMENT.descan
+    assert d["center_px"] == [128.0, 128.0]  # offsets refer to the detector's middle pixel, as in the synthesis
+    assert d["offset_y_px"] == pytest.approx(t.offset_y, abs=0.1)
+    assert d["offset_x_px"] == pytest.approx(t.offset_x, abs=0.1)
+    assert d["slope_x_px"] == pytest.approx(t.slope_x, abs=0.1)
+
+
+def test_analyze_applies_a_known_instrument(tiny_scan, tmp_path, capsys):
+    from simkit.synth import DEFAULT_INSTRUMENT
+
+    inst = tmp_path / "instrument.json"
+    inst.write_text(json.dumps({"descan": DEFAULT_INSTRUMENT.to_dict()["descan"]}))
+    out = tmp_path / "ana"
+    rc, text, _ = run(capsys, "analyze", tiny_scan, "-o", out, "--no-figures", "--instrument", inst,
+                      "--ellipse", "1.02", "0.5")  # fmt: skip
+    assert rc == 0 and "descan (given)" in text and "ellipse (given): ratio 1.0200" in text
+    s = json.loads((out / "summary.json").read_text())
+    assert s["instrument_given"] == {"descan": True, "ellipse": True}
+    assert s["instrument"]["ellipse"] == {"ratio": 1.02, "angle_rad": 0.5}
+    # the plane fitted through the centres used is the given one
+    got, want = s["instrument"]["descan"], DEFAULT_INSTRUMENT.descan
+    assert [got["slope_y_px"], got["offset_x_px"]] == pytest.approx([want.slope_y, want.offset_x], abs=1e-9)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ellipse": {"ratio": 1.02, "angle": 0.5}}))
+    rc, _, err = run(capsys, "analyze", tiny_scan, "-o", out, "--instrument", bad)
+    assert rc == 1
+    one_line_error(err, "angle_rad")
 
 
 def test_analyze_reads_merlin_mib_with_scan_shape_and_flyback(tiny_scan, analysis, tmp_path, capsys):
