@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from simkit.units import wavelength
+from structures.checks import check_positive, mrad_to_q
 
 #: interleaved accumulator copies: pixel (i, j) adds to copy j % _W, which breaks the store-to-load dependency
 #: chains of consecutive scatter-adds into the same bin (neighbouring pixels mostly share a bin)
@@ -46,10 +46,7 @@ def pixel_size_from_mrad(mrad_per_pixel: float, energy: float) -> float:
     float  [Å⁻¹]
         Q per pixel = θ_px / λ (small-angle mapping, Q = 1/d).
     """
-    m = float(mrad_per_pixel)
-    if not np.isfinite(m) or m <= 0:
-        raise ValueError(f"mrad_per_pixel={mrad_per_pixel!r}: must be a positive angle per pixel [mrad]")
-    return m * 1e-3 / wavelength(energy)
+    return mrad_to_q(check_positive("mrad_per_pixel", mrad_per_pixel, "mrad"), energy)
 
 
 def abtem_center(shape: tuple[int, int]) -> tuple[float, float]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from structures.checks import check_finite, check_positive
+
 from . import executor
 from .geometry import (
     _W,
@@ -118,15 +120,9 @@ def _check_center(center) -> tuple[float, float]:
 
 
 def _check_geometry(pixel_size, ellipse_ratio, ellipse_angle) -> tuple[float, float, float]:
-    ps = float(pixel_size)
-    if not np.isfinite(ps) or ps <= 0:
-        raise ValueError(f"pixel_size={pixel_size!r}: must be a positive reciprocal pixel size [Å⁻¹/px]")
-    rho = float(ellipse_ratio)
-    if not np.isfinite(rho) or rho <= 0:
-        raise ValueError(f"ellipse_ratio={ellipse_ratio!r}: must be a positive axis ratio")
-    ang = float(ellipse_angle)
-    if not np.isfinite(ang):
-        raise ValueError(f"ellipse_angle={ellipse_angle!r}: must be a finite angle [rad]")
+    ps = check_positive("pixel_size", pixel_size, "Å⁻¹/px")
+    rho = check_positive("ellipse_ratio", ellipse_ratio)
+    ang = check_finite("ellipse_angle", ellipse_angle, "rad")
     return ps, rho, ang
 
 
