@@ -435,8 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multislice slice thickness [Å] (default 2)")  # fmt: skip
     s.add_argument("--phonons", type=int, default=1, help="frozen-phonon configurations [-] (default 1)")
     s.add_argument("--detector-px", type=int, default=256, help="detector side for the profile [px] (default 256)")
-    s.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=0.0064,
-                   help="detector pixel size for the profile [Å⁻¹/px] (default 0.0064: 256 px reach 0.81 Å⁻¹)")  # fmt: skip
+    s.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=0.005,
+                   help="detector pixel size for the profile [Å⁻¹/px] (default 0.005)")  # fmt: skip
     s.add_argument("--profile-csv", default=None, help="write the radial profile (q [Å⁻¹], intensity per px) here")
     s.add_argument("--seed", type=int, default=0, help="frozen-phonon seed [-]")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")

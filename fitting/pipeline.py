@@ -33,14 +33,18 @@ __all__ = [
     "sro_positions",
 ]
 
+#: Resolution of the PNG figures [dots per inch] (print quality); Figure 2 is also written as PDF.
+FIGURE_DPI = 300
+
 #: Window [Å⁻¹] of the hypothesis fits: above the direct beam (excluded below 0.15), below the detector edge.
 HYPOTHESIS_Q_RANGE = (0.2, 0.85)
 
 
 def save_figure(fig, path: Path) -> None:
-    """Save a matplotlib figure atomically; the format follows the suffix of ``path``."""
+    """Save a matplotlib figure atomically; the format follows the suffix of ``path`` (PNG at 300 dpi)."""
+    path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=FIGURE_DPI, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -69,6 +73,9 @@ class AnalysisResult:
         JSON-ready numbers (every Q in Å⁻¹).
     files : dict[str, pathlib.Path]
         Written files by role.
+    examples : dict[int, (iy, ix, pattern, center)]
+        The most typical pattern of every class (:func:`fitting.plots.representative_pixels`): scan position,
+        pattern (det_y, det_x) [counts] and its beam centre [px]; filled when figures are written.
     """
 
     q: np.ndarray
@@ -80,6 +87,7 @@ class AnalysisResult:
     step: float | None
     summary: dict
     files: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
 
 
 def analyze_scan(
@@ -195,9 +203,26 @@ def analyze_scan(
         q=prof.q, profiles=prof, peak_map=pm, mixture=mixture, classes=classes, calibration=cal, step=step,
         summary=summary,
     )  # fmt: skip
+    if out_dir is not None and figures:
+        res.examples.update(_example_patterns(scan, res))
     if out_dir is not None:
         _write_analysis(res, Path(out_dir), figures=figures)
     return res
+
+
+def _example_patterns(scan, res: AnalysisResult) -> dict:
+    """The most typical pattern of every class with its beam centre (plan centre + descan shift) [px]."""
+    from fitting.plots import representative_pixels
+
+    out = {}
+    shifts = res.calibration.shifts
+    for k, (iy, ix) in representative_pixels(res.profiles.iq, res.classes, q=res.q).items():
+        pat = np.asarray(scan.data[iy, ix], dtype=float)
+        c = np.asarray(res.calibration.plan.center, dtype=float)
+        if shifts is not None:
+            c = c + np.asarray(shifts[iy, ix], dtype=float)
+        out[k] = (iy, ix, pat, (float(c[0]), float(c[1])))
+    return out
 
 
 def _in_memory(scan, budget: float):
@@ -295,19 +320,34 @@ def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     from fitting import plots
 
     pos = sro_positions(pm, res.classes)
+    prof = res.profiles
+    adf = plots.virtual_adf(prof.intensity, prof.count, res.q, q_inner=ADF_Q_INNER)
+    markers = {k: (v[0], v[1]) for k, v in res.examples.items()}
     made = {
-        "peak_map": plots.peak_map(pos, step=res.step),
-        "histogram": plots.peak_histogram(pos[np.isfinite(pos)], res.mixture),
+        "peak_map": plots.peak_map(pos, step=res.step, markers=markers),
+        "histogram": plots.peak_histogram(pos, res.mixture, classes=res.classes)
+        if np.isfinite(pos).any()
+        else None,
         "class_map": plots.class_map(res.classes, step=res.step),
-        "iq_per_class": plots.class_profiles(res.q, res.profiles.iq, res.classes),
-        "figure2": plots.figure2(res.q, res.profiles.iq, pos, res.classes, res.mixture, step=res.step),
-    }
+        "virtual_adf": plots.virtual_image(adf, step=res.step, markers=markers,
+                                           title=f"virtual ADF (Q ≥ {ADF_Q_INNER:g} Å⁻¹)"),
+        "iq_per_class": plots.class_profiles(res.q, prof.iq, res.classes, rng=0, q_range=(0.15, float(res.q.max()))),
+        "figure2": plots.figure2(
+            res.q, prof.iq, pos, res.classes, res.mixture, step=res.step, patterns=res.examples,
+            pattern_pixel_size=float(res.calibration.plan.pixel_size), adf=adf, adf_q_inner=ADF_Q_INNER,
+        ),
+    }  # fmt: skip
     for name, fig in made.items():
-        ax = fig.axes[0] if fig.axes else None
-        if ax is not None and fig is not made["figure2"]:
-            fig.set_size_inches(5.5, 4.0)
+        if fig is None:
+            continue
         res.files[name] = out / f"{name}.png"
         save_figure(fig, res.files[name])
+    res.files["figure2_pdf"] = out / "figure2.pdf"
+    save_figure(made["figure2"], res.files["figure2_pdf"])
+
+
+#: Inner radius [Å⁻¹] of the virtual ADF annulus of the figures (outside the 2 mrad direct disc, 0.10 Å⁻¹).
+ADF_Q_INNER = 0.15
 
 
 def class_mean_profiles(res: AnalysisResult, *, min_pixels: int = 3) -> dict[str, tuple[np.ndarray, ...]]:

@@ -28,7 +28,7 @@ class DetectorGeometry:
     """
 
     shape: tuple[int, int] = (256, 256)
-    pixel_size: float = 0.0064
+    pixel_size: float = 0.005
     center: tuple[float, float] | None = field(default=None)
 
     def __post_init__(self) -> None:

@@ -932,8 +932,7 @@ def build_library(
     probe : simkit.nbed.Probe or None
         Default ``Probe()`` (300 keV, 2 mrad).
     geometry : DetectorGeometry or None
-        Default ``DetectorGeometry()``: 256² pixels of 0.0064 Å⁻¹ centred at (128, 128), reaching 0.81 Å⁻¹ (LiF
-        220 at 0.70 Å⁻¹ and the 0.6 Å⁻¹ SRO peak inside).
+        Default: 256² pixels of 0.005 Å⁻¹ centred at (128, 128).
     thickness : float or None  [Å]
         Column thickness; default from the preset (60, 150 or 600 Å).
     ms : simkit.nbed.Multislice or None
@@ -973,7 +972,7 @@ def build_library(
     if not all(isinstance(s, EntrySpec) for s in specs):
         raise TypeError("specs must be EntrySpec objects or a preset name")
     probe = probe or Probe()
-    geometry = geometry or DetectorGeometry()
+    geometry = geometry or DetectorGeometry(shape=(256, 256), pixel_size=0.005)
     thickness = float(thickness if thickness is not None else PRESETS["demo"]["thickness"])
     if not np.isfinite(thickness) or thickness <= 0:
         raise ValueError(f"thickness={thickness!r} must be a positive column thickness [Å]")
