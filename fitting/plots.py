@@ -728,8 +728,8 @@ def profile_likelihood_figure(x, f, *, name: str, unit: str, best: float, err=No
     if err is not None and np.isfinite(err):
         ax.axvspan(best - err, best + err, color="C3", alpha=0.15)
     if bounds is not None:
-        for b in bounds:
-            ax.axvline(b, color="k", lw=0.8, ls="--")
+        for i, b in enumerate(bounds):
+            ax.axvline(b, color="k", lw=0.8, ls="--", label="bounds" if i == 0 else None)
     ax.set_xlabel(f"{name} [{unit}]")
     ax.set_ylabel("−log L − min")
     ax.legend(fontsize=7, frameon=False)
