@@ -507,27 +507,31 @@ def comparison_markdown(name: str, comp) -> list[str]:
     return lines + [""]
 
 
-def hypothesis_figure(tests: dict, path: Path) -> None:
+def hypothesis_figure(tests: dict, path: Path, *, top: int = 3) -> None:
+    """Data against the ``top`` candidates of every tested class (:func:`fitting.plots.fit_figure`, one row each).
+
+    Parameters
+    ----------
+    tests : dict[str, fitting.hypotheses.Comparison]
+        As returned by :func:`hypothesis_test`.
+    path : path
+        PNG (300 dpi), PDF or SVG by suffix.
+    top : int
+        Candidates shown per class (best AIC first).
+    """
     from matplotlib.figure import Figure
 
-    cells = [
-        [name, r.name, f"{r.delta_aic:.1f}", f"{r.akaike_weight:.3f}", f"{r.deviance / max(r.dof, 1):.2f}"]
-        for name, comp in tests.items()
-        for r in comp.rows
-    ]
-    fig = Figure(figsize=(7.5, 0.8 + 0.28 * (len(cells) + 1)))
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.86))
-    ax.axis("off")
-    if cells:
-        tab = ax.table(
-            cellText=cells, colLabels=["class", "candidate", "ΔAIC", "Akaike weight", "deviance/dof"],
-            colWidths=[0.17, 0.33, 0.14, 0.17, 0.17], loc="upper center", cellLoc="center",
-        )  # fmt: skip
-        tab.auto_set_font_size(False)
-        tab.set_fontsize(8)
-        tab.scale(1.0, 1.25)
-    fig.suptitle("peak-assignment hypotheses (class-summed profiles, Poisson likelihood)", fontsize=10)
-    save_figure(fig, path)
+    from fitting.plots import fit_figure
+
+    n = max(1, len(tests))
+    cols = max([min(top, len(c.rows)) for c in tests.values()] or [1])
+    fig = Figure(figsize=(3.0 * cols + 0.6, 6.4 * n), layout="constrained")
+    subs = fig.subfigures(n, 1, squeeze=False)[:, 0] if n > 1 else [fig]
+    for sub, (name, comp) in zip(subs, tests.items()):
+        fit_figure(comp, top=top, title=f"class {name}: class-summed counts, Poisson likelihood", fig=sub)
+    if not tests:
+        fig.text(0.5, 0.5, "no class to test", ha="center")
+    save_figure(fig, Path(path))
 
 
 # ----------------------------------------------------------------------------------------------------------

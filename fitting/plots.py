@@ -604,7 +604,8 @@ def _figure2(q, iq, position, classes, mixture, step, patterns, pattern_pixel_si
     _letter(grid[1, 1], next(letters))
     # (f) I·Q
     ax = sub[2].add_subplot()
-    for qm in q_marks:
+    q = np.asarray(q, dtype=float)
+    for qm in [m for m in q_marks if 0.15 <= m <= float(np.nanmax(q))]:
         ax.axvline(qm, color="0.8", lw=0.6, zorder=0)
         ax.text(qm, 0.005, f" {qm:g}", transform=ax.get_xaxis_transform(), fontsize=6, color="0.5", ha="left",
                 va="bottom")  # fmt: skip
@@ -618,7 +619,7 @@ def _figure2(q, iq, position, classes, mixture, step, patterns, pattern_pixel_si
 # ----------------------------------------------------------------------------------------------------------
 # fit figures
 # ----------------------------------------------------------------------------------------------------------
-def fit_figure(comparison, *, top: int = 3, title: str = "") -> Figure:
+def fit_figure(comparison, *, top: int = 3, title: str = "", fig=None) -> Figure:
     """Data with each top candidate's model, its components and normalised residuals, and a parameter table.
 
     Parameters
@@ -629,6 +630,8 @@ def fit_figure(comparison, *, top: int = 3, title: str = "") -> Figure:
     top : int
         Candidates shown (best AIC first).
     title : str
+    fig : matplotlib Figure or SubFigure or None
+        Draw into this (e.g. one subfigure per class, :func:`fitting.pipeline.hypothesis_figure`).
 
     Returns
     -------
@@ -638,7 +641,8 @@ def fit_figure(comparison, *, top: int = 3, title: str = "") -> Figure:
     """
     rows = list(comparison.rows)[: max(1, int(top))]
     n = len(rows)
-    fig = Figure(figsize=(3.0 * n + 0.6, 6.4), layout="constrained")
+    if fig is None:
+        fig = Figure(figsize=(3.0 * n + 0.6, 6.4), layout="constrained")
     gs = fig.add_gridspec(3, n, height_ratios=[2.6, 1.0, 1.5])
     share = None
     for j, r in enumerate(rows):
