@@ -25,8 +25,12 @@ def test_peak_map_colour_bar_in_inverse_angstrom(maps, tmp_path):
     fig = plots.peak_map(pos, step=40.0)
     assert isinstance(fig, Figure)
     labels = [ax.get_ylabel() for ax in fig.axes]
-    assert any("Å⁻¹" in lab for lab in labels)  # colour bar
-    assert fig.axes[0].get_xlabel() == "x [nm]"
+    assert any("Å⁻¹" in lab and "0.27–0.37" in lab for lab in labels)  # colour bar states its fixed range
+    im = fig.axes[0].images[0]
+    assert im.get_clim() == plots.PEAK_MAP_RANGE  # fixed, not the data's range
+    from matplotlib_scalebar.scalebar import ScaleBar
+
+    assert any(isinstance(a, ScaleBar) for a in fig.axes[0].artists)  # real-space scale bar on the map
     fig.savefig(tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 1000
 
@@ -36,17 +40,46 @@ def test_histogram_draws_each_component(maps, rng):
     g = fit_histogram(x, 2)
     fig = plots.peak_histogram(x, g)
     lines = fig.axes[0].get_lines()
-    assert len(lines) == 3  # two dotted components and the mixture
+    assert len(lines) == 3  # two dashed components and the mixture
     assert "Å⁻¹" in fig.axes[0].get_xlabel()
+    # pixel counts: the drawn mixture integrates to the number of values (density × N × bin width)
+    xs, ys = lines[-1].get_data()
+    assert np.trapezoid(ys, xs) / 0.0025 == pytest.approx(x.size, rel=0.05)
+    assert "pixels" in fig.axes[0].get_ylabel()
+
+
+def test_components_are_labelled_by_their_class(rng):
+    x = np.concatenate([rng.normal(0.34, 0.005, 300), rng.normal(0.295, 0.005, 200)])
+    cls = np.r_[np.full(300, 4), np.full(200, 5)]
+    g = fit_histogram(x, 2)
+    labels = plots.label_components(x, cls, g)  # components sorted by mean: 0.295 first
+    assert labels[0].startswith("SEI Type 2") and labels[1].startswith("SEI Type 1")
 
 
 def test_class_map_profiles_and_figure2(maps, tmp_path):
     pos, classes, q, iq = maps
     assert isinstance(plots.class_map(classes, step=40.0), Figure)
     assert isinstance(plots.class_profiles(q, iq, classes, n_examples=2, rng=0), Figure)
-    fig = plots.figure2(q, iq, pos, classes, fit_histogram(pos, 1), step=40.0)
-    assert len(fig.axes) >= 4
+    pats = {k: (iy, ix, rng_pat(), (31.5, 31.5)) for k, (iy, ix) in plots.representative_pixels(iq, classes).items()}
+    adf = plots.virtual_adf(iq, np.ones(q.size), q)
+    fig = plots.figure2(q, iq, pos, classes, fit_histogram(pos, 1), step=40.0, patterns=pats,
+                        pattern_pixel_size=0.01, adf=adf)  # fmt: skip
+    letters = {t.get_text() for ax in fig.axes for t in ax.texts if len(t.get_text()) == 1}
+    assert {"a", "b", "c", "d", "e", "f"} <= letters
     fig.savefig(tmp_path / "fig2.png")
+
+
+def rng_pat():
+    return np.random.default_rng(0).poisson(3.0, (64, 64)).astype(float)
+
+
+def test_representative_pixel_is_the_typical_one():
+    iq = np.ones((3, 3, 10))
+    iq[0, 0] *= 5.0  # same shape, other scale: still typical after normalisation
+    iq[1, 1, 5] = 9.0  # an outlier shape
+    classes = np.zeros((3, 3), int)
+    (iy, ix) = plots.representative_pixels(iq, classes)[0]
+    assert (iy, ix) != (1, 1)
 
 
 def test_bad_input(maps):
