@@ -23,6 +23,7 @@ from simkit.atomic import atomic_path, atomic_write_text
 __all__ = [
     "AnalysisResult",
     "HYPOTHESIS_Q_RANGE",
+    "analysis_figure2",
     "analyze_scan",
     "class_mean_profiles",
     "comparison_markdown",
@@ -332,10 +333,7 @@ def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
         "virtual_adf": plots.virtual_image(adf, step=res.step, markers=markers,
                                            title=f"virtual ADF (Q ≥ {ADF_Q_INNER:g} Å⁻¹)"),
         "iq_per_class": plots.class_profiles(res.q, prof.iq, res.classes, rng=0, q_range=(0.15, float(res.q.max()))),
-        "figure2": plots.figure2(
-            res.q, prof.iq, pos, res.classes, res.mixture, step=res.step, patterns=res.examples,
-            pattern_pixel_size=float(res.calibration.plan.pixel_size), adf=adf, adf_q_inner=ADF_Q_INNER,
-        ),
+        "figure2": analysis_figure2(res),
     }  # fmt: skip
     for name, fig in made.items():
         if fig is None:
@@ -344,6 +342,25 @@ def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
         save_figure(fig, res.files[name])
     res.files["figure2_pdf"] = out / "figure2.pdf"
     save_figure(made["figure2"], res.files["figure2_pdf"])
+
+
+def analysis_figure2(res: AnalysisResult):
+    """The study's Figure 2 of an analysis (:func:`fitting.plots.figure2`): example patterns (``res.examples``,
+    filled by :func:`analyze_scan` when it writes figures), virtual ADF (Q ≥ :data:`ADF_Q_INNER`), classes, SRO
+    peak map, histogram with its mixture, I·Q per class.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from fitting import plots
+
+    prof = res.profiles
+    return plots.figure2(
+        res.q, prof.iq, sro_positions(res.peak_map, res.classes), res.classes, res.mixture, step=res.step,
+        patterns=res.examples, pattern_pixel_size=float(res.calibration.plan.pixel_size),
+        adf=plots.virtual_adf(prof.intensity, prof.count, res.q, q_inner=ADF_Q_INNER), adf_q_inner=ADF_Q_INNER,
+    )  # fmt: skip
 
 
 #: Inner radius [Å⁻¹] of the virtual ADF annulus of the figures (outside the 2 mrad direct disc, 0.10 Å⁻¹).

@@ -83,6 +83,19 @@ def _real_scalebar(ax, shape, step):
     ax.set_yticks([])
 
 
+def _colorbar(fig, ax, im, *, extend="neither"):
+    """A colour bar as tall as the drawn image (an inset beside the aspect-adjusted axes box), ≤ 5 ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    cax = ax.inset_axes((1.03, 0.0, 0.045, 1.0))
+    cb = fig.colorbar(im, cax=cax, extend=extend)
+    if not isinstance(im.norm, LogNorm):
+        cb.locator = MaxNLocator(5)
+        cb.update_ticks()
+    cb.ax.tick_params(labelsize=7)
+    return cb
+
+
 def _letter(ax, letter):
     ax.text(-0.02, 1.02, letter, transform=ax.transAxes, fontsize=11, fontweight="bold", ha="right", va="bottom")
 
@@ -241,7 +254,7 @@ def virtual_image(
     # logarithmic: one Cu grain scatters 10–100× more than Li metal and would leave the SEI black on a linear scale
     norm = LogNorm(vmin=max(lo, 1e-12), vmax=max(hi, 2 * max(lo, 1e-12)))
     im = ax.imshow(np.where(img > 0, img, np.nan), cmap=cmap, extent=ext, interpolation="nearest", norm=norm)
-    cb = fig.colorbar(im, ax=ax, shrink=0.8, aspect=15, pad=0.02, extend="both" if vrange is None else "neither")
+    cb = _colorbar(fig, ax, im, extend="both" if vrange is None else "neither")
     cb.set_label(label, fontsize=8)
     cb.ax.tick_params(labelsize=7)
     _markers(ax, markers, step)
@@ -295,7 +308,7 @@ def peak_map(
     ext, xl, yl = _extent(pos.shape, step)
     ax.set_facecolor("0.85")
     im = ax.imshow(np.ma.masked_invalid(pos), cmap=cmap, vmin=vmin, vmax=vmax, extent=ext, interpolation="nearest")
-    cb = fig.colorbar(im, ax=ax, shrink=0.8, aspect=15, pad=0.02, extend="both")
+    cb = _colorbar(fig, ax, im, extend="both")
     cb.set_label(f"peak Q [Å⁻¹] (fixed {vmin:g}–{vmax:g})", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     _markers(ax, markers, step)
@@ -699,7 +712,9 @@ def _pm(v, e) -> str:
     return f"{v:.4g} ± {e:.2g}"
 
 
-def profile_likelihood_figure(x, f, *, name: str, unit: str, best: float, err=None, bounds=None) -> Figure:
+def profile_likelihood_figure(
+    x, f, *, name: str, unit: str, best: float, err=None, bounds=None, ylabel: str = "−log L − min"
+) -> Figure:
     """Profile of −log L over one refined parameter, with the best value, its 1σ interval and the bounds.
 
     Parameters
@@ -713,6 +728,8 @@ def profile_likelihood_figure(x, f, *, name: str, unit: str, best: float, err=No
     err : float or None  [unit]
         1σ uncertainty (from Δ(−log L) = ½).
     bounds : (float, float) or None  [unit]
+    ylabel : str
+        What ``f`` is (another objective than −log L: its 1σ line at ½ is then only drawn when ``err`` is given).
 
     Returns
     -------
@@ -725,7 +742,8 @@ def profile_likelihood_figure(x, f, *, name: str, unit: str, best: float, err=No
     o = np.argsort(x[ok])
     f0 = np.nanmin(f[ok]) if ok.any() else 0.0
     ax.plot(x[ok][o], f[ok][o] - f0, "o-", ms=3, lw=0.8, color="C0", label="evaluations")
-    ax.axhline(0.5, color="0.6", lw=0.6, ls=":", label="Δ(−log L) = ½ (1σ)")
+    if ylabel.startswith("−log L") or err is not None:
+        ax.axhline(0.5, color="0.6", lw=0.6, ls=":", label="Δ(−log L) = ½ (1σ)")
     ax.axvline(
         best, color="C3", lw=1, label=f"best {best:.3f}" + (f" ± {err:.3f}" if err is not None else "") + f" {unit}"
     )
@@ -735,6 +753,6 @@ def profile_likelihood_figure(x, f, *, name: str, unit: str, best: float, err=No
         for i, b in enumerate(bounds):
             ax.axvline(b, color="k", lw=0.8, ls="--", label="bounds" if i == 0 else None)
     ax.set_xlabel(f"{name} [{unit}]")
-    ax.set_ylabel("−log L − min")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, frameon=False)
     return fig

@@ -17,6 +17,7 @@
 # `fitting.refine.refine` with seeded common random numbers and an HDF5 checkpoint.
 
 # %%
+# %matplotlib inline
 import tempfile
 from pathlib import Path
 
@@ -47,6 +48,15 @@ print(f"density {rho:.3f} g/cm³, objective {res.fun:.3g} (χ² of the peak offs
 print(f"optimiser: {'converged' if res.converged else 'NOT converged'} ({res.message}); "
       f"{'at a density bound: widen it' if at_bound else 'inside the bounds 1.0–2.4 g/cm³'}")  # fmt: skip
 assert res.converged and not at_bound
+
+# %% [markdown]
+# Every evaluated density with its objective: the minimum sits well inside the bounds (dashed).
+
+# %%
+from fitting.plots import profile_likelihood_figure
+
+profile_likelihood_figure(res.history_x[:, 0], res.history_f, name="Type 1 density", unit="g/cm³", best=rho,
+                          bounds=(1.0, 2.4), ylabel="objective − min [χ² of the peak offset]")  # fmt: skip
 
 # %% [markdown]
 # Tolerances: 0.01 g/cm³ in density and 1 in the objective (one tolerance² of peak offset): every density builds
