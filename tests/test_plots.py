@@ -24,7 +24,7 @@ def test_peak_map_colour_bar_in_inverse_angstrom(maps, tmp_path):
     pos, *_ = maps
     fig = plots.peak_map(pos, step=40.0)
     assert isinstance(fig, Figure)
-    labels = [ax.get_ylabel() for ax in fig.axes]
+    labels = [a.get_ylabel() for ax in fig.axes for a in (ax, *ax.child_axes)]
     assert any("Å⁻¹" in lab and "0.27–0.37" in lab for lab in labels)  # colour bar states its fixed range
     im = fig.axes[0].images[0]
     assert im.get_clim() == plots.PEAK_MAP_RANGE  # fixed, not the data's range
@@ -92,3 +92,34 @@ def test_bad_input(maps):
         plots.class_map(classes[0])
     with pytest.raises(ValueError, match="mismatched"):
         plots.class_profiles(q, iq[:, :, :10], classes)
+
+
+def test_fit_figure_shows_data_model_components_and_residuals(rng):
+    from fitting.hypotheses import compare
+
+    q = np.linspace(0.2, 0.8, 121)
+    a = np.exp(-0.5 * ((q - 0.33) / 0.05) ** 2) + 0.1
+    b = np.exp(-0.5 * ((q - 0.5) / 0.01) ** 2)
+    expo = np.full(q.size, 50.0)
+    counts = rng.poisson(expo * (20 * a + 5 * b)).astype(float)
+    comp = compare((q, counts, expo), {"A": {"a": (q, a)}, "A+B": {"a": (q, a), "b": (q, b)}},
+                   background=None, q_scale=False, blur=False)  # fmt: skip
+    fig = plots.fit_figure(comp, top=2)
+    main = [ax for ax in fig.axes if ax.get_lines() and "I·Q" in ax.get_ylabel()][0]
+    labels = {ln.get_label() for ln in main.get_lines()}
+    assert {"data", "model"} <= labels and ({"a", "b"} <= labels)  # the best (A+B) shows both components
+    # the residual panel of the true model is Pearson residuals: unit variance for Poisson data
+    res_ax = [ax for ax in fig.axes if "√model" in ax.get_ylabel()][0]
+    r = res_ax.get_lines()[-1].get_ydata()
+    assert 0.6 < np.nanstd(r) < 1.4
+    tables = [ax.tables[0] for ax in fig.axes if ax.tables]
+    assert tables and "±" in tables[0].get_celld()[(1, 1)].get_text().get_text()
+
+
+def test_profile_sigma_of_a_parabola():
+    from fitting.cli import _profile_sigma
+
+    x = np.array([1.8, 1.9, 2.0, 2.1, 2.2])
+    f = (x - 2.0) ** 2 / (2 * 0.1**2) + 7.0  # −log L of a Gaussian with σ = 0.1
+    assert _profile_sigma(x, f, 2.0) == pytest.approx(0.1, rel=1e-6)
+    assert _profile_sigma(x, -f, 2.0) is None  # curved the wrong way: no interval
