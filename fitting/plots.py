@@ -83,15 +83,34 @@ def _real_scalebar(ax, shape, step):
     ax.set_yticks([])
 
 
-def _colorbar(fig, ax, im, *, extend="neither"):
-    """A colour bar as tall as the drawn image (an inset beside the aspect-adjusted axes box), ≤ 5 ticks."""
+def _colorbar(fig, ax, im, *, extend="neither", labelled=False):
+    """A colour bar as long as the drawn image: beside it, or below a flat map (height < 0.4 × width);
+    ``labelled``: the map has x tick labels and an axis label below it (no scale bar)."""
     from matplotlib.ticker import MaxNLocator
 
-    cax = ax.inset_axes((1.03, 0.0, 0.045, 1.0))
-    cb = fig.colorbar(im, cax=cax, extend=extend)
+    ny, nx = im.get_array().shape[:2]
+    flat = ny < 0.4 * nx
+    if flat:
+        # the aspect-equal box is nx:ny, so a thickness of 1/25 of the width is nx/(25 ny) box heights; leave room
+        # for the x tick labels and axis label when the map has axes instead of a scale bar
+        r = nx / max(ny, 1)
+        h, gap = r / 25, (r / 6 if labelled else r / 40)
+        cax = ax.inset_axes((0.0, -(gap + h), 1.0, h))
+        cb = fig.colorbar(im, cax=cax, extend=extend, orientation="horizontal")
+    else:
+        cax = ax.inset_axes((1.03, 0.0, 0.045, 1.0))
+        cb = fig.colorbar(im, cax=cax, extend=extend)
     if not isinstance(im.norm, LogNorm):
         cb.locator = MaxNLocator(5)
         cb.update_ticks()
+    else:  # four round values spread evenly in log: decade ticks alone leave a short range unlabelled
+        from matplotlib.ticker import NullLocator
+
+        lo, hi = im.norm.vmin, im.norm.vmax
+        ticks = [t for t in (float(f"{v:.2g}") for v in np.geomspace(lo, hi, 4)) if lo <= t <= hi]
+        axis = cb.ax.xaxis if flat else cb.ax.yaxis
+        axis.set_minor_locator(NullLocator())
+        cb.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
     cb.ax.tick_params(labelsize=7)
     return cb
 
@@ -254,8 +273,8 @@ def virtual_image(
     # logarithmic: one Cu grain scatters 10–100× more than Li metal and would leave the SEI black on a linear scale
     norm = LogNorm(vmin=max(lo, 1e-12), vmax=max(hi, 2 * max(lo, 1e-12)))
     im = ax.imshow(np.where(img > 0, img, np.nan), cmap=cmap, extent=ext, interpolation="nearest", norm=norm)
-    cb = _colorbar(fig, ax, im, extend="both" if vrange is None else "neither")
-    cb.set_label(label, fontsize=8)
+    cb = _colorbar(fig, ax, im, extend="both" if vrange is None else "neither", labelled=step is None)
+    cb.set_label(label, fontsize=7)
     cb.ax.tick_params(labelsize=7)
     _markers(ax, markers, step)
     if step is not None:
@@ -308,7 +327,7 @@ def peak_map(
     ext, xl, yl = _extent(pos.shape, step)
     ax.set_facecolor("0.85")
     im = ax.imshow(np.ma.masked_invalid(pos), cmap=cmap, vmin=vmin, vmax=vmax, extent=ext, interpolation="nearest")
-    cb = _colorbar(fig, ax, im, extend="both")
+    cb = _colorbar(fig, ax, im, extend="both", labelled=step is None)
     cb.set_label(f"peak Q [Å⁻¹] (fixed {vmin:g}–{vmax:g})", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     _markers(ax, markers, step)
