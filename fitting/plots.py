@@ -437,7 +437,7 @@ def peak_histogram(
         t = None
         if mixture is not None:
             tried = ", ".join(f"k={k}: {b:.0f}" for k, b in sorted(mixture.bic.items()))
-            t = f"k = {mixture.n_components} components: lowest BIC\n({tried})"
+            t = f"k = {mixture.n_components} component{'s' if mixture.n_components > 1 else ''}: lowest BIC\n({tried})"
         ax.legend(fontsize=6, title=t, title_fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   borderaxespad=0, frameon=False)  # fmt: skip
     return fig
