@@ -384,6 +384,8 @@ def cmd_fit(args) -> int:
 
     measured = _load_measured(_existing(args.profiles), args.cls)
     cands = _candidates(args.candidate)
+    if args.top < 1:
+        raise CLIError(f"--top {args.top}: give at least 1 candidate to show")
     comp = compare(measured, cands, q_range=tuple(args.q_range), resample=True)
     rows = [
         (r.name, f"{r.delta_aic:.3f}", f"{r.akaike_weight:.4f}", f"{r.loglike:.3f}", r.n_params,
@@ -400,7 +402,35 @@ def cmd_fit(args) -> int:
     if args.output:
         _write_csv(Path(args.output), header, rows)
         print(f"wrote {args.output}")
+    if args.curves:
+        _write_csv(Path(args.curves), *_fit_curves(comp, top=args.top))
+        print(f"wrote {args.curves}: data, model, components and Pearson residuals of the top {args.top} candidates")
+    if args.figure:
+        from fitting.pipeline import save_figure
+        from fitting.plots import fit_figure
+
+        cls = f" — class {args.cls}" if args.cls else ""
+        save_figure(fit_figure(comp, top=args.top, title=f"{args.profiles}{cls}"), Path(args.figure))
+        print(f"wrote {args.figure}: data vs the top {args.top} candidates, components, residuals, parameters ± 1σ")
     return 0
+
+
+def _fit_curves(comp, *, top: int):
+    """Header and rows of the fitted curves: per candidate and bin, data, model, components and residuals."""
+    names = sorted({c for r in comp.rows[:top] for c in comp.fits[r.name].component_names})
+    header = ["candidate", "q_A^-1", "counts", "exposure_px", "model_counts", "background_counts"]
+    header += [f"{n}_counts" for n in names] + ["pearson_residual"]
+    rows = []
+    for r in comp.rows[:top]:
+        f = comp.fits[r.name]
+        contrib = dict(zip(f.component_names, f.contributions))
+        for i in range(len(f.q)):
+            if not f.used[i]:
+                continue
+            parts = [f"{contrib[n][i]:.6g}" if n in contrib else "" for n in names]
+            rows.append([r.name, f"{f.q[i]:.6f}", f"{f.counts[i]:.6g}", f"{f.exposure[i]:.6g}", f"{f.expected[i]:.6g}",
+                         f"{f.background_counts[i]:.6g}", *parts, f"{f.residuals[i]:.5g}"])  # fmt: skip
+    return header, rows
 
 
 def cmd_refine(args) -> int:
@@ -427,9 +457,53 @@ def cmd_refine(args) -> int:
         objective=likelihood_objective(measured, q_range=tuple(args.q_range), resample=True),
         seed=args.seed, checkpoint=args.checkpoint, max_evaluations=args.max_evaluations, progress=not args.quiet,
     )  # fmt: skip
-    print(f"refined {args.structure} density: {res.params['density']:.4f} g/cm³ (−log L = {res.fun:.2f}, "
-          f"{res.n_evaluations} evaluations, {'converged' if res.converged else 'not converged'})")  # fmt: skip
+    best = float(res.params["density"])
+    err = _profile_sigma(res.history_x[:, 0], res.history_f, best)
+    at_bound = min(best - lo, hi - best) < 1e-3 * (hi - lo)
+    print(f"refined {args.structure} density: {best:.3f} "
+          + (f"± {err:.3f} g/cm³ (1σ, Δ(−log L) = ½ on a parabola through the evaluations)" if err else
+             "g/cm³ (1σ not defined: the profile of −log L is not curved upwards around the best value)")
+          + f"; −log L = {res.fun:.2f}, {res.n_evaluations} evaluations, "
+          f"{'converged' if res.converged else 'NOT converged (' + res.message + ')'}")  # fmt: skip
+    if at_bound:
+        print(f"  warning: the best density sits at a bound of --density-range {lo} {hi}: widen the range")
+    if args.output:
+        import json
+
+        from simkit.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.output), json.dumps({
+            "structure": args.structure, "density_g_cm3": best, "density_1sigma_g_cm3": err,
+            "neg_loglike": float(res.fun), "n_evaluations": int(res.n_evaluations), "converged": bool(res.converged),
+            "at_bound": bool(at_bound), "bounds_g_cm3": [lo, hi], "message": res.message,
+            "evaluations": [[float(x), float(f)] for x, f in zip(res.history_x[:, 0], res.history_f)],
+        }, indent=2) + "\n")  # fmt: skip
+        print(f"wrote {args.output}")
+    if args.figure:
+        from fitting.pipeline import save_figure
+        from fitting.plots import profile_likelihood_figure
+
+        fig = profile_likelihood_figure(res.history_x[:, 0], res.history_f, name=f"{args.structure} density",
+                                        unit="g/cm³", best=best, err=err, bounds=(lo, hi))  # fmt: skip
+        save_figure(fig, Path(args.figure))
+        print(f"wrote {args.figure}: profile likelihood of the density")
     return 0
+
+
+def _profile_sigma(x, f, best: float):
+    """1σ [units of x] from a parabola through the evaluations nearest the best value (Δf = ½), or None."""
+    import numpy as np
+
+    x, f = np.asarray(x, float), np.asarray(f, float)
+    ok = np.isfinite(x) & np.isfinite(f)
+    x, f = x[ok], f[ok]
+    ux, idx = np.unique(np.round(x, 9), return_index=True)
+    if ux.size < 3:
+        return None
+    x, f = x[idx], f[idx]
+    near = np.argsort(np.abs(x - best))[: max(3, min(5, x.size))]
+    a = np.polyfit(x[near], f[near], 2)[0]
+    return float(np.sqrt(0.5 / a)) if a > 0 else None
 
 
 def cmd_demo(args) -> int:
@@ -680,6 +754,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--q-range", type=float, nargs=2, default=(0.2, 0.85), metavar=("QMIN", "QMAX"),
                    help="fitted Q window [Å⁻¹] (default 0.2 0.85)")  # fmt: skip
     f.add_argument("-o", "--output", default=None, help="write the ranked table as CSV here")
+    f.add_argument("--figure", default=None, help="write data vs the top candidates' models here (.png 300 dpi/.pdf)")
+    f.add_argument("--curves", default=None, help="write the fitted curves and residuals as CSV here")
+    f.add_argument("--top", type=int, default=3, help="candidates in the figure and curves CSV [-] (default 3)")
     f.set_defaults(func=cmd_fit)
 
     r = sub.add_parser(
@@ -699,6 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-evaluations", type=int, default=30, help="objective evaluations allowed [-]")
     r.add_argument("--checkpoint", default=None, help="HDF5 checkpoint file (resumes when it exists)")
     r.add_argument("--seed", type=int, default=0, help="root seed [-]")
+    r.add_argument("-o", "--output", default=None, help="write the result (density ± 1σ, evaluations) as JSON here")
+    r.add_argument("--figure", default=None, help="write the profile likelihood of the density here (.png/.pdf)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_refine)
 

@@ -306,8 +306,11 @@ def _report(ana, tests, check, timings, *, reduced, reused) -> str:
     lines += [
         "## Figures",
         "",
-        "![SRO peak map](peak_map.png) ![histogram](histogram.png) ![classes](class_map.png)",
-        "![I·Q per class](iq_per_class.png) ![hypotheses](hypotheses.png)",
+        "![Figure 2: example patterns, virtual ADF, classes, SRO peak map, histogram, I·Q](figure2.png)",
+        "(also `figure2.pdf`; single panels: peak_map.png, virtual_adf.png, class_map.png, histogram.png,",
+        "iq_per_class.png)",
+        "",
+        "![hypotheses: data vs the top candidates, components, residuals, parameters](hypotheses.png)",
         "",
         "## Timings",
         "",

@@ -27,6 +27,7 @@ __all__ = [
     "PIXELS_CSV_COLUMNS",
     "Q_COLUMN",
     "SRO_CLASSES",
+    "analysis_figure2",
     "analyze_scan",
     "class_mean_profiles",
     "comparison_markdown",
@@ -38,14 +39,18 @@ __all__ = [
     "sro_positions",
 ]
 
+#: Resolution of the PNG figures [dots per inch] (print quality); Figure 2 is also written as PDF.
+FIGURE_DPI = 300
+
 #: Window [Å⁻¹] of the hypothesis fits: above the direct beam (excluded below 0.15), below the detector edge.
 HYPOTHESIS_Q_RANGE = (0.2, 0.85)
 
 
 def save_figure(fig, path: Path) -> None:
-    """Save a matplotlib figure atomically; the format follows the suffix of ``path``."""
+    """Save a matplotlib figure atomically; the format follows the suffix of ``path`` (PNG at 300 dpi)."""
+    path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=FIGURE_DPI, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -80,6 +85,9 @@ class AnalysisResult:
         JSON-ready numbers (every Q in Å⁻¹).
     files : dict[str, pathlib.Path]
         Written files by role.
+    examples : dict[int, (iy, ix, pattern, center)]
+        The most typical pattern of every class (:func:`fitting.plots.representative_pixels`): scan position,
+        pattern (det_y, det_x) [counts] and its beam centre [px]; filled when figures are written.
     """
 
     q: np.ndarray
@@ -93,6 +101,7 @@ class AnalysisResult:
     summary: dict
     files: dict = field(default_factory=dict)
     instrument: Any = None
+    examples: dict = field(default_factory=dict)
 
 
 def analyze_scan(
@@ -231,6 +240,8 @@ def analyze_scan(
         q=prof.q, profiles=prof, peak_map=pm, raw_peak_map=raw, mixture=mixture, classes=classes, calibration=cal,
         step=step, summary=summary, instrument=used,
     )  # fmt: skip
+    if out_dir is not None and figures:
+        res.examples.update(_example_patterns(scan, res))
     if out_dir is not None:
         _write_analysis(res, Path(out_dir), figures=figures)
     return res
@@ -245,6 +256,19 @@ def _jsonable(v):
     if isinstance(v, np.generic):
         return v.item()
     return v
+def _example_patterns(scan, res: AnalysisResult) -> dict:
+    """The most typical pattern of every class with its beam centre (plan centre + descan shift) [px]."""
+    from fitting.plots import representative_pixels
+
+    out = {}
+    shifts = res.calibration.shifts
+    for k, (iy, ix) in representative_pixels(res.profiles.iq, res.classes, q=res.q).items():
+        pat = np.asarray(scan.data[iy, ix], dtype=float)
+        c = np.asarray(res.calibration.plan.center, dtype=float)
+        if shifts is not None:
+            c = c + np.asarray(shifts[iy, ix], dtype=float)
+        out[k] = (iy, ix, pat, (float(c[0]), float(c[1])))
+    return out
 
 
 def _in_memory(scan, budget: float):
@@ -418,19 +442,50 @@ def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     from fitting import plots
 
     pos = sro_positions(pm, res.classes)
+    prof = res.profiles
+    adf = plots.virtual_adf(prof.intensity, prof.count, res.q, q_inner=ADF_Q_INNER)
+    markers = {k: (v[0], v[1]) for k, v in res.examples.items()}
     made = {
-        "peak_map": plots.peak_map(pos, step=res.step),
-        "histogram": plots.peak_histogram(pos[np.isfinite(pos)], res.mixture),
+        "peak_map": plots.peak_map(pos, step=res.step, markers=markers),
+        "histogram": plots.peak_histogram(pos, res.mixture, classes=res.classes)
+        if np.isfinite(pos).any()
+        else None,
         "class_map": plots.class_map(res.classes, step=res.step),
-        "iq_per_class": plots.class_profiles(res.q, res.profiles.iq, res.classes),
-        "figure2": plots.figure2(res.q, res.profiles.iq, pos, res.classes, res.mixture, step=res.step),
-    }
+        "virtual_adf": plots.virtual_image(adf, step=res.step, markers=markers,
+                                           title=f"virtual ADF (Q ≥ {ADF_Q_INNER:g} Å⁻¹)"),
+        "iq_per_class": plots.class_profiles(res.q, prof.iq, res.classes, rng=0, q_range=(0.15, float(res.q.max()))),
+        "figure2": analysis_figure2(res),
+    }  # fmt: skip
     for name, fig in made.items():
-        ax = fig.axes[0] if fig.axes else None
-        if ax is not None and fig is not made["figure2"]:
-            fig.set_size_inches(5.5, 4.0)
+        if fig is None:
+            continue
         res.files[name] = out / f"{name}.png"
         save_figure(fig, res.files[name])
+    res.files["figure2_pdf"] = out / "figure2.pdf"
+    save_figure(made["figure2"], res.files["figure2_pdf"])
+
+
+def analysis_figure2(res: AnalysisResult):
+    """The study's Figure 2 of an analysis (:func:`fitting.plots.figure2`): example patterns (``res.examples``,
+    filled by :func:`analyze_scan` when it writes figures), virtual ADF (Q ≥ :data:`ADF_Q_INNER`), classes, SRO
+    peak map, histogram with its mixture, I·Q per class.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from fitting import plots
+
+    prof = res.profiles
+    return plots.figure2(
+        res.q, prof.iq, sro_positions(res.peak_map, res.classes), res.classes, res.mixture, step=res.step,
+        patterns=res.examples, pattern_pixel_size=float(res.calibration.plan.pixel_size),
+        adf=plots.virtual_adf(prof.intensity, prof.count, res.q, q_inner=ADF_Q_INNER), adf_q_inner=ADF_Q_INNER,
+    )  # fmt: skip
+
+
+#: Inner radius [Å⁻¹] of the virtual ADF annulus of the figures (outside the 2 mrad direct disc, 0.10 Å⁻¹).
+ADF_Q_INNER = 0.15
 
 
 def class_mean_profiles(res: AnalysisResult, *, min_pixels: int = 3) -> dict[str, tuple[np.ndarray, ...]]:
@@ -590,27 +645,31 @@ def comparison_markdown(name: str, comp) -> list[str]:
     return lines + [""]
 
 
-def hypothesis_figure(tests: dict, path: Path) -> None:
+def hypothesis_figure(tests: dict, path: Path, *, top: int = 3) -> None:
+    """Data against the ``top`` candidates of every tested class (:func:`fitting.plots.fit_figure`, one row each).
+
+    Parameters
+    ----------
+    tests : dict[str, fitting.hypotheses.Comparison]
+        As returned by :func:`hypothesis_test`.
+    path : path
+        PNG (300 dpi), PDF or SVG by suffix.
+    top : int
+        Candidates shown per class (best AIC first).
+    """
     from matplotlib.figure import Figure
 
-    cells = [
-        [name, r.name, f"{r.delta_aic:.1f}", f"{r.akaike_weight:.3f}", f"{r.deviance / max(r.dof, 1):.2f}"]
-        for name, comp in tests.items()
-        for r in comp.rows
-    ]
-    fig = Figure(figsize=(7.5, 0.8 + 0.28 * (len(cells) + 1)))
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.86))
-    ax.axis("off")
-    if cells:
-        tab = ax.table(
-            cellText=cells, colLabels=["class", "candidate", "ΔAIC", "Akaike weight", "deviance/dof"],
-            colWidths=[0.17, 0.33, 0.14, 0.17, 0.17], loc="upper center", cellLoc="center",
-        )  # fmt: skip
-        tab.auto_set_font_size(False)
-        tab.set_fontsize(8)
-        tab.scale(1.0, 1.25)
-    fig.suptitle("peak-assignment hypotheses (class-summed profiles, Poisson likelihood)", fontsize=10)
-    save_figure(fig, path)
+    from fitting.plots import fit_figure
+
+    n = max(1, len(tests))
+    cols = max([min(top, len(c.rows)) for c in tests.values()] or [1])
+    fig = Figure(figsize=(3.0 * cols + 0.6, 6.4 * n), layout="constrained")
+    subs = fig.subfigures(n, 1, squeeze=False)[:, 0] if n > 1 else [fig]
+    for sub, (name, comp) in zip(subs, tests.items()):
+        fit_figure(comp, top=top, title=f"class {name}: class-summed counts, Poisson likelihood", fig=sub)
+    if not tests:
+        fig.text(0.5, 0.5, "no class to test", ha="center")
+    save_figure(fig, Path(path))
 
 
 # ----------------------------------------------------------------------------------------------------------
