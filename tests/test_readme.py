@@ -5,8 +5,8 @@ like a shell would (``shlex``, comments dropped) and given to ``fitting.cli.main
 compilation instead of one per command; the same code path as the console script). ``make …`` lines are the
 set-up this test runs inside and are skipped. Then every ```python block runs in that folder (the dask
 cluster block needs a scheduler and the py4DSTEM block a py4DSTEM install: both are skipped). Each command must
-exit 0 and write what the README says it writes; the files' contents are physics-checked where a number is known (class profiles in Å⁻¹, a fitted
-density inside its bounds with an uncertainty).
+exit 0 and write what the README says it writes; the files' contents are physics-checked where a number is known
+(class profiles in Å⁻¹, a fitted density inside its bounds with an uncertainty).
 """
 
 from __future__ import annotations
