@@ -56,9 +56,22 @@ def _fraction(text: str) -> float:
     return v
 
 
-def _existing(path: str) -> Path:
+def _count(name: str, minimum: int = 1):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {text!r}")
+        return v
+
+    return parse
+
+
+def _existing(path: str, directory_ok: tuple[str, ...] = ()) -> Path:
     p = Path(path)
-    if not p.is_file():
+    if not (p.is_file() or (p.is_dir() and p.suffix.lower() in directory_ok)):
         raise CLIError(f"file not found: {path}")
     return p
 
@@ -90,14 +103,29 @@ def _read_columns(path: Path) -> dict[str, list[str]]:
     return cols
 
 
+def _q_column(path: Path, cols: dict, others: str) -> list[str]:
+    from fitting.pipeline import Q_COLUMN
+
+    if Q_COLUMN in cols:
+        return cols[Q_COLUMN]
+    if "q_A^-1" in cols:
+        raise CLIError(
+            f"{path}: column 'q_A^-1' is ambiguous (pyFAI's name for 2π/d); rename it to '{Q_COLUMN}' — values from "
+            "sei-send < 0.2 are 1/d already, pyFAI's must be divided by 2π"
+        )
+    raise CLIError(f"{path}: needs columns '{Q_COLUMN}' and {others}")
+
+
 def _load_measured(path: Path, cls: str | None):
-    """(q [Å⁻¹], counts, exposure [pixels]) from ``profiles.csv`` of ``analyze`` (or a q,counts[,exposure] CSV)."""
+    """(q [Å⁻¹], counts, exposure [pixels]) from ``profiles.csv`` of ``analyze`` (or a Q, counts[, exposure] CSV)."""
     import numpy as np
 
     cols = _read_columns(path)
-    if "q_A^-1" not in cols or "counts" not in cols:
-        raise CLIError(f"{path}: needs columns q_A^-1 and counts (and exposure_px), as written by 'sei-send analyze'")
-    sel = np.ones(len(cols["q_A^-1"]), bool)
+    what = "counts (and exposure_px), as written by 'sei-send analyze'"
+    qcol = _q_column(path, cols, what)
+    if "counts" not in cols:
+        _q_column(path, {}, what)
+    sel = np.ones(len(qcol), bool)
     if "class" in cols:
         classes = sorted(set(cols["class"]))
         if cls is None:
@@ -105,7 +133,7 @@ def _load_measured(path: Path, cls: str | None):
         if cls not in classes:
             raise CLIError(f"--class {cls!r} is not in {path}; it has {', '.join(classes)}")
         sel = np.array([c == cls for c in cols["class"]])
-    q = np.array(cols["q_A^-1"], float)[sel]
+    q = np.array(qcol, float)[sel]
     y = np.array(cols["counts"], float)[sel]
     e = np.array(cols["exposure_px"], float)[sel] if "exposure_px" in cols else np.ones_like(q)
     return q, y, e
@@ -116,9 +144,11 @@ def _load_component(path: Path):
     import numpy as np
 
     cols = _read_columns(path)
-    if "q_A^-1" not in cols or "intensity" not in cols:
-        raise CLIError(f"{path}: needs columns q_A^-1 and intensity, as written by 'sei-send simulate --profile-csv'")
-    return np.array(cols["q_A^-1"], float), np.array(cols["intensity"], float)
+    what = "intensity, as written by 'sei-send simulate --profile-csv'"
+    qcol = _q_column(path, cols, what)
+    if "intensity" not in cols:
+        _q_column(path, {}, what)
+    return np.array(qcol, float), np.array(cols["intensity"], float)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,6 +229,7 @@ def _read_structure(path: Path):
 def cmd_simulate(args) -> int:
     import numpy as np
 
+    from fitting.pipeline import Q_COLUMN
     from simkit.geometry import DetectorGeometry
     from simkit.radial import make_plan_from_geometry
 
@@ -239,7 +270,7 @@ def cmd_simulate(args) -> int:
     if args.profile_csv:
         path = Path(args.profile_csv)
         _check_new(path, args.overwrite)
-        _write_csv(path, ["q_A^-1", "intensity"], ((f"{a:.6f}", f"{b:.8g}") for a, b in zip(q_out, i_out)))
+        _write_csv(path, [Q_COLUMN, "intensity"], ((f"{a:.6f}", f"{b:.8g}") for a, b in zip(q_out, i_out)))
         print(f"wrote {path}: radial profile, {len(q_out)} bins up to {q_out[-1]:.3f} Å⁻¹")
     return 0
 
@@ -258,11 +289,14 @@ def cmd_synth(args) -> int:
     res = synthesize_scan(
         scene, out, library=args.preset, probe=None if args.semiangle == 2.0 else _probe(args.semiangle),
         electrons_per_pattern=electrons, seed=args.seed, overwrite=args.overwrite, cache_dir=args.cache_dir,
-        progress=not args.quiet, compression=args.compression,
+        progress=not args.quiet, compression=None if args.compression == "none" else args.compression,
     )  # fmt: skip
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
           f"{res.scan_fluence:.2f} e/Å²)")  # fmt: skip
+    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, reader='hspy')"
+    codec = "" if args.compression != "blosc-lz4" else "; other readers: import hdf5plugin first (blosc-lz4)"
+    print(f"  opens in py4DSTEM.read(path) (DataCube + Calibration), HyperSpy {hs} and fitting.io.load_scan{codec}")
     return 0
 
 
@@ -274,10 +308,15 @@ def _probe(semiangle: float):
 
 def cmd_analyze(args) -> int:
     from fitting.io import load_scan
-    from fitting.pipeline import analyze_scan, class_mean_profiles
+    from fitting.pipeline import Q_COLUMN, analyze_scan, class_mean_profiles
 
-    src = _existing(args.scan)
-    scan = load_scan(src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm)
+    src = _existing(args.scan, directory_ok=(".zspy",))
+    scan = load_scan(
+        src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm,
+        scan_shape=args.scan_shape, flyback=args.flyback, flyback_position=args.flyback_position,
+        energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
+        dataset=args.dataset,
+    )  # fmt: skip
     out = Path(args.output)
     res = analyze_scan(
         scan, out, pixel_size=args.pixel_size, ellipse_q_range=args.ellipse_window,
@@ -286,13 +325,14 @@ def cmd_analyze(args) -> int:
     rows = []
     for cls, (q, y, e) in class_mean_profiles(res).items():
         rows += [(cls, f"{a:.6f}", f"{b:.6g}", f"{c:.6g}") for a, b, c in zip(q, y, e)]
-    _write_csv(out / "profiles.csv", ["class", "q_A^-1", "counts", "exposure_px"], rows)
+    _write_csv(out / "profiles.csv", ["class", Q_COLUMN, "counts", "exposure_px"], rows)
     s = res.summary
     print(f"analysed {src}: {s['scan_shape'][0]} × {s['scan_shape'][1]} patterns, pixel size "
           f"{s['pixel_size_A^-1_per_px']:.5f} Å⁻¹/px")  # fmt: skip
-    if s["sro_peak_mean_A^-1"] is not None:
-        print(f"  SRO peak: {s['sro_peak_fitted_pixels']} pixels, mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, "
-              f"std {s['sro_peak_std_A^-1']:.3f} Å⁻¹")  # fmt: skip
+    if s["sro_peak_mean_A^-1"] is not None:  # count, mean and std over the same (amorphous, fitted) pixels
+        print(f"  SRO peak (amorphous classes): mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, std "
+              f"{s['sro_peak_std_A^-1']:.3f} Å⁻¹ over {s['sro_peak_fitted_pixels']} fitted pixels (of "
+              f"{s['sro_peak_amorphous_pixels']} amorphous pixels)")  # fmt: skip
     for c, n in s["class_counts"].items():
         if n:
             print(f"  class {c}: {n} pixels")
@@ -383,6 +423,111 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# plan: experiment planner (fitting.plan)
+# ----------------------------------------------------------------------------------------------------------
+#: Detector presets of ``plan`` (None = an ideal counter).
+PLAN_DETECTORS = ("ideal", "merlin", "empad")
+
+
+def _plan_hypothesis(spec: str, thickness: float, energy: float):
+    from fitting.plan import PRESETS, hypothesis_from_atoms, preset_hypotheses
+
+    if spec in PRESETS:
+        return preset_hypotheses([spec], thickness=thickness, energy=energy)[0]
+    path = Path(spec)
+    if not path.exists():
+        raise CLIError(f"hypothesis {spec!r}: neither a preset ({', '.join(PRESETS)}) nor an existing structure file")
+    atoms = _read_structure(path)
+    if len(atoms) == 0:
+        raise CLIError(f"{path} holds no atoms")
+    return hypothesis_from_atoms(path.stem, atoms, thickness=thickness, energy=energy)
+
+
+def cmd_plan(args) -> int:
+    from fitting.plan import plan_experiment, plot_plan
+    from simkit.damage import DamageModel
+    from simkit.detector import empad, medipix_merlin
+    from simkit.geometry import DetectorGeometry
+
+    fig_path = Path(args.figure)
+    _check_new(fig_path, args.overwrite)
+    if args.csv:
+        _check_new(Path(args.csv), args.overwrite)
+    energy = 1e3 * args.energy_kev
+    thickness = NM * args.thickness_nm
+    hyps = [_plan_hypothesis(h, thickness, energy) for h in args.hypotheses]
+    shape = (args.detector_px, args.detector_px)
+    detector = {"ideal": None, "merlin": lambda: medipix_merlin(shape=shape), "empad": lambda: empad(shape=shape)}[
+        args.detector
+    ]
+    detector = detector() if detector else None
+    damage = None if args.no_damage else DamageModel(threshold_kind=args.damage_kind)
+    res = plan_experiment(
+        hyps, semiangles=args.semiangles, electrons_per_pattern=args.electrons,
+        steps=[NM * s for s in args.steps_nm], detector=detector, damage=damage, region_pixels=args.region_pixels,
+        confidence=args.confidence, max_damage=args.max_damage, energy=energy,
+        geometry=DetectorGeometry(shape=shape, pixel_size=args.pixel_size), q_range=tuple(args.q_range),
+        scan_shape=tuple(args.scan), model_damage=args.model_damage, n_sim=args.n_sim, seed=args.seed,
+    )  # fmt: skip
+    print(res.table())
+    print(res.recommend().message)
+    plot_plan(res, fig_path)
+    print(f"wrote {fig_path}")
+    if args.csv:
+        from dataclasses import asdict
+
+        rows = [asdict(r) for r in res.rows]
+        units = {"semiangle": "mrad", "electrons_per_pattern": "e", "step": "A", "scan_fluence": "e/A^2",
+                 "local_fluence": "e/A^2", "counts": "counts"}  # fmt: skip
+        header = [f"{k}_{units[k]}" if k in units else k for k in rows[0]]
+        _write_csv(Path(args.csv), header, [list(r.values()) for r in rows])
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _add_plan_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "plan", parents=[common],
+        help="experiment planner: which semi-angle / dose / step tells two hypotheses apart before damage",
+    )  # fmt: skip
+    p.add_argument("hypotheses", nargs=2, metavar="HYPOTHESIS",
+                   help="two presets (sro_0.295, li2s, lif, lif_fvac20) or structure files (ASE)")  # fmt: skip
+    p.add_argument("--semiangles", type=_positive("--semiangles", "mrad"), nargs="+", default=[2.0, 0.15],
+                   help="probe semi-angles [mrad] (default 2 0.15)")  # fmt: skip
+    p.add_argument("--electrons", type=_positive("--electrons", "e per pattern"), nargs="+",
+                   default=[1e3, 1e4, 1e5, 1e6], help="electrons per pattern [e] (default 1e3 … 1e6)")  # fmt: skip
+    p.add_argument("--steps-nm", type=_positive("--steps-nm", "nm"), nargs="+", default=[4.0],
+                   help="scan steps [nm] (default 4)")  # fmt: skip
+    p.add_argument("--region-pixels", type=int, default=1, help="patterns summed per decision [-] (default 1)")
+    p.add_argument("--confidence", type=float, default=0.95, help="required P(correct decision) [0.5–1] (default 0.95)")
+    p.add_argument("--max-damage", type=float, default=0.1,
+                   help="largest accepted loss of short-range order [fraction] (default 0.1)")  # fmt: skip
+    p.add_argument("--damage-kind", choices=("scan", "local"), default="scan",
+                   help="the study's damage doses read as scan or local fluence [-] (default scan)")  # fmt: skip
+    p.add_argument("--no-damage", action="store_true", help="switch beam damage off [-]")
+    p.add_argument("--model-damage", action="store_true",
+                   help="fit hypotheses that include the scan's damage [-] (default: pristine structures)")  # fmt: skip
+    p.add_argument("--thickness-nm", type=_positive("--thickness-nm", "nm"), default=10.0,
+                   help="sample thickness when a hypothesis is true [nm] (default 10)")  # fmt: skip
+    p.add_argument("--detector", choices=PLAN_DETECTORS, default="merlin", help="detector model [-] (default merlin)")
+    p.add_argument("--detector-px", type=int, default=256, help="detector side [px] (default 256)")
+    p.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=0.005,
+                   help="detector pixel size [Å⁻¹/px] (default 0.005)")  # fmt: skip
+    p.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=300.0,
+                   help="beam energy [keV] (default 300)")  # fmt: skip
+    p.add_argument("--q-range", type=float, nargs=2, default=(0.15, 0.85), metavar=("QMIN", "QMAX"),
+                   help="compared Q window [Å⁻¹] (default 0.15 0.85)")  # fmt: skip
+    p.add_argument("--scan", type=int, nargs=2, default=(90, 60), metavar=("NY", "NX"),
+                   help="whole scan around the region (slow, fast) [positions] (default 90 60)")  # fmt: skip
+    p.add_argument("--n-sim", type=int, default=200, help="seeded Poisson simulations per setting [-] (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed [-]")
+    p.add_argument("--figure", default="plan.png", help="figure file (.png/.pdf/.svg) (default plan.png)")
+    p.add_argument("--csv", default=None, help="also write the table as CSV here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``sei-send`` command."""
     parser = _Parser(
@@ -445,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     y = sub.add_parser(
         "synth", parents=[common], help="synthetic SEND scan of a default scene → EMD 1.0 file with ground truth"
     )
-    y.add_argument("output", help="output .h5/.emd file")
+    y.add_argument("output", help="output file: .emd/.h5 (py4DSTEM, emdfile) or .hspy (hs.load); same content")
     y.add_argument("--scene", choices=("bottom", "top"), default="bottom",
                    help="bottom: Li|Type 1|Type 2|Cu; top: Li|Type 1|electrolyte [-]")  # fmt: skip
     y.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=2.0,
@@ -464,9 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
     y.add_argument("--seed", type=int, default=0, help="random seed [-]")
     y.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    y.add_argument("--compression", choices=("blosc-lz4", "lzf"), default="blosc-lz4",
-                   help="file codec of the patterns [-]: blosc-lz4 writes 2x and decodes ~5x faster (other readers: "
-                        "import hdf5plugin first); lzf opens in any HDF5 reader (default blosc-lz4)")  # fmt: skip
+    y.add_argument("--compression", choices=("lzf", "blosc-lz4", "none"), default="lzf",
+                   help="file codec of the patterns [-]: lzf opens in every HDF5 reader (default); blosc-lz4 writes "
+                        "2x and decodes ~5x faster but other readers must import hdf5plugin first")  # fmt: skip
     y.add_argument("--quiet", action="store_true", help="no progress bars")
     y.set_defaults(func=cmd_synth)
 
@@ -479,6 +624,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector pixel size [Å⁻¹/px] (overrides the file)")  # fmt: skip
     a.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=None,
                    help="scan step [nm] (overrides the file)")  # fmt: skip
+    a.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=None,
+                   help="beam energy [keV] (overrides the file)")  # fmt: skip
+    a.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=None,
+                   help="probe convergence semi-angle [mrad] (overrides the file)")  # fmt: skip
+    a.add_argument("--scan-shape", type=_count("--scan-shape"), nargs=2, default=None, metavar=("NY", "NX"),
+                   help="scan positions (slow, fast) without flyback frames [-]: needed for Merlin .mib and 3-D "
+                        "stacks of frames")  # fmt: skip
+    a.add_argument("--flyback", type=_count("--flyback", minimum=0), default=0,
+                   help="extra (flyback) frames per scan row, dropped [-] (default 0)")  # fmt: skip
+    a.add_argument("--flyback-position", choices=("start", "end"), default="start",
+                   help="whether the flyback frames open or close each row [-] (default start)")  # fmt: skip
+    a.add_argument("--dataset", default=None,
+                   help="HDF5 path of the 4-D array when a file holds several [-]")  # fmt: skip
     a.add_argument("--ellipse-window", type=float, nargs=2, default=None, metavar=("QMIN", "QMAX"),
                    help="ring window for the ellipse fit [Å⁻¹] (default: no ellipse fit)")  # fmt: skip
     a.add_argument("--exclude-direct", type=_positive("--exclude-direct", "Å⁻¹"), default=0.15,
@@ -488,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_analyze)
 
     f = sub.add_parser("fit", parents=[common], help="a measured profile vs candidate profiles → table ranked by AIC")
-    f.add_argument("profiles", help="profiles.csv from 'analyze' (class, q_A^-1, counts, exposure_px)")
+    f.add_argument("profiles", help="profiles.csv from 'analyze' (class, Q=1/d [1/Å], counts, exposure_px)")
     f.add_argument("--class", dest="cls", default=None, help="class whose summed profile is fitted, e.g. sei_type1")
     f.add_argument("--candidate", action="append", required=True, metavar="NAME=A.csv[+B.csv]",
                    help="candidate: profile CSVs from 'simulate --profile-csv' (q [Å⁻¹], intensity)")  # fmt: skip
@@ -525,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
+    _add_plan_parser(sub, common)
     return parser
 
 

@@ -194,14 +194,10 @@ def run_demo(
 
 
 def read_truth(path: str | os.PathLike) -> dict:
-    """The ground-truth maps of a synthetic scan file (``truth`` group: ``sro_peak`` [Å⁻¹], region map, …)."""
-    import h5py
+    """Ground-truth maps of a synthetic scan file (``sro_peak`` [Å⁻¹], region map, …): simkit.emd.read_truth."""
+    from simkit.emd import read_truth as _read
 
-    with h5py.File(path, "r") as f:
-        g = f["truth"]
-        truth = {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}
-        truth["region_names"] = json.loads(g.attrs["region_names"])
-    return truth
+    return _read(path)
 
 
 def _truth_check(ana: AnalysisResult, truth: dict) -> dict:

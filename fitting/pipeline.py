@@ -23,6 +23,9 @@ from simkit.atomic import atomic_dir, atomic_path, atomic_write_text
 __all__ = [
     "AnalysisResult",
     "HYPOTHESIS_Q_RANGE",
+    "PIXELS_CSV_COLUMNS",
+    "Q_COLUMN",
+    "SRO_CLASSES",
     "analyze_scan",
     "class_mean_profiles",
     "comparison_markdown",
@@ -57,7 +60,11 @@ class AnalysisResult:
     profiles : fitting.profiles.ScanProfiles
         Per-pixel profiles (``iq`` = I·Q [counts per pixel · Å⁻¹]).
     peak_map : fitting.peaks.PeakMap
-        SRO peak position per pixel [Å⁻¹].
+        SRO peak position per pixel [Å⁻¹], defined for the amorphous classes only (SEI Type 1/2, electrolyte):
+        NaN with ``ok`` False on every other pixel (:func:`sro_positions`), as in ``pixels.csv`` and the summary.
+    raw_peak_map : fitting.peaks.PeakMap
+        The estimator run on every pixel (on Li/Cu pixels its window maximum is a Bragg disc, not an SRO peak):
+        for diagnostics only.
     mixture : fitting.peaks.GaussianMixture or None
         Gaussian mixture of the peak positions [Å⁻¹] (None when fewer than 5 pixels have a peak).
     classes : ndarray of int (sy, sx)
@@ -74,6 +81,7 @@ class AnalysisResult:
     q: np.ndarray
     profiles: Any
     peak_map: Any
+    raw_peak_map: Any
     mixture: Any
     classes: np.ndarray
     calibration: Any
@@ -156,7 +164,8 @@ def analyze_scan(
             prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     # the estimator's window follows the probe (simkit.peakpos.sro_window), as in the synthetic scans' truth
     probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
-    pm = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
+    raw = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
+    pm = _amorphous_only(raw, classes)
     pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
     mixture = fit_histogram(finite, rng=seed) if finite.size >= 5 else None
@@ -166,20 +175,24 @@ def analyze_scan(
     per_class = {}
     for i, c in enumerate(CLASSES):
         sel = (classes == i) & np.isfinite(pos)
-        if sel.any():
+        if sel.any():  # the mean, std and fitted-pixel count are over the same pixels
             per_class[c] = {
                 "pixels": counts[c],
+                "sro_peak_fitted_pixels": int(np.count_nonzero(sel)),
                 "sro_peak_mean_A^-1": float(np.mean(pos[sel])),
                 "sro_peak_std_A^-1": float(np.std(pos[sel])),
             }
     summary = {
+        "units": {"Q": "Q = 1/d [1/Å] (no 2π)", "step": "Å", "pixel_size": "1/Å per detector pixel"},
         "scan_shape": list(classes.shape),
         "step_A": step,
         "pixel_size_A^-1_per_px": float(cal.plan.pixel_size),
         "beam_center_px": [float(c) for c in cal.plan.center],
         "ellipse_ratio": None if cal.ellipse is None else float(cal.ellipse.ratio),
         "ellipse_angle_rad": None if cal.ellipse is None else float(cal.ellipse.angle),
-        "sro_peak_fitted_pixels": int(np.count_nonzero(pm.ok)),
+        # SRO peaks exist for the amorphous classes only; count, mean and std are over the same pixels
+        "sro_peak_amorphous_pixels": int(np.count_nonzero(np.isin(classes, _amorphous_indices()))),
+        "sro_peak_fitted_pixels": int(finite.size),
         "sro_peak_mean_A^-1": float(np.mean(finite)) if finite.size else None,
         "sro_peak_std_A^-1": float(np.std(finite)) if finite.size else None,
         "histogram_components": None
@@ -190,14 +203,27 @@ def analyze_scan(
         ],
         "class_counts": counts,
         "classes": per_class,
+        # every calibration the reader found, with units and the file field it came from (fitting.io.load_scan)
+        "scan_calibration": _jsonable(getattr(scan, "metadata", {}).get("calibration", {})),
     }
     res = AnalysisResult(
-        q=prof.q, profiles=prof, peak_map=pm, mixture=mixture, classes=classes, calibration=cal, step=step,
-        summary=summary,
+        q=prof.q, profiles=prof, peak_map=pm, raw_peak_map=raw, mixture=mixture, classes=classes, calibration=cal,
+        step=step, summary=summary,
     )  # fmt: skip
     if out_dir is not None:
         _write_analysis(res, Path(out_dir), figures=figures)
     return res
+
+
+def _jsonable(v):
+    """Plain JSON types (tuples → lists, NumPy scalars → floats)."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
 
 
 def _in_memory(scan, budget: float):
@@ -260,16 +286,39 @@ def _refine_ellipse(scan, cal, sq, sm, feats, classes):
     return dataclasses.replace(cal, plan=plan, ellipse=ell, info=info)
 
 
+#: Classes whose SRO peak is defined (amorphous).
+SRO_CLASSES = ("sei_type1", "sei_type2", "electrolyte")
+
+
+def _amorphous_indices() -> list[int]:
+    from fitting.classify import CLASSES
+
+    return [CLASSES.index(c) for c in SRO_CLASSES]
+
+
+def _amorphous_only(peak_map, classes: np.ndarray):
+    """The peak map with NaN position/error/amplitude/width and ok=False on every non-amorphous pixel."""
+    import dataclasses
+
+    keep = np.isin(classes, _amorphous_indices())
+    nan = {k: np.where(keep, getattr(peak_map, k), np.nan) for k in ("position", "position_err", "amplitude", "width")}
+    return dataclasses.replace(peak_map, ok=np.asarray(peak_map.ok) & keep, **nan)
+
+
 def sro_positions(peak_map, classes: np.ndarray) -> np.ndarray:
     """SRO peak positions [Å⁻¹] of the amorphous classes (SEI Type 1/2, electrolyte); NaN elsewhere.
 
     As in the study's maps and histograms, an SRO peak is defined for amorphous pixels only: the window maximum
     of a Li or Cu pixel is a Bragg disc (Li 110 at 0.406 Å⁻¹ reads as ≈ 0.39–0.40), not short-range order.
     """
-    from fitting.classify import CLASSES
-
-    sro = np.isin(classes, [CLASSES.index(c) for c in ("sei_type1", "sei_type2", "electrolyte")])
+    sro = np.isin(classes, _amorphous_indices())
     return np.where(np.asarray(peak_map.ok) & sro, peak_map.position, np.nan)
+
+
+#: Per-pixel columns of ``pixels.csv`` after ``iy, ix, class`` (Q = 1/d, no 2π; NaN/False on non-amorphous pixels).
+PIXELS_CSV_COLUMNS = ("SRO peak Q=1/d [1/Å]", "SRO peak error Q=1/d [1/Å]", "SRO fit ok")
+#: Column name of Q in every CSV sei-send writes (pyFAI's "q_A^-1" is 2π/d: never used).
+Q_COLUMN = "Q=1/d [1/Å]"
 
 
 def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
@@ -284,8 +333,8 @@ def _write_analysis_files(res: AnalysisResult, out: Path, *, figures: bool) -> N
 
     res.files["summary"] = out / "summary.json"
     atomic_write_text(res.files["summary"], json.dumps(res.summary, indent=2) + "\n")
-    pm = res.peak_map
-    rows = ["iy,ix,class,sro_peak_A^-1,sro_peak_err_A^-1,sro_fit_ok"]
+    pm = res.peak_map  # amorphous pixels only: NaN and False elsewhere
+    rows = [",".join(["iy", "ix", "class", *PIXELS_CSV_COLUMNS])]
     for iy, ix in np.ndindex(res.classes.shape):
         rows.append(
             f"{iy},{ix},{CLASSES[res.classes[iy, ix]]},{pm.position[iy, ix]:.5f},{pm.position_err[iy, ix]:.5f},"

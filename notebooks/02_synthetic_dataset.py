@@ -12,8 +12,9 @@
 # # 02 — A synthetic SEND dataset with ground truth
 #
 # A small pattern library (cached under `.sei-send-cache/`), the study's bottom interface (Li | SEI Type 1 |
-# SEI Type 2 with LiF | Cu) at 4 nm steps with a 2 mrad probe, written as an EMD 1.0 file with a `truth` group,
-# then read back with `fitting.io.load_scan` and mapped with the project's peak estimator.
+# SEI Type 2 with LiF | Cu) at 4 nm steps with a 2 mrad probe, written as an EMD 1.0 file with its ground truth
+# inside (`simkit.emd.read_truth`), then read back with `fitting.io.load_scan` and mapped with the project's
+# peak estimator.
 
 # %%
 import os

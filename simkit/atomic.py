@@ -1,7 +1,8 @@
 """Atomic file output: write to a temporary file beside the target, fsync, then rename over it.
 
 Never leaves a half-written file under the final name: an exception (or Ctrl-C) inside the block removes the
-temporary file and leaves any previous file at ``path`` untouched.
+temporary file and leaves any previous file at ``path`` untouched. The final file gets the permissions of an
+ordinary ``open(path, "w")`` (0666 minus the process umask), not the private 0600 of ``tempfile.mkstemp``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
@@ -44,6 +46,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux, else by setting and restoring it (POSIX has no read-only call)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

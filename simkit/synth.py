@@ -28,9 +28,10 @@ into a 4D dataset, pixel by pixel:
    ellipse (ratio, angle in the convention of simkit.radial) by bilinear resampling (numba), intensity
    conserved; then dose (electrons per pattern) and detector (Poisson + :func:`simkit.detector.detect`).
 
-The file is written pattern row by pattern row (bounded memory whatever the scan size) to a temporary file
-that is renamed at the end. Ground truth (group ``truth``): majority region and its fraction, all fractions,
-the SRO peak position from :func:`simkit.peakpos.sro_peak_position` (window from the probe,
+The file (layout: :mod:`simkit.emd`) is written pattern row by pattern row (bounded memory whatever the scan
+size) to a temporary file that is renamed at the end. Ground truth (an emdfile ``Metadata`` named ``truth`` in
+the datacube, :data:`simkit.emd.TRUTH_PATH`; :func:`simkit.emd.read_truth` reads it): majority region and its
+fraction, all fractions, the SRO peak position from :func:`simkit.peakpos.sro_peak_position` (window from the probe,
 :func:`simkit.peakpos.sro_window`) on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own
 estimator), density, LiF orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse,
 and all settings as JSON.
@@ -61,10 +62,19 @@ import h5py
 import numpy as np
 from numba import njit, prange
 
+from simkit.emd import (
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    camera_length_mm,
+    filter_kwargs,
+    write_emd_header,
+    write_truth,
+)
 from simkit.geometry import DetectorGeometry
 from simkit.library import PatternLibrary, build_library
 
 __all__ = [
+    "COMPRESSIONS",
     "DEFAULT_ELECTRONS_PER_PATTERN",
     "TRUTH_ESTIMATOR",
     "TRUTH_Q_RANGE",
@@ -601,94 +611,6 @@ def _interp_entries(diffs: list, x: np.ndarray, value: float) -> np.ndarray:
     return (1 - t) * diffs[j] + t * diffs[j + 1]
 
 
-# ----------------------------------------------------------------------------------------------------------
-# EMD 1.0 file
-# ----------------------------------------------------------------------------------------------------------
-COMPRESSIONS = ("lzf", "blosc-lz4", None)
-
-
-def _filter_kwargs(compression) -> dict:
-    """h5py dataset keywords of a compression name (see :func:`write_emd_header`)."""
-    if compression == "lzf":
-        return {"compression": "lzf", "shuffle": True}
-    if compression == "blosc-lz4":
-        import hdf5plugin
-
-        return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
-    if compression is None:
-        return {}
-    raise ValueError(f"compression={compression!r}: choose one of {COMPRESSIONS}")
-
-
-def write_emd_header(
-    f: h5py.File,
-    scan_shape: tuple[int, int],
-    geometry: DetectorGeometry,
-    step: float,
-    *,
-    dtype=np.uint16,
-    compression: str | None = "lzf",
-    name: str = "datacube",
-    attrs: dict | None = None,
-) -> h5py.Dataset:
-    """Create the EMD 1.0 tree (emdfile layout) and return the empty, chunked ``data`` dataset.
-
-    Parameters
-    ----------
-    f : h5py.File
-        Open for writing.
-    scan_shape : (int, int)
-        (Rx, Ry) = (scan_y, scan_x) positions.
-    geometry : DetectorGeometry
-    step : float  [Å]
-    dtype : numpy dtype
-    compression : {"lzf", "blosc-lz4", None}
-        "lzf" (h5py's built-in fast codec: every HDF5 reader opens it; default here) or "blosc-lz4" (Blosc LZ4 with
-        bit-shuffle through hdf5plugin: ≈ 7× faster to decode and ≈ 40 % smaller on 256² count patterns, but
-        readers outside sei-send need ``import hdf5plugin``) or None.
-    name : str
-        Datacube group name.
-    attrs : dict or None
-        Calibration attributes stored on the datacube group (``energy`` [eV], ``semiangle`` [mrad], …).
-
-    Returns
-    -------
-    h5py.Dataset
-        Shape (Rx, Ry, Qx, Qy), chunked by pattern.
-    """
-    f.attrs["emd_group_type"] = "file"
-    f.attrs["version_major"] = 1
-    f.attrs["version_minor"] = 0
-    f.attrs["authoring_program"] = "sei-send"
-    root = f.create_group("root")
-    root.attrs["emd_group_type"] = "root"
-    root.attrs["python_class"] = "Root"
-    g = root.create_group(name)
-    g.attrs["emd_group_type"] = "array"
-    g.attrs["python_class"] = "Array"
-    ny, nx = geometry.shape
-    ds = g.create_dataset(
-        "data", shape=(*scan_shape, ny, nx), dtype=dtype, chunks=(1, 1, ny, nx), **_filter_kwargs(compression)
-    )
-    ds.attrs["units"] = "counts"
-    cy, cx = geometry.center
-    ps = geometry.pixel_size
-    # emdfile/rosettasciio store a linear dim as its first two values [v0, v0 + step]
-    dims = [
-        ("Rx", "A", [0.0, float(step)]),
-        ("Ry", "A", [0.0, float(step)]),
-        ("Qx", "A^-1", [-cy * ps, (1 - cy) * ps]),
-        ("Qy", "A^-1", [-cx * ps, (1 - cx) * ps]),
-    ]
-    for k, (nm, unit, v) in enumerate(dims):
-        d = g.create_dataset(f"dim{k}", data=np.asarray(v, dtype=np.float64))
-        d.attrs["name"] = nm
-        d.attrs["units"] = unit
-    for k, v in (attrs or {}).items():
-        g.attrs[k] = v
-    return ds
-
-
 @dataclass(frozen=True, kw_only=True)
 class SynthResult:
     """What :func:`synthesize_scan` wrote.
@@ -697,7 +619,7 @@ class SynthResult:
     ----------
     path : pathlib.Path
     truth : dict of ndarray
-        The ground-truth maps also stored in the file's ``truth`` group.
+        The ground-truth maps also stored in the file (:data:`simkit.emd.TRUTH_PATH`).
     electrons_per_pattern : float  [e]
     scan_fluence : float  [e/Å²]
     settings : dict
@@ -797,7 +719,7 @@ def synthesize_scan(
     seed: int = 0,
     overwrite: bool = False,
     dtype=None,
-    compression: str | None = "blosc-lz4",
+    compression: str | None = DEFAULT_COMPRESSION,
     rows_per_chunk: int = 4,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -834,11 +756,11 @@ def synthesize_scan(
         Stored counts type; None (default): uint16 unless the brightest expected pixel (library entries scaled to
         the scene thickness, times the dose, plus 10 σ) could exceed 65535, then uint32. Counts above the
         maximum of an explicit dtype raise.
-    compression : {"blosc-lz4", "lzf", None}
-        Codec of the pattern chunks (see :func:`write_emd_header`). Default "blosc-lz4": a 90×60×256² scan is
-        written in 18 s instead of 39 s and decoded in ≈ 0.9 s instead of ≈ 4 s; readers need the hdf5plugin filters
-        (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py sessions ``import hdf5plugin`` first). "lzf" opens
-        in any HDF5 reader.
+    compression : {"lzf", "blosc-lz4", None}
+        Codec of the pattern chunks (:mod:`simkit.emd`). Default "lzf": every HDF5 reader opens it. "blosc-lz4"
+        writes a 90×60×256² scan in 18 s instead of 39 s and decodes in ≈ 0.9 s instead of ≈ 4 s, but readers
+        need the hdf5plugin filters (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py/HyperSpy sessions
+        ``import hdf5plugin`` first).
     rows_per_chunk : int
         Scan rows composed and written per step (memory ∝ this × scan_x × detector pixels).
     cache_dir : path or None
@@ -857,7 +779,7 @@ def synthesize_scan(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
-    _filter_kwargs(compression)  # an unknown codec fails before any work
+    filter_kwargs(compression)  # an unknown codec fails before any work
     if not (np.isfinite(electrons_per_pattern) and electrons_per_pattern > 0):
         raise ValueError(f"electrons_per_pattern={electrons_per_pattern!r} must be a positive dose per pattern [e]")
     for r in scene.regions:
@@ -941,6 +863,12 @@ def synthesize_scan(
                 step,
                 dtype=dtype,
                 compression=compression,
+                energy=probe.energy,
+                semiangle=probe.semiangle,
+                camera_length=None
+                if detector is None
+                else camera_length_mm(geometry.pixel_size, probe.energy, detector.pixel_pitch),
+                file_id=f"sei-send synth {json.dumps(settings, sort_keys=True)}",
                 attrs={
                     "energy": probe.energy,
                     "semiangle": probe.semiangle,
@@ -982,24 +910,23 @@ def synthesize_scan(
                 ds[sl] = counts.reshape(n_rows, nx_s, *geometry.shape).astype(dtype)
                 bar.update(n_rows)
             bar.close()
-            tg = f.create_group("truth")
             maj = np.argmax(truth["fractions"], axis=-1)
-            tg.create_dataset("region", data=maj.astype(np.int16))
-            tg.create_dataset(
-                "region_fraction", data=np.take_along_axis(truth["fractions"], maj[..., None], -1)[..., 0]
-            )
-            tg.attrs["region_names"] = json.dumps(names)
-            tg.attrs["region_kinds"] = json.dumps([r.kind for r in scene.regions])
-            for k, v in truth.items():
-                tg.create_dataset(k, data=v)
-            tg.create_dataset("descan", data=shifts)
-            tg.attrs["ellipse_ratio"] = ratio
-            tg.attrs["ellipse_angle"] = angle
-            tg.attrs["sro_peak_units"] = "A^-1 (Q = 1/d)"
+            stored = {
+                "region": maj.astype(np.int16),
+                "region_fraction": np.take_along_axis(truth["fractions"], maj[..., None], -1)[..., 0],
+                "region_names": json.dumps(names),
+                "region_kinds": json.dumps([r.kind for r in scene.regions]),
+                **truth,
+                "descan": shifts,
+                "ellipse_ratio": ratio,
+                "ellipse_angle": angle,
+                "sro_peak_units": "A^-1 (Q = 1/d)",
+                "settings": json.dumps(settings),
+                "sei_send_version": __version__,
+            }
             if fluence is not None:
-                tg.create_dataset("fluence", data=fluence)
-            tg.attrs["settings"] = json.dumps(settings)
-            tg.attrs["sei_send_version"] = __version__
+                stored["fluence"] = fluence
+            write_truth(f, stored)
             f.flush()
     maj = np.argmax(truth["fractions"], axis=-1)
     truth["region"] = maj
