@@ -73,9 +73,13 @@ def _kill_trials(ctx, target, args, duration, rng, *, trials=TRIALS, check, sig=
 
 
 def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
+    """Best of two runs [s]: the first may compile numba kernels that the children then load from the cache."""
+    best = np.inf
+    for _ in range(2):
+        t = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -164,9 +168,8 @@ def test_killed_analysis_leaves_no_corrupt_output(ctx, complete_scan, tmp_path):
 def test_killed_refinement_resumes_to_the_uninterrupted_result(ctx, tmp_path):
     rng = np.random.default_rng(4)
     ref = w.refine_quadratic(str(tmp_path / "ref.h5"))
-    t0 = time.perf_counter()
-    w.refine_quadratic(str(tmp_path / "timing.h5"), None, 0.01)
-    duration = time.perf_counter() - t0
+    runs = iter(("timing1.h5", "timing2.h5"))  # fresh checkpoints: a second run on one file would only replay
+    duration = _timed(lambda: w.refine_quadratic(str(tmp_path / next(runs)), None, 0.01))
 
     def check(ck: Path):
         if ck.exists():
