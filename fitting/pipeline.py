@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from simkit.atomic import atomic_path, atomic_write_text
+from simkit.atomic import atomic_dir, atomic_path, atomic_write_text
 from simkit.instrument import Descan, Ellipse, Instrument
 
 __all__ = [
@@ -420,9 +420,15 @@ Q_COLUMN = "Q=1/d [1/Å]"
 
 
 def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
+    """Write the tables and figures into a staging folder, then move them into ``out`` (nothing partial there)."""
+    with atomic_dir(out) as stage:
+        _write_analysis_files(res, stage, figures=figures)
+    res.files.update({k: out / p.name for k, p in res.files.items()})
+
+
+def _write_analysis_files(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     from fitting.classify import CLASSES
 
-    out.mkdir(parents=True, exist_ok=True)
     res.files["summary"] = out / "summary.json"
     atomic_write_text(res.files["summary"], json.dumps(res.summary, indent=2) + "\n")
     pm = res.peak_map  # amorphous pixels only: NaN and False elsewhere

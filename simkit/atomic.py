@@ -8,12 +8,13 @@ ordinary ``open(path, "w")`` (0666 minus the process umask), not the private 060
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_dir", "atomic_path", "atomic_write_text"]
 
 
 @contextmanager
@@ -65,3 +66,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``path``; on success its files are moved into ``path``.
+
+    For outputs made of several files (an analysis folder): an exception or Ctrl-C inside the block removes the
+    staging folder, so nothing of an unfinished run appears under ``path``; on success each file is renamed into
+    ``path`` (created if needed; files of the same name are replaced, others are kept).
+
+    Parameters
+    ----------
+    path : path-like
+        Final folder.
+
+    Yields
+    ------
+    pathlib.Path
+        The staging folder (same file system as ``path``, so every move is an atomic rename).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield stage
+        path.mkdir(parents=True, exist_ok=True)
+        for f in sorted(stage.iterdir()):
+            os.replace(f, path / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
