@@ -126,6 +126,14 @@ ENTRY_KINDS = (
     "li2o_damage",
 )
 
+#: Density span [g/cm³] of the Type 1 entries (uniform dilations of the relaxed model; see preset_specs). Wide on
+#: purpose: the relaxed Type 1 model (1.77 g/cm³) peaks at ≈ 0.30 Å⁻¹ after the 2 mrad convolution and the peak
+#: responds weakly to dilation, so a scene asking for 0.33–0.345 Å⁻¹ needs ≈ 3 g/cm³ — the truth's density says
+#: so, it is not a plausible SEI density.
+TYPE1_DENSITY_SPAN = (1.3, 3.6)
+#: Densities [g/cm³] of the Type 2 matrix entries.
+TYPE2_DENSITIES = (1.5, 2.0, 2.6)
+
 #: Size presets: library column thickness [Å], amorphous model size [atoms], multislice settings.
 PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests
@@ -211,7 +219,7 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
     list of EntrySpec
         Crystal entries have method ``"auto"`` (multislice at 2 mrad, kinematic at 0.15 mrad; amorphous ones
         too in the ``full`` preset, kinematic otherwise). Vacuum; Li metal along [001], [011], [111]; Cu along
-        [001], [011], [111], [112]; Li₂O (oxide artefact, [011]); Type 1 at densities spanning 1.8–2.4 g/cm³
+        [001], [011], [111], [112]; Li₂O (oxide artefact, [011]); Type 1 at densities spanning TYPE1_DENSITY_SPAN
         (so that the compositor can interpolate the SRO peak, Q₁ ∝ ρ^(1/3)); Type 2 matrix; LiF nanocrystals
         (3 nm, random orientations, 0–30 % F vacancies); electrolyte configurations; Li₂O damage crystallites of
         2, 3.5 and 5 nm.
@@ -228,7 +236,10 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
     for zone in ((0, 0, 1), (0, 1, 1), (1, 1, 1), (1, 1, 2)):
         specs.append(EntrySpec(kind="cu", method="auto", params={"zone_axis": zone}, seed=seed))
     specs.append(EntrySpec(kind="li2o", method="auto", params={"zone_axis": (0, 1, 1)}, seed=seed))
-    for k, rho in enumerate(np.linspace(1.8, 2.4, p["n_type1"])):
+    # Type 1 and the Type 2 matrix: the shipped relaxed model dilated uniformly to a span of densities around its
+    # relaxed one; the compositor interpolates between neighbours on the entries' measured SRO peaks, so a scene's
+    # sro_peak is the synthesised one wherever it lies inside the span
+    for k, rho in enumerate(np.linspace(*TYPE1_DENSITY_SPAN, p["n_type1"])):
         specs.append(
             EntrySpec(
                 kind="sei_type1",
@@ -237,7 +248,15 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
                 seed=seed + 100 + k,
             )
         )
-    specs.append(EntrySpec(kind="type2_matrix", method=amorphous_method, params={"n_atoms": n_at}, seed=seed + 200))
+    for k, rho in enumerate(TYPE2_DENSITIES):
+        specs.append(
+            EntrySpec(
+                kind="type2_matrix",
+                method=amorphous_method,
+                params={"density": float(rho), "n_atoms": n_at},
+                seed=seed + 200 + k,
+            )
+        )
     for k in range(p["n_lif"]):
         fv = (0.0, 0.15, 0.3)[k % 3] if preset != "tiny" else (0.0, 0.3)[k % 2]
         specs.append(
@@ -364,7 +383,7 @@ def _structure(spec: EntrySpec, thickness: float, lateral: float):
         if kind == "sei_type1":
             return amorphous.type1_sei(density=float(p.get("density", 2.1)), cell=cell, relax=False, rng=spec.seed)
         if kind == "type2_matrix":
-            return amorphous.type2_matrix(cell=cell, relax=False, rng=spec.seed)
+            return amorphous.type2_matrix(density=_opt_float(p.get("density")), cell=cell, relax=False, rng=spec.seed)
         if p.get("electrolyte", "hce") != "hce":
             from structures.electrolytes_study import study_electrolyte
 
@@ -373,6 +392,10 @@ def _structure(spec: EntrySpec, thickness: float, lateral: float):
 
         return electrolyte(cell=cell, rng=spec.seed)
     raise ValueError(f"no multislice structure for kind {kind!r}")
+
+
+def _opt_float(x):
+    return None if x is None else float(x)
 
 
 def _oriented_slab(unit, rot: np.ndarray, lateral: float, thickness: float):
@@ -739,9 +762,9 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
 
             atoms = sei_variant(p["variant"], n_atoms=n_at, density=float(p.get("density", 2.0)), rng=spec.seed)
         elif spec.kind == "sei_type1":
-            atoms = amorphous.type1_sei(n_atoms=n_at, density=float(p.get("density", 2.1)), relax=True, rng=spec.seed)
+            atoms = amorphous.type1_sei(n_atoms=n_at, density=_opt_float(p.get("density", 2.1)), rng=spec.seed)
         elif spec.kind == "type2_matrix":
-            atoms = amorphous.type2_matrix(n_atoms=n_at, relax=True, rng=spec.seed)
+            atoms = amorphous.type2_matrix(n_atoms=n_at, density=_opt_float(p.get("density")), rng=spec.seed)
         elif spec.kind == "electrolyte" and p.get("electrolyte", "hce") != "hce":
             from structures.electrolytes_study import study_electrolyte
 
@@ -752,7 +775,11 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
             raise ValueError(f"kind {spec.kind!r} has no kinematic path in the library; use method='multislice'")
         iq = debye_intensity(atoms, q, periodic=True)
         n_vol = len(atoms) / atoms.get_volume()
-        info = {"n_atoms": len(atoms), "density": float(atoms.info.get("density", np.nan))}
+        info = {
+            "n_atoms": len(atoms),
+            "density": float(np.sum(atoms.get_masses()) / atoms.get_volume() * 1.66053906660),
+            "source": str(atoms.info.get("source", "")),
+        }
     conv = make_probe_convolution(q, semiangle=probe.semiangle, energy=probe.energy, geometry=geometry)
     lam = probe.wavelength
     scale = n_vol * thickness * (relativistic_factor(probe.energy) * lam) ** 2 * geometry.pixel_size**2

@@ -14,8 +14,10 @@ into a 4D dataset, pixel by pixel:
    it can produce in a strongly depleted direct disc are clipped to 0, and a pattern whose total would exceed
    the incident beam (a thin crystal entry extrapolated to the lamella thickness: Li and Cu with the tiny
    and demo presets) is scaled down to it.
-2. **Per-pixel variation.** Type 1: interpolation between library entries of neighbouring density (the
-   scene's per-pixel density; Q₁ ∝ ρ^(1/3)). Type 2: the amorphous matrix plus LiF nanocrystals — their
+2. **Per-pixel variation.** Type 1: interpolation between library entries (uniform dilations of one model) so
+   that the pattern's first SRO peak, measured with the truth estimator along the mixing path of the two
+   neighbouring entries, is the scene's per-pixel ``sro_peak`` (else its density); the Type 2 matrix likewise
+   when the scene gives ``sro_peak``. Type 2: the amorphous matrix plus LiF nanocrystals — their
    number along the beam follows the LiF volume fraction, each one a library crystal chosen by the pixel's
    seed and rotated in plane by a seeded angle (so orientations change from pixel to pixel); a probe wider
    than a crystal (effective area 1/∫P² above the crystal's π d²/4: 0.15 mrad) lights proportionally more
@@ -393,7 +395,9 @@ class _Prepared:
     vac: np.ndarray  # (npix,) float32
     stack: np.ndarray  # (n_entries, npix) float32: entry − vacuum
     base: dict  # (entry kind, variant tag) -> (first index, count)
-    t1_density: dict  # variant tag -> densities [g/cm³] of the Type 1 entries, increasing
+    t1_density: dict  # variant tag -> densities [g/cm³] of the Type 1 entries, in entry order
+    t1_peak: dict  # variant tag -> (peaks [Å⁻¹], u) along the mixing path of the Type 1 entries (_peak_path)
+    t2_peak: tuple  # the same for the Type 2 matrix entries (empty when absent)
     lif_fv: np.ndarray
     dmg_size: np.ndarray
     n_rot: int
@@ -405,6 +409,43 @@ def _tag(params) -> str:
     return str(params.get("variant", params.get("sei_variant", params.get("electrolyte", "hce"))))
 
 
+def _peak_path(patterns, library: PatternLibrary, n_t: int = 9):
+    """Measured SRO peak along the mixing path between neighbouring entries (sorted by their peak).
+
+    The pattern (1 − t)·P_j + t·P_{j+1} does not peak at the weighted mean of the two peaks when they are a
+    sizeable fraction of the peak width apart, so the truth estimator is run on ``n_t`` mixtures per pair and
+    the path u = j + t ↦ peak is inverted by interpolation (see :func:`_on_path`). Returns (peaks, u), or
+    () when there are fewer than two entries or the path is not strictly increasing.
+    """
+    if len(patterns) < 2:
+        return ()
+    t = np.linspace(0.0, 1.0, n_t)
+    mixes, u = [], []
+    for j in range(len(patterns) - 1):
+        for tk in t if j == 0 else t[1:]:
+            mixes.append((1 - tk) * patterns[j] + tk * patterns[j + 1])
+            u.append(j + tk)
+    peaks = truth_peaks(np.stack(mixes), library.geometry, probe=library.probe).astype(float)
+    if not (np.all(np.isfinite(peaks)) and np.all(np.diff(peaks) > 0)):
+        return ()
+    return peaks, np.asarray(u)
+
+
+def _on_path(path, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry index j and weight t whose mixture peaks at q (clipped to the path's range)."""
+    peaks, u = path
+    uu = np.interp(np.clip(q, peaks[0], peaks[-1]), peaks, u)
+    j = np.minimum(np.floor(uu).astype(int), int(u[-1]) - 1)
+    return j, uu - j
+
+
+def _bracket(x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index j and weight t of linear interpolation of v on increasing nodes x (clipped to [x₀, x₋₁])."""
+    vc = np.clip(v, x[0], x[-1])
+    j = np.clip(np.searchsorted(x, vc) - 1, 0, len(x) - 2)
+    return j, (vc - x[j]) / (x[j + 1] - x[j])
+
+
 def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
     """Stack every entry's difference to vacuum once (LiF crystals at ``n_rot`` in-plane angles)."""
     vac = library.vacuum.astype(np.float32)
@@ -414,13 +455,24 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
     groups: dict = {}
     for e in library.entries:
         groups.setdefault((e.spec.kind, _tag(e.spec.params)), []).append(e)
-    t1_density = {}
+    t1_density, t1_peak, t2_peak = {}, {}, ()
     for (kind, tag), entries in groups.items():
-        if kind == "sei_type1":
-            dens = np.array([float(e.spec.params.get("density", np.nan)) for e in entries])
-            order = np.argsort(dens)
+        if kind in ("sei_type1", "type2_matrix"):
+            # sorted by the measured first SRO peak (the truth estimator on the entry alone), so that the
+            # compositor can interpolate to a requested peak; density follows the peak for a uniform dilation
+            peaks = truth_peaks(np.stack([e.pattern for e in entries]), library.geometry, probe=library.probe).astype(
+                float
+            )
+            dens = np.array(
+                [float(e.info.get("density", e.spec.params.get("density", np.nan))) for e in entries], dtype=float
+            )
+            order = np.argsort(np.where(np.isfinite(peaks), peaks, dens))
             entries = [entries[i] for i in order]
-            t1_density[tag] = dens[order]
+            path = _peak_path([entries[i].pattern for i in range(len(entries))], library)
+            if kind == "sei_type1":
+                t1_density[tag], t1_peak[tag] = dens[order], path
+            elif tag == "hce":
+                t2_peak = path
         if kind == "lif":
             c = library.geometry.center
             diffs = [_rotate(e.pattern - vac, c, 2 * np.pi * r / n_rot) for e in entries for r in range(n_rot)]
@@ -433,7 +485,16 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         base[(kind, tag)] = (i0, len(diffs))
         i0 += len(diffs)
     return _Prepared(
-        vac.reshape(-1), np.concatenate(blocks), base, t1_density, lif_fv, dmg_size, n_rot, _probe_area(library.probe)
+        vac.reshape(-1),
+        np.concatenate(blocks),
+        base,
+        t1_density,
+        t1_peak,
+        t2_peak,
+        lif_fv,
+        dmg_size,
+        n_rot,
+        _probe_area(library.probe),
     )
 
 
@@ -526,15 +587,21 @@ def compose(
         b0, nb = need(kind, region)
         if region.kind == "sei_type1":
             rho_map = params.get(f"{region.name}.density")
-            x = prep.t1_density[_tag(region.params)]
-            rho = rho_map.reshape(-1) if rho_map is not None else np.full(npx, np.nanmean(x))
-            truth["density"] = np.where(on, rho, truth["density"])
-            if nb == 1:
-                j, t = np.zeros(npx, int), np.zeros(npx)
+            q_map = params.get(f"{region.name}.sro_peak")
+            xd = prep.t1_density[_tag(region.params)]
+            xq = prep.t1_peak[_tag(region.params)]
+            # a requested SRO peak wins (it is what the scene means); else the density; both interpolate
+            # linearly between the two neighbouring entries
+            if q_map is not None and len(xq) == 2:
+                j, t = _on_path(xq, q_map.reshape(-1))
+                rho = xd[j] * (1 - t) + xd[np.minimum(j + 1, nb - 1)] * t
             else:
-                rc = np.clip(rho, x[0], x[-1])
-                j = np.clip(np.searchsorted(x, rc) - 1, 0, nb - 2)
-                t = (rc - x[j]) / (x[j + 1] - x[j])
+                rho = rho_map.reshape(-1) if rho_map is not None else np.full(npx, np.nanmean(xd))
+                if nb == 1 or not np.all(np.diff(xd) > 0):
+                    j, t = np.zeros(npx, int), np.zeros(npx)
+                else:
+                    j, t = _bracket(xd, rho)
+            truth["density"] = np.where(on, rho, truth["density"])
             amorph = np.ones(npx)
             if damage_state is not None:
                 a = (damage_state["amorphous"][-1][rows] + damage_state["disordered"][-1][rows]).reshape(-1)
@@ -550,7 +617,14 @@ def compose(
                 add(b0 + j + 1, f * amorph * t, on)
         elif region.kind == "sei_type2":
             v = float(region.params.get("lif_volume_fraction", 0.0))
-            add(b0 + (u3 * nb).astype(int) % nb, f * (1.0 - v), on)
+            q_map = params.get(f"{region.name}.sro_peak")
+            xq = prep.t2_peak
+            if q_map is not None and len(xq) == 2:
+                j, t = _on_path(xq, q_map.reshape(-1))  # the matrix at the requested SRO peak
+                add(b0 + j, f * (1.0 - v) * (1 - t), on)
+                add(b0 + j + 1, f * (1.0 - v) * t, on)
+            else:
+                add(b0 + (u3 * nb).astype(int) % nb, f * (1.0 - v), on)
             rho2 = params.get(f"{region.name}.density")
             if rho2 is not None:
                 truth["density"] = np.where(on & np.isnan(truth["density"]), rho2.reshape(-1), truth["density"])

@@ -525,13 +525,39 @@ TYPE1_DEFAULT_UNITS: dict = {"F-": 0.35, "O^2-": 0.20, "S^2-": 0.15, "SO3^2-": 0
 TYPE2_DEFAULT_UNITS: dict = {"F-": 0.40, "O^2-": 0.20, "SO3^2-": 0.20, "SO4^2-": 0.20}
 
 
+def _relaxed_or_packed(model: str, source: str, units, density, cell, n_atoms, relax, rng, kwargs, default_units):
+    """The shipped relaxed model (default) or the rigid-unit packing (fast path, or a custom composition)."""
+    if source not in ("relaxed", "packing"):
+        raise ValueError(f"source={source!r} must be 'relaxed' (shipped relaxed models) or 'packing' (fast path)")
+    if source == "relaxed" and units is None and not kwargs:
+        from . import relax as _relax
+
+        if _relax.model_seeds(model):
+            return _relax.relaxed_model(
+                model, n_atoms=None if cell is not None else n_atoms, cell=cell, density=density, rng=rng
+            )
+    atoms = amorphous(
+        dict(default_units if units is None else units),
+        2.1 if density is None else density,
+        cell=cell,
+        n_atoms=None if cell is not None else n_atoms,
+        relax=relax,
+        rng=rng,
+        **kwargs,
+    )
+    atoms.info["source"] = "rigid-unit packing (fast path, density chosen, no interatomic forces in MD)"
+    return atoms
+
+
 def type1_sei(
     n_atoms: int = 2000,
-    density: float = 2.1,
+    density: float | None = None,
     units: Mapping | None = None,
     cell=None,
     relax: bool | RelaxSettings = True,
     rng=None,
+    *,
+    source: str = "relaxed",
     **kwargs,
 ) -> Atoms:
     """SEI Type 1 of the study: amorphous, carbon-free Li–O–F–S (first I·Q peaks ≈ 0.33 and 0.6 Å⁻¹).
@@ -542,12 +568,17 @@ def type1_sei(
     density are hypotheses (parameters), not measurements; FSI⁻ fragments (``SO2F-``, ``NSO2F^2-``, ``FSI-``)
     can be added through ``units``.
 
+    By default the model is the shipped relaxed model ``type1_default`` of :mod:`structures.relax` (this
+    composition, melt–quenched and minimised at 0 pressure with CHGNet: its density is an output), repeated to
+    ``n_atoms`` or cut to ``cell``. ``source="packing"`` (or a custom ``units``) gives the rigid-unit packing at
+    a chosen density: the fast path for tests, whose peak position follows the density knob.
+
     Parameters
     ----------
     n_atoms : int
-        Target number of atoms (ignored if ``cell`` is given).
-    density : float  [g/cm³]
-        Mass density.
+        Target number of atoms (ignored if ``cell`` is given); relaxed models come in whole repeats.
+    density : float or None  [g/cm³]
+        None: the relaxed density (packing: 2.1). A value rescales the relaxed model isotropically (Q₁ ∝ ρ^(1/3)).
     units : mapping or None
         Composition (fractions of units); default :data:`TYPE1_DEFAULT_UNITS`.
     cell : array-like or None  [Å]
@@ -555,23 +586,19 @@ def type1_sei(
     relax : bool or RelaxSettings
         Physical relaxation (see :func:`amorphous`).
     rng : numpy.random.Generator, int or None
-        Random generator or seed.
+        Random generator or seed (picks the shipped seed).
+    source : {"relaxed", "packing"}
+        Shipped relaxed model (default) or the rigid-unit fast path.
     **kwargs
-        Passed to :func:`amorphous` (``min_distance``, ``max_steps``).
+        Passed to :func:`amorphous` (``min_distance``, ``max_steps``; packing only).
 
     Returns
     -------
     ase.Atoms
         As :func:`amorphous`, with ``info["preset"] = "type1_sei"``.
     """
-    atoms = amorphous(
-        dict(TYPE1_DEFAULT_UNITS if units is None else units),
-        density,
-        cell=cell,
-        n_atoms=None if cell is not None else n_atoms,
-        relax=relax,
-        rng=rng,
-        **kwargs,
+    atoms = _relaxed_or_packed(
+        "type1_default", source, units, density, cell, n_atoms, relax, rng, kwargs, TYPE1_DEFAULT_UNITS
     )
     atoms.info["preset"] = "type1_sei"
     return atoms
@@ -579,11 +606,13 @@ def type1_sei(
 
 def type2_matrix(
     n_atoms: int = 2000,
-    density: float = 2.1,
+    density: float | None = None,
     units: Mapping | None = None,
     cell=None,
     relax: bool | RelaxSettings = True,
     rng=None,
+    *,
+    source: str = "relaxed",
     **kwargs,
 ) -> Atoms:
     """Amorphous matrix of SEI Type 2 (isotropic SRO ≈ 0.295 Å⁻¹; LiF nanocrystals are added by scenes.embed).
@@ -593,12 +622,15 @@ def type2_matrix(
     before probe convolution). Lower densities or intact FSI⁻ move it further down (≈ 0.24 Å⁻¹ for FSI⁻-rich
     mixtures at 1.8–1.9 g/cm³).
 
+    By default the shipped relaxed model ``type2_matrix`` of :mod:`structures.relax` (density an output);
+    ``source="packing"`` or a custom ``units`` gives the rigid-unit fast path (see :func:`type1_sei`).
+
     Parameters
     ----------
     n_atoms : int
         Target number of atoms (ignored if ``cell`` is given).
-    density : float  [g/cm³]
-        Mass density.
+    density : float or None  [g/cm³]
+        None: the relaxed density (packing: 2.1); a value rescales isotropically.
     units : mapping or None
         Composition (fractions of units); default :data:`TYPE2_DEFAULT_UNITS`.
     cell : array-like or None  [Å]
@@ -607,22 +639,18 @@ def type2_matrix(
         Physical relaxation (see :func:`amorphous`).
     rng : numpy.random.Generator, int or None
         Random generator or seed.
+    source : {"relaxed", "packing"}
+        Shipped relaxed model (default) or the rigid-unit fast path.
     **kwargs
-        Passed to :func:`amorphous`.
+        Passed to :func:`amorphous` (packing only).
 
     Returns
     -------
     ase.Atoms
         As :func:`amorphous`, with ``info["preset"] = "type2_matrix"``.
     """
-    atoms = amorphous(
-        dict(TYPE2_DEFAULT_UNITS if units is None else units),
-        density,
-        cell=cell,
-        n_atoms=None if cell is not None else n_atoms,
-        relax=relax,
-        rng=rng,
-        **kwargs,
+    atoms = _relaxed_or_packed(
+        "type2_matrix", source, units, density, cell, n_atoms, relax, rng, kwargs, TYPE2_DEFAULT_UNITS
     )
     atoms.info["preset"] = "type2_matrix"
     return atoms

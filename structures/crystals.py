@@ -486,6 +486,36 @@ def _round_half_up(x: float) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 # nanocrystal
 # ----------------------------------------------------------------------------------------------------------------
+def _trim_to_stoichiometry(
+    pos: np.ndarray, sym: np.ndarray, anion: str | None, anion_charge: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Remove the outermost atoms of the surplus sublattice so that N_Li = q·N_anion exactly.
+
+    A sphere or cube cut around a lattice site of an ionic crystal holds unequal numbers of cation and
+    anion sites (a 30 Å LiF sphere around a Li site has ≈3 % fewer F than Li), i.e. a charged particle whose
+    F/Li ratio would read as anion vacancies. Trimming the surplus species from the surface (largest radius
+    first, ties by index) restores the formula unit before any vacancy is drawn, so F/Li = 1 − f_vacancy.
+    Metals (no anion) are returned unchanged.
+    """
+    if anion is None or anion_charge == 0:
+        return pos, sym, {}
+    n_li = int(np.count_nonzero(sym == "Li"))
+    n_an = int(np.count_nonzero(sym == anion))
+    n_an_keep = min(n_an, n_li // anion_charge)
+    n_li_keep = anion_charge * n_an_keep
+    r2 = np.einsum("ij,ij->i", pos, pos)
+    remove = np.zeros(len(sym), dtype=bool)
+    trimmed = {}
+    for element, n_keep in (("Li", n_li_keep), (anion, n_an_keep)):
+        idx = np.flatnonzero(sym == element)
+        n_drop = len(idx) - n_keep
+        if n_drop > 0:
+            order = idx[np.lexsort((idx, -r2[idx]))]  # outermost first, stable in index
+            remove[order[:n_drop]] = True
+            trimmed[element] = int(n_drop)
+    return pos[~remove], sym[~remove], trimmed
+
+
 def nanocrystal(
     phase: str,
     diameter: float,
@@ -506,7 +536,8 @@ def nanocrystal(
 
     The crystal is cut from the perfect lattice around a lattice site (the cation site of LiF, the anion
     site of Li₂O/Li₂S, an atom of the metals), rotated so that the requested zone axis lies along the beam
-    (+z), then vacancies are drawn and static displacements added.
+    (+z); the outermost atoms of the surplus sublattice are trimmed so that the particle holds whole formula
+    units (charge-neutral, F/Li = 1 for pristine LiF), then vacancies are drawn and static displacements added.
 
     Parameters
     ----------
@@ -545,7 +576,8 @@ def nanocrystal(
     ase.Atoms
         Centred in an orthorhombic periodic box (pbc True). ``info`` holds phase, structure, a [Å],
         temperature [K], diameter [Å], shape, orientation (3×3 list, r_lab = R r_crystal), zone_axis,
-        n_sites and n_vacancies per element, the requested fractions, n_schottky, displacement_rms [Å],
+        n_sites (after the stoichiometric trim) and n_vacancies per element, the requested fractions,
+        n_schottky, n_trimmed (surface atoms removed per element to reach whole formula units), displacement_rms [Å],
         seed, composition, formula, charge (nominal), density [g/cm³] of the particle (mass over the
         sphere/cube volume) and cell_density [g/cm³].
     """
@@ -594,6 +626,7 @@ def nanocrystal(
     else:
         keep = np.all(np.abs(pos) <= half + eps, axis=1)
     pos, sym = pos[keep], sym[keep]
+    pos, sym, n_trimmed = _trim_to_stoichiometry(pos, sym, anion, anion_charge if "Li" in symbols_cell else 0)
 
     # vacancies
     n_sites = {s: int(np.count_nonzero(sym == s)) for s in sorted(set(sym.tolist()))}
@@ -669,6 +702,7 @@ def nanocrystal(
             "n_anion_vacancies": n_anion_vac,
             "n_li_vacancies": n_li_vac,
             "n_schottky": n_schottky,
+            "n_trimmed": n_trimmed,
             "displacement_rms": sigma,
             "seed": seed,
             "composition": comp,

@@ -474,8 +474,13 @@ def study_electrolyte(
     cell=None,
     rng=None,
     max_steps: int = 5000,
+    source: str = "relaxed",
 ) -> Atoms:
-    """A vitrified-liquid model of one of the study's electrolytes (rigid molecules packed at the density).
+    """A vitrified-liquid model of one of the study's electrolytes.
+
+    The shipped relaxed model ``electrolyte_<name>`` of :mod:`structures.relax` when present and neither
+    ``density`` nor ``solvent_basis`` is given (density an output); otherwise, or with ``source="packing"``,
+    rigid molecules packed at the estimated density (the fast path).
 
     Parameters
     ----------
@@ -493,6 +498,8 @@ def study_electrolyte(
         Random generator or seed.
     max_steps : int
         Bound on packing iterations.
+    source : {"relaxed", "packing"}
+        Shipped relaxed model when available (default) or the packing fast path.
 
     Returns
     -------
@@ -502,6 +509,17 @@ def study_electrolyte(
     """
     if name not in ELECTROLYTES:
         raise ValueError(f"name={name!r}: the study's electrolytes are {sorted(ELECTROLYTES)}")
+    if source not in ("relaxed", "packing"):
+        raise ValueError(f"source={source!r} must be 'relaxed' (shipped relaxed model) or 'packing' (fast path)")
+    if source == "relaxed" and density is None and solvent_basis is None:
+        from . import relax as _relax
+
+        if _relax.model_seeds(f"electrolyte_{name}"):
+            atoms = _relax.relaxed_model(
+                f"electrolyte_{name}", n_atoms=None if cell is not None else n_atoms, cell=cell, rng=rng
+            )
+            atoms.info.update({"electrolyte": name, "label": ELECTROLYTES[name].label})
+            return atoms
     spec = ELECTROLYTES[name]
     if spec.molality:
         atoms = _hce_electrolyte(
@@ -512,6 +530,7 @@ def study_electrolyte(
             cell=cell,
             rng=rng,
             max_steps=max_steps,
+            source="packing",
         )
         atoms.info.update({"electrolyte": name, "label": spec.label, "molarity_built": atoms.info["molarity_M"]})
         return atoms
@@ -533,6 +552,7 @@ def study_electrolyte(
             "molarity_built": {s: counts[SALT_UNITS[s][1]] / vol_l for s in spec.molarity},
             "molality_built": {s: counts[SALT_UNITS[s][1]] / kg for s in spec.molarity},
             "density_source": comp["density_source"],
+            "source": "rigid-molecule packing (fast path, density chosen, no interatomic forces in MD)",
         }
     )
     return atoms

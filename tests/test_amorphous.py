@@ -343,11 +343,11 @@ def test_monatomic_mixtures_do_not_peak_at_033(units, density):
 
 
 def test_presets_record_their_parameters():
-    a = type1_sei(n_atoms=600, relax=False, rng=1)
+    a = type1_sei(n_atoms=600, relax=False, rng=1, source="packing")  # the fast path's default density
     assert a.info["preset"] == "type1_sei" and a.info["density_g_cm3"] == 2.1
     assert {"SO3^2-", "SO4^2-", "F-", "O^2-", "S^2-"} <= set(a.info["units"])
     assert "C" not in a.get_chemical_symbols()
-    b = type2_matrix(n_atoms=600, relax=False, rng=1)
+    b = type2_matrix(n_atoms=600, relax=False, rng=1, source="packing")
     assert b.info["preset"] == "type2_matrix" and _density(b) == pytest.approx(2.1, rel=1e-9)
 
 

@@ -396,3 +396,39 @@ def test_vacancy_counts_property(phase, x_an, x_li, diameter, seed):
     sym_p, sym = perfect.get_chemical_symbols(), nc.get_chemical_symbols()
     for el, x in ((anion, x_an), ("Li", x_li)):
         assert sym_p.count(el) - sym.count(el) == math.floor(x * sym_p.count(el) + 0.5)
+
+
+@pytest.mark.parametrize("diameter", [12.0, 21.0, 30.0, 37.5, 44.0])
+@pytest.mark.parametrize("x_vac", [0.0, 0.1, 0.25])
+@pytest.mark.parametrize("shape", ["sphere", "cube"])
+def test_lif_nanocrystal_is_stoichiometric_before_vacancies(diameter, x_vac, shape):
+    """A pristine LiF particle holds whole formula units (charge 0, F/Li = 1); with F vacancies F/Li is
+    1 − f_vacancy up to the one-site rounding of round(x·N_F), and the nominal charge is the vacancy count."""
+    nc = nanocrystal("LiF", diameter, shape=shape, f_vacancy=x_vac, orientation="random", rng=2)
+    sym = nc.get_chemical_symbols()
+    n_li, n_f = sym.count("Li"), sym.count("F")
+    n_vac = math.floor(x_vac * n_li + 0.5)
+    assert n_f == n_li - n_vac
+    assert abs(n_f / n_li - (1 - x_vac)) <= 0.5 / n_li + 1e-12
+    assert nc.info["charge"] == n_vac
+    if x_vac == 0.0:
+        assert n_f == n_li and nc.info["charge"] == 0
+    if shape == "sphere":
+        # independent site count: rock salt around a Li site, (i, j, k)·a/2 with i+j+k even = Li, odd = F
+        half = crystals.lattice_constant("LiF") / 2
+        m = int(diameter / (2 * half)) + 1
+        ijk = np.stack(np.meshgrid(*[np.arange(-m, m + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        inside = np.sum((ijk * half) ** 2, axis=1) <= (diameter / 2) ** 2 + 1e-9
+        odd = ijk[inside].sum(axis=1) % 2 == 1
+        assert n_li == min(np.count_nonzero(~odd), np.count_nonzero(odd))  # only the surplus was trimmed
+
+
+@pytest.mark.parametrize("phase, anion", [("Li2O", "O"), ("Li2S", "S")])
+@pytest.mark.parametrize("diameter", [15.0, 26.0, 33.0])
+def test_antifluorite_nanocrystal_is_charge_neutral(phase, anion, diameter):
+    """Li₂O/Li₂S particles hold N_Li = 2 N_anion exactly; the trim only removes surface atoms (radius ≥ the
+    radius of every kept atom of that element)."""
+    nc = nanocrystal(phase, diameter, rng=1)
+    sym = nc.get_chemical_symbols()
+    assert sym.count("Li") == 2 * sym.count(anion)
+    assert nc.info["charge"] == 0

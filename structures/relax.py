@@ -1,0 +1,826 @@
+"""Physical relaxation of amorphous models: melt, quench and NPT with an interatomic potential.
+
+The rigid-unit packing of :mod:`structures.amorphous` and :mod:`structures.electrolyte` puts matter at a density
+the caller chooses, so the first SRO peak follows that choice. :func:`melt_quench` turns such a start into a
+physical model whose density is an *output*:
+
+1. **melt** — NVT Langevin MD at ``t_melt`` [K] for ``melt_time`` [ps] at the starting density (erases the
+   packing's memory);
+2. **quench** — isotropic NPT (Berendsen thermostat and barostat, ASE's ``NPTBerendsen``) while the target
+   temperature falls linearly from ``t_melt`` to ``t_final`` at ``quench_rate`` [K/ps];
+3. **anneal** — NPT at ``t_final`` (default 100 K, cryo-EM conditions) and ``pressure`` (default 0 GPa) for
+   ``npt_time`` [ps]; the reported density is the mean over its second half.
+
+The run is seeded (velocities and Langevin noise from one ``numpy`` generator), shows a ``tqdm`` bar, and can
+write a JSON checkpoint (atomically, every ``checkpoint_every`` steps) from which an interrupted run continues
+bit for bit. Every parameter, the potential's name and version, and the resulting density and energy go to
+``atoms.info["relax"]``.
+
+Potential
+---------
+The default engine is CHGNet (Deng et al. 2023, Nat. Mach. Intell. 5, 1031), a universal machine-learned
+potential trained on the Materials Project trajectory set (DFT, PBE/PBE+U) over 89 elements: it covers Li, O, F,
+S, N, C, H and P in one consistent model and its weights ship inside the PyPI package (no download at run time).
+Install with ``pip install -e ".[relax]"``; nothing else in the project needs it. Known limits: PBE under-binds
+dispersion, so molecular liquids (DME, EC/DEC) come out less dense than experiment; MPtrj holds few molecular
+structures, so the organic electrolytes are the least trustworthy models. Any ASE calculator can be passed
+instead (tests use a cheap one).
+
+Shipped models (:func:`load_model`, :func:`model_names`) live in ``structures/models/*.extxyz``; the command
+``python -m structures.relax build`` regenerates them (see :data:`LIBRARY`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+
+__all__ = [
+    "LIBRARY",
+    "MODEL_DIR",
+    "ModelSpec",
+    "Protocol",
+    "build_model",
+    "chgnet_potential",
+    "load_model",
+    "melt_quench",
+    "model_names",
+    "model_seeds",
+    "relaxed_model",
+    "start_structure",
+]
+
+#: Folder of the shipped relaxed models.
+MODEL_DIR = Path(__file__).resolve().parent / "models"
+
+_AMU_PER_A3_TO_G_CM3 = 1.66053906660  # 1 u/Å³ in g/cm³
+
+
+@dataclass(frozen=True, kw_only=True)
+class Protocol:
+    """Melt–quench–NPT protocol (see the module docstring).
+
+    Attributes
+    ----------
+    t_melt : float  [K]
+        Melt temperature (NVT) and start of the quench.
+    melt_time : float  [ps]
+        Duration of the NVT melt.
+    quench_rate : float  [K/ps]
+        Cooling rate of the NPT quench from ``t_melt`` to ``t_final``.
+    t_final : float  [K]
+        Temperature of the final NPT anneal.
+    npt_time : float  [ps]
+        Duration of the final anneal; the density is averaged over its second half.
+    pressure : float  [GPa]
+        Barostat pressure of quench and anneal.
+    timestep : float  [fs]
+        MD time step.
+    friction : float  [1/fs]
+        Langevin friction of the melt.
+    taut : float  [fs]
+        Berendsen thermostat time constant.
+    taup : float  [fs]
+        Berendsen barostat time constant.
+    compressibility : float  [1/GPa]
+        Compressibility the Berendsen barostat assumes (sets its step size, not the physics).
+    minimise_steps : int
+        After the anneal, at most this many FIRE steps minimising the energy over positions and an isotropic
+        cell strain at ``pressure`` (0 K inherent structure; 0 = no minimisation).
+    fmax : float  [eV/Å]
+        Force convergence of the minimisation.
+    """
+
+    t_melt: float = 1500.0
+    melt_time: float = 1.0
+    quench_rate: float = 1000.0
+    t_final: float = 100.0
+    npt_time: float = 1.0
+    pressure: float = 0.0
+    timestep: float = 1.0
+    friction: float = 0.02
+    taut: float = 50.0
+    taup: float = 500.0
+    compressibility: float = 0.05
+    minimise_steps: int = 0
+    fmax: float = 0.05
+
+    def n_steps(self) -> tuple[int, int, int]:
+        """Steps of the melt, quench and anneal stages."""
+        quench_time = max(self.t_melt - self.t_final, 0.0) / self.quench_rate
+        return tuple(int(round(1000.0 * t / self.timestep)) for t in (self.melt_time, quench_time, self.npt_time))
+
+
+def _check_protocol(p: Protocol) -> None:
+    for name in ("t_melt", "quench_rate", "t_final", "timestep", "friction", "taut", "taup", "compressibility"):
+        v = getattr(p, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name}={v!r} must be a positive finite number (see Protocol for units)")
+    if not (isinstance(p.minimise_steps, (int, np.integer)) and p.minimise_steps >= 0):
+        raise ValueError(f"minimise_steps={p.minimise_steps!r} must be an int >= 0")
+    for name in ("melt_time", "npt_time", "fmax"):
+        v = getattr(p, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}={v!r} ps must be >= 0")
+    if p.t_final > p.t_melt:
+        raise ValueError(f"t_final={p.t_final!r} K is above t_melt={p.t_melt!r} K; a quench cools")
+    if not math.isfinite(p.pressure):
+        raise ValueError(f"pressure={p.pressure!r} GPa must be finite")
+
+
+def chgnet_potential(device: str = "cpu") -> tuple[Any, dict]:
+    """CHGNet calculator (pretrained weights shipped in the package) and its identity.
+
+    Parameters
+    ----------
+    device : str
+        Torch device; "cpu" by default.
+
+    Returns
+    -------
+    calculator : ase.calculators.calculator.Calculator
+        Energies [eV], forces [eV/Å] and stress.
+    identity : dict
+        ``name``, ``version`` (package), ``model`` (weights version), ``torch`` version, ``threads``.
+
+    Raises
+    ------
+    ImportError
+        When the optional extra is missing: ``pip install -e ".[relax]"``.
+    """
+    try:
+        import chgnet
+        import torch
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+    except ImportError as err:  # pragma: no cover  (depends on the optional extra)
+        raise ImportError('the relaxation engine needs the optional extra: pip install -e ".[relax]"') from err
+    model = CHGNet.load(verbose=False)
+    calc = CHGNetCalculator(model=model, use_device=device)
+    ident = {
+        "name": "CHGNet",
+        "version": getattr(chgnet, "__version__", "unknown"),
+        "model": str(getattr(model, "version", "0.3.0")),
+        "torch": torch.__version__,
+        "threads": int(torch.get_num_threads()),
+        "reference": "Deng et al. 2023, Nat. Mach. Intell. 5, 1031",
+    }
+    return calc, ident
+
+
+def _density(atoms: Atoms) -> float:
+    return float(np.sum(atoms.get_masses()) / atoms.get_volume() * _AMU_PER_A3_TO_G_CM3)
+
+
+def _atomic_write_json(path: Path, obj: dict) -> None:
+    """Write JSON next to ``path`` and rename (no half-written checkpoint after an interrupt)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _resolve_potential(potential) -> tuple[Any, dict]:
+    if isinstance(potential, str):
+        if potential.lower() != "chgnet":
+            raise ValueError(f"potential={potential!r} is not known; give 'chgnet' or (calculator, identity dict)")
+        return chgnet_potential()
+    if isinstance(potential, tuple) and len(potential) == 2 and isinstance(potential[1], Mapping):
+        calc, ident = potential
+        if "name" not in ident:
+            raise ValueError("the potential's identity dict must hold at least 'name' (and 'version')")
+        return calc, dict(ident)
+    raise TypeError(
+        f"potential={potential!r} must be 'chgnet' or a tuple (ASE calculator, {{'name': ..., 'version': ...}})"
+    )
+
+
+def melt_quench(
+    atoms: Atoms,
+    *,
+    potential: Any = "chgnet",
+    protocol: Protocol | None = None,
+    seed: int,
+    progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    **overrides,
+) -> Atoms:
+    """Melt, quench and anneal a periodic model under NPT (then optionally minimise) so that its density is an output.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Periodic starting model (e.g. a rigid-unit packing); not modified.
+    potential : "chgnet" or tuple (calculator, dict)
+        "chgnet" (:func:`chgnet_potential`) or any ASE calculator with stress, with an identity dict holding
+        ``name`` and ``version``.
+    protocol : Protocol or None
+        Temperatures, times, rate and barostat settings; ``Protocol()`` by default.
+    seed : int
+        Seeds the initial Maxwell–Boltzmann velocities and the Langevin noise.
+    progress : bool
+        Show a tqdm bar over all MD steps.
+    checkpoint : path or None
+        JSON checkpoint file, written atomically every ``checkpoint_every`` steps; if it exists (from the same
+        start, protocol and seed) the run continues from it. Removed after a finished run.
+    checkpoint_every : int
+        Steps between checkpoint writes.
+    **overrides
+        Protocol fields (``t_melt=…, quench_rate=…, t_final=…, pressure=…, melt_time=…, npt_time=…,
+        timestep=…``) replacing those of ``protocol``.
+
+    Returns
+    -------
+    ase.Atoms
+        Relaxed model (cell changed by the barostat, velocities dropped). ``info["relax"]`` holds the protocol,
+        the steps per stage, seed, potential identity, ``density_g_cm3`` (after the minimisation if any, else
+        the mean of the anneal's second half), ``npt_density_g_cm3`` and ``npt_density_std_g_cm3`` (anneal),
+        ``final_density_g_cm3`` (last frame), ``energy_eV_per_atom`` (potential energy of the last frame),
+        ``energy_mean_eV_per_atom`` (second half of the anneal), ``minimise_steps_taken``,
+        ``max_force_eV_per_A``, ``start_density_g_cm3``, ``wall_time_s`` and the number of atoms;
+        ``info["density_g_cm3"]`` is the relaxed density.
+    """
+    from ase.md.langevin import Langevin
+    from ase.md.nptberendsen import NPTBerendsen
+    from tqdm.auto import tqdm
+
+    if not isinstance(atoms, Atoms) or not np.all(atoms.pbc) or atoms.cell.volume <= 0:
+        raise ValueError("atoms must be a periodic ase.Atoms with a 3-D cell (pbc True on all axes)")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed={seed!r} must be an int")
+    if not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive int (steps)")
+    base = protocol if protocol is not None else Protocol()
+    bad = set(overrides) - set(asdict(base))
+    if bad:
+        raise TypeError(f"unknown protocol field(s) {sorted(bad)}; valid: {sorted(asdict(base))}")
+    overrides = {k: (int(v) if k == "minimise_steps" else float(v)) for k, v in overrides.items()}
+    proto = Protocol(**{**asdict(base), **overrides})
+    _check_protocol(proto)
+    calc, ident = _resolve_potential(potential)
+
+    n_melt, n_quench, n_npt = proto.n_steps()
+    total = n_melt + n_quench + n_npt
+    work = atoms.copy()
+    work.info = {}
+    for key in list(work.arrays):
+        if key not in ("numbers", "positions"):
+            del work.arrays[key]
+    start_density = _density(work)
+    fingerprint = {
+        "numbers_sha": int(np.sum(work.numbers * np.arange(1, len(work) + 1)) % 2_147_483_647),
+        "n_atoms": len(work),
+        "protocol": asdict(proto),
+        "seed": int(seed),
+        "potential": ident.get("name"),
+    }
+    rng = np.random.default_rng(int(seed))
+    step0 = 0
+    samples: list[tuple[float, float]] = []  # (density, energy per atom) over the anneal's second half
+    ckpt = None if checkpoint is None else Path(checkpoint)
+    if ckpt is not None and ckpt.exists():
+        state = json.loads(ckpt.read_text(encoding="utf-8"))
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"checkpoint={str(ckpt)!r} belongs to another run (start, protocol, seed or potential differ); "
+                "delete it or give another path"
+            )
+        work.set_cell(np.array(state["cell"]), scale_atoms=False)
+        work.set_positions(np.array(state["positions"]))
+        work.set_momenta(np.array(state["momenta"]))
+        rng.bit_generator.state = state["rng_state"]
+        step0 = int(state["step"])
+        samples = [tuple(s) for s in state["samples"]]
+    else:
+        m = work.get_masses()[:, None]
+        p = rng.standard_normal((len(work), 3)) * np.sqrt(m * units.kB * proto.t_melt)  # Maxwell–Boltzmann
+        work.set_momenta(p - m * (p.sum(axis=0) / m.sum()))  # no centre-of-mass drift
+    work.calc = calc
+
+    dt = proto.timestep * units.fs
+    p_au = proto.pressure * units.GPa
+    comp_au = proto.compressibility / units.GPa
+
+    def make(stage: str):
+        if stage == "melt":
+            return Langevin(
+                work, dt, temperature_K=proto.t_melt, friction=proto.friction / units.fs, rng=rng, fixcm=False
+            )
+        return NPTBerendsen(
+            work,
+            dt,
+            temperature_K=proto.t_melt if stage == "quench" else proto.t_final,
+            pressure_au=p_au,
+            taut=proto.taut * units.fs,
+            taup=proto.taup * units.fs,
+            compressibility_au=comp_au,
+        )
+
+    def stage_of(step: int) -> str:
+        return "melt" if step < n_melt else ("quench" if step < n_melt + n_quench else "anneal")
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, initial=step0, disable=not progress, desc="melt-quench", unit="step", leave=False)
+    step = step0
+    try:
+        while step < total:
+            stage = stage_of(step)
+            dyn = make(stage)
+            end = {"melt": n_melt, "quench": n_melt + n_quench, "anneal": total}[stage]
+            while step < end:
+                if stage == "quench":
+                    frac = (step - n_melt + 1) / max(n_quench, 1)
+                    dyn.set_temperature(temperature_K=proto.t_melt + frac * (proto.t_final - proto.t_melt))
+                dyn.run(1)
+                step += 1
+                if stage == "anneal" and step > n_melt + n_quench + n_npt // 2:
+                    samples.append((_density(work), float(work.get_potential_energy()) / len(work)))
+                bar.update(1)
+                if ckpt is not None and (step % checkpoint_every == 0 or step == total):
+                    _atomic_write_json(
+                        ckpt,
+                        {
+                            "fingerprint": fingerprint,
+                            "step": step,
+                            "cell": work.cell.array.tolist(),
+                            "positions": work.positions.tolist(),
+                            "momenta": work.get_momenta().tolist(),
+                            "rng_state": rng.bit_generator.state,
+                            "samples": samples,
+                        },
+                    )
+    finally:
+        bar.close()
+    npt_density = _density(work)
+    n_min = 0
+    if proto.minimise_steps > 0:
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+
+        work.set_momenta(np.zeros((len(work), 3)))
+        filt = FrechetCellFilter(work, hydrostatic_strain=True, scalar_pressure=p_au)
+        opt = FIRE(filt, logfile=None)
+        opt.run(fmax=proto.fmax, steps=proto.minimise_steps)
+        n_min = int(opt.get_number_of_steps())
+    wall = time.perf_counter() - t0
+
+    energy = float(work.get_potential_energy()) / len(work)
+    out = Atoms(numbers=work.numbers, positions=work.positions, cell=work.cell, pbc=True)
+    out.wrap()
+    dens = np.array([s[0] for s in samples]) if samples else np.array([_density(out)])
+    ener = np.array([s[1] for s in samples]) if samples else np.array([energy])
+    out.info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool, dict, list))}
+    out.info["relax"] = {
+        "protocol": asdict(proto),
+        "steps": {"melt": n_melt, "quench": n_quench, "anneal": n_npt},
+        "thermostat": "Langevin (melt), Berendsen (quench, anneal)",
+        "barostat": "Berendsen isotropic (quench, anneal)",
+        "seed": int(seed),
+        "potential": ident,
+        "n_atoms": len(out),
+        "start_density_g_cm3": start_density,
+        "npt_density_g_cm3": float(dens.mean()),
+        "npt_density_std_g_cm3": float(dens.std()),
+        "npt_last_density_g_cm3": npt_density,
+        "minimise_steps_taken": n_min,
+        "max_force_eV_per_A": float(np.max(np.linalg.norm(work.get_forces(), axis=1))),
+        "density_g_cm3": _density(out) if proto.minimise_steps > 0 else float(dens.mean()),
+        "final_density_g_cm3": _density(out),
+        "energy_eV_per_atom": energy,
+        "energy_mean_eV_per_atom": float(ener.mean()),
+        "wall_time_s": wall,
+        "resumed_at_step": step0,
+    }
+    out.info["density_g_cm3"] = out.info["relax"]["density_g_cm3"]
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# shipped library
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """One relaxed-model family of the shipped library.
+
+    Attributes
+    ----------
+    kind : {"type1", "type2", "electrolyte"}
+        What it models.
+    units : dict
+        Unit fractions for :func:`structures.amorphous.amorphous` (type1/type2); empty for electrolytes.
+    electrolyte : str
+        Name for :func:`structures.electrolytes_study.study_electrolyte` (electrolytes only).
+    n_atoms : int
+        Target size of the start.
+    start_density : float  [g/cm³]
+        Density of the rigid start (the relaxation changes it).
+    protocol : Protocol
+        Melt–quench–NPT settings.
+    description : str
+        One line for tables.
+    """
+
+    kind: str
+    units: dict = field(default_factory=dict)
+    electrolyte: str = ""
+    n_atoms: int = 100
+    start_density: float = 2.0
+    protocol: Protocol = field(default_factory=Protocol)
+    description: str = ""
+
+
+#: Inorganic melts (LiF melts at 1121 K, Li₂SO₄ at 1132 K, Li₂O at 1711 K). The CHGNet budget of this machine
+#: (≈ 7 CPU-ms per atom and step, see bench/relax.py, on 2 cores shared by many jobs) allows only a very fast
+#: quench of ~100-atom models: 0.1 ps at 1500 K, 14 000 K/ps (0.1 ps), 0.05 ps NPT at 100 K, then a
+#: 0-pressure minimisation of positions and cell (the inherent structure), whose density is the reported one.
+_INORGANIC = Protocol(
+    t_melt=1500.0, melt_time=0.1, quench_rate=14000.0, t_final=100.0, npt_time=0.05, timestep=2.0, taup=100.0,
+    minimise_steps=75, fmax=0.1,
+)  # fmt: skip
+#: Electrolytes are liquids already: a mild 500 K "melt" (below decomposition), 1 fs steps for the H atoms.
+_LIQUID = Protocol(
+    t_melt=500.0, melt_time=0.05, quench_rate=8000.0, t_final=100.0, npt_time=0.025, timestep=1.0, taup=100.0,
+    minimise_steps=75, fmax=0.1,
+)  # fmt: skip
+
+#: The shipped library: name → spec. C-free Type 1 candidates span LiF-, Li₂O- and Li₂S-rich mixtures and
+#: ones with polyatomic SOₓ / N–S–O (FSI⁻-fragment) units; ``type1_default`` is
+#: :data:`structures.amorphous.TYPE1_DEFAULT_UNITS`, ``type2_matrix`` :data:`structures.amorphous.TYPE2_DEFAULT_UNITS`.
+LIBRARY: dict = {
+    "type1_lif_rich": ModelSpec(
+        kind="type1",
+        units={"F-": 0.60, "O^2-": 0.20, "SO4^2-": 0.20},
+        start_density=2.2,
+        protocol=_INORGANIC,
+        description="LiF-rich: F⁻ 0.6, O²⁻ 0.2, SO₄²⁻ 0.2",
+    ),
+    "type1_li2o_rich": ModelSpec(
+        kind="type1",
+        units={"O^2-": 0.55, "F-": 0.20, "SO3^2-": 0.25},
+        start_density=2.0,
+        protocol=_INORGANIC,
+        description="Li₂O-rich: O²⁻ 0.55, F⁻ 0.2, SO₃²⁻ 0.25",
+    ),
+    "type1_li2s_rich": ModelSpec(
+        kind="type1",
+        units={"S^2-": 0.55, "F-": 0.25, "SO4^2-": 0.20},
+        start_density=1.8,
+        protocol=_INORGANIC,
+        description="Li₂S-rich: S²⁻ 0.55, F⁻ 0.25, SO₄²⁻ 0.2",
+    ),
+    "type1_nso": ModelSpec(
+        kind="type1",
+        units={"F-": 0.35, "O^2-": 0.15, "NSO2F^2-": 0.25, "SO2F-": 0.25},
+        start_density=2.0,
+        protocol=_INORGANIC,
+        description="N–S–O (FSI⁻ fragments): F⁻ 0.35, O²⁻ 0.15, NSO₂F²⁻ 0.25, SO₂F⁻ 0.25",
+    ),
+    "type1_default": ModelSpec(
+        kind="type1",
+        units={"F-": 0.35, "O^2-": 0.20, "S^2-": 0.15, "SO3^2-": 0.15, "SO4^2-": 0.15},
+        start_density=2.1,
+        protocol=_INORGANIC,
+        description="mixed (TYPE1_DEFAULT_UNITS): F⁻, O²⁻, S²⁻, SO₃²⁻, SO₄²⁻",
+    ),
+    "type2_matrix": ModelSpec(
+        kind="type2",
+        units={"F-": 0.40, "O^2-": 0.20, "SO3^2-": 0.20, "SO4^2-": 0.20},
+        start_density=2.1,
+        protocol=_INORGANIC,
+        description="Type 2 matrix (TYPE2_DEFAULT_UNITS): F⁻ 0.4, O²⁻ 0.2, SO₃²⁻ 0.2, SO₄²⁻ 0.2",
+    ),
+    "electrolyte_hce": ModelSpec(
+        kind="electrolyte",
+        electrolyte="hce",
+        n_atoms=120,
+        protocol=_LIQUID,
+        description="4.6 m LiFSI + 2.3 m LiTFSI in DME",
+    ),
+    "electrolyte_lifsi_1m": ModelSpec(
+        kind="electrolyte",
+        electrolyte="lifsi_1m",
+        n_atoms=120,
+        protocol=_LIQUID,
+        description="1 M LiFSI in DME",
+    ),
+    "electrolyte_lipf6_1m": ModelSpec(
+        kind="electrolyte",
+        electrolyte="lipf6_1m",
+        n_atoms=230,
+        protocol=_LIQUID,
+        description="1 M LiPF₆ in EC/DEC",
+    ),
+}
+
+
+def _check_name(name: str) -> ModelSpec:
+    if name not in LIBRARY:
+        raise ValueError(f"name={name!r} is not a library model; valid names: {sorted(LIBRARY)}")
+    return LIBRARY[name]
+
+
+def start_structure(name: str, seed: int) -> Atoms:
+    """The rigid-unit start of a library model (fast packing, no forces)."""
+    spec = _check_name(name)
+    if spec.kind == "electrolyte":
+        from .electrolytes_study import study_electrolyte
+
+        return study_electrolyte(spec.electrolyte, n_atoms=spec.n_atoms, rng=seed, source="packing")
+    from .amorphous import amorphous
+
+    return amorphous(spec.units, spec.start_density, n_atoms=spec.n_atoms, relax=False, rng=seed)
+
+
+def _model_path(name: str, seed: int, folder: Path | None = None) -> Path:
+    return Path(folder or MODEL_DIR) / f"{name}_s{int(seed)}.extxyz"
+
+
+def build_model(
+    name: str,
+    seed: int,
+    *,
+    potential: Any = "chgnet",
+    folder: str | os.PathLike | None = None,
+    progress: bool = True,
+    checkpoint_every: int = 25,
+) -> Atoms:
+    """Build one library model (rigid start → :func:`melt_quench`) and write it to ``folder`` (atomically).
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`LIBRARY`.
+    seed : int
+        Seeds the start and the MD.
+    potential : see :func:`melt_quench`
+    folder : path or None
+        Output folder; :data:`MODEL_DIR` by default. A checkpoint ``<file>.ckpt.json`` sits beside the output
+        while running.
+    progress : bool
+        tqdm bar.
+    checkpoint_every : int
+        MD steps between checkpoint writes.
+
+    Returns
+    -------
+    ase.Atoms
+        The relaxed model with ``info`` keys ``model``, ``kind``, ``description``, ``composition`` (element
+        counts), ``units`` (start unit counts), ``seed`` and ``relax`` (see :func:`melt_quench`).
+    """
+    spec = _check_name(name)
+    start = start_structure(name, seed)
+    path = _model_path(name, seed, None if folder is None else Path(folder))
+    model = melt_quench(
+        start,
+        potential=potential,
+        protocol=spec.protocol,
+        seed=int(seed),
+        progress=progress,
+        checkpoint=path.with_suffix(".ckpt.json"),
+        checkpoint_every=checkpoint_every,
+    )
+    comp: dict = {}
+    for s in model.get_chemical_symbols():
+        comp[s] = comp.get(s, 0) + 1
+    info = {
+        "model": name,
+        "kind": spec.kind,
+        "description": spec.description,
+        "composition": comp,
+        "units": start.info.get("units", start.info.get("counts", {})),
+        "electrolyte": spec.electrolyte,
+        "seed": int(seed),
+        "start_builder": start.info.get("builder", ""),
+        "density_g_cm3": model.info["density_g_cm3"],
+        "relax": model.info["relax"],
+    }
+    model.info = info
+    if "unit_id" in start.arrays:  # melt_quench keeps the atom order
+        model.new_array("unit_id", np.asarray(start.arrays["unit_id"]))
+    _write_model(path, model)
+    return model
+
+
+def _write_model(path: Path, atoms: Atoms) -> None:
+    from ase.io import write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        out = atoms.copy()
+        out.info = {"provenance": json.dumps(atoms.info, sort_keys=True, ensure_ascii=True)}
+        write(tmp, out, format="extxyz")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped model is read by everyone
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def model_names() -> list[str]:
+    """Library models that have at least one shipped file, sorted."""
+    return sorted({p.name.rsplit("_s", 1)[0] for p in MODEL_DIR.glob("*.extxyz")})
+
+
+def model_seeds(name: str) -> list[int]:
+    """Seeds of the shipped files of one model, sorted."""
+    _check_name(name)
+    return sorted(int(p.stem.rsplit("_s", 1)[1]) for p in MODEL_DIR.glob(f"{name}_s*.extxyz"))
+
+
+def load_model(name: str, seed: int | None = None) -> Atoms:
+    """A shipped relaxed model.
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`LIBRARY` (see :func:`model_names` for the ones shipped).
+    seed : int or None
+        Which seed; None picks the lowest shipped one.
+
+    Returns
+    -------
+    ase.Atoms
+        Periodic relaxed model; ``info`` is its provenance (see :func:`build_model`).
+    """
+    from ase.io import read
+
+    _check_name(name)
+    seeds = model_seeds(name)
+    if not seeds:
+        raise ValueError(f"no shipped file for model {name!r}; build it with `python -m structures.relax build`")
+    if seed is None:
+        seed = seeds[0]
+    if int(seed) not in seeds:
+        raise ValueError(f"seed={seed!r} of model {name!r} is not shipped; shipped seeds: {seeds}")
+    atoms = read(_model_path(name, int(seed)), format="extxyz")
+    info = json.loads(atoms.info.pop("provenance"))
+    atoms.info = info
+    atoms.pbc = True
+    if "unit_id" not in atoms.arrays:
+        # files written without it: the seeded start is deterministic and MD keeps the atom order
+        start = start_structure(name, int(seed))
+        if start.get_chemical_symbols() != atoms.get_chemical_symbols():
+            raise ValueError(f"model {name!r} seed {seed}: its start no longer matches the file; rebuild it")
+        atoms.new_array("unit_id", np.asarray(start.arrays["unit_id"]))
+    return atoms
+
+
+def _mass_density(atoms: Atoms) -> float:
+    return _density(atoms)
+
+
+def _repeat(atoms: Atoms, reps) -> Atoms:
+    """``atoms.repeat`` with unit ids kept unique across the images."""
+    out = atoms.repeat(reps)
+    if "unit_id" in atoms.arrays:
+        uid = np.asarray(atoms.arrays["unit_id"])
+        image = np.arange(len(out)) // len(atoms)
+        out.arrays["unit_id"] = np.tile(uid, int(np.prod(reps))) + image * (int(uid.max()) + 1)
+    return out
+
+
+def relaxed_model(
+    name: str,
+    *,
+    n_atoms: int | None = None,
+    cell=None,
+    density: float | None = None,
+    rng=None,
+) -> Atoms:
+    """A shipped relaxed model, optionally rescaled to a density, repeated to a size or cut to a box.
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`LIBRARY` with shipped files.
+    n_atoms : int or None
+        Target size: the periodic model is repeated k×k×k times with k = round((n_atoms/N)^(1/3)) ≥ 1, so the
+        result stays exactly periodic (the count is a multiple of the model's N).
+    cell : array-like or None  [Å]
+        Orthorhombic box (3 lengths): the repeated model is cut to it after a seeded random shift; periodicity
+        across the box faces is lost (a seam), the local structure and density are kept. Give at most one of
+        ``n_atoms`` and ``cell``.
+    density : float or None  [g/cm³]
+        None keeps the relaxed density (the physical output). A value rescales all coordinates isotropically,
+        ρ → density, which moves every SRO peak by (density/ρ)^(1/3) — a stated hypothesis, not physics.
+    rng : numpy.random.Generator, int or None
+        Picks the seed among the shipped ones (and the cut's shift).
+
+    Returns
+    -------
+    ase.Atoms
+        ``info`` holds the model's provenance plus ``source`` ("relaxed model <name> seed <s>"),
+        ``density_relaxed`` and ``density_g_cm3`` [g/cm³], ``repeats`` and ``linear_scale``.
+    """
+    if n_atoms is not None and cell is not None:
+        raise ValueError("give at most one of n_atoms and cell")
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    seeds = model_seeds(name)
+    if not seeds:
+        raise ValueError(f"no shipped file for model {name!r}; shipped: {model_names()}")
+    seed = seeds[int(gen.integers(len(seeds)))]
+    base = load_model(name, seed)
+    rho0 = _density(base)
+    scale = 1.0
+    if density is not None:
+        d = float(density)
+        if not (math.isfinite(d) and d > 0):
+            raise ValueError(f"density={density!r} g/cm³ must be positive and finite")
+        scale = (rho0 / d) ** (1.0 / 3.0)
+        base.set_cell(base.cell.array * scale, scale_atoms=True)
+    reps = (1, 1, 1)
+    if n_atoms is not None:
+        if not isinstance(n_atoms, (int, np.integer)) or n_atoms < 1:
+            raise ValueError(f"n_atoms={n_atoms!r} must be a positive int")
+        k = max(1, int(round((n_atoms / len(base)) ** (1.0 / 3.0))))
+        reps = (k, k, k)
+        out = _repeat(base, reps)
+    elif cell is not None:
+        box = np.asarray(cell, dtype=float)
+        if box.shape == (3, 3):
+            box = np.diag(box)
+        if box.shape != (3,) or not np.all(np.isfinite(box)) or np.any(box <= 0):
+            raise ValueError(f"cell={cell!r} must be 3 positive lengths [Å]")
+        lengths = base.cell.lengths()
+        reps = tuple(int(math.ceil(b / L)) + 1 for b, L in zip(box, lengths))
+        big = _repeat(base, reps)
+        pos = big.positions - gen.random(3) * lengths
+        keep = np.all((pos >= 0) & (pos < box), axis=1)
+        out = Atoms(numbers=big.numbers[keep], positions=pos[keep], cell=np.diag(box), pbc=True)
+        if "unit_id" in big.arrays:
+            out.new_array("unit_id", np.asarray(big.arrays["unit_id"])[keep])
+    else:
+        out = base
+    info = dict(base.info)
+    info.update(
+        {
+            "source": f"relaxed model {name} seed {seed}",
+            "density_relaxed": rho0,
+            "density_g_cm3": _density(out),
+            "repeats": list(reps),
+            "linear_scale": float(scale),
+        }
+    )
+    out.info = info
+    return out
+
+
+def _main(argv=None) -> None:  # pragma: no cover  (long runs; exercised by hand)
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m structures.relax", description="build the shipped relaxed models")
+    ap.add_argument("command", choices=["build"])
+    ap.add_argument("--names", nargs="*", default=sorted(LIBRARY), help="library models (default: all)")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    ap.add_argument("--checkpoint-every", type=int, default=25)
+    ap.add_argument("--out", default=str(MODEL_DIR))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-existing", action="store_true")
+    a = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    for seed in a.seeds:
+        for name in a.names:
+            path = _model_path(name, seed, Path(a.out))
+            if a.skip_existing and path.exists():
+                continue
+            m = build_model(name, seed, folder=a.out, progress=False, checkpoint_every=a.checkpoint_every)
+            r = m.info["relax"]
+            print(
+                f"{name} seed {seed}: {r['n_atoms']} atoms, density {r['density_g_cm3']:.3f} g/cm³ "
+                f"(start {r['start_density_g_cm3']:.3f}), E {r['energy_eV_per_atom']:.4f} eV/atom, "
+                f"{r['wall_time_s']:.0f} s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

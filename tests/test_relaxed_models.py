@@ -1,0 +1,110 @@
+"""The shipped relaxed models (structures/models/*.extxyz): provenance, conservation, and the README table."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from structures import relax
+from structures.units_library import get_unit
+
+NAMES = relax.model_names()
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _shipped():
+    return [(n, s) for n in NAMES for s in relax.model_seeds(n)]
+
+
+def test_at_least_one_model_is_shipped_and_packaged():
+    assert NAMES, "no relaxed model shipped in structures/models"
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert "models/*.extxyz" in text  # shipped with the package
+
+
+@pytest.mark.parametrize("name, seed", _shipped())
+def test_provenance_is_complete_and_consistent(name, seed):
+    a = relax.load_model(name, seed)
+    info, r = a.info, a.info["relax"]
+    assert info["model"] == name and info["seed"] == seed and r["seed"] == seed
+    assert r["potential"]["name"] == "CHGNet" and r["potential"]["version"] and r["potential"]["model"]
+    for key in ("t_melt", "quench_rate", "t_final", "pressure", "timestep", "melt_time", "npt_time"):
+        assert key in r["protocol"]
+    assert r["protocol"]["pressure"] == 0.0 and r["protocol"]["t_final"] == 100.0
+    # composition is what the file holds
+    sym = a.get_chemical_symbols()
+    assert info["composition"] == {s: sym.count(s) for s in set(sym)}
+    # the stated density is mass / volume of the stored cell (the relaxed cell: density is an output)
+    rho = float(np.sum(a.get_masses()) / a.get_volume() * 1.66053906660)
+    assert info["density_g_cm3"] == pytest.approx(rho, rel=1e-9)
+    assert r["density_g_cm3"] != pytest.approx(r["start_density_g_cm3"], rel=1e-3)  # it moved
+    assert math.isfinite(r["energy_eV_per_atom"]) and r["energy_eV_per_atom"] < 0
+    # charge neutrality of the start's units (Li⁺ balances every anion)
+    if info["kind"] != "electrolyte":
+        assert sum(c * get_unit(u).charge for u, c in info["units"].items()) == 0
+        # and the units' atoms are the file's atoms
+        count: dict = {}
+        for u, c in info["units"].items():
+            for s in get_unit(u).symbols:
+                count[s] = count.get(s, 0) + c
+        assert count == info["composition"]
+
+
+def _readme_rows():
+    text = README.read_text(encoding="utf-8")
+    rows = {}
+    for m in re.finditer(r"^\| (\w+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.—]+) \|", text, flags=re.M):
+        rows[(m.group(1), int(m.group(2)))] = (int(m.group(3)), float(m.group(4)), m.group(5))
+    return rows
+
+
+def test_readme_table_lists_every_shipped_model_with_its_density():
+    rows = _readme_rows()
+    for name, seed in _shipped():
+        assert (name, seed) in rows, f"README table misses {name} seed {seed}"
+        a = relax.load_model(name, seed)
+        n, rho, _ = rows[(name, seed)]
+        assert n == len(a)
+        assert rho == pytest.approx(a.info["density_g_cm3"], abs=6e-4)
+
+
+def _check_peaks(name, seed):
+    from simkit.models import model_peaks
+
+    _, _, q1 = _readme_rows()[(name, seed)]
+    p = model_peaks(relax.load_model(name, seed))
+    if q1 == "—":
+        assert not math.isfinite(p["q1"])
+    else:
+        assert p["q1"] == pytest.approx(float(q1), abs=6e-4)
+
+
+def test_readme_first_peak_is_what_the_radial_path_measures():
+    name, seed = _shipped()[0]
+    _check_peaks(name, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, seed", _shipped())
+def test_readme_first_peaks_all_models(name, seed):
+    _check_peaks(name, seed)
+
+
+def test_relaxed_builder_repeats_the_model_and_keeps_its_density():
+    from structures.amorphous import type1_sei
+
+    big = type1_sei(n_atoms=8 * 99, rng=0)
+    base = relax.load_model("type1_default", big.info["seed"])  # the shipped seed the builder picked
+    assert len(big) % len(base) == 0 and big.info["source"].startswith("relaxed model type1_default")
+    n_units = len(np.unique(base.arrays["unit_id"]))
+    assert len(np.unique(big.arrays["unit_id"])) == n_units * len(big) // len(base)  # unique across images
+    assert big.info["density_g_cm3"] == pytest.approx(float(base.info["density_g_cm3"]), rel=1e-9)
+    dense = type1_sei(n_atoms=99, density=2.2, rng=0)
+    rho = float(np.sum(dense.get_masses()) / dense.get_volume() * 1.66053906660)
+    assert rho == pytest.approx(2.2, rel=1e-9)
+    fast = type1_sei(n_atoms=400, source="packing", rng=0)
+    assert fast.info["source"].startswith("rigid-unit packing")
