@@ -286,9 +286,9 @@ def _finish(scan: Scan, p: Path, lazy, scan_shape, flyback, flyback_position, ov
     mrad = scan.metadata.get("_pixel_size_mrad")
     energy = over.get("energy") or scan.energy
     if mrad is not None and energy and over.get("pixel_size") is None:  # an angular pixel size: θ/λ, Q = 1/d
-        from simkit.units import wavelength
+        from structures.checks import mrad_to_q
 
-        scan = replace(scan, pixel_size=mrad[0] * 1e-3 / wavelength(energy))
+        scan = replace(scan, pixel_size=mrad_to_q(mrad[0], energy))
         scan.metadata.setdefault("calibration", {})["pixel_size"] = {
             "value": scan.pixel_size, "units": _CAL_UNITS["pixel_size"],
             "source": f"{mrad[1]} [mrad] / λ({energy:.0f} eV)",
@@ -432,9 +432,9 @@ def _q_scale(units: str, energy: float | None):
     if units in _UNITS_RECIP:
         return _UNITS_RECIP[units]
     if units == "mrad" and energy:
-        from simkit.units import wavelength
+        from structures.checks import mrad_to_q
 
-        return 1e-3 / wavelength(energy)
+        return mrad_to_q(1.0, energy)
     return None
 
 
@@ -636,7 +636,12 @@ def _dim_spacing(d):
     try:
         v = np.asarray(d[()], dtype=float).ravel()
     except (TypeError, ValueError):
-        return None, None
+        raw = np.asarray(d[()]).ravel()[:3].tolist()
+        raise ValueError(
+            f"{Path(d.file.filename).name}: field {d.name} holds {raw!r}…, not numbers; an EMD dim vector gives each "
+            "pixel's calibrated position (e.g. 0, 0.005, 0.01, … with units 'A^-1'); fix the file or pass "
+            "pixel_size=/step= to load_scan"
+        ) from None
     if v.size < 2 or not np.isfinite(v[1] - v[0]) or v[1] == v[0]:
         return None, None
     return abs(float(v[1] - v[0])), _norm_units(_attr(d, "units", ""))

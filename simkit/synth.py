@@ -717,6 +717,11 @@ def counts_dtype(library: PatternLibrary, electrons_per_pattern: float, *, thick
     numpy dtype
         ``uint16`` if the brightest pixel of any entry (vacuum + t_scene/t_lib · (entry − vacuum)), times the
         dose, plus 10 Poisson σ stays below 65535, else ``uint32``.
+
+    Raises
+    ------
+    ValueError
+        When even ``uint32`` would overflow (a dose no detector records).
     """
     vac = np.asarray(library.vacuum, dtype=np.float64)
     scale = max(1.0, float(thickness) / float(library.thickness)) if thickness else 1.0
@@ -724,6 +729,12 @@ def counts_dtype(library: PatternLibrary, electrons_per_pattern: float, *, thick
     for e in library.entries:
         peak = max(peak, float((vac + scale * (np.asarray(e.pattern, dtype=np.float64) - vac)).max()))
     lam = peak * float(electrons_per_pattern)
+    if lam + 10.0 * math.sqrt(lam) + 10.0 >= np.iinfo(np.uint32).max:
+        raise ValueError(
+            f"electrons_per_pattern={electrons_per_pattern:g}: the brightest pixel would receive {lam:.3g} counts, "
+            f"beyond a uint32 detector count ({np.iinfo(np.uint32).max}); give at most "
+            f"{0.9 * np.iinfo(np.uint32).max / peak:.3g} e per pattern"
+        )
     return np.dtype(np.uint16) if lam + 10.0 * math.sqrt(lam) + 10.0 < np.iinfo(np.uint16).max else np.dtype(np.uint32)
 
 

@@ -98,10 +98,12 @@ def cases(tmp: Path):
     with h5py.File(nocube, "w") as f:
         f.create_dataset("x", data=np.zeros(3))
     baddims = _scan_file(tmp, _good4d(), "baddims.h5")
-    with h5py.File(baddims, "r+") as f:
-        for name, obj in _walk(f):
-            if name.endswith("dim3") and isinstance(obj, h5py.Dataset):
-                obj.attrs["units"] = "furlongs"
+    with h5py.File(baddims, "r+") as f:  # the detector dim vector holds text instead of numbers
+        name = next(n for n, obj in _walk(f) if n.endswith("dim2") and isinstance(obj, h5py.Dataset))
+        attrs = dict(f[name].attrs)
+        del f[name]
+        f[name] = np.array([b"y"] * 32)
+        f[name].attrs.update(attrs)
     (tmp / "scan.xyz").write_text("1\n")
     spaced = tmp / "dir with spaces é"
     spaced.mkdir(exist_ok=True)
@@ -137,7 +139,7 @@ def cases(tmp: Path):
         ("pixel size negative", lambda: _plan(pixel_size=-0.01), ValueError, ["pixel_size"]),
         (
             "Q bins beyond the detector corner",
-            lambda: _plan(n_bins=None, edges=np.linspace(0, 5.0, 11)),
+            lambda: _plan(n_bins=None, edges=np.linspace(1.0, 5.0, 11)),
             ValueError,
             ["edges", "corner"],
         ),
@@ -149,7 +151,7 @@ def cases(tmp: Path):
         ("text file named .h5", lambda: load_scan(text), ValueError, ["text.h5", "hdf5"]),
         ("truncated HDF5", lambda: load_scan(tmp / "truncated.h5"), ValueError, ["truncated.h5"]),
         ("HDF5 without a datacube", lambda: load_scan(nocube), ValueError, ["nocube.h5", "4-d"]),
-        ("malformed dim units", lambda: load_scan(baddims), ValueError, ["baddims.h5", "units"]),
+        ("malformed dims", lambda: load_scan(baddims), ValueError, ["baddims.h5", "dim2", "not numbers"]),
         ("unknown extension", lambda: load_scan(tmp / "scan.xyz"), ValueError, ["xyz"]),
         ("dataset that is not 4D", lambda: load_scan(nocube, dataset="x"), ValueError, ["x", "4"]),
         ("pixel size override negative", lambda: load_scan(good, pixel_size=-1.0), ValueError, ["pixel_size"]),

@@ -214,10 +214,12 @@ class RadialPlan:
         pix, bins, w = self._entries(1)
         if pix.size == 0:
             r = radius_px(shp, c, rho, ang)
+            off = not (-0.5 <= c[0] <= shp[0] - 0.5 and -0.5 <= c[1] <= shp[1] - 0.5)
+            where = f"; center={tuple(map(float, c))} px lies off the {shp[0]}×{shp[1]} detector" if off else ""
             raise ValueError(
                 f"edges/q range [{e[0]:.4g}, {e[-1]:.4g}] Å⁻¹ contains no unmasked pixel of the detector "
-                f"(pixels span Q = {r.min() * ps:.4g}–{r.max() * ps:.4g} Å⁻¹); choose q_min/q_max/edges inside that "
-                "range"
+                f"(pixels span Q = {r.min() * ps:.4g} Å⁻¹ to {r.max() * ps:.4g} Å⁻¹ at the farthest detector corner"
+                f"{where}); choose q_min/q_max/edges inside that range"
             )
         table = np.full(shp[0] * shp[1], e.size - 1, np.int32)
         if not self.split_pixels:
