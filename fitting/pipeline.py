@@ -94,6 +94,8 @@ def analyze_scan(
     memory_budget: float = 4e9,
     figures: bool = True,
     seed: int = 0,
+    mask=None,
+    rules=None,
 ) -> AnalysisResult:
     """Scan → calibrated profiles, SRO peak map, histogram mixture, classes, figures and a JSON + CSV summary.
 
@@ -128,13 +130,23 @@ def analyze_scan(
         Write the PNG figures when ``out_dir`` is given.
     seed : int
         Seed of the histogram mixture's initialisation.
+    mask : ndarray of bool (ny, nx), path or None
+        Detector mask, True = use the pixel (beam stop, known bad pixels), or a file for
+        :func:`fitting.calibrate.load_mask` (.npy/.tif/.h5). Static hot and dead pixels found in the data are
+        added to it (reported in ``summary["bad_pixels"]``); it is carried through the calibration into the plan.
+    rules : fitting.classify.ClassifyRules, dict, path or None
+        Classification thresholds (default ``ClassifyRules()``, tuned on synthetic scenes); a dict or a JSON file
+        of :class:`~fitting.classify.ClassifyRules` fields. Written to ``summary["classify_rules"]``.
 
     Returns
     -------
     AnalysisResult
+        Warnings (blank or flat frames, a centre without direct beam) are in ``summary["warnings"]``.
     """
-    from fitting.calibrate import calibrate
-    from fitting.classify import CLASSES, classify, features
+    import warnings
+
+    from fitting.calibrate import calibrate, load_mask
+    from fitting.classify import CLASSES, ClassifyRules, classify, features
     from fitting.io import load_scan
     from fitting.peaks import fit_histogram, sro_peak_map
     from fitting.profiles import scan_profiles, sector_profiles
@@ -142,13 +154,38 @@ def analyze_scan(
     if not hasattr(scan, "scan_shape"):
         scan = load_scan(scan, pixel_size=pixel_size)
     scan = _in_memory(scan, memory_budget)
-    cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range)
+    if mask is not None and not isinstance(mask, np.ndarray):
+        mask = load_mask(mask, shape=tuple(scan.data.shape[-2:]))
+    if rules is None:
+        rules = ClassifyRules()
+    elif isinstance(rules, dict):
+        rules = ClassifyRules.from_dict(rules)
+    elif not isinstance(rules, ClassifyRules):
+        rules = ClassifyRules.from_json(rules)
+    caught: list[str] = []
+
+    def _record(w):
+        for item in w:
+            if issubclass(item.category, UserWarning):
+                caught.append(str(item.message))
+            else:  # not ours to swallow
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", UserWarning)
+        cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=mask)
+    _record(w)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
     # the classes rest on the Bragg-disc features and the whole profile, never on the SRO position: the peak
     # map is made once, from the final (possibly ellipse-refined) profiles
     feats = features(sq, sm, ss, profiles=prof)
-    classes = classify(feats)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", UserWarning)
+        classes = classify(feats, rules)
+    _record(w)
+    for msg in caught:  # the caller sees them once, and the summary keeps them
+        warnings.warn(msg, UserWarning, stacklevel=2)
     if refine_ellipse and cal.ellipse is None:
         refined = _refine_ellipse(scan, cal, sq, sm, feats, classes)
         if refined is not None:
@@ -190,6 +227,11 @@ def analyze_scan(
         ],
         "class_counts": counts,
         "classes": per_class,
+        "center_source": cal.info.get("center_source"),
+        "bad_pixels": cal.info.get("bad_pixels"),
+        "user_mask_pixels_excluded": None if mask is None else int(np.count_nonzero(~np.asarray(mask, bool))),
+        "classify_rules": rules.to_dict(),
+        "warnings": caught,
     }
     res = AnalysisResult(
         q=prof.q, profiles=prof, peak_map=pm, mixture=mixture, classes=classes, calibration=cal, step=step,
@@ -238,7 +280,7 @@ def _refine_ellipse(scan, cal, sq, sm, feats, classes):
     from fitting.classify import CLASSES
 
     amorph = np.isin(classes, [CLASSES.index(c) for c in ("sei_type1", "sei_type2", "electrolyte")])
-    bragg = np.where(np.isfinite(feats.bragg), feats.bragg, np.inf) if feats.bragg is not None else 0.0
+    bragg = np.where(np.isfinite(feats.bragg), feats.bragg, np.inf)
     sel = amorph & (bragg <= ELLIPSE_MAX_BRAGG)
     total = np.where(np.isfinite(feats.total), feats.total, 0.0)
     if np.count_nonzero(sel) < ELLIPSE_MIN_PIXELS or float(np.sum(total[sel])) < ELLIPSE_MIN_COUNTS:
