@@ -641,7 +641,9 @@ class ClassifyRules:
         import json
 
         try:
-            d = json.loads(open(path, encoding="utf-8").read())
+            from pathlib import Path
+
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ValueError(f"rules file {path}: not valid JSON ({e})") from None
         return cls.from_dict(d)

@@ -339,14 +339,15 @@ def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     pos = sro_positions(pm, res.classes)
     made = {
         "peak_map": plots.peak_map(pos, step=res.step),
-        "histogram": plots.peak_histogram(pos[np.isfinite(pos)], res.mixture),
         "class_map": plots.class_map(res.classes, step=res.step),
         "iq_per_class": plots.class_profiles(res.q, res.profiles.iq, res.classes),
-        "figure2": plots.figure2(res.q, res.profiles.iq, pos, res.classes, res.mixture, step=res.step),
     }
+    if np.isfinite(pos).any():  # a scan without amorphous pixels has no SRO histogram (nor Figure 2's panels)
+        made["histogram"] = plots.peak_histogram(pos[np.isfinite(pos)], res.mixture)
+        made["figure2"] = plots.figure2(res.q, res.profiles.iq, pos, res.classes, res.mixture, step=res.step)
     for name, fig in made.items():
         ax = fig.axes[0] if fig.axes else None
-        if ax is not None and fig is not made["figure2"]:
+        if ax is not None and fig is not made.get("figure2"):
             fig.set_size_inches(5.5, 4.0)
         res.files[name] = out / f"{name}.png"
         save_figure(fig, res.files[name])

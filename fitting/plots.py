@@ -13,9 +13,9 @@ from matplotlib.figure import Figure
 
 __all__ = ["class_map", "class_profiles", "figure2", "peak_histogram", "peak_map"]
 
-#: Colours of fitting.classify.CLASSES (vacuum, Li, Cu, Li₂O, Type 1, Type 2, electrolyte).
-CLASS_COLORS = ("#d9d9d9", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#17becf")
-CLASS_LABELS = ("vacuum/thin", "Li metal", "Cu", "Li₂O", "SEI Type 1", "SEI Type 2", "electrolyte")
+#: Colours of fitting.classify.CLASSES (vacuum, Li, Cu, Li₂O, Type 1, Type 2, electrolyte, unassigned).
+CLASS_COLORS = ("#d9d9d9", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#17becf", "#000000")
+CLASS_LABELS = ("vacuum/thin", "Li metal", "Cu", "Li₂O", "SEI Type 1", "SEI Type 2", "electrolyte", "unassigned")
 
 
 def _extent(shape, step):
