@@ -402,6 +402,15 @@ def _beam_estimate(mean, mask=None, min_share=0.1):
     m = np.asarray(mean, dtype=float)
     if mask is not None:
         m = np.where(mask, m, np.nan)
+    if np.isnan(m).any() and np.isfinite(m).any():
+        # masked pixels (a chip gap through the beam) filled from their neighbours by normalised convolution, so
+        # the disc keeps its shape for this first estimate; the per-pattern centres leave them out
+        from scipy.ndimage import gaussian_filter
+
+        w = np.isfinite(m).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fill = gaussian_filter(np.nan_to_num(m), 2.0) / gaussian_filter(w, 2.0)
+        m = np.where(np.isfinite(m), m, fill)
     if not np.isfinite(m).any() or not np.nanmax(m) > np.nanmin(m):
         raise ValueError(
             "data: all patterns are zero (or constant) — no direct beam to find (check the file / scan region)"
@@ -563,7 +572,8 @@ def _flat_reader(data, lead, crop=(slice(None), slice(None))):
 @njit(cache=True, parallel=True)
 def _k_com(box, y0, x0, cy0, cx0, radius, n_iter, out):
     """Iterated centre of mass inside a disc of ``radius`` [px] for every pattern of ``box`` (m, by, bx), whose
-    pixel (0, 0) sits at detector index (y0, x0); NaN pixels count as 0; out (m, 2) = (cy, cx), NaN for
+    pixel (0, 0) sits at detector index (y0, x0); NaN pixels (masked, hot) and the pixels at their mirror
+    positions about the current centre count as 0 (without NaN: the plain centre of mass); out (m, 2) = (cy, cx), NaN for
     patterns with no counts in the disc. Twin: tests/reference.py::center_of_mass_reference."""
     m, by, bx = box.shape
     r2 = radius * radius
@@ -585,6 +595,14 @@ def _k_com(box, y0, x0, cy0, cx0, radius, n_iter, out):
                     dx = j + x0 - cx
                     if dy * dy + dx * dx <= r2:
                         v = float(box[k, i, j])
+                        # a pixel whose mirror about the current centre is excluded (NaN: masked or hot) is left
+                        # out too, so that a masked part of the disc does not pull the centre away from it
+                        mi = int(math.floor(2.0 * (cy - y0) - i + 0.5))
+                        mj = int(math.floor(2.0 * (cx - x0) - j + 0.5))
+                        if 0 <= mi < by and 0 <= mj < bx:
+                            w = box[k, mi, mj]
+                            if w != w:
+                                v = np.nan
                         if v == v:
                             sy += v * (i + y0)
                             sx += v * (j + x0)
