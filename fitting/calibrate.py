@@ -573,8 +573,8 @@ def _flat_reader(data, lead, crop=(slice(None), slice(None))):
 def _k_com(box, y0, x0, cy0, cx0, radius, n_iter, out):
     """Iterated centre of mass inside a disc of ``radius`` [px] for every pattern of ``box`` (m, by, bx), whose
     pixel (0, 0) sits at detector index (y0, x0); NaN pixels (masked, hot) and the pixels at their mirror
-    positions about the current centre count as 0 (without NaN: the plain centre of mass); out (m, 2) = (cy, cx), NaN for
-    patterns with no counts in the disc. Twin: tests/reference.py::center_of_mass_reference."""
+    positions about the current centre count as 0 (without NaN: the plain centre of mass); out (m, 2) = (cy, cx),
+    NaN for patterns with no counts in the disc. Twin: tests/reference.py::center_of_mass_reference."""
     m, by, bx = box.shape
     r2 = radius * radius
     for k in prange(m):
