@@ -1,5 +1,5 @@
-"""Pixel classes of a SEND scan (vacuum, Li metal, Cu, Li₂O, SEI Type 1, SEI Type 2, electrolyte) and layer
-thicknesses.
+"""Pixel classes of a SEND scan (vacuum, Li metal, Cu, Li₂O, SEI Type 1, SEI Type 2, electrolyte, and
+unassigned for patterns that match no known phase) and layer thicknesses.
 
 Features (per probe position; :func:`features`)
 -----------------------------------------------
