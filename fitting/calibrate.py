@@ -119,6 +119,10 @@ def _mean_pattern(data, max_patterns=256, bad=None):
     step = max(1, n // max_patterns)
     flat_idx = np.arange(0, n, step)[:max_patterns]
     acc = np.zeros(data.shape[-2:])
+    if bad is None and np.dtype(data.dtype).kind in "iub":  # integer frames: no NaN to count around
+        for i in flat_idx:
+            acc += data[np.unravel_index(i, lead)]
+        return acc / len(flat_idx)
     cnt = np.zeros(data.shape[-2:])
     for i in flat_idx:
         frame = np.asarray(data[np.unravel_index(i, lead)], dtype=float)
@@ -205,18 +209,6 @@ def load_mask(path, *, shape: tuple[int, int] | None = None) -> np.ndarray:
 HOT_FACTOR = 8.0
 
 
-def _neighbour_max(frame):
-    """Largest of the 8 neighbours of every pixel (NaN neighbours ignored; edges use the pixels inside)."""
-    from scipy.ndimage import maximum_filter
-
-    fp = np.ones((3, 3), dtype=bool)
-    fp[1, 1] = False
-    f = np.where(np.isfinite(frame), frame, -np.inf)
-    if f.ndim == 3:
-        fp = fp[None]
-    return maximum_filter(f, footprint=fp, mode="constant", cval=-np.inf)
-
-
 def isolated_hot(frames, *, factor: float = HOT_FACTOR) -> np.ndarray:
     """Isolated hot pixels of each frame (transient: cosmic rays, flickering pixels).
 
@@ -231,23 +223,24 @@ def isolated_hot(frames, *, factor: float = HOT_FACTOR) -> np.ndarray:
     ndarray of bool, frames.shape
         True = hot (exclude).
     """
-    f = np.asarray(frames, dtype=float)
+    f = np.asarray(frames)
     shape = f.shape
-    f3 = f.reshape((-1,) + shape[-2:])
-    nb = _neighbour_max(f3)
-    with np.errstate(invalid="ignore"):
-        hot = np.isfinite(f3) & (f3 > factor * (np.maximum(nb, 0.0) + 1.0))
-    return hot.reshape(shape)
+    f3 = np.ascontiguousarray(f.reshape((-1,) + shape[-2:]))
+    bad = np.empty(f3.shape, dtype=np.bool_)
+    _k_exclude(f3, np.ones(shape[-2:], dtype=np.bool_), float(factor), bad)
+    if f3.dtype.kind == "f":
+        bad &= np.isfinite(f3)  # NaN pixels are not hot, only absent
+    return bad.reshape(shape)
 
 
-def _neighbour_median(frame):
-    """Median of the finite ones of the 8 neighbours of every pixel (NaN without any)."""
-    p = np.pad(np.asarray(frame, dtype=float), 1, mode="constant", constant_values=np.nan)
+def _neighbour_third_dimmest(frame):
+    """The third-smallest of the 8 neighbours of every pixel (NaN and off-detector neighbours count as +inf): a
+    pixel just outside a sharp disc edge has ≥ 3 dim neighbours farther out, a dead pixel in a bright region none."""
+    p = np.pad(np.asarray(frame, dtype=float), 1, mode="constant", constant_values=np.inf)
+    p = np.where(np.isnan(p), np.inf, p)
     ny, nx = frame.shape
     nb = np.stack([p[1 + dy : 1 + dy + ny, 1 + dx : 1 + dx + nx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods (inside a masked region)
-        return np.nanmedian(nb, axis=0)
+    return np.sort(nb, axis=0)[2]
 
 
 def _hot_in_sum(total, ratio=3.0, z=10.0):
@@ -279,8 +272,8 @@ class BadPixels:
     hot : ndarray of int (n, 2)
         (iy, ix) of pixels hot in at least ``min_share`` of the checked frames, or in their summed pattern.
     dead : ndarray of int (n, 2)
-        (iy, ix) of pixels with no count in any checked frame while the median of their 8 neighbours' sums is
-        ≥ ``dead_counts``.
+        (iy, ix) of pixels with no count in any checked frame while the third-dimmest of their 8 neighbours sums
+        to ≥ ``dead_counts``.
     transient : int
         Isolated hot (frame, pixel) detections in the checked frames that are not static (cosmic rays,
         flickering pixels); excluded frame by frame by the centre finder.
@@ -317,7 +310,7 @@ def find_bad_pixels(
     factor: float = HOT_FACTOR,
     min_share: float = 0.5,
     dead_counts: float = 20.0,
-    max_patterns: int = 256,
+    max_patterns: int = 64,
 ) -> BadPixels:
     """Static hot and dead pixels of a detector from (a strided subset of) the patterns, robustly.
 
@@ -325,8 +318,9 @@ def find_bad_pixels(
     (:func:`isolated_hot`). Per scan, a pixel is *static* hot when it is isolated-hot in at least ``min_share``
     of the checked frames, or when in the summed pattern it exceeds 3 × (its second-brightest neighbour + 1) by
     more than 10 Poisson standard deviations (a pixel a few times too bright in every frame);
-    dead when it has no count in any frame while the median of its 8 neighbours' sums is ≥ ``dead_counts``
-    (Poisson probability of that ≲ e⁻²⁰).
+    dead when it has no count in any frame while even the third-dimmest of its 8 neighbours sums to
+    ≥ ``dead_counts`` (Poisson probability of that ≲ e⁻²⁰; a pixel just outside a sharp disc edge has dim neighbours
+    farther out).
 
     Parameters
     ----------
@@ -338,9 +332,9 @@ def find_bad_pixels(
     min_share : float
         Share of frames in which a pixel must be isolated-hot to be static.
     dead_counts : float  [counts]
-        Smallest median summed count of the 8 neighbours for a zero pixel to be dead.
+        Smallest summed count of the third-dimmest neighbour for a zero pixel to be dead.
     max_patterns : int
-        Frames checked (evenly strided).
+        Frames checked (evenly strided; 64 float64 frames of 256² take 34 MB).
 
     Returns
     -------
@@ -365,8 +359,8 @@ def find_bad_pixels(
     static = (share >= min_share) | _hot_in_sum(np.where(user, full, np.nan) if user is not None else full)
     if user is not None:
         static &= user
-    nb = _neighbour_median(np.where(user, total, np.nan) if user is not None else total)
-    dead = (total == 0) & (nb >= dead_counts)
+    nb = _neighbour_third_dimmest(np.where(user, total, np.nan) if user is not None else total)
+    dead = (total == 0) & np.isfinite(nb) & (nb >= dead_counts)
     if user is not None:
         dead &= user
     transient = int(np.count_nonzero(hot_each & ~static[None]))
@@ -512,8 +506,8 @@ def find_centers(
         raise ValueError(f"data.shape={shape}: expected (..., ny, nx) patterns")
     lead, (ny, nx) = shape[:-2], shape[-2:]
     mask = _check_mask(mask, (ny, nx))
-    bad = None if hot_factor is None else (lambda f: _drop_hot(f, hot_factor))
-    cy0, cx0, r_beam = _beam_estimate(_mean_pattern(data, bad=bad), mask)
+    # the first estimate's 3×3 median filter removes isolated hot pixels of the mean pattern
+    cy0, cx0, r_beam = _beam_estimate(_mean_pattern(data), mask)
     if radius is None:
         radius = 1.5 * r_beam if method == "com" else r_beam
     radius = float(radius)
@@ -526,22 +520,19 @@ def find_centers(
     n = int(np.prod(lead))
     out = np.full((n, 2), np.nan)
     flat = _flat_reader(data, lead, (slice(y0, y1), slice(x0, x1)))
-    mbox = None if mask is None else mask[y0:y1, x0:x1]
+    use_box = np.ascontiguousarray(mask[y0:y1, x0:x1]) if mask is not None else np.ones((y1 - y0, x1 - x0), np.bool_)
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         box = flat(s, e)
-        if mbox is not None or hot_factor is not None:
-            box = box.astype(float)
-            if mbox is not None:
-                box = np.where(mbox, box, np.nan)
-            if hot_factor is not None:
-                box = np.where(isolated_hot(box, factor=hot_factor), np.nan, box)
+        box = np.ascontiguousarray(box)
+        fac = -1.0 if hot_factor is None else float(hot_factor)
         if method == "com":
             c = np.empty((e - s, 2))
-            _k_com(np.ascontiguousarray(box), float(y0), float(x0), float(cy0), float(cx0), radius, int(n_iter), c)
+            _k_com(box, use_box, fac, float(y0), float(x0), float(cy0), float(cx0), radius, int(n_iter), c)
         else:
-            box = box.astype(float)
-            box = np.where(np.isfinite(box), box, 0.0)
+            bad = np.empty(box.shape, dtype=np.bool_)
+            _k_exclude(box, use_box, fac, bad)
+            box = np.where(bad, 0.0, box.astype(float))
             c = _xcorr(box, radius) + np.array([y0, x0])
         out[s:e] = c
     return out.reshape(lead + (2,))
@@ -569,15 +560,49 @@ def _flat_reader(data, lead, crop=(slice(None), slice(None))):
     return read
 
 
+@njit(cache=True, inline="always")
+def _left_out(box, use, factor, k, i, j):
+    """Pixel (i, j) of pattern k is left out: not ``use`` (mask), NaN, or isolated hot — above ``factor`` × (the
+    largest finite of its neighbours inside the box + 1) (``factor`` ≤ 0: no hot test). NumPy twin:
+    :func:`isolated_hot` (the same rule on whole frames)."""
+    v = float(box[k, i, j])
+    if (not use[i, j]) or v != v:
+        return True
+    if factor <= 0.0 or v <= factor:  # below factor it cannot exceed factor × (neighbour + 1)
+        return False
+    by, bx = use.shape
+    for di in range(-1, 2):
+        for dj in range(-1, 2):
+            ii = i + di
+            jj = j + dj
+            if (di != 0 or dj != 0) and 0 <= ii < by and 0 <= jj < bx:
+                w = float(box[k, ii, jj])
+                if w == w and v <= factor * (max(w, 0.0) + 1.0):
+                    return False  # a bright enough neighbour (for most bright pixels the first one)
+    return True
+
+
 @njit(cache=True, parallel=True)
-def _k_com(box, y0, x0, cy0, cx0, radius, n_iter, out):
+def _k_exclude(box, use, factor, bad):
+    """bad[k, i, j] = _left_out(box, use, factor, k, i, j) for every pixel (the ``xcorr`` path)."""
+    m, by, bx = box.shape
+    for k in prange(m):
+        for i in range(by):
+            for j in range(bx):
+                bad[k, i, j] = _left_out(box, use, factor, k, i, j)
+
+
+@njit(cache=True, parallel=True)
+def _k_com(box, use, factor, y0, x0, cy0, cx0, radius, n_iter, out):
     """Iterated centre of mass inside a disc of ``radius`` [px] for every pattern of ``box`` (m, by, bx), whose
-    pixel (0, 0) sits at detector index (y0, x0); NaN pixels (masked, hot) and the pixels at their mirror
-    positions about the current centre count as 0 (without NaN: the plain centre of mass); out (m, 2) = (cy, cx),
-    NaN for patterns with no counts in the disc. Twin: tests/reference.py::center_of_mass_reference."""
+    pixel (0, 0) sits at detector index (y0, x0); pixels left out (_left_out: masked, NaN, isolated hot) and the
+    pixels at their mirror positions about the current centre count as 0 (none left out: the plain centre of
+    mass); out (m, 2) = (cy, cx), NaN for patterns with no counts in the disc. Each pixel is tested once per
+    pattern, when first visited. Twin: tests/reference.py::center_of_mass_reference."""
     m, by, bx = box.shape
     r2 = radius * radius
     for k in prange(m):
+        state = np.zeros((by, bx), np.int8)  # 0 untested, 1 used, 2 left out
         cy = cy0
         cx = cx0
         ok = False
@@ -594,19 +619,23 @@ def _k_com(box, y0, x0, cy0, cx0, radius, n_iter, out):
                 for j in range(j_lo, j_hi + 1):
                     dx = j + x0 - cx
                     if dy * dy + dx * dx <= r2:
-                        v = float(box[k, i, j])
-                        # a pixel whose mirror about the current centre is excluded (NaN: masked or hot) is left
-                        # out too, so that a masked part of the disc does not pull the centre away from it
+                        if state[i, j] == 0:
+                            state[i, j] = 2 if _left_out(box, use, factor, k, i, j) else 1
+                        if state[i, j] == 2:
+                            continue
+                        # a pixel whose mirror about the current centre is left out is left out too, so that a
+                        # masked part of the disc does not pull the centre away from it
                         mi = int(math.floor(2.0 * (cy - y0) - i + 0.5))
                         mj = int(math.floor(2.0 * (cx - x0) - j + 0.5))
                         if 0 <= mi < by and 0 <= mj < bx:
-                            w = box[k, mi, mj]
-                            if w != w:
-                                v = np.nan
-                        if v == v:
-                            sy += v * (i + y0)
-                            sx += v * (j + x0)
-                            tot += v
+                            if state[mi, mj] == 0:
+                                state[mi, mj] = 2 if _left_out(box, use, factor, k, mi, mj) else 1
+                            if state[mi, mj] == 2:
+                                continue
+                        v = float(box[k, i, j])
+                        sy += v * (i + y0)
+                        sx += v * (j + x0)
+                        tot += v
             if tot <= 0.0:
                 ok = False
                 break

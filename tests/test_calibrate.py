@@ -244,3 +244,25 @@ def test_mask_reaches_the_plan_and_every_step(type1_scan):
     except cal.CenterError:
         pass  # the gap splits its disc: not a plausible direct beam at all
     assert abs(k.ellipse.ratio - 1.02) < 0.003
+
+
+def test_isolated_hot_kernel_equals_numpy_rule(rng):
+    """The numba rule (a pixel above 8 × (its brightest neighbour + 1)) against scipy's maximum filter."""
+    from scipy.ndimage import maximum_filter
+
+    f = rng.poisson(rng.uniform(0, 50, (5, 40, 30))).astype(float)
+    f[0, 3, 4] = 4000
+    f[1, 0, 0] = 900  # corner
+    f[2, 10, 10] = f[2, 10, 11] = 5000  # a hot pair is not isolated
+    f[3, 20, 20] = np.nan
+    fp = np.ones((1, 3, 3), bool)
+    fp[0, 1, 1] = False
+    nb = maximum_filter(np.where(np.isfinite(f), f, -np.inf), footprint=fp, mode="constant", cval=-np.inf)
+    with np.errstate(invalid="ignore"):
+        ref = np.isfinite(f) & (f > 8.0 * (np.maximum(nb, 0.0) + 1.0))
+    got = cal.isolated_hot(f)
+    np.testing.assert_array_equal(got, ref)
+    assert got[0, 3, 4] and got[1, 0, 0] and not got[2, 10, 10] and got.sum() == 2
+    u = np.nan_to_num(f).astype(np.uint16)  # integer frames take the same rule
+    nb_u = maximum_filter(u.astype(float), footprint=fp, mode="constant", cval=-np.inf)
+    np.testing.assert_array_equal(cal.isolated_hot(u), u > 8.0 * (np.maximum(nb_u, 0.0) + 1.0))
