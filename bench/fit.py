@@ -1,7 +1,7 @@
 """Benchmark: batched Poisson fit of a 90×60 scan (fitting.model.fit_scan) vs a per-pixel scipy loop.
 
-The reference is what a user would write otherwise: one ``fitting.model.fit_profile`` (L-BFGS-B + Newton
-polish) per pixel, timed on a subset in the same run and extrapolated. Prints a ratio; absolute times on a
+The reference is what a user would write otherwise: one ``fitting.model.fit_profile`` (linear starts +
+bounded Newton steps) per pixel, timed on a subset in the same run and extrapolated. Prints a ratio; absolute times on a
 shared 2-core machine drift. Model: SEI-Type-1-like SRO + LiF + power-law background, per-pixel scales, Q scale
 and background (5 parameters per pixel), 211 bins in 0.15–1.2 Å⁻¹.
 

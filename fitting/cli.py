@@ -393,6 +393,111 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# plan: experiment planner (fitting.plan)
+# ----------------------------------------------------------------------------------------------------------
+#: Detector presets of ``plan`` (None = an ideal counter).
+PLAN_DETECTORS = ("ideal", "merlin", "empad")
+
+
+def _plan_hypothesis(spec: str, thickness: float, energy: float):
+    from fitting.plan import PRESETS, hypothesis_from_atoms, preset_hypotheses
+
+    if spec in PRESETS:
+        return preset_hypotheses([spec], thickness=thickness, energy=energy)[0]
+    path = Path(spec)
+    if not path.exists():
+        raise CLIError(f"hypothesis {spec!r}: neither a preset ({', '.join(PRESETS)}) nor an existing structure file")
+    atoms = _read_structure(path)
+    if len(atoms) == 0:
+        raise CLIError(f"{path} holds no atoms")
+    return hypothesis_from_atoms(path.stem, atoms, thickness=thickness, energy=energy)
+
+
+def cmd_plan(args) -> int:
+    from fitting.plan import plan_experiment, plot_plan
+    from simkit.damage import DamageModel
+    from simkit.detector import empad, medipix_merlin
+    from simkit.geometry import DetectorGeometry
+
+    fig_path = Path(args.figure)
+    _check_new(fig_path, args.overwrite)
+    if args.csv:
+        _check_new(Path(args.csv), args.overwrite)
+    energy = 1e3 * args.energy_kev
+    thickness = NM * args.thickness_nm
+    hyps = [_plan_hypothesis(h, thickness, energy) for h in args.hypotheses]
+    shape = (args.detector_px, args.detector_px)
+    detector = {"ideal": None, "merlin": lambda: medipix_merlin(shape=shape), "empad": lambda: empad(shape=shape)}[
+        args.detector
+    ]
+    detector = detector() if detector else None
+    damage = None if args.no_damage else DamageModel(threshold_kind=args.damage_kind)
+    res = plan_experiment(
+        hyps, semiangles=args.semiangles, electrons_per_pattern=args.electrons,
+        steps=[NM * s for s in args.steps_nm], detector=detector, damage=damage, region_pixels=args.region_pixels,
+        confidence=args.confidence, max_damage=args.max_damage, energy=energy,
+        geometry=DetectorGeometry(shape=shape, pixel_size=args.pixel_size), q_range=tuple(args.q_range),
+        scan_shape=tuple(args.scan), model_damage=args.model_damage, n_sim=args.n_sim, seed=args.seed,
+    )  # fmt: skip
+    print(res.table())
+    print(res.recommend().message)
+    plot_plan(res, fig_path)
+    print(f"wrote {fig_path}")
+    if args.csv:
+        from dataclasses import asdict
+
+        rows = [asdict(r) for r in res.rows]
+        units = {"semiangle": "mrad", "electrons_per_pattern": "e", "step": "A", "scan_fluence": "e/A^2",
+                 "local_fluence": "e/A^2", "counts": "counts"}  # fmt: skip
+        header = [f"{k}_{units[k]}" if k in units else k for k in rows[0]]
+        _write_csv(Path(args.csv), header, [list(r.values()) for r in rows])
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _add_plan_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "plan", parents=[common],
+        help="experiment planner: which semi-angle / dose / step tells two hypotheses apart before damage",
+    )  # fmt: skip
+    p.add_argument("hypotheses", nargs=2, metavar="HYPOTHESIS",
+                   help="two presets (sro_0.295, li2s, lif, lif_fvac20) or structure files (ASE)")  # fmt: skip
+    p.add_argument("--semiangles", type=_positive("--semiangles", "mrad"), nargs="+", default=[2.0, 0.15],
+                   help="probe semi-angles [mrad] (default 2 0.15)")  # fmt: skip
+    p.add_argument("--electrons", type=_positive("--electrons", "e per pattern"), nargs="+",
+                   default=[1e3, 1e4, 1e5, 1e6], help="electrons per pattern [e] (default 1e3 … 1e6)")  # fmt: skip
+    p.add_argument("--steps-nm", type=_positive("--steps-nm", "nm"), nargs="+", default=[4.0],
+                   help="scan steps [nm] (default 4)")  # fmt: skip
+    p.add_argument("--region-pixels", type=int, default=1, help="patterns summed per decision [-] (default 1)")
+    p.add_argument("--confidence", type=float, default=0.95, help="required P(correct decision) [0.5–1] (default 0.95)")
+    p.add_argument("--max-damage", type=float, default=0.1,
+                   help="largest accepted loss of short-range order [fraction] (default 0.1)")  # fmt: skip
+    p.add_argument("--damage-kind", choices=("scan", "local"), default="scan",
+                   help="the study's damage doses read as scan or local fluence [-] (default scan)")  # fmt: skip
+    p.add_argument("--no-damage", action="store_true", help="switch beam damage off [-]")
+    p.add_argument("--model-damage", action="store_true",
+                   help="fit hypotheses that include the scan's damage [-] (default: pristine structures)")  # fmt: skip
+    p.add_argument("--thickness-nm", type=_positive("--thickness-nm", "nm"), default=10.0,
+                   help="sample thickness when a hypothesis is true [nm] (default 10)")  # fmt: skip
+    p.add_argument("--detector", choices=PLAN_DETECTORS, default="merlin", help="detector model [-] (default merlin)")
+    p.add_argument("--detector-px", type=int, default=256, help="detector side [px] (default 256)")
+    p.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=0.005,
+                   help="detector pixel size [Å⁻¹/px] (default 0.005)")  # fmt: skip
+    p.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=300.0,
+                   help="beam energy [keV] (default 300)")  # fmt: skip
+    p.add_argument("--q-range", type=float, nargs=2, default=(0.15, 0.85), metavar=("QMIN", "QMAX"),
+                   help="compared Q window [Å⁻¹] (default 0.15 0.85)")  # fmt: skip
+    p.add_argument("--scan", type=int, nargs=2, default=(90, 60), metavar=("NY", "NX"),
+                   help="whole scan around the region (slow, fast) [positions] (default 90 60)")  # fmt: skip
+    p.add_argument("--n-sim", type=int, default=200, help="seeded Poisson simulations per setting [-] (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed [-]")
+    p.add_argument("--figure", default="plan.png", help="figure file (.png/.pdf/.svg) (default plan.png)")
+    p.add_argument("--csv", default=None, help="also write the table as CSV here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``sei-send`` command."""
     parser = _Parser(
@@ -539,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
+    _add_plan_parser(sub, common)
     return parser
 
 

@@ -42,8 +42,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from fitting.hypotheses import _measured, lrt_pvalue
+from fitting.hypotheses import lrt_pvalue
 from fitting.model import Component, FitResult, fit_profile
+from fitting.model.optimiser import inverse_information
+from fitting.profiles import measured_profile
+from simkit.results import ResultMixin
 
 __all__ = ["GridComparison", "GridFit", "compare_grids", "fit_defect_thickness"]
 
@@ -53,7 +56,7 @@ DELTA_2D = 2.2957
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class GridFit:
+class GridFit(ResultMixin):
     """Result of :func:`fit_defect_thickness`.
 
     Attributes
@@ -114,6 +117,32 @@ class GridFit:
     not_converged: tuple
     warnings: tuple[str, ...]
     settings: dict = field(default_factory=dict)
+
+    _units = {"vacancy": "fraction", "thickness": "Å"}
+
+    @property
+    def ok(self) -> bool:
+        """The vacancy fraction is determined (not ``degenerate``) and every fit converged."""
+        return not self.degenerate and not self.not_converged
+
+    @property
+    def message(self) -> str:
+        """Determined or not, in words."""
+        if self.degenerate:
+            return "vacancy fraction not determined by these data (see warnings)"
+        return "vacancy fraction and thickness determined" + (
+            "" if not self.not_converged else f"; {len(self.not_converged)} fits did not converge"
+        )
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Best vacancy fraction [fraction] and thickness [Å]."""
+        return {"vacancy": self.best_vacancy, "thickness": self.best_thickness}
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        """Half widths of the 68 % profile-likelihood intervals, [fraction] and [Å]."""
+        return {"vacancy": self.vacancy_sigma, "thickness": self.thickness_sigma}
 
     @property
     def best_fit(self) -> FitResult:
@@ -177,7 +206,9 @@ def _quadratic(pts, dv, centre, scale):
     h = np.array([[2 * c[3], c[4]], [c[4], 2 * c[5]]])
     definite = bool(np.all(np.linalg.eigvalsh(h) > 0))
     if definite:
-        cov_u = 2.0 * np.linalg.inv(h)  # D = −2 log L → covariance = (½ H)⁻¹
+        # D = −2 log L → information = ½ H, the optimiser's convention: covariance = its inverse
+        _, cov_u, _ = inverse_information(0.5 * h[None], np.zeros((1, 2), bool))
+        cov_u = cov_u[0]
         sig = np.sqrt(np.diag(cov_u)) * np.asarray(scale)
         corr = float(cov_u[0, 1] / np.sqrt(cov_u[0, 0] * cov_u[1, 1]))
     else:
@@ -228,7 +259,7 @@ def fit_defect_thickness(
 
     Parameters
     ----------
-    measured : RadialProfiles or tuple (q, counts[, exposure])
+    measured : RadialProfiles, ScanProfiles or tuple (q, counts[, exposure])
         The measured profile (``sum`` and ``count`` of a ``RadialProfiles``; counts [counts], exposure [pixels]).
     components : ndarray, shape (n_x, n_t, n_q)  [intensity per pixel]
         Simulated crystal profiles at every grid node, on the Q grid ``q`` (default: the measured Q grid) —
@@ -256,7 +287,7 @@ def fit_defect_thickness(
     -------
     GridFit
     """
-    qd, y, e = _measured(measured)
+    qd, y, e = measured_profile(measured)
     xg = _grid("vacancy", vacancy, 0.0, "fraction")
     tg = _grid("thickness", thickness, 1e-9, "Å")
     comp = np.asarray(components, dtype=float)
@@ -408,7 +439,7 @@ def fit_defect_thickness(
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class GridComparison:
+class GridComparison(ResultMixin):
     """Result of :func:`compare_grids`: one :class:`GridFit` per modelling assumption.
 
     Attributes
@@ -432,6 +463,32 @@ class GridComparison:
     ambiguous: bool
     warnings: tuple[str, ...]
 
+    @property
+    def ok(self) -> bool:
+        """The assumptions agree on the vacancy fraction (not ``ambiguous``)."""
+        return not self.ambiguous
+
+    @property
+    def message(self) -> str:
+        """The best assumption and whether the others agree."""
+        return f"best assumption {self.best!r}; " + (
+            "assumptions within ΔAIC < 2 disagree on x" if self.ambiguous else "vacancy fraction agrees"
+        )
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Best vacancy fraction [fraction] under each assumption (``vacancy[name]``)."""
+        return {f"vacancy[{n}]": f.best_vacancy for n, f in self.fits.items()}
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        """Half width of each assumption's 68 % vacancy interval [fraction]."""
+        return {f"vacancy[{n}]": f.vacancy_sigma for n, f in self.fits.items()}
+
+    def summary(self) -> str:
+        """Same as :meth:`table`."""
+        return self.table()
+
     def table(self) -> str:
         """One line per assumption, best first."""
         rows = [f"{'assumption':>16s}  {'ΔAIC':>8s}  {'x':>6s}  {'σx':>6s}  {'t [nm]':>7s}  {'ΔAIC(x=0)':>9s}"]
@@ -452,7 +509,7 @@ def compare_grids(measured, grids: Mapping, vacancy, thickness, **kwargs) -> Gri
 
     Parameters
     ----------
-    measured : RadialProfiles or tuple (q, counts[, exposure])
+    measured : RadialProfiles, ScanProfiles or tuple (q, counts[, exposure])
     grids : Mapping name → ndarray (n_x, n_t, n_q)
         Crystal components on the same (vacancy × thickness) grid under each assumption.
     vacancy, thickness : array-like  [fraction], [Å]

@@ -29,6 +29,8 @@ from scipy.signal import find_peaks
 from scipy.stats import chi2
 
 from fitting.model import FitResult, as_components, fit_profile
+from fitting.profiles import measured_profile
+from simkit.results import StatisticsResult
 
 __all__ = [
     "CandidateRow",
@@ -52,8 +54,8 @@ INDISTINGUISHABLE_DAIC = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class CandidateRow:
-    """One line of the ranked table (see :class:`Comparison`)."""
+class CandidateRow(StatisticsResult):
+    """One line of the ranked table (see :class:`Comparison`); ``values`` holds its statistics (no 1σ)."""
 
     name: str
     components: tuple[str, ...]
@@ -69,9 +71,38 @@ class CandidateRow:
     gof_p: float
     converged: bool
 
+    @property
+    def ok(self) -> bool:
+        """The candidate's fit converged."""
+        return bool(self.converged)
+
+    @property
+    def message(self) -> str:
+        """Convergence of the candidate's fit."""
+        return "fit converged" if self.converged else "fit did not converge: not a valid row"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """A non-converged fit, in words."""
+        return () if self.converged else (f"candidate {self.name!r} did not converge",)
+
+    @property
+    def values(self) -> dict[str, float]:
+        """log L, AIC, BIC (and their differences to the best), Akaike weight, deviance, goodness-of-fit p."""
+        return {
+            "loglike": self.loglike,
+            "aic": self.aic,
+            "bic": self.bic,
+            "delta_aic": self.delta_aic,
+            "delta_bic": self.delta_bic,
+            "akaike_weight": self.akaike_weight,
+            "deviance": self.deviance,
+            "gof_p": self.gof_p,
+        }
+
 
 @dataclass(frozen=True, kw_only=True)
-class LikelihoodRatioTest:
+class LikelihoodRatioTest(StatisticsResult):
     """Likelihood-ratio test of a nested pair.
 
     Attributes
@@ -100,9 +131,30 @@ class LikelihoodRatioTest:
     boundary: bool
     valid: bool
 
+    @property
+    def ok(self) -> bool:
+        """Same as ``valid``."""
+        return bool(self.valid)
+
+    @property
+    def message(self) -> str:
+        """The test in words."""
+        mix = "boundary χ̄² mixture" if self.boundary else f"χ²_{self.df}"
+        return f"{self.null} ⊂ {self.alternative} (+{', '.join(self.extra)}), {mix}"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """An invalid test, in words."""
+        return () if self.valid else ("a fit did not converge or the fits used different bins: p-value is NaN",)
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Statistic D, degrees of freedom and p-value."""
+        return {"statistic": self.statistic, "df": float(self.df), "p_value": self.p_value}
+
 
 @dataclass(frozen=True, kw_only=True)
-class PeakAttribution:
+class PeakAttribution(StatisticsResult):
     """Share of each component in the fitted signal above background within one Q window.
 
     Attributes
@@ -123,9 +175,33 @@ class PeakAttribution:
     fractions: dict[str, float]
     dominant: str
 
+    _units = {"position": "Å⁻¹", "signal": "counts"}
+
+    @property
+    def ok(self) -> bool:
+        """The window holds fitted signal above background."""
+        return bool(self.signal > 0)
+
+    @property
+    def message(self) -> str:
+        """Which component dominates the window."""
+        return f"{self.dominant} dominates {self.window[0]:.3f}–{self.window[1]:.3f} Å⁻¹"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """An empty window, in words."""
+        return () if self.ok else ("no fitted signal above background in the window: fractions are NaN",)
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Position [Å⁻¹], signal [counts] and ``fraction[name]`` of every component."""
+        return {"position": self.position, "signal": self.signal} | {
+            f"fraction[{k}]": v for k, v in self.fractions.items()
+        }
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Comparison:
+class Comparison(StatisticsResult):
     """Result of :func:`compare`.
 
     Attributes
@@ -153,6 +229,27 @@ class Comparison:
     def best(self) -> str:
         """Name of the candidate with the lowest AIC."""
         return self.rows[0].name
+
+    @property
+    def ok(self) -> bool:
+        """The best candidate's fit converged."""
+        return bool(self.rows[0].converged)
+
+    @property
+    def message(self) -> str:
+        """The winner and its margin."""
+        if len(self.rows) == 1:
+            return f"one candidate: {self.best!r}"
+        return f"best {self.best!r}, next {self.rows[1].name!r} at ΔAIC = {self.rows[1].delta_aic:.2f}"
+
+    @property
+    def values(self) -> dict[str, float]:
+        """ΔAIC of every candidate to the best."""
+        return {f"delta_aic[{r.name}]": r.delta_aic for r in self.rows}
+
+    def summary(self) -> str:
+        """Same as :meth:`table`."""
+        return self.table()
 
     def row(self, name: str) -> CandidateRow:
         """The table row of candidate ``name``."""
@@ -279,21 +376,6 @@ def explain_peaks(fit: FitResult, windows=None, *, prominence: float = 0.05) -> 
     return tuple(out)
 
 
-def _measured(measured):
-    if hasattr(measured, "q") and hasattr(measured, "sum") and hasattr(measured, "count"):
-        s = np.asarray(measured.sum, float)
-        if s.ndim != 1:
-            raise ValueError(f"measured.sum has shape {s.shape}; compare() takes one 1-D profile")
-        return np.asarray(measured.q, float), s, np.asarray(measured.count, float)
-    if isinstance(measured, tuple) and len(measured) in (2, 3):
-        q, y = np.asarray(measured[0], float), np.asarray(measured[1], float)
-        e = None if len(measured) == 2 else np.asarray(measured[2], float)
-        return q, y, e
-    raise TypeError(
-        f"measured={type(measured).__name__}: give a RadialProfiles (q, sum, count) or a tuple (q, counts[, exposure])"
-    )
-
-
 def _same_component(a, b) -> bool:
     return (
         a.q.shape == b.q.shape and np.array_equal(a.q, b.q) and np.array_equal(a.intensity, b.intensity, equal_nan=True)
@@ -311,9 +393,10 @@ def compare(
 
     Parameters
     ----------
-    measured : RadialProfiles or tuple
+    measured : RadialProfiles, ScanProfiles or tuple
         One measured profile: a ``RadialProfiles`` (its ``q`` [Å⁻¹], ``sum`` [counts] and ``count`` [pixels] are
-        used) or ``(q, counts)`` / ``(q, counts, exposure)``.
+        used), a ``fitting.profiles.ScanProfiles`` (summed over its pixels; ``profiles.class_sum(mask)`` for one
+        class) or ``(q, counts)`` / ``(q, counts, exposure)`` (see :func:`fitting.profiles.measured_profile`).
     candidates : Mapping[str, components or callable]
         Name → components as accepted by :func:`fitting.model.as_components` (use a Mapping name → profile so
         that components are named and nesting can be detected), or a callable with no arguments returning them.
@@ -331,7 +414,7 @@ def compare(
         raise TypeError(f"candidates={type(candidates).__name__}: give a Mapping name → components")
     if len(candidates) == 0:
         raise ValueError("candidates is empty: give at least one named set of components")
-    q, y, e = _measured(measured)
+    q, y, e = measured_profile(measured)
     comps: dict[str, tuple] = {}
     for name, spec in candidates.items():
         spec = spec() if callable(spec) and not hasattr(spec, "q") else spec

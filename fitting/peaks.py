@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simkit.peakpos import peak_position, sro_peak_position, sro_width, sro_window
+from simkit.results import ResultMixin, no_stderr
 
 __all__ = ["GaussianMixture", "LayerFit", "PeakMap", "erf_layer_fit", "fit_histogram", "sro_peak_map"]
 
@@ -29,7 +30,7 @@ SRO_RANGE = (0.22, 0.42)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class PeakMap:
+class PeakMap(ResultMixin):
     """Per-pixel SRO peak maps (NaN where the fit failed, see ``ok``).
 
     Attributes
@@ -49,6 +50,30 @@ class PeakMap:
     ok: np.ndarray
     q_range: tuple[float, float]
     n: float
+
+    _units = {"position": "Å⁻¹", "width": "Å⁻¹", "amplitude": "I·Qⁿ"}
+
+    @property
+    def message(self) -> str:
+        """How many pixels gave a peak."""
+        lo, hi = self.q_range
+        return f"SRO peak in {lo:.3f}–{hi:.3f} Å⁻¹ at {int(self.ok.sum())} of {self.ok.size} pixels"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Pixels without a peak."""
+        bad = int(self.ok.size - self.ok.sum())
+        return (f"{bad} of {self.ok.size} pixels without a peak inside the window (NaN)",) if bad else ()
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Maps of position, amplitude and width by name."""
+        return {"position": self.position, "amplitude": self.amplitude, "width": self.width}
+
+    @property
+    def stderr(self) -> dict[str, np.ndarray]:
+        """1σ map of the position; amplitude and width carry none (NaN)."""
+        return {**no_stderr(self.values), "position": self.position_err}
 
 
 def sro_peak_map(
@@ -176,7 +201,7 @@ def _map_width(q, I, q_range, n, shape, semiangle, energy) -> tuple[float, float
 
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True, eq=False)
-class GaussianMixture:
+class GaussianMixture(ResultMixin):
     """A 1-D Gaussian mixture (components sorted by mean).
 
     Attributes
@@ -199,6 +224,37 @@ class GaussianMixture:
     log_likelihood: float
     bic: dict
     n: float
+
+    @property
+    def ok(self) -> bool:
+        """Every component has a finite mean, a positive width and a positive weight."""
+        return bool(np.all(np.isfinite(self.means)) and np.all(self.stds > 0) and np.all(self.weights > 0))
+
+    @property
+    def message(self) -> str:
+        """The chosen number of components and why."""
+        return f"{self.n_components} components (lowest BIC of {sorted(self.bic)}), log L = {self.log_likelihood:.2f}"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """None: the EM fit has no failure mode it reports."""
+        return ()
+
+    @property
+    def values(self) -> dict[str, float]:
+        """``mean[i]``, ``std[i]`` [units of the values] and ``weight[i]`` per component."""
+        out = {}
+        for i, (m, s, w) in enumerate(zip(self.means, self.stds, self.weights)):
+            out |= {f"mean[{i}]": float(m), f"std[{i}]": float(s), f"weight[{i}]": float(w)}
+        return out
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        """1σ of each mean, std/√(n·weight) (large-sample), and no uncertainty (NaN) for stds and weights."""
+        out = no_stderr(self.values)
+        for i, (s, w) in enumerate(zip(self.stds, self.weights)):
+            out[f"mean[{i}]"] = float(s / np.sqrt(max(self.n * w, 1e-300)))
+        return out
 
     def pdf(self, x, component: int | None = None) -> np.ndarray:
         """Mixture density at ``x`` (or one weighted component) [1/units of x]."""
@@ -330,7 +386,7 @@ def fit_histogram(
 
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class LayerFit:
+class LayerFit(ResultMixin):
     """Layer between two error-function edges along a line.
 
     Attributes
@@ -349,6 +405,34 @@ class LayerFit:
     edges_err: tuple[float, float]
     blur: float
     ok: bool
+
+    _units = {"thickness": "nm", "edge_rising": "nm", "edge_falling": "nm", "blur": "nm"}
+
+    @classmethod
+    def failed(cls) -> LayerFit:
+        """The result of a fit that found no layer (NaN everywhere, ``ok`` False)."""
+        nan = float("nan")
+        return cls(thickness=nan, thickness_err=nan, edges=(nan, nan), edges_err=(nan, nan), blur=nan, ok=False)
+
+    @property
+    def message(self) -> str:
+        """Whether the two-edge fit converged."""
+        return "two error-function edges fitted" if self.ok else "the two-edge fit failed (values are NaN)"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """A failed fit, in words."""
+        return () if self.ok else (self.message,)
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Thickness, both edge positions and the edge blur [nm]."""
+        return dict(zip(self._units, (self.thickness, *self.edges, self.blur)))
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        """1σ of thickness and edges [nm] (fit covariance); the blur carries none (NaN)."""
+        return dict(zip(self._units, (self.thickness_err, *self.edges_err, float("nan"))))
 
 
 def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
@@ -386,14 +470,7 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
     good = np.isfinite(y)
     hi = y[good] > 0.5 * (np.nanmax(y) + np.nanmin(y))
     if not hi.any():
-        return LayerFit(
-            thickness=np.nan,
-            thickness_err=np.nan,
-            edges=(np.nan, np.nan),
-            edges_err=(np.nan, np.nan),
-            blur=np.nan,
-            ok=False,
-        )
+        return LayerFit.failed()
     xi = x[good][hi]
 
     def G(u):  # ∫ Φ(u) du = u Φ(u) + φ(u)
@@ -419,14 +496,7 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
                 f, x[good], y[good], p0=p0, sigma=sg, absolute_sigma=sigma is not None, bounds=bounds, max_nfev=5000
             )
     except (RuntimeError, ValueError, OptimizeWarning):
-        return LayerFit(
-            thickness=np.nan,
-            thickness_err=np.nan,
-            edges=(np.nan, np.nan),
-            edges_err=(np.nan, np.nan),
-            blur=np.nan,
-            ok=False,
-        )
+        return LayerFit.failed()
     x1, x2 = popt[2], popt[3]
     var = pcov[2, 2] + pcov[3, 3] - 2 * pcov[2, 3]
     nm = step / 10.0

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simkit.radial import RadialPlan
+from simkit.radial import RadialPlan, RadialProfiles
 
-__all__ = ["ScanProfiles", "scan_profiles", "sector_profiles", "subtract_background"]
+__all__ = ["ScanProfiles", "measured_profile", "scan_profiles", "sector_profiles", "subtract_background"]
 
 BACKGROUNDS = ("power", "poly", None)
 
@@ -55,6 +55,12 @@ class ScanProfiles:
         Spatial binning factor.
     exclude_direct : float  [Å⁻¹]
     statistic : str
+    edges : ndarray (n_q + 1,) or None  [Å⁻¹]
+        Bin edges of the plan (None: midpoints between the centres are used by the conversions).
+
+    ``to_radial_profiles()`` and ``class_sum(select)`` give the same data as a ``simkit.radial.RadialProfiles``
+    (names there: ``mean`` = ``intensity``, ``sem_poisson`` = ``sem``, ``sum`` = intensity × count), the type
+    :mod:`fitting.model`, :mod:`fitting.hypotheses` and :mod:`fitting.crystal_fit` take.
     """
 
     q: np.ndarray
@@ -68,6 +74,105 @@ class ScanProfiles:
     bin: int
     exclude_direct: float
     statistic: str
+    edges: np.ndarray | None = None
+
+    def _edges(self) -> np.ndarray:
+        if self.edges is not None:
+            return np.asarray(self.edges, float)
+        q = np.asarray(self.q, float)
+        mid = 0.5 * (q[1:] + q[:-1])
+        return np.concatenate([[q[0] - (mid[0] - q[0])], mid, [q[-1] + (q[-1] - mid[-1])]])
+
+    def to_radial_profiles(self) -> RadialProfiles:
+        """The per-pixel profiles as a ``RadialProfiles`` of shape (sy, sx, n_q), background not removed.
+
+        ``mean`` = ``intensity`` [counts per pixel] (NaN below ``exclude_direct``), ``count`` [pixels],
+        ``sum`` = mean × count [counts] (NaN where the mean is), ``sem_poisson`` = ``sem``; ``sem_azimuthal`` is
+        not kept by :func:`scan_profiles` and is NaN.
+        """
+        mean = np.asarray(self.intensity, float)
+        return RadialProfiles(
+            q=np.asarray(self.q, float),
+            edges=self._edges(),
+            mean=mean,
+            sum=mean * self.count,
+            count=np.asarray(self.count, float),
+            sem_poisson=np.asarray(self.sem, float),
+            sem_azimuthal=np.full(mean.shape, np.nan),
+            statistic=self.statistic,
+        )
+
+    def class_sum(self, select=None) -> RadialProfiles:
+        """One profile of the summed patterns of the selected pixels (e.g. one class), for the likelihood fits.
+
+        Parameters
+        ----------
+        select : ndarray of bool (sy, sx) or None
+            Pixels to sum (None: all).
+
+        Returns
+        -------
+        RadialProfiles (1-D)
+            ``sum`` = Σ mean × count over the pixels with a finite mean [counts], ``count`` = Σ count over the
+            same pixels [pixels] (0 → ``mean`` NaN), ``sem_poisson`` from the pixels' Poisson errors.
+        """
+        inten = np.asarray(self.intensity, float)
+        sel = np.ones(inten.shape[:-1], bool) if select is None else np.asarray(select, bool)
+        if sel.shape != inten.shape[:-1]:
+            raise ValueError(f"select has shape {sel.shape}; expected the scan shape {inten.shape[:-1]}")
+        if not sel.any():
+            raise ValueError("select is empty: choose at least one pixel")
+        i, c, e = inten[sel], np.asarray(self.count, float)[sel], np.asarray(self.sem, float)[sel]
+        fin = np.isfinite(i)
+        total = np.sum(np.where(fin, i * c, 0.0), axis=0)
+        expo = np.sum(np.where(fin, c, 0.0), axis=0)
+        var = np.sum(np.where(fin, (e * c) ** 2, 0.0), axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(expo > 0, total / expo, np.nan)
+            sem = np.where(expo > 0, np.sqrt(var) / expo, np.nan)
+        return RadialProfiles(
+            q=np.asarray(self.q, float),
+            edges=self._edges(),
+            mean=mean,
+            sum=total,
+            count=expo,
+            sem_poisson=sem,
+            sem_azimuthal=np.full(mean.shape, np.nan),
+            statistic=self.statistic,
+        )
+
+
+def measured_profile(measured) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(q [Å⁻¹], counts [counts], exposure [pixels] or None) of one measured profile, for the likelihood fits.
+
+    Parameters
+    ----------
+    measured : RadialProfiles, ScanProfiles or tuple
+        A 1-D ``RadialProfiles`` (``q``, ``sum``, ``count``); a ``ScanProfiles`` (summed over all its pixels
+        with :meth:`ScanProfiles.class_sum`; pass ``profiles.class_sum(mask)`` for one class); or
+        ``(q, counts)`` / ``(q, counts, exposure)``.
+
+    Returns
+    -------
+    tuple
+    """
+    if isinstance(measured, ScanProfiles):
+        measured = measured.class_sum()
+    if hasattr(measured, "q") and hasattr(measured, "sum") and hasattr(measured, "count"):
+        s = np.asarray(measured.sum, float)
+        if s.ndim != 1:
+            raise ValueError(
+                f"measured.sum has shape {s.shape}; give one 1-D profile (ScanProfiles.class_sum(select) sums pixels)"
+            )
+        return np.asarray(measured.q, float), s, np.asarray(measured.count, float)
+    if isinstance(measured, tuple) and len(measured) in (2, 3):
+        q, y = np.asarray(measured[0], float), np.asarray(measured[1], float)
+        e = None if len(measured) == 2 else np.asarray(measured[2], float)
+        return q, y, e
+    raise TypeError(
+        f"measured={type(measured).__name__}: give a RadialProfiles (q, sum, count), a ScanProfiles or a tuple "
+        "(q, counts[, exposure])"
+    )
 
 
 def _data_of(scan):
@@ -250,6 +355,7 @@ def scan_profiles(
         bin=int(bin),
         exclude_direct=exclude_direct,
         statistic=statistic,
+        edges=np.asarray(plan.edges, float),
     )
 
 

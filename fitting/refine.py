@@ -41,6 +41,9 @@ import h5py
 import numpy as np
 from scipy.optimize import minimize
 
+from fitting.model.optimiser import at_bound, inverse_information
+from simkit.results import ResultMixin
+
 __all__ = [
     "Parameter",
     "RefineResult",
@@ -52,6 +55,8 @@ __all__ = [
 
 _CHECKPOINT_FORMAT = "sei-send refine checkpoint v1"
 _METHODS = ("Nelder-Mead", "Powell")
+#: What the objective is, for uncertainties: −log L (information = Hessian) or χ² = −2 log L (information = ½ H).
+UNCERTAINTY_KINDS = {"loglike": 1.0, "chi2": 0.5}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +93,7 @@ class Parameter:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class RefineResult:
+class RefineResult(ResultMixin):
     """Result of :func:`refine`.
 
     Attributes
@@ -113,6 +118,12 @@ class RefineResult:
     seed : int
     checkpoint : str or None
     method : str
+    uncertainty : ndarray or None  [parameter units]
+        1σ per parameter from the inverse information (finite-difference Hessian of the objective at ``x``,
+        see ``refine(uncertainty=...)``); None when not requested.
+    at_bound : ndarray of bool or None
+        Parameters that ended on a bound of their box.
+    units : tuple of str
     """
 
     names: tuple[str, ...]
@@ -129,11 +140,45 @@ class RefineResult:
     checkpoint: str | None
     method: str
     extra: dict = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None
+    at_bound: np.ndarray | None = None
+    units: tuple[str, ...] = ()
 
     @property
     def params(self) -> dict[str, float]:
         """Best parameters by name."""
         return {n: float(v) for n, v in zip(self.names, self.x)}
+
+    @property
+    def ok(self) -> bool:
+        """Same as ``converged``."""
+        return bool(self.converged)
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Same as ``params``."""
+        return self.params
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        """1σ by name (NaN when ``refine`` was not asked for uncertainties)."""
+        u = np.full(len(self.names), np.nan) if self.uncertainty is None else self.uncertainty
+        return {n: float(v) for n, v in zip(self.names, u)}
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Not converged, parameters on a bound, no uncertainties — in words."""
+        out = [] if self.converged else [f"not converged: {self.message}"]
+        if self.at_bound is not None and np.any(self.at_bound):
+            b = [n for n, f in zip(self.names, self.at_bound) if f]
+            out.append(f"on a bound of its box (1σ is not a Gaussian interval): {', '.join(b)}")
+        if self.uncertainty is None:
+            out.append("no uncertainties (refine(uncertainty=...) not requested)")
+        return tuple(out)
+
+    @property
+    def _units(self) -> dict[str, str]:
+        return dict(zip(self.names, self.units))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -192,6 +237,8 @@ def refine(
     ftol: float = 1e-3,
     progress: bool = True,
     common_random_numbers: bool = True,
+    uncertainty: str | None = None,
+    hessian_step: float = 0.05,
 ) -> RefineResult:
     """Minimise ``objective(simulator(builder(params, rng)))`` over box-bounded parameters.
 
@@ -222,6 +269,16 @@ def refine(
         Show a tqdm progress bar.
     common_random_numbers : bool
         True: ``default_rng(seed)`` for every evaluation; False: ``default_rng([seed, hash(params)])``.
+    uncertainty : {"loglike", "chi2", None}
+        Also estimate 1σ uncertainties at the optimum, with the convention of every fit in
+        :mod:`fitting.model.optimiser`: inverse information over the parameters not on a bound, a parameter on a
+        bound flagged. The information is the central-difference Hessian of the objective (``"loglike"``: the
+        objective is −log L, e.g. :func:`likelihood_objective`) or half of it (``"chi2"``: a χ² such as
+        :func:`peak_target_objective`). Costs 2P + 2P(P − 1) further evaluations (cached and checkpointed like
+        the others). None: no uncertainties.
+    hessian_step : float
+        Step of the finite differences as a fraction of each parameter's range (with common random numbers
+        the objective is smooth, so a step of a few % resolves its curvature without seed noise).
 
     Returns
     -------
@@ -241,6 +298,10 @@ def refine(
         raise ValueError(f"max_evaluations={max_evaluations!r} must be ≥ 1")
     if not callable(builder) or not callable(objective) or (simulator is not None and not callable(simulator)):
         raise TypeError("builder, objective and simulator must be callables")
+    if uncertainty is not None and uncertainty not in UNCERTAINTY_KINDS:
+        raise ValueError(f"uncertainty={uncertainty!r}: valid are {list(UNCERTAINTY_KINDS)} or None")
+    if not (isinstance(hessian_step, (int, float)) and 0 < hessian_step <= 0.25):
+        raise ValueError(f"hessian_step={hessian_step!r}: give a fraction of the parameter range in (0, 0.25]")
     lo = np.array([p.lower for p in params], float)
     hi = np.array([p.upper for p in params], float)
     x0 = np.array([p.start for p in params], float)
@@ -308,12 +369,16 @@ def refine(
         opts = {"maxfev": int(max_evaluations), "xatol": xtol, "fatol": ftol, "initial_simplex": np.array(sim)}
     else:
         opts = {"maxfev": int(max_evaluations), "xtol": xtol, "ftol": ftol}
+    err = None
     try:
         res = minimize(evaluate, u0, method=method, bounds=bounds, options=opts)
+        ubest = np.clip(res.x, 0.0, 1.0)
+        xbest = np.array([float(f"{v:.12g}") for v in lo + ubest * span])
+        bound = at_bound(xbest, lo, hi)
+        if uncertainty is not None:
+            err = _stderr(evaluate, ubest, span, bound, float(hessian_step), UNCERTAINTY_KINDS[uncertainty])
     finally:
         bar.close()
-    xbest = lo + np.clip(res.x, 0.0, 1.0) * span
-    xbest = np.array([float(f"{v:.12g}") for v in xbest])
     return RefineResult(
         names=names,
         x=xbest,
@@ -328,7 +393,38 @@ def refine(
         seed=int(seed),
         checkpoint=None if path is None else str(path),
         method=method,
+        uncertainty=err,
+        at_bound=bound,
+        units=tuple(p.unit for p in params),
     )
+
+
+def _stderr(evaluate, u, span, bound, h, factor) -> np.ndarray:
+    """1σ of the parameters from the central-difference Hessian of the objective in unit coordinates at ``u``
+    (stencil moved inside [0, 1] where ``u`` is closer than ``h`` to an edge), times ``factor`` → information,
+    inverted with :func:`fitting.model.optimiser.inverse_information`."""
+    P = u.size
+    c = np.clip(u, h, 1.0 - h)
+
+    def f(*shifts):
+        v = c.copy()
+        for i, d in shifts:
+            v[i] += d
+        return evaluate(v)
+
+    f0 = f()
+    H = np.empty((P, P))
+    for i in range(P):
+        H[i, i] = (f((i, h)) - 2.0 * f0 + f((i, -h))) / h**2
+        for j in range(i):
+            H[i, j] = H[j, i] = (f((i, h), (j, h)) - f((i, h), (j, -h)) - f((i, -h), (j, h)) + f((i, -h), (j, -h))) / (
+                4.0 * h * h
+            )
+    info = factor * H / np.outer(span, span)
+    if not np.all(np.isfinite(info)):
+        return np.full(P, np.nan)
+    err, _, _ = inverse_information(info[None], np.asarray(bound, bool)[None])
+    return err[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -342,7 +438,7 @@ def likelihood_objective(
 
     Parameters
     ----------
-    measured : RadialProfiles or tuple (q [Å⁻¹], counts[, exposure [pixels]])
+    measured : RadialProfiles, ScanProfiles or tuple (q [Å⁻¹], counts[, exposure [pixels]])
     name : str
         Component name given to the simulated profile.
     fixed_components : Mapping or None
@@ -355,10 +451,10 @@ def likelihood_objective(
     callable (profile) → float
         Non-converged fits return +inf (never a silently bad value).
     """
-    from fitting.hypotheses import _measured
     from fitting.model import fit_profile
+    from fitting.profiles import measured_profile
 
-    q, y, e = _measured(measured)
+    q, y, e = measured_profile(measured)
     fixed = dict(fixed_components or {})
 
     def objective(profile) -> float:

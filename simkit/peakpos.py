@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from simkit.results import ResultMixin
+
 __all__ = ["PeakFit", "peak_position", "sro_peak_position", "sro_width", "sro_window"]
 
 _SHAPES = ("gaussian", "lorentzian")
@@ -33,7 +35,7 @@ _N_PAR = 5  # A, mu, log w, b0, b1 (in normalised units)
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeakFit:
+class PeakFit(ResultMixin):
     """Result of :func:`peak_position`; every array has the leading shape of the input profiles.
 
     Attributes
@@ -67,6 +69,40 @@ class PeakFit:
     shape: str
     q_range: tuple[float, float]
     n: float
+
+    _units = {"position": "Å⁻¹", "width": "Å⁻¹", "amplitude": "I·Qⁿ", "background": "I·Qⁿ"}
+
+    @property
+    def message(self) -> str:
+        """How many profiles gave a peak inside the window."""
+        ok = np.asarray(self.ok)
+        return (
+            f"{self.shape} peak of I·Q^{self.n:g} in {self.q_range[0]:.3f}–{self.q_range[1]:.3f} Å⁻¹: "
+            f"{int(np.count_nonzero(ok))} of {ok.size} fits inside the window"
+        )
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Profiles without a peak inside the window."""
+        ok = np.asarray(self.ok)
+        bad = ok.size - int(np.count_nonzero(ok))
+        return (f"{bad} of {ok.size} profiles: no converged maximum strictly inside the window (NaN)",) if bad else ()
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Position, amplitude, width and background by name."""
+        return {
+            "position": self.position,
+            "amplitude": self.amplitude,
+            "width": self.width,
+            "background": self.background,
+        }
+
+    @property
+    def stderr(self) -> dict[str, np.ndarray]:
+        """1σ of the position (fit covariance); the other values carry none (NaN)."""
+        nan = np.full(np.shape(self.position), np.nan)
+        return {"position": self.position_err, "amplitude": nan, "width": nan, "background": nan}
 
 
 # ---------------------------------------------------------------------------------------------------------------
