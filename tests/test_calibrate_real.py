@@ -67,6 +67,11 @@ def test_bismuth_ring_centre_and_radius_behind_the_beam_stop(bismuth):
     # without the beam-stop mask nothing is confirmed: an error, not a centre 67 px off
     with pytest.raises(cal.CenterError):
         cal.find_center(img)
+    # the end-to-end calibration falls back to the ring centre for every pattern, and says so
+    with pytest.warns(UserWarning, match="no direct beam"):
+        k = cal.calibrate(np.broadcast_to(img, (1, 2) + img.shape), pixel_size=0.01, mask=mask)
+    assert math.hypot(k.plan.center[0] - 141.68, k.plan.center[1] - 99.26) < 0.3
+    assert "ring centre" in k.info["center_source"] and not k.plan.mask[:152, 90:109].any()
 
 
 def test_ellipse_on_bismuth_agrees_with_the_ray_fit_and_a_masked_circle_stays_round(bismuth):
