@@ -63,6 +63,7 @@ __all__ = [
     "fit_ellipse_points",
     "isolated_hot",
     "load_mask",
+    "repair_hot",
     "pixel_size_from_camera",
     "reflection_q",
 ]
@@ -133,6 +134,12 @@ def _mean_pattern(data, max_patterns=256, bad=None):
         cnt += f
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, acc / cnt, np.nan)
+
+
+def _native(a):
+    """``a`` in native byte order (detector files are often big-endian; numba kernels need native)."""
+    a = np.asarray(a)
+    return a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder not in ("=", "|") else a
 
 
 def _check_mask(mask, shape, name="mask"):
@@ -223,7 +230,7 @@ def isolated_hot(frames, *, factor: float = HOT_FACTOR) -> np.ndarray:
     ndarray of bool, frames.shape
         True = hot (exclude).
     """
-    f = np.asarray(frames)
+    f = _native(frames)
     shape = f.shape
     f3 = np.ascontiguousarray(f.reshape((-1,) + shape[-2:]))
     bad = np.empty(f3.shape, dtype=np.bool_)
@@ -241,6 +248,103 @@ def _neighbour_third_dimmest(frame):
     ny, nx = frame.shape
     nb = np.stack([p[1 + dy : 1 + dy + ny, 1 + dx : 1 + dx + nx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
     return np.sort(nb, axis=0)[2]
+
+
+@njit(cache=True, parallel=True)
+def _k_repair(block, use, factor, rnd, apply, hits):
+    """Per frame k of ``block`` (m, ny, nx), in place: every isolated hot pixel (_left_out's rule on the original
+    values) takes the mean of its finite non-hot neighbours, rounded when ``rnd`` (integer frames); ``apply``
+    False only counts. hits[k] = number of such pixels."""
+    m, ny, nx = block.shape
+    for k in prange(m):
+        n = 0
+        for i in range(ny):
+            for j in range(nx):
+                if use[i, j] and float(block[k, i, j]) > factor and _left_out(block, use, factor, k, i, j):
+                    n += 1
+        hits[k] = n
+        if n == 0 or not apply:
+            continue
+        idx = np.empty((n, 2), np.int64)
+        n = 0
+        for i in range(ny):
+            for j in range(nx):
+                if use[i, j] and float(block[k, i, j]) > factor and _left_out(block, use, factor, k, i, j):
+                    idx[n, 0] = i
+                    idx[n, 1] = j
+                    n += 1
+        vals = np.empty(n)
+        for t in range(n):
+            i, j = idx[t, 0], idx[t, 1]
+            acc, cnt = 0.0, 0
+            for di in range(-1, 2):
+                for dj in range(-1, 2):
+                    ii, jj = i + di, j + dj
+                    if (di != 0 or dj != 0) and 0 <= ii < ny and 0 <= jj < nx:
+                        w = float(block[k, ii, jj])
+                        if use[ii, jj] and w == w and not (w > factor and _left_out(block, use, factor, k, ii, jj)):
+                            acc += w
+                            cnt += 1
+            vals[t] = acc / cnt if cnt > 0 else 0.0
+            if rnd:
+                vals[t] = math.floor(vals[t] + 0.5)
+        for t in range(n):
+            block[k, idx[t, 0], idx[t, 1]] = vals[t]
+
+
+def repair_hot(data, *, mask=None, factor: float = HOT_FACTOR, chunk: int = 256, copy: bool = True):
+    """Isolated hot pixels of every frame (:func:`isolated_hot`: cosmic rays, flickering pixels) taken out of the
+    data: NaN in float data (then ignored by ``simkit.radial``), the rounded mean of their 8 neighbours in integer
+    data (which cannot hold NaN).
+
+    Parameters
+    ----------
+    data : ndarray (..., ny, nx)  [counts]
+        In-memory patterns.
+    mask : ndarray of bool (ny, nx) or None
+        True = use; masked pixels (e.g. the static hot pixels of :func:`find_bad_pixels`) are neither tested nor
+        used as neighbours.
+    factor : float
+        Isolation factor (see :func:`isolated_hot`).
+    chunk : int
+        Frames per kernel call.
+    copy : bool
+        Work on a copy (made only when a hot pixel is found); False repairs ``data`` in place.
+
+    Returns
+    -------
+    (ndarray, int)
+        The data (the input itself when nothing was found) and the number of pixels taken out.
+    """
+    a = np.asarray(data)
+    if a.dtype.byteorder not in ("=", "|"):
+        if not copy:
+            raise ValueError("repair_hot(copy=False): data in non-native byte order cannot be repaired in place")
+        a = _native(a)
+    if not copy and not a.flags.c_contiguous:
+        raise ValueError("repair_hot(copy=False): data must be a C-contiguous array to be repaired in place")
+    flat = a.reshape((-1,) + a.shape[-2:])
+    use = np.ones(a.shape[-2:], np.bool_) if mask is None else np.ascontiguousarray(_check_mask(mask, a.shape[-2:]))
+    total = 0
+    out = a
+    for s in range(0, flat.shape[0], chunk):
+        view = np.ascontiguousarray(flat[s : s + chunk])
+        hits = np.zeros(view.shape[0], np.int64)
+        _k_repair(view, use, float(factor), False, False, hits)  # count only: most chunks have none
+        n = int(hits.sum())
+        if n == 0:
+            continue
+        blk = view.copy()  # found pixels are replaced in a copy of the chunk
+        if blk.dtype.kind == "f":
+            blk[isolated_hot(np.where(use, blk, np.nan), factor=factor)] = np.nan
+        else:
+            _k_repair(blk, use, float(factor), True, True, hits)
+        if n:
+            if out is a and copy:
+                out = a.copy()
+            out.reshape(flat.shape)[s : s + chunk] = blk
+            total += n
+    return out, total
 
 
 def _hot_in_sum(total, ratio=3.0, z=10.0):
@@ -316,8 +420,9 @@ def find_bad_pixels(
 
     Per frame, a pixel brighter than ``factor`` × (its brightest neighbour + 1) is an isolated hot pixel
     (:func:`isolated_hot`). Per scan, a pixel is *static* hot when it is isolated-hot in at least ``min_share``
-    of the checked frames, or when in the summed pattern it exceeds 3 × (its second-brightest neighbour + 1) by
-    more than 10 Poisson standard deviations (a pixel a few times too bright in every frame);
+    of the checked frames, or when in the summed pattern (each frame's isolated hits left out) it exceeds
+    3 × (its second-brightest neighbour + 1) by more than 10 Poisson standard deviations (a pixel a few times too
+    bright in every frame);
     dead when it has no count in any frame while even the third-dimmest of its 8 neighbours sums to
     ≥ ``dead_counts`` (Poisson probability of that ≲ e⁻²⁰; a pixel just outside a sharp disc edge has dim neighbours
     farther out).
@@ -355,8 +460,8 @@ def find_bad_pixels(
     hot_each = isolated_hot(sub, factor=factor)
     share = hot_each.mean(axis=0)
     total = np.nansum(np.where(hot_each, np.nan, sub), axis=0)  # sum with each frame's transient hits left out
-    full = np.nansum(sub, axis=0)
-    static = (share >= min_share) | _hot_in_sum(np.where(user, full, np.nan) if user is not None else full)
+    # the sum test on the frames without their transient hits: one cosmic ray does not make a pixel static
+    static = (share >= min_share) | _hot_in_sum(np.where(user, total, np.nan) if user is not None else total)
     if user is not None:
         static &= user
     nb = _neighbour_third_dimmest(np.where(user, total, np.nan) if user is not None else total)
@@ -524,7 +629,7 @@ def find_centers(
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         box = flat(s, e)
-        box = np.ascontiguousarray(box)
+        box = np.ascontiguousarray(_native(box))
         fac = -1.0 if hot_factor is None else float(hot_factor)
         if method == "com":
             c = np.empty((e - s, 2))

@@ -133,7 +133,10 @@ def analyze_scan(
     mask : ndarray of bool (ny, nx), path or None
         Detector mask, True = use the pixel (beam stop, known bad pixels), or a file for
         :func:`fitting.calibrate.load_mask` (.npy/.tif/.h5). Static hot and dead pixels found in the data are
-        added to it (reported in ``summary["bad_pixels"]``); it is carried through the calibration into the plan.
+        added to it (:func:`fitting.calibrate.find_bad_pixels`) and it is carried through the calibration into the
+        plan; transient hot pixels of single frames are taken out of an in-memory scan
+        (:func:`fitting.calibrate.repair_hot`, on a copy — the caller's array is not changed). All reported in
+        ``summary["bad_pixels"]``.
     rules : fitting.classify.ClassifyRules, dict, path or None
         Classification thresholds (default ``ClassifyRules()``, tuned on synthetic scenes); a dict or a JSON file
         of :class:`~fitting.classify.ClassifyRules` fields. Written to ``summary["classify_rules"]``.
@@ -143,9 +146,10 @@ def analyze_scan(
     AnalysisResult
         Warnings (blank or flat frames, a centre without direct beam) are in ``summary["warnings"]``.
     """
+    import dataclasses
     import warnings
 
-    from fitting.calibrate import calibrate, load_mask
+    from fitting.calibrate import calibrate, find_bad_pixels, load_mask, repair_hot
     from fitting.classify import CLASSES, ClassifyRules, classify, features
     from fitting.io import load_scan
     from fitting.peaks import fit_histogram, sro_peak_map
@@ -153,9 +157,21 @@ def analyze_scan(
 
     if not hasattr(scan, "scan_shape"):
         scan = load_scan(scan, pixel_size=pixel_size)
+    given = scan.data
     scan = _in_memory(scan, memory_budget)
     if mask is not None and not isinstance(mask, np.ndarray):
         mask = load_mask(mask, shape=tuple(scan.data.shape[-2:]))
+    # static hot/dead pixels → the mask; transient hot pixels (cosmic rays) out of every in-memory frame
+    bp = find_bad_pixels(scan.data, mask=mask)
+    bad_summary = bp.summary()
+    use = bp.mask if (mask is not None or not bp.mask.all()) else None
+    if isinstance(scan.data, np.ndarray):
+        data, n_hot = repair_hot(scan.data, mask=bp.mask, copy=scan.data is given)
+        if n_hot:
+            scan = dataclasses.replace(scan, data=data)
+        bad_summary["transient_hot_taken_out"] = int(n_hot)
+    else:
+        bad_summary["transient_hot_taken_out"] = None  # a streamed scan is not checked frame by frame
     if rules is None:
         rules = ClassifyRules()
     elif isinstance(rules, dict):
@@ -173,7 +189,7 @@ def analyze_scan(
 
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", UserWarning)
-        cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=mask)
+        cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False)
     _record(w)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
@@ -228,7 +244,7 @@ def analyze_scan(
         "class_counts": counts,
         "classes": per_class,
         "center_source": cal.info.get("center_source"),
-        "bad_pixels": cal.info.get("bad_pixels"),
+        "bad_pixels": bad_summary,
         "user_mask_pixels_excluded": None if mask is None else int(np.count_nonzero(~np.asarray(mask, bool))),
         "classify_rules": rules.to_dict(),
         "warnings": caught,

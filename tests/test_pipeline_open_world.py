@@ -20,6 +20,7 @@ def metal_scan(tmp_path_factory):
     data, truth = make_scan(codes, rng=4, electrons=1e5, det_shape=(96, 96))
     data[:, :, 10, 80] = 60000  # a hot pixel in every frame
     data[3, 5] = 0  # a blank frame (the detector missed it)
+    data[1, 3, 30, 30] = 50000  # a cosmic-ray hit in one frame
     d = tmp_path_factory.mktemp("metal")
     path = d / "metal.h5"
     write_emd(path, data, step=40.0, pixel_size=truth["pixel_size"])
@@ -43,6 +44,7 @@ def test_cli_finishes_on_a_scan_without_amorphous_pixels(metal_scan, tmp_path, c
     assert any("blank" in w for w in s["warnings"])
     assert s["classify_rules"]["dense_min"] == 0.25 and s["user_mask_pixels_excluded"] == 5 * 96
     assert s["bad_pixels"]["hot_pixels"] == 1 and s["bad_pixels"]["hot_pixel_list_px"] == [[10, 80]]
+    assert s["bad_pixels"]["transient_hot_taken_out"] == 1
     assert (out / "class_map.png").is_file()
     assert "1 hot" in capsys.readouterr().out
 
