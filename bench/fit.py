@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from fitting.model import fit_profile, fit_scan
+from structures.crystals import reflection_q
 
 DQ = 0.005
 Q = np.arange(1, 261) * DQ
@@ -32,7 +33,8 @@ def sro(q):
 
 
 def lif(q):
-    return 0.6 * gauss(q, 0.430, 0.012) + gauss(q, 0.497, 0.012) + 0.7 * gauss(q, 0.702, 0.014)
+    q111, q200, q220 = (reflection_q("LiF", hkl, "room") for hkl in ((1, 1, 1), (2, 0, 0), (2, 2, 0)))
+    return 0.6 * gauss(q, q111, 0.012) + gauss(q, q200, 0.012) + 0.7 * gauss(q, q220, 0.014)
 
 
 def scan(ny, nx, seed=0):

@@ -76,6 +76,7 @@ def main() -> None:
     import abtem
 
     from simkit import nbed
+    from simkit.units import mrad_to_q
 
     print(f"abTEM {abtem.__version__}; best of {REPEATS} after a warm-up; shared 2-core machine")
     atoms = lif_sphere(20.0, 40.0)
@@ -88,8 +89,8 @@ def main() -> None:
     t_wrap = best(lambda: nbed.simulate_scan(atoms, probe, ms, positions, seed=1, method="multislice"))
     a = raw_abtem(atoms, probe, ms, positions, seed=1)
     b = nbed.simulate_scan(atoms, probe, ms, positions, seed=1, method="multislice").array
-    qmax = ms.max_angle * 1e-3 / probe.wavelength
-    a = np.swapaxes(nbed._crop(a, (1 / 40.0, 1 / 40.0), qmax), -1, -2)  # same crop and (y, x) order
+    qmax = mrad_to_q(ms.max_angle, probe.energy)
+    a = np.swapaxes(nbed.crop_patterns(a, (1 / 40.0, 1 / 40.0), qmax), -1, -2)  # same crop and (y, x) order
     same = a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9)
     print("\n1. wrapper vs raw abTEM (LiF 2 nm, 2 mrad, 40 Å cell, 0.1 Å, 2 phonons, 4 positions)")
     print(

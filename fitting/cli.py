@@ -34,14 +34,14 @@ class CLIError(Exception):
 # helpers (file handling only)
 # ----------------------------------------------------------------------------------------------------------
 def _positive(name: str, unit: str):
+    """An argparse type: a positive number [unit] (structures.checks.check_positive)."""
+    from structures.checks import check_positive
+
     def parse(text: str) -> float:
         try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number [{unit}], got {text!r}") from None
-        if not v > 0 or v != v or v == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name} must be positive [{unit}], got {text!r}")
-        return v
+            return check_positive(name, text, unit)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     return parse
 
@@ -56,9 +56,22 @@ def _fraction(text: str) -> float:
     return v
 
 
-def _existing(path: str) -> Path:
+def _count(name: str, minimum: int = 1):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {text!r}")
+        return v
+
+    return parse
+
+
+def _existing(path: str, directory_ok: tuple[str, ...] = ()) -> Path:
     p = Path(path)
-    if not p.is_file():
+    if not (p.is_file() or (p.is_dir() and p.suffix.lower() in directory_ok)):
         raise CLIError(f"file not found: {path}")
     return p
 
@@ -90,14 +103,29 @@ def _read_columns(path: Path) -> dict[str, list[str]]:
     return cols
 
 
+def _q_column(path: Path, cols: dict, others: str) -> list[str]:
+    from fitting.pipeline import Q_COLUMN
+
+    if Q_COLUMN in cols:
+        return cols[Q_COLUMN]
+    if "q_A^-1" in cols:
+        raise CLIError(
+            f"{path}: column 'q_A^-1' is ambiguous (pyFAI's name for 2π/d); rename it to '{Q_COLUMN}' — values from "
+            "sei-send < 0.2 are 1/d already, pyFAI's must be divided by 2π"
+        )
+    raise CLIError(f"{path}: needs columns '{Q_COLUMN}' and {others}")
+
+
 def _load_measured(path: Path, cls: str | None):
-    """(q [Å⁻¹], counts, exposure [pixels]) from ``profiles.csv`` of ``analyze`` (or a q,counts[,exposure] CSV)."""
+    """(q [Å⁻¹], counts, exposure [pixels]) from ``profiles.csv`` of ``analyze`` (or a Q, counts[, exposure] CSV)."""
     import numpy as np
 
     cols = _read_columns(path)
-    if "q_A^-1" not in cols or "counts" not in cols:
-        raise CLIError(f"{path}: needs columns q_A^-1 and counts (and exposure_px), as written by 'sei-send analyze'")
-    sel = np.ones(len(cols["q_A^-1"]), bool)
+    what = "counts (and exposure_px), as written by 'sei-send analyze'"
+    qcol = _q_column(path, cols, what)
+    if "counts" not in cols:
+        _q_column(path, {}, what)
+    sel = np.ones(len(qcol), bool)
     if "class" in cols:
         classes = sorted(set(cols["class"]))
         if cls is None:
@@ -105,7 +133,7 @@ def _load_measured(path: Path, cls: str | None):
         if cls not in classes:
             raise CLIError(f"--class {cls!r} is not in {path}; it has {', '.join(classes)}")
         sel = np.array([c == cls for c in cols["class"]])
-    q = np.array(cols["q_A^-1"], float)[sel]
+    q = np.array(qcol, float)[sel]
     y = np.array(cols["counts"], float)[sel]
     e = np.array(cols["exposure_px"], float)[sel] if "exposure_px" in cols else np.ones_like(q)
     return q, y, e
@@ -116,9 +144,11 @@ def _load_component(path: Path):
     import numpy as np
 
     cols = _read_columns(path)
-    if "q_A^-1" not in cols or "intensity" not in cols:
-        raise CLIError(f"{path}: needs columns q_A^-1 and intensity, as written by 'sei-send simulate --profile-csv'")
-    return np.array(cols["q_A^-1"], float), np.array(cols["intensity"], float)
+    what = "intensity, as written by 'sei-send simulate --profile-csv'"
+    qcol = _q_column(path, cols, what)
+    if "intensity" not in cols:
+        _q_column(path, {}, what)
+    return np.array(qcol, float), np.array(cols["intensity"], float)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,6 +229,7 @@ def _read_structure(path: Path):
 def cmd_simulate(args) -> int:
     import numpy as np
 
+    from fitting.pipeline import Q_COLUMN
     from simkit.geometry import DetectorGeometry
     from simkit.radial import make_plan_from_geometry
 
@@ -239,13 +270,29 @@ def cmd_simulate(args) -> int:
     if args.profile_csv:
         path = Path(args.profile_csv)
         _check_new(path, args.overwrite)
-        _write_csv(path, ["q_A^-1", "intensity"], ((f"{a:.6f}", f"{b:.8g}") for a, b in zip(q_out, i_out)))
+        _write_csv(path, [Q_COLUMN, "intensity"], ((f"{a:.6f}", f"{b:.8g}") for a, b in zip(q_out, i_out)))
         print(f"wrote {path}: radial profile, {len(q_out)} bins up to {q_out[-1]:.3f} Å⁻¹")
     return 0
 
 
+def _instrument(args, default):
+    """The Instrument of ``--instrument FILE`` (or ``default``) with ``--descan``/``--ellipse`` put over it."""
+    import dataclasses
+
+    from simkit.instrument import Descan, Ellipse, load_instrument
+
+    inst = default if args.instrument is None else load_instrument(_existing(args.instrument))
+    if args.descan is not None:
+        sy, sx, oy, ox = args.descan
+        inst = dataclasses.replace(inst, descan=Descan(slope_y=sy, slope_x=sx, offset_y=oy, offset_x=ox))
+    if args.ellipse is not None:
+        ratio, angle = args.ellipse
+        inst = dataclasses.replace(inst, ellipse=Ellipse(ratio=ratio, angle=angle))
+    return inst
+
+
 def cmd_synth(args) -> int:
-    from simkit.synth import default_scan, synthesize_scan
+    from simkit.synth import DEFAULT_INSTRUMENT, default_scan, synthesize_scan
 
     out = Path(args.output)
     _check_new(out, args.overwrite)
@@ -258,11 +305,15 @@ def cmd_synth(args) -> int:
     res = synthesize_scan(
         scene, out, library=args.preset, probe=None if args.semiangle == 2.0 else _probe(args.semiangle),
         electrons_per_pattern=electrons, seed=args.seed, overwrite=args.overwrite, cache_dir=args.cache_dir,
-        progress=not args.quiet, compression=args.compression,
+        progress=not args.quiet, compression=None if args.compression == "none" else args.compression,
+        instrument=_instrument(args, DEFAULT_INSTRUMENT),
     )  # fmt: skip
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
           f"{res.scan_fluence:.2f} e/Å²)")  # fmt: skip
+    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, reader='hspy')"
+    codec = "" if args.compression != "blosc-lz4" else "; other readers: import hdf5plugin first (blosc-lz4)"
+    print(f"  opens in py4DSTEM.read(path) (DataCube + Calibration), HyperSpy {hs} and fitting.io.load_scan{codec}")
     return 0
 
 
@@ -276,27 +327,41 @@ def cmd_analyze(args) -> int:
     from fitting.calibrate import load_mask
     from fitting.classify import ClassifyRules
     from fitting.io import load_scan
-    from fitting.pipeline import analyze_scan, class_mean_profiles
+    from fitting.pipeline import Q_COLUMN, analyze_scan, class_mean_profiles
+    from simkit.instrument import Instrument
 
-    src = _existing(args.scan)
-    scan = load_scan(src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm)
+    src = _existing(args.scan, directory_ok=(".zspy",))
+    scan = load_scan(
+        src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm,
+        scan_shape=args.scan_shape, flyback=args.flyback, flyback_position=args.flyback_position,
+        energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
+        dataset=args.dataset,
+    )  # fmt: skip
     mask = None if args.mask is None else load_mask(_existing(args.mask), shape=tuple(scan.data.shape[-2:]))
     rules = None if args.rules is None else ClassifyRules.from_json(_existing(args.rules))
     out = Path(args.output)
     res = analyze_scan(
         scan, out, pixel_size=args.pixel_size, ellipse_q_range=args.ellipse_window,
-        exclude_direct=args.exclude_direct, figures=not args.no_figures, seed=args.seed, mask=mask, rules=rules,
+        instrument=_instrument(args, Instrument()), exclude_direct=args.exclude_direct, figures=not args.no_figures,
+        seed=args.seed, mask=mask, rules=rules,
     )  # fmt: skip
     rows = []
     for cls, (q, y, e) in class_mean_profiles(res).items():
         rows += [(cls, f"{a:.6f}", f"{b:.6g}", f"{c:.6g}") for a, b, c in zip(q, y, e)]
-    _write_csv(out / "profiles.csv", ["class", "q_A^-1", "counts", "exposure_px"], rows)
+    _write_csv(out / "profiles.csv", ["class", Q_COLUMN, "counts", "exposure_px"], rows)
     s = res.summary
     print(f"analysed {src}: {s['scan_shape'][0]} × {s['scan_shape'][1]} patterns, pixel size "
           f"{s['pixel_size_A^-1_per_px']:.5f} Å⁻¹/px")  # fmt: skip
-    if s["sro_peak_mean_A^-1"] is not None:
-        print(f"  SRO peak: {s['sro_peak_fitted_pixels']} pixels, mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, "
-              f"std {s['sro_peak_std_A^-1']:.3f} Å⁻¹")  # fmt: skip
+    if s["sro_peak_mean_A^-1"] is not None:  # count, mean and std over the same (amorphous, fitted) pixels
+        print(f"  SRO peak (amorphous classes): mean {s['sro_peak_mean_A^-1']:.3f} Å⁻¹, std "
+              f"{s['sro_peak_std_A^-1']:.3f} Å⁻¹ over {s['sro_peak_fitted_pixels']} fitted pixels (of "
+              f"{s['sro_peak_amorphous_pixels']} amorphous pixels)")  # fmt: skip
+    d, e = s["instrument"]["descan"], s["instrument"]["ellipse"]
+    src_d, src_e = ("given" if g else "measured" for g in s["instrument_given"].values())
+    src_e = "none corrected" if src_e == "measured" and s["ellipse_ratio"] is None else src_e
+    print(f"  descan ({src_d}): slope {d['slope_y_px']:+.2f}, {d['slope_x_px']:+.2f} px, offset "
+          f"{d['offset_y_px']:+.2f}, {d['offset_x_px']:+.2f} px; ellipse ({src_e}): ratio {e['ratio']:.4f}, "
+          f"angle {e['angle_rad']:.3f} rad")  # fmt: skip
     for c, n in s["class_counts"].items():
         if n:
             print(f"  class {c}: {n} pixels")
@@ -329,6 +394,8 @@ def cmd_fit(args) -> int:
 
     measured = _load_measured(_existing(args.profiles), args.cls)
     cands = _candidates(args.candidate)
+    if args.top < 1:
+        raise CLIError(f"--top {args.top}: give at least 1 candidate to show")
     comp = compare(measured, cands, q_range=tuple(args.q_range), resample=True)
     rows = [
         (r.name, f"{r.delta_aic:.3f}", f"{r.akaike_weight:.4f}", f"{r.loglike:.3f}", r.n_params,
@@ -345,7 +412,35 @@ def cmd_fit(args) -> int:
     if args.output:
         _write_csv(Path(args.output), header, rows)
         print(f"wrote {args.output}")
+    if args.curves:
+        _write_csv(Path(args.curves), *_fit_curves(comp, top=args.top))
+        print(f"wrote {args.curves}: data, model, components and Pearson residuals of the top {args.top} candidates")
+    if args.figure:
+        from fitting.pipeline import save_figure
+        from fitting.plots import fit_figure
+
+        cls = f" — class {args.cls}" if args.cls else ""
+        save_figure(fit_figure(comp, top=args.top, title=f"{args.profiles}{cls}"), Path(args.figure))
+        print(f"wrote {args.figure}: data vs the top {args.top} candidates, components, residuals, parameters ± 1σ")
     return 0
+
+
+def _fit_curves(comp, *, top: int):
+    """Header and rows of the fitted curves: per candidate and bin, data, model, components and residuals."""
+    names = sorted({c for r in comp.rows[:top] for c in comp.fits[r.name].component_names})
+    header = ["candidate", "q_A^-1", "counts", "exposure_px", "model_counts", "background_counts"]
+    header += [f"{n}_counts" for n in names] + ["pearson_residual"]
+    rows = []
+    for r in comp.rows[:top]:
+        f = comp.fits[r.name]
+        contrib = dict(zip(f.component_names, f.contributions))
+        for i in range(len(f.q)):
+            if not f.used[i]:
+                continue
+            parts = [f"{contrib[n][i]:.6g}" if n in contrib else "" for n in names]
+            rows.append([r.name, f"{f.q[i]:.6f}", f"{f.counts[i]:.6g}", f"{f.exposure[i]:.6g}", f"{f.expected[i]:.6g}",
+                         f"{f.background_counts[i]:.6g}", *parts, f"{f.residuals[i]:.5g}"])  # fmt: skip
+    return header, rows
 
 
 def cmd_refine(args) -> int:
@@ -372,9 +467,53 @@ def cmd_refine(args) -> int:
         objective=likelihood_objective(measured, q_range=tuple(args.q_range), resample=True),
         seed=args.seed, checkpoint=args.checkpoint, max_evaluations=args.max_evaluations, progress=not args.quiet,
     )  # fmt: skip
-    print(f"refined {args.structure} density: {res.params['density']:.4f} g/cm³ (−log L = {res.fun:.2f}, "
-          f"{res.n_evaluations} evaluations, {'converged' if res.converged else 'not converged'})")  # fmt: skip
+    best = float(res.params["density"])
+    err = _profile_sigma(res.history_x[:, 0], res.history_f, best)
+    at_bound = min(best - lo, hi - best) < 1e-3 * (hi - lo)
+    print(f"refined {args.structure} density: {best:.3f} "
+          + (f"± {err:.3f} g/cm³ (1σ, Δ(−log L) = ½ on a parabola through the evaluations)" if err else
+             "g/cm³ (1σ not defined: the profile of −log L is not curved upwards around the best value)")
+          + f"; −log L = {res.fun:.2f}, {res.n_evaluations} evaluations, "
+          f"{'converged' if res.converged else 'NOT converged (' + res.message + ')'}")  # fmt: skip
+    if at_bound:
+        print(f"  warning: the best density sits at a bound of --density-range {lo} {hi}: widen the range")
+    if args.output:
+        import json
+
+        from simkit.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.output), json.dumps({
+            "structure": args.structure, "density_g_cm3": best, "density_1sigma_g_cm3": err,
+            "neg_loglike": float(res.fun), "n_evaluations": int(res.n_evaluations), "converged": bool(res.converged),
+            "at_bound": bool(at_bound), "bounds_g_cm3": [lo, hi], "message": res.message,
+            "evaluations": [[float(x), float(f)] for x, f in zip(res.history_x[:, 0], res.history_f)],
+        }, indent=2) + "\n")  # fmt: skip
+        print(f"wrote {args.output}")
+    if args.figure:
+        from fitting.pipeline import save_figure
+        from fitting.plots import profile_likelihood_figure
+
+        fig = profile_likelihood_figure(res.history_x[:, 0], res.history_f, name=f"{args.structure} density",
+                                        unit="g/cm³", best=best, err=err, bounds=(lo, hi))  # fmt: skip
+        save_figure(fig, Path(args.figure))
+        print(f"wrote {args.figure}: profile likelihood of the density")
     return 0
+
+
+def _profile_sigma(x, f, best: float):
+    """1σ [units of x] from a parabola through the evaluations nearest the best value (Δf = ½), or None."""
+    import numpy as np
+
+    x, f = np.asarray(x, float), np.asarray(f, float)
+    ok = np.isfinite(x) & np.isfinite(f)
+    x, f = x[ok], f[ok]
+    ux, idx = np.unique(np.round(x, 9), return_index=True)
+    if ux.size < 3:
+        return None
+    x, f = x[idx], f[idx]
+    near = np.argsort(np.abs(x - best))[: max(3, min(5, x.size))]
+    a = np.polyfit(x[near], f[near], 2)[0]
+    return float(np.sqrt(0.5 / a)) if a > 0 else None
 
 
 def cmd_demo(args) -> int:
@@ -560,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     y = sub.add_parser(
         "synth", parents=[common], help="synthetic SEND scan of a default scene → EMD 1.0 file with ground truth"
     )
-    y.add_argument("output", help="output .h5/.emd file")
+    y.add_argument("output", help="output file: .emd/.h5 (py4DSTEM, emdfile) or .hspy (hs.load); same content")
     y.add_argument("--scene", choices=("bottom", "top"), default="bottom",
                    help="bottom: Li|Type 1|Type 2|Cu; top: Li|Type 1|electrolyte [-]")  # fmt: skip
     y.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=2.0,
@@ -579,10 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--cache-dir", default=None, help="pattern-library cache directory (default .sei-send-cache)")
     y.add_argument("--seed", type=int, default=0, help="random seed [-]")
     y.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    y.add_argument("--compression", choices=("blosc-lz4", "lzf"), default="blosc-lz4",
-                   help="file codec of the patterns [-]: blosc-lz4 writes 2x and decodes ~5x faster (other readers: "
-                        "import hdf5plugin first); lzf opens in any HDF5 reader (default blosc-lz4)")  # fmt: skip
+    y.add_argument("--compression", choices=("lzf", "blosc-lz4", "none"), default="lzf",
+                   help="file codec of the patterns [-]: lzf opens in every HDF5 reader (default); blosc-lz4 writes "
+                        "2x and decodes ~5x faster but other readers must import hdf5plugin first")  # fmt: skip
     y.add_argument("--quiet", action="store_true", help="no progress bars")
+    _instrument_options(y, "the simulated", "(default: descan 0.8 -0.6 1.5 1.0, ellipse 1.02 0.5)")
     y.set_defaults(func=cmd_synth)
 
     a = sub.add_parser(
@@ -594,6 +734,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector pixel size [Å⁻¹/px] (overrides the file)")  # fmt: skip
     a.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=None,
                    help="scan step [nm] (overrides the file)")  # fmt: skip
+    a.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=None,
+                   help="beam energy [keV] (overrides the file)")  # fmt: skip
+    a.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=None,
+                   help="probe convergence semi-angle [mrad] (overrides the file)")  # fmt: skip
+    a.add_argument("--scan-shape", type=_count("--scan-shape"), nargs=2, default=None, metavar=("NY", "NX"),
+                   help="scan positions (slow, fast) without flyback frames [-]: needed for Merlin .mib and 3-D "
+                        "stacks of frames")  # fmt: skip
+    a.add_argument("--flyback", type=_count("--flyback", minimum=0), default=0,
+                   help="extra (flyback) frames per scan row, dropped [-] (default 0)")  # fmt: skip
+    a.add_argument("--flyback-position", choices=("start", "end"), default="start",
+                   help="whether the flyback frames open or close each row [-] (default start)")  # fmt: skip
+    a.add_argument("--dataset", default=None,
+                   help="HDF5 path of the 4-D array when a file holds several [-]")  # fmt: skip
     a.add_argument("--ellipse-window", type=float, nargs=2, default=None, metavar=("QMIN", "QMAX"),
                    help="ring window for the ellipse fit [Å⁻¹] (default: no ellipse fit)")  # fmt: skip
     a.add_argument("--exclude-direct", type=_positive("--exclude-direct", "Å⁻¹"), default=0.15,
@@ -604,16 +757,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classification thresholds: JSON of fitting.classify.ClassifyRules fields [-]")  # fmt: skip
     a.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     a.add_argument("--seed", type=int, default=0, help="seed of the histogram mixture [-]")
+    _instrument_options(a, "a known", "(default: measured from the data)")
     a.set_defaults(func=cmd_analyze)
 
     f = sub.add_parser("fit", parents=[common], help="a measured profile vs candidate profiles → table ranked by AIC")
-    f.add_argument("profiles", help="profiles.csv from 'analyze' (class, q_A^-1, counts, exposure_px)")
+    f.add_argument("profiles", help="profiles.csv from 'analyze' (class, Q=1/d [1/Å], counts, exposure_px)")
     f.add_argument("--class", dest="cls", default=None, help="class whose summed profile is fitted, e.g. sei_type1")
     f.add_argument("--candidate", action="append", required=True, metavar="NAME=A.csv[+B.csv]",
                    help="candidate: profile CSVs from 'simulate --profile-csv' (q [Å⁻¹], intensity)")  # fmt: skip
     f.add_argument("--q-range", type=float, nargs=2, default=(0.2, 0.85), metavar=("QMIN", "QMAX"),
                    help="fitted Q window [Å⁻¹] (default 0.2 0.85)")  # fmt: skip
     f.add_argument("-o", "--output", default=None, help="write the ranked table as CSV here")
+    f.add_argument("--figure", default=None, help="write data vs the top candidates' models here (.png 300 dpi/.pdf)")
+    f.add_argument("--curves", default=None, help="write the fitted curves and residuals as CSV here")
+    f.add_argument("--top", type=int, default=3, help="candidates in the figure and curves CSV [-] (default 3)")
     f.set_defaults(func=cmd_fit)
 
     r = sub.add_parser(
@@ -633,6 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-evaluations", type=int, default=30, help="objective evaluations allowed [-]")
     r.add_argument("--checkpoint", default=None, help="HDF5 checkpoint file (resumes when it exists)")
     r.add_argument("--seed", type=int, default=0, help="root seed [-]")
+    r.add_argument("-o", "--output", default=None, help="write the result (density ± 1σ, evaluations) as JSON here")
+    r.add_argument("--figure", default=None, help="write the profile likelihood of the density here (.png/.pdf)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_refine)
 
@@ -646,6 +805,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     _add_plan_parser(sub, common)
     return parser
+
+
+def _instrument_options(p, which: str, default: str) -> None:
+    """``--instrument``, ``--descan``, ``--ellipse`` (simkit.instrument.Instrument) of ``synth`` and ``analyze``."""
+    p.add_argument("--instrument", default=None, metavar="JSON",
+                   help=f"{which} descan/ellipse as a JSON file, e.g. {{\"descan\": {{\"slope_y_px\": 0.8, "
+                        f"\"offset_x_px\": 1.0}}, \"ellipse\": {{\"ratio\": 1.02, \"angle_rad\": 0.5}}}} "
+                        f"{default}")  # fmt: skip
+    p.add_argument("--descan", type=float, nargs=4, default=None,
+                   metavar=("SLOPE_Y", "SLOPE_X", "OFFSET_Y", "OFFSET_X"),
+                   help=f"{which} descan plane [px]: centre shift = slope·(i/n − ½) + offset along y and x "
+                        "(over --instrument)")  # fmt: skip
+    p.add_argument("--ellipse", type=float, nargs=2, default=None, metavar=("RATIO", "ANGLE"),
+                   help=f"{which} ellipse: axis ratio [-] and direction [rad] (over --instrument)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

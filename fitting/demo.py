@@ -194,14 +194,10 @@ def run_demo(
 
 
 def read_truth(path: str | os.PathLike) -> dict:
-    """The ground-truth maps of a synthetic scan file (``truth`` group: ``sro_peak`` [Å⁻¹], region map, …)."""
-    import h5py
+    """Ground-truth maps of a synthetic scan file (``sro_peak`` [Å⁻¹], region map, …): simkit.emd.read_truth."""
+    from simkit.emd import read_truth as _read
 
-    with h5py.File(path, "r") as f:
-        g = f["truth"]
-        truth = {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}
-        truth["region_names"] = json.loads(g.attrs["region_names"])
-    return truth
+    return _read(path)
 
 
 def _truth_check(ana: AnalysisResult, truth: dict) -> dict:
@@ -242,6 +238,18 @@ def _truth_check(ana: AnalysisResult, truth: dict) -> dict:
     return out
 
 
+def _descan_line(d: dict) -> str:
+    """The measured descan plane beside the one the demo scan was synthesised with (simkit.synth's default)."""
+    from simkit.synth import DEFAULT_INSTRUMENT
+
+    t = DEFAULT_INSTRUMENT.descan
+    return (
+        f"- descan plane: slope ({d['slope_y_px']:+.2f}, {d['slope_x_px']:+.2f}) px, offset ({d['offset_y_px']:+.2f}, "
+        f"{d['offset_x_px']:+.2f}) px; simulated ({t.slope_y:+.2f}, {t.slope_x:+.2f}) px and ({t.offset_y:+.2f}, "
+        f"{t.offset_x:+.2f}) px"
+    )
+
+
 def _report(ana, tests, check, timings, *, reduced, reused) -> str:
     s = ana.summary
     lines = [
@@ -255,6 +263,7 @@ def _report(ana, tests, check, timings, *, reduced, reused) -> str:
         f"- pixel size {s['pixel_size_A^-1_per_px']:.5f} Å⁻¹/px, mean beam centre ({s['beam_center_px'][0]:.2f}, "
         f"{s['beam_center_px'][1]:.2f}) px"
         + (f", ellipse ratio {s['ellipse_ratio']:.4f}" if s["ellipse_ratio"] is not None else ""),
+        _descan_line(s["instrument"]["descan"]),
         "",
         "## SRO peak map",
         f"- {s['sro_peak_fitted_pixels']} pixels with a peak in the window; mean "
@@ -297,8 +306,11 @@ def _report(ana, tests, check, timings, *, reduced, reused) -> str:
     lines += [
         "## Figures",
         "",
-        "![SRO peak map](peak_map.png) ![histogram](histogram.png) ![classes](class_map.png)",
-        "![I·Q per class](iq_per_class.png) ![hypotheses](hypotheses.png)",
+        "![Figure 2: example patterns, virtual ADF, classes, SRO peak map, histogram, I·Q](figure2.png)",
+        "(also `figure2.pdf`; single panels: peak_map.png, virtual_adf.png, class_map.png, histogram.png,",
+        "iq_per_class.png)",
+        "",
+        "![hypotheses: data vs the top candidates, components, residuals, parameters](hypotheses.png)",
         "",
         "## Timings",
         "",

@@ -3,7 +3,7 @@
 * :func:`sro_peak_map` — per-pixel position [Å⁻¹] of the SRO peak with its uncertainty, amplitude and width,
   using the project's SRO estimator ``simkit.peakpos.sro_peak_position`` (a peak + constant background fitted
   to I·Qⁿ, n = 1, in a window centred on the peak; also the ground truth of ``simkit.synth``) on radial profiles
-  from ``simkit.radial``. ``method="local"`` gives the older fixed-window peak + linear-background fit
+  from ``simkit.radial``. ``method="local"`` gives a fixed-window peak + linear-background fit
   (``simkit.peakpos.peak_position``), which fails for about half of the pixels on 2 mrad SRO humps at 10⁵
   e/pattern (its linear background is degenerate with the position of a hump as broad as the window).
 * :func:`fit_histogram` — a 1–3 component Gaussian mixture of map values (number of components by BIC),
@@ -22,6 +22,7 @@ import numpy as np
 
 from simkit.peakpos import peak_position, sro_peak_position, sro_width, sro_window
 from simkit.results import ResultMixin, no_stderr
+from structures.checks import check_positive
 
 __all__ = ["GaussianMixture", "LayerFit", "PeakMap", "erf_layer_fit", "fit_histogram", "sro_peak_map"]
 
@@ -461,9 +462,7 @@ def erf_layer_fit(profile, step: float, *, sigma=None) -> LayerFit:
     from scipy.special import erf
 
     y = np.asarray(profile, dtype=float)
-    step = float(step)
-    if not np.isfinite(step) or step <= 0:
-        raise ValueError(f"step={step!r}: the scan step must be a positive length [Å]")
+    step = check_positive("step", step, "Å")
     if y.ndim != 1 or y.size < 5:
         raise ValueError(f"profile: need a 1-D profile of at least 5 samples, got shape {y.shape}")
     x = np.arange(y.size, dtype=float)

@@ -18,29 +18,39 @@ from typing import Any
 
 import numpy as np
 
-from simkit.atomic import atomic_path, atomic_write_text
+from simkit.atomic import atomic_dir, atomic_path, atomic_write_text
+from simkit.instrument import Descan, Ellipse, Instrument
 
 __all__ = [
     "AnalysisResult",
     "HYPOTHESIS_Q_RANGE",
+    "PIXELS_CSV_COLUMNS",
+    "Q_COLUMN",
+    "SRO_CLASSES",
+    "analysis_figure2",
     "analyze_scan",
     "class_mean_profiles",
     "comparison_markdown",
     "hypothesis_figure",
     "hypothesis_test",
+    "instrument_used",
     "library_candidates",
     "save_figure",
     "sro_positions",
 ]
+
+#: Resolution of the PNG figures [dots per inch] (print quality); Figure 2 is also written as PDF.
+FIGURE_DPI = 300
 
 #: Window [Å⁻¹] of the hypothesis fits: above the direct beam (excluded below 0.15), below the detector edge.
 HYPOTHESIS_Q_RANGE = (0.2, 0.85)
 
 
 def save_figure(fig, path: Path) -> None:
-    """Save a matplotlib figure atomically; the format follows the suffix of ``path``."""
+    """Save a matplotlib figure atomically; the format follows the suffix of ``path`` (PNG at 300 dpi)."""
+    path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=FIGURE_DPI, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -57,29 +67,41 @@ class AnalysisResult:
     profiles : fitting.profiles.ScanProfiles
         Per-pixel profiles (``iq`` = I·Q [counts per pixel · Å⁻¹]).
     peak_map : fitting.peaks.PeakMap
-        SRO peak position per pixel [Å⁻¹].
+        SRO peak position per pixel [Å⁻¹], defined for the amorphous classes only (SEI Type 1/2, electrolyte):
+        NaN with ``ok`` False on every other pixel (:func:`sro_positions`), as in ``pixels.csv`` and the summary.
+    raw_peak_map : fitting.peaks.PeakMap
+        The estimator run on every pixel (on Li/Cu pixels its window maximum is a Bragg disc, not an SRO peak):
+        for diagnostics only.
     mixture : fitting.peaks.GaussianMixture or None
         Gaussian mixture of the peak positions [Å⁻¹] (None when fewer than 5 pixels have a peak).
     classes : ndarray of int (sy, sx)
         Index into :data:`fitting.classify.CLASSES`.
     calibration : fitting.calibrate.Calibration
+    instrument : simkit.instrument.Instrument
+        Descan and ellipse the analysis corrected (given or measured; ellipse ratio 1 = none corrected).
     step : float or None  [Å]
         Scan step.
     summary : dict
         JSON-ready numbers (every Q in Å⁻¹).
     files : dict[str, pathlib.Path]
         Written files by role.
+    examples : dict[int, (iy, ix, pattern, center)]
+        The most typical pattern of every class (:func:`fitting.plots.representative_pixels`): scan position,
+        pattern (det_y, det_x) [counts] and its beam centre [px]; filled when figures are written.
     """
 
     q: np.ndarray
     profiles: Any
     peak_map: Any
+    raw_peak_map: Any
     mixture: Any
     classes: np.ndarray
     calibration: Any
     step: float | None
     summary: dict
     files: dict = field(default_factory=dict)
+    instrument: Any = None
+    examples: dict = field(default_factory=dict)
 
 
 def analyze_scan(
@@ -88,6 +110,7 @@ def analyze_scan(
     *,
     pixel_size: float | None = None,
     ellipse_q_range: tuple[float, float] | None = None,
+    instrument: Instrument | None = None,
     exclude_direct: float = 0.15,
     q_range: tuple[float, float] | None = None,
     refine_ellipse: bool = True,
@@ -110,6 +133,12 @@ def analyze_scan(
     ellipse_q_range : (float, float) or None  [Å⁻¹]
         Ring window of the ellipse fit (e.g. the amorphous SRO ring, (0.24, 0.42)); None (default) skips it: on
         a scan dominated by crystal spots (Li, Cu) the ring fit is biased (1.08 found for a true 1.02).
+    instrument : simkit.instrument.Instrument or None
+        Known instrument imperfections, applied instead of measuring them: a given ``descan`` replaces the
+        measured centres (its offsets refer to ``descan.center``, by default the detector's middle pixel
+        (ny//2, nx//2)); a given ``ellipse`` is corrected as it is (no ring fit, no refinement; not together with
+        ``ellipse_q_range``). None fields, and None, are measured. The summary reports the ones used under
+        ``"instrument"``.
     exclude_direct : float  [Å⁻¹]
         Bins below this Q (the direct beam) are excluded from the profiles.
     q_range : (float, float) or None  [Å⁻¹]
@@ -157,8 +186,13 @@ def analyze_scan(
 
     if not hasattr(scan, "scan_shape"):
         scan = load_scan(scan, pixel_size=pixel_size)
-    given = scan.data
+    given_data = scan.data
     scan = _in_memory(scan, memory_budget)
+    if instrument is not None and not isinstance(instrument, Instrument):
+        raise TypeError(f"instrument={instrument!r}: expected a simkit.instrument.Instrument or None")
+    given = instrument or Instrument()
+    if given.ellipse is not None and ellipse_q_range is not None:
+        raise ValueError("give either a known instrument.ellipse or ellipse_q_range (to measure it), not both")
     if mask is not None and not isinstance(mask, np.ndarray):
         mask = load_mask(mask, shape=tuple(scan.data.shape[-2:]))
     # static hot/dead pixels → the mask; transient hot pixels (cosmic rays) out of every in-memory frame
@@ -166,7 +200,7 @@ def analyze_scan(
     bad_summary = bp.summary()
     use = bp.mask if (mask is not None or not bp.mask.all()) else None
     if isinstance(scan.data, np.ndarray):
-        data, n_hot = repair_hot(scan.data, mask=bp.mask, copy=scan.data is given)
+        data, n_hot = repair_hot(scan.data, mask=bp.mask, copy=scan.data is given_data)
         if n_hot:
             scan = dataclasses.replace(scan, data=data)
         bad_summary["transient_hot_taken_out"] = int(n_hot)
@@ -191,6 +225,7 @@ def analyze_scan(
         warnings.simplefilter("always", UserWarning)
         cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False)
     _record(w)
+    cal = _apply_instrument(cal, given, scan.scan_shape)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
     # the classes rest on the Bragg-disc features and the whole profile, never on the SRO position: the peak
@@ -202,14 +237,15 @@ def analyze_scan(
     _record(w)
     for msg in caught:  # the caller sees them once, and the summary keeps them
         warnings.warn(msg, UserWarning, stacklevel=2)
-    if refine_ellipse and cal.ellipse is None:
+    if refine_ellipse and cal.ellipse is None and given.ellipse is None:
         refined = _refine_ellipse(scan, cal, sq, sm, feats, classes)
         if refined is not None:
             cal = refined
             prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     # the estimator's window follows the probe (simkit.peakpos.sro_window), as in the synthetic scans' truth
     probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
-    pm = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
+    raw = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
+    pm = _amorphous_only(raw, classes)
     pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
     mixture = fit_histogram(finite, rng=seed) if finite.size >= 5 else None
@@ -219,20 +255,27 @@ def analyze_scan(
     per_class = {}
     for i, c in enumerate(CLASSES):
         sel = (classes == i) & np.isfinite(pos)
-        if sel.any():
+        if sel.any():  # the mean, std and fitted-pixel count are over the same pixels
             per_class[c] = {
                 "pixels": counts[c],
+                "sro_peak_fitted_pixels": int(np.count_nonzero(sel)),
                 "sro_peak_mean_A^-1": float(np.mean(pos[sel])),
                 "sro_peak_std_A^-1": float(np.std(pos[sel])),
             }
+    used = instrument_used(cal)
     summary = {
+        "units": {"Q": "Q = 1/d [1/Å] (no 2π)", "step": "Å", "pixel_size": "1/Å per detector pixel"},
         "scan_shape": list(classes.shape),
         "step_A": step,
         "pixel_size_A^-1_per_px": float(cal.plan.pixel_size),
         "beam_center_px": [float(c) for c in cal.plan.center],
         "ellipse_ratio": None if cal.ellipse is None else float(cal.ellipse.ratio),
         "ellipse_angle_rad": None if cal.ellipse is None else float(cal.ellipse.angle),
-        "sro_peak_fitted_pixels": int(np.count_nonzero(pm.ok)),
+        "instrument": used.to_dict(),
+        "instrument_given": {"descan": given.descan is not None, "ellipse": given.ellipse is not None},
+        # SRO peaks exist for the amorphous classes only; count, mean and std are over the same pixels
+        "sro_peak_amorphous_pixels": int(np.count_nonzero(np.isin(classes, _amorphous_indices()))),
+        "sro_peak_fitted_pixels": int(finite.size),
         "sro_peak_mean_A^-1": float(np.mean(finite)) if finite.size else None,
         "sro_peak_std_A^-1": float(np.std(finite)) if finite.size else None,
         "histogram_components": None
@@ -248,14 +291,44 @@ def analyze_scan(
         "user_mask_pixels_excluded": None if mask is None else int(np.count_nonzero(~np.asarray(mask, bool))),
         "classify_rules": rules.to_dict(),
         "warnings": caught,
+        # every calibration the reader found, with units and the file field it came from (fitting.io.load_scan)
+        "scan_calibration": _jsonable(getattr(scan, "metadata", {}).get("calibration", {})),
     }
     res = AnalysisResult(
-        q=prof.q, profiles=prof, peak_map=pm, mixture=mixture, classes=classes, calibration=cal, step=step,
-        summary=summary,
+        q=prof.q, profiles=prof, peak_map=pm, raw_peak_map=raw, mixture=mixture, classes=classes, calibration=cal,
+        step=step, summary=summary, instrument=used,
     )  # fmt: skip
+    if out_dir is not None and figures:
+        res.examples.update(_example_patterns(scan, res))
     if out_dir is not None:
         _write_analysis(res, Path(out_dir), figures=figures)
     return res
+
+
+def _jsonable(v):
+    """Plain JSON types (tuples → lists, NumPy scalars → floats)."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _example_patterns(scan, res: AnalysisResult) -> dict:
+    """The most typical pattern of every class with its beam centre (plan centre + descan shift) [px]."""
+    from fitting.plots import representative_pixels
+
+    out = {}
+    shifts = res.calibration.shifts
+    for k, (iy, ix) in representative_pixels(res.profiles.iq, res.classes, q=res.q).items():
+        pat = np.asarray(scan.data[iy, ix], dtype=float)
+        c = np.asarray(res.calibration.plan.center, dtype=float)
+        if shifts is not None:
+            c = c + np.asarray(shifts[iy, ix], dtype=float)
+        out[k] = (iy, ix, pat, (float(c[0]), float(c[1])))
+    return out
 
 
 def _in_memory(scan, budget: float):
@@ -277,6 +350,59 @@ def _in_memory(scan, budget: float):
         else:
             arr[...] = data
     return dataclasses.replace(scan, data=arr)
+
+
+def _apply_instrument(cal, given: Instrument, scan_shape: tuple[int, int]):
+    """The Calibration with the given descan and/or ellipse in place of the measured ones."""
+    import dataclasses
+
+    from fitting.calibrate import calibrated_plan
+
+    if given.descan is None and given.ellipse is None:
+        return cal
+    p = cal.plan
+    center, shifts, info = p.center, cal.shifts, dict(cal.info)
+    if given.descan is not None:
+        ref = given.descan.center if given.descan.center is not None else _middle(p.shape)
+        centers = np.asarray(ref, dtype=float) + given.descan.shifts(scan_shape)
+        center = tuple(float(c) for c in centers.reshape(-1, 2).mean(axis=0))
+        shifts = centers - np.asarray(center)
+        info["descan_source"] = "given"
+    ratio, angle = p.ellipse_ratio, p.ellipse_angle
+    if given.ellipse is not None:
+        ratio, angle = given.ellipse.ratio, given.ellipse.angle
+        info["ellipse_source"] = "given"
+    plan = calibrated_plan(
+        p.shape, center=center, pixel_size=p.pixel_size, ellipse_ratio=ratio, ellipse_angle=angle, edges=p.edges,
+        mask=p.mask, split_pixels=p.split_pixels,
+    )  # fmt: skip
+    return dataclasses.replace(cal, plan=plan, shifts=shifts, info=info)
+
+
+def _middle(detector_shape) -> tuple[float, float]:
+    """The detector's middle pixel (ny//2, nx//2) [px]: the default pattern centre of simkit.geometry."""
+    return float(detector_shape[0] // 2), float(detector_shape[1] // 2)
+
+
+def instrument_used(cal) -> Instrument:
+    """The descan plane and ellipse a calibration corrects, as a :class:`simkit.instrument.Instrument`.
+
+    Parameters
+    ----------
+    cal : fitting.calibrate.Calibration
+
+    Returns
+    -------
+    Instrument
+        ``descan``: least-squares plane through the per-pattern centres (``plan.center + shifts``), offsets
+        relative to the detector's middle pixel [px]; ``ellipse``: the plan's ratio and angle [–, rad].
+    """
+    p = cal.plan
+    centers = np.asarray(p.center, dtype=float) + np.asarray(cal.shifts, dtype=float)
+    return Instrument(
+        descan=Descan.fit(centers, _middle(p.shape)),
+        ellipse=Ellipse(ratio=float(p.ellipse_ratio), angle=float(p.ellipse_angle)),
+    )
 
 
 #: Largest Bragg fraction (fitting.classify feature ``bragg``) of a pixel used for the ellipse refinement.
@@ -318,26 +444,55 @@ def _refine_ellipse(scan, cal, sq, sm, feats, classes):
     return dataclasses.replace(cal, plan=plan, ellipse=ell, info=info)
 
 
+#: Classes whose SRO peak is defined (amorphous).
+SRO_CLASSES = ("sei_type1", "sei_type2", "electrolyte")
+
+
+def _amorphous_indices() -> list[int]:
+    from fitting.classify import CLASSES
+
+    return [CLASSES.index(c) for c in SRO_CLASSES]
+
+
+def _amorphous_only(peak_map, classes: np.ndarray):
+    """The peak map with NaN position/error/amplitude/width and ok=False on every non-amorphous pixel."""
+    import dataclasses
+
+    keep = np.isin(classes, _amorphous_indices())
+    nan = {k: np.where(keep, getattr(peak_map, k), np.nan) for k in ("position", "position_err", "amplitude", "width")}
+    return dataclasses.replace(peak_map, ok=np.asarray(peak_map.ok) & keep, **nan)
+
+
 def sro_positions(peak_map, classes: np.ndarray) -> np.ndarray:
     """SRO peak positions [Å⁻¹] of the amorphous classes (SEI Type 1/2, electrolyte); NaN elsewhere.
 
     As in the study's maps and histograms, an SRO peak is defined for amorphous pixels only: the window maximum
     of a Li or Cu pixel is a Bragg disc (Li 110 at 0.406 Å⁻¹ reads as ≈ 0.39–0.40), not short-range order.
     """
-    from fitting.classify import CLASSES
-
-    sro = np.isin(classes, [CLASSES.index(c) for c in ("sei_type1", "sei_type2", "electrolyte")])
+    sro = np.isin(classes, _amorphous_indices())
     return np.where(np.asarray(peak_map.ok) & sro, peak_map.position, np.nan)
 
 
+#: Per-pixel columns of ``pixels.csv`` after ``iy, ix, class`` (Q = 1/d, no 2π; NaN/False on non-amorphous pixels).
+PIXELS_CSV_COLUMNS = ("SRO peak Q=1/d [1/Å]", "SRO peak error Q=1/d [1/Å]", "SRO fit ok")
+#: Column name of Q in every CSV sei-send writes (pyFAI's "q_A^-1" is 2π/d: never used).
+Q_COLUMN = "Q=1/d [1/Å]"
+
+
 def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
+    """Write the tables and figures into a staging folder, then move them into ``out`` (nothing partial there)."""
+    with atomic_dir(out) as stage:
+        _write_analysis_files(res, stage, figures=figures)
+    res.files.update({k: out / p.name for k, p in res.files.items()})
+
+
+def _write_analysis_files(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     from fitting.classify import CLASSES
 
-    out.mkdir(parents=True, exist_ok=True)
     res.files["summary"] = out / "summary.json"
     atomic_write_text(res.files["summary"], json.dumps(res.summary, indent=2) + "\n")
-    pm = res.peak_map
-    rows = ["iy,ix,class,sro_peak_A^-1,sro_peak_err_A^-1,sro_fit_ok"]
+    pm = res.peak_map  # amorphous pixels only: NaN and False elsewhere
+    rows = [",".join(["iy", "ix", "class", *PIXELS_CSV_COLUMNS])]
     for iy, ix in np.ndindex(res.classes.shape):
         rows.append(
             f"{iy},{ix},{CLASSES[res.classes[iy, ix]]},{pm.position[iy, ix]:.5f},{pm.position_err[iy, ix]:.5f},"
@@ -353,20 +508,50 @@ def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     from fitting import plots
 
     pos = sro_positions(pm, res.classes)
+    prof = res.profiles
+    adf = plots.virtual_adf(prof.intensity, prof.count, res.q, q_inner=ADF_Q_INNER)
+    markers = {k: (v[0], v[1]) for k, v in res.examples.items()}
     made = {
-        "peak_map": plots.peak_map(pos, step=res.step),
+        "peak_map": plots.peak_map(pos, step=res.step, markers=markers),
+        "histogram": plots.peak_histogram(pos, res.mixture, classes=res.classes)
+        if np.isfinite(pos).any()
+        else None,
         "class_map": plots.class_map(res.classes, step=res.step),
-        "iq_per_class": plots.class_profiles(res.q, res.profiles.iq, res.classes),
-    }
-    if np.isfinite(pos).any():  # a scan without amorphous pixels has no SRO histogram (nor Figure 2's panels)
-        made["histogram"] = plots.peak_histogram(pos[np.isfinite(pos)], res.mixture)
-        made["figure2"] = plots.figure2(res.q, res.profiles.iq, pos, res.classes, res.mixture, step=res.step)
+        "virtual_adf": plots.virtual_image(adf, step=res.step, markers=markers,
+                                           title=f"virtual ADF (Q ≥ {ADF_Q_INNER:g} Å⁻¹)"),
+        "iq_per_class": plots.class_profiles(res.q, prof.iq, res.classes, rng=0, q_range=(0.15, float(res.q.max()))),
+        "figure2": analysis_figure2(res),
+    }  # fmt: skip
     for name, fig in made.items():
-        ax = fig.axes[0] if fig.axes else None
-        if ax is not None and fig is not made.get("figure2"):
-            fig.set_size_inches(5.5, 4.0)
+        if fig is None:
+            continue
         res.files[name] = out / f"{name}.png"
         save_figure(fig, res.files[name])
+    res.files["figure2_pdf"] = out / "figure2.pdf"
+    save_figure(made["figure2"], res.files["figure2_pdf"])
+
+
+def analysis_figure2(res: AnalysisResult):
+    """The study's Figure 2 of an analysis (:func:`fitting.plots.figure2`): example patterns (``res.examples``,
+    filled by :func:`analyze_scan` when it writes figures), virtual ADF (Q ≥ :data:`ADF_Q_INNER`), classes, SRO
+    peak map, histogram with its mixture, I·Q per class.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from fitting import plots
+
+    prof = res.profiles
+    return plots.figure2(
+        res.q, prof.iq, sro_positions(res.peak_map, res.classes), res.classes, res.mixture, step=res.step,
+        patterns=res.examples, pattern_pixel_size=float(res.calibration.plan.pixel_size),
+        adf=plots.virtual_adf(prof.intensity, prof.count, res.q, q_inner=ADF_Q_INNER), adf_q_inner=ADF_Q_INNER,
+    )  # fmt: skip
+
+
+#: Inner radius [Å⁻¹] of the virtual ADF annulus of the figures (outside the 2 mrad direct disc, 0.10 Å⁻¹).
+ADF_Q_INNER = 0.15
 
 
 def class_mean_profiles(res: AnalysisResult, *, min_pixels: int = 3) -> dict[str, tuple[np.ndarray, ...]]:
@@ -526,27 +711,31 @@ def comparison_markdown(name: str, comp) -> list[str]:
     return lines + [""]
 
 
-def hypothesis_figure(tests: dict, path: Path) -> None:
+def hypothesis_figure(tests: dict, path: Path, *, top: int = 3) -> None:
+    """Data against the ``top`` candidates of every tested class (:func:`fitting.plots.fit_figure`, one row each).
+
+    Parameters
+    ----------
+    tests : dict[str, fitting.hypotheses.Comparison]
+        As returned by :func:`hypothesis_test`.
+    path : path
+        PNG (300 dpi), PDF or SVG by suffix.
+    top : int
+        Candidates shown per class (best AIC first).
+    """
     from matplotlib.figure import Figure
 
-    cells = [
-        [name, r.name, f"{r.delta_aic:.1f}", f"{r.akaike_weight:.3f}", f"{r.deviance / max(r.dof, 1):.2f}"]
-        for name, comp in tests.items()
-        for r in comp.rows
-    ]
-    fig = Figure(figsize=(7.5, 0.8 + 0.28 * (len(cells) + 1)))
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.86))
-    ax.axis("off")
-    if cells:
-        tab = ax.table(
-            cellText=cells, colLabels=["class", "candidate", "ΔAIC", "Akaike weight", "deviance/dof"],
-            colWidths=[0.17, 0.33, 0.14, 0.17, 0.17], loc="upper center", cellLoc="center",
-        )  # fmt: skip
-        tab.auto_set_font_size(False)
-        tab.set_fontsize(8)
-        tab.scale(1.0, 1.25)
-    fig.suptitle("peak-assignment hypotheses (class-summed profiles, Poisson likelihood)", fontsize=10)
-    save_figure(fig, path)
+    from fitting.plots import fit_figure
+
+    n = max(1, len(tests))
+    cols = max([min(top, len(c.rows)) for c in tests.values()] or [1])
+    fig = Figure(figsize=(3.0 * cols + 0.6, 6.4 * n), layout="constrained")
+    subs = fig.subfigures(n, 1, squeeze=False)[:, 0] if n > 1 else [fig]
+    for sub, (name, comp) in zip(subs, tests.items()):
+        fit_figure(comp, top=top, title=f"class {name}: class-summed counts, Poisson likelihood", fig=sub)
+    if not tests:
+        fig.text(0.5, 0.5, "no class to test", ha="center")
+    save_figure(fig, Path(path))
 
 
 # ----------------------------------------------------------------------------------------------------------

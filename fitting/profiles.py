@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simkit.radial import RadialPlan, RadialProfiles
+from structures.checks import check_positive
 
 __all__ = ["ScanProfiles", "measured_profile", "scan_profiles", "sector_profiles", "subtract_background"]
 
@@ -305,9 +306,7 @@ def scan_profiles(
         raise ValueError(f"bin={bin!r}: must be a positive integer binning factor")
     if bin > min(data.shape[:2]):
         raise ValueError(f"bin={bin}: larger than the scan {tuple(data.shape[:2])}")
-    exclude_direct = float(exclude_direct)
-    if not np.isfinite(exclude_direct) or exclude_direct < 0:
-        raise ValueError(f"exclude_direct={exclude_direct!r}: must be a Q >= 0 [Å⁻¹]")
+    exclude_direct = check_positive("exclude_direct", exclude_direct, "Å⁻¹", allow_zero=True)
     if exclude_direct >= plan.edges[-1]:
         raise ValueError(f"exclude_direct={exclude_direct} Å⁻¹ removes every bin (plan ends at {plan.edges[-1]:.4g})")
     sy, sx = int(data.shape[0]), int(data.shape[1])

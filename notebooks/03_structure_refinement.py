@@ -17,6 +17,7 @@
 # `fitting.refine.refine` with seeded common random numbers and an HDF5 checkpoint.
 
 # %%
+# %matplotlib inline
 import tempfile
 from pathlib import Path
 
@@ -36,20 +37,48 @@ def builder(params, rng):
 
 ckpt = Path(tempfile.mkdtemp()) / "refine.h5"
 res = refine(
-    [Parameter(name="density", start=2.1, lower=1.6, upper=2.6, unit="g/cm³")],
-    builder=builder, simulator=simulator, objective=objective, seed=0, checkpoint=ckpt, max_evaluations=8,
-    progress=False,
+    [Parameter(name="density", start=1.5, lower=1.0, upper=2.4, unit="g/cm³")],
+    builder=builder, simulator=simulator, objective=objective, seed=0, checkpoint=ckpt, max_evaluations=16,
+    xtol=0.01, ftol=1.0, progress=False,
 )  # fmt: skip
-print(f"density {res.params['density']:.3f} g/cm³, objective {res.fun:.3g}, {res.n_computed} structures built")
+rho = res.params["density"]
+at_bound = min(rho - 1.0, 2.4 - rho) < 1e-3
+print(f"density {rho:.3f} g/cm³, objective {res.fun:.3g} (χ² of the peak offset in units of its 0.005 Å⁻¹ "
+      f"tolerance), {res.n_computed} structures built")  # fmt: skip
+print(f"optimiser: {'converged' if res.converged else 'NOT converged'} ({res.message}); "
+      f"{'at a density bound: widen it' if at_bound else 'inside the bounds 1.0–2.4 g/cm³'}")  # fmt: skip
+assert res.converged and not at_bound
+
+# %% [markdown]
+# Every evaluated density with its objective: the minimum sits well inside the bounds (dashed).
+
+# %%
+from fitting.plots import profile_likelihood_figure
+
+profile_likelihood_figure(res.history_x[:, 0], res.history_f, name="Type 1 density", unit="g/cm³", best=rho,
+                          bounds=(1.0, 2.4), ylabel="objective − min [χ² of the peak offset]")  # fmt: skip
+
+# %% [markdown]
+# Tolerances: 0.01 g/cm³ in density and 1 in the objective (one tolerance² of peak offset): every density builds
+# a new random 200-atom structure (seeded, common random numbers), whose noise moves the peak by ≈ 0.003 Å⁻¹ —
+# asking for more makes the optimiser chase the noise and stop on its evaluation budget instead.
 
 # %% [markdown]
 # Resuming from the checkpoint replays the recorded evaluations without recomputing them.
 
 # %%
 again = refine(
-    [Parameter(name="density", start=2.1, lower=1.6, upper=2.6, unit="g/cm³")],
-    builder=builder, simulator=simulator, objective=objective, seed=0, checkpoint=ckpt, max_evaluations=8,
-    progress=False,
+    [Parameter(name="density", start=1.5, lower=1.0, upper=2.4, unit="g/cm³")],
+    builder=builder, simulator=simulator, objective=objective, seed=0, checkpoint=ckpt, max_evaluations=16,
+    xtol=0.01, ftol=1.0, progress=False,
 )  # fmt: skip
-print(f"resumed: {again.resumed}, new structures built: {again.n_computed}, same result: {again.x == res.x}")
+print(f"resumed: {again.resumed}, new structures built: {again.n_computed}, same result: {bool(again.x == res.x)}")
 assert again.n_computed == 0
+
+# %% [markdown]
+# **Result.** The unrelaxed 200-atom Type 1 model puts its probe-convolved first SRO peak at 0.33 Å⁻¹ only at
+# the density printed above — lower than the 2.1 g/cm³ default (which peaks higher in Q without the potential
+# relaxation). Whether that density is physical is a separate question: a converged fit inside its bounds
+# says the peak *can* be matched, not that the model is right; the relaxed model of the README and a
+# likelihood fit of the whole profile (`sei-send refine`) are the better tests. The convergence line above
+# states whether the optimiser stopped on its tolerance or on the evaluation budget.

@@ -25,9 +25,7 @@
 # fluence (the dose that drives damage), "scan fluence" electrons per pattern / step².
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
+# %matplotlib inline
 import numpy as np
 from matplotlib.figure import Figure
 

@@ -55,7 +55,6 @@ import numpy as np
 
 from simkit.geometry import DetectorGeometry
 from simkit.kinematic import (
-    _check_positive,
     disc_radius,
     make_probe_convolution,
     relativistic_factor,
@@ -63,6 +62,7 @@ from simkit.kinematic import (
     scattering_factor,
 )
 from simkit.units import check_energy, wavelength
+from structures.checks import check_positive
 
 __all__ = [
     "SlabBeams",
@@ -324,8 +324,8 @@ def slab_beams(
     """
     e = check_energy(energy)
     t = _check_thicknesses(thicknesses)
-    gm = _check_positive(g_max, "g_max", "Å⁻¹")
-    sm = _check_positive(sg_max, "sg_max", "Å⁻¹")
+    gm = check_positive("g_max", g_max, "Å⁻¹")
+    sm = check_positive("sg_max", sg_max, "Å⁻¹")
     rot = _direction_rotation(direction)
     lat = _Lattice(atoms, gm, e, [occupancy], displacement, charges, parametrization)
     g_lab = lat.g @ rot.T
@@ -412,9 +412,9 @@ def beam_directions(n: int, *, rng=None, symmetry: str | None = None) -> np.ndar
     if rng is not None:
         # randomised quasi-Monte Carlo: the Fibonacci lattice under a uniformly random rotation (unbiased, and
         # far less scattered than independent random directions), folded into the wedge when asked
-        from structures.crystals import _random_rotation
+        from structures.crystals import random_rotation
 
-        u = beam_directions(n) @ _random_rotation(np.random.default_rng(rng)).T
+        u = beam_directions(n) @ random_rotation(np.random.default_rng(rng)).T
         return np.sort(np.abs(u), axis=1) if symmetry else u
     if symmetry is not None:
         u = beam_directions(48 * n + 96)
@@ -509,8 +509,8 @@ def powder_rings(
     if dirs.ndim != 2 or dirs.shape[1] != 3 or not np.all(np.isfinite(dirs)) or dirs.shape[0] == 0:
         raise ValueError(f"directions has shape {dirs.shape}: give finite unit vectors of shape (n, 3)")
     dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    gm = _check_positive(g_max, "g_max", "Å⁻¹")
-    sm = _check_positive(sg_max, "sg_max", "Å⁻¹")
+    gm = check_positive("g_max", g_max, "Å⁻¹")
+    sm = check_positive("sg_max", sg_max, "Å⁻¹")
     lat = _Lattice(atoms, gm, e, occ_list, displacement, charges, parametrization)
     n_occ = len(occ_list)
     hist = np.zeros((n_occ, t.size, qq.size))
@@ -599,8 +599,8 @@ def powder_profiles(
                 cy, cx = geometry.center
                 corner = max(math.hypot(y - cy, x - cx) for y in (-0.5, ny - 0.5) for x in (-0.5, nx - 0.5))
                 q_max = corner * geometry.pixel_size
-        step = _check_positive(q_step, "q_step", "Å⁻¹")
-        qgrid = np.arange(0.0, _check_positive(q_max, "q_max", "Å⁻¹") + 0.5 * step, step)
+        step = check_positive("q_step", q_step, "Å⁻¹")
+        qgrid = np.arange(0.0, check_positive("q_max", q_max, "Å⁻¹") + 0.5 * step, step)
         convolution = make_probe_convolution(
             qgrid, semiangle=semiangle, energy=energy, geometry=geometry, **plan_kwargs
         )

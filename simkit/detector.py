@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
+from structures.checks import check_finite, check_positive
+
 __all__ = [
     "DetectorModel",
     "apply",
@@ -166,12 +168,10 @@ class DetectorModel:
 
 def _check(model, name, *, positive=False, allow_negative=False):
     v = getattr(model, name)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={v!r}: expected a real number") from None
-    if not np.isfinite(f) or (positive and f <= 0) or (not allow_negative and f < 0):
-        raise ValueError(f"{name}={v!r}: must be finite and {'> 0' if positive else '>= 0'}")
+    if allow_negative:
+        f = check_finite(name, v)
+    else:
+        f = check_positive(name, v, allow_zero=not positive)
     object.__setattr__(model, name, f)
 
 

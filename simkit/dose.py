@@ -39,7 +39,8 @@ import numpy as np
 from numba import njit
 from scipy import interpolate, signal, special
 
-from simkit.units import ELEMENTARY_CHARGE_C, check_energy, wavelength
+from simkit.units import ELEMENTARY_CHARGE_C, mrad_to_q, wavelength
+from structures.checks import check_finite, check_in_range, check_positive
 
 __all__ = [
     "ELECTRONS_PER_PA_S",
@@ -66,41 +67,6 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 # ----------------------------------------------------------------------------------------------------------
-# validation helpers
-# ----------------------------------------------------------------------------------------------------------
-def _finite(name: str, value, unit: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={value!r}: expected a real number [{unit}]") from None
-    if not np.isfinite(v):
-        raise ValueError(f"{name}={value!r}: must be finite [{unit}]")
-    return v
-
-
-def _positive(name: str, value, unit: str) -> float:
-    v = _finite(name, value, unit)
-    if v <= 0:
-        raise ValueError(f"{name}={value!r}: must be > 0 [{unit}]")
-    return v
-
-
-def _nonnegative(name: str, value, unit: str) -> float:
-    v = _finite(name, value, unit)
-    if v < 0:
-        raise ValueError(f"{name}={value!r}: must be >= 0 [{unit}]")
-    return v
-
-
-def _fraction(name: str, value, *, open_low: bool = True) -> float:
-    v = _finite(name, value, "fraction")
-    if not (0.0 < v < 1.0) if open_low else not (0.0 <= v <= 1.0):
-        valid = "0 < x < 1" if open_low else "0 <= x <= 1"
-        raise ValueError(f"{name}={value!r}: must be a fraction with {valid}")
-    return v
-
-
-# ----------------------------------------------------------------------------------------------------------
 # scan fluence
 # ----------------------------------------------------------------------------------------------------------
 def electrons_per_pattern(current_pA: float, dwell_s: float) -> float:
@@ -118,8 +84,8 @@ def electrons_per_pattern(current_pA: float, dwell_s: float) -> float:
     float  [e]
         I·t/e; 1 pA for 1 ms gives 6,241.5 e.
     """
-    i = _nonnegative("current_pA", current_pA, "pA")
-    t = _positive("dwell_s", dwell_s, "s")
+    i = check_positive("current_pA", current_pA, "pA", allow_zero=True)
+    t = check_positive("dwell_s", dwell_s, "s")
     return i * t * ELECTRONS_PER_PA_S
 
 
@@ -145,19 +111,18 @@ def scan_fluence(current_pA: float, dwell_s: float, step: float | tuple[float, f
 
 def _steps(step) -> tuple[float, float]:
     if np.ndim(step) == 0:
-        s = _positive("step", step, "Å")
+        s = check_positive("step", step, "Å")
         return s, s
     if np.ndim(step) != 1 or len(step) != 2:
         raise ValueError(f"step={step!r}: give one scan step or (step_y, step_x) [Å]")
-    return _positive("step[0]", step[0], "Å"), _positive("step[1]", step[1], "Å")
+    return check_positive("step[0]", step[0], "Å"), check_positive("step[1]", step[1], "Å")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # probe intensity profile
 # ----------------------------------------------------------------------------------------------------------
 def _k_alpha(semiangle: float, energy: float) -> float:
-    a = _positive("semiangle", semiangle, "mrad")
-    return a * 1e-3 / wavelength(check_energy(energy))
+    return mrad_to_q(check_positive("semiangle", semiangle, "mrad"), energy)
 
 
 def probe_first_zero(semiangle: float, energy: float) -> float:
@@ -271,8 +236,8 @@ def probe_profile(
     """
     ka = _k_alpha(semiangle, energy)
     lam = wavelength(energy)
-    df = _finite("defocus", defocus, "Å")
-    fwhm = _nonnegative("source_size", source_size, "Å (FWHM)")
+    df = check_finite("defocus", defocus, "Å")
+    fwhm = check_positive("source_size", source_size, "Å (FWHM)", allow_zero=True)
     r_arr = np.asarray(r, dtype=float)
     if np.any(~np.isfinite(r_arr)) or np.any(r_arr < 0):
         raise ValueError("r: radii must be finite and >= 0 [Å]")
@@ -349,9 +314,9 @@ def probe_radius(
     float  [Å]
     """
     ka = _k_alpha(semiangle, energy)
-    f = _fraction("power_fraction", power_fraction)
-    df = _finite("defocus", defocus, "Å")
-    sigma = _nonnegative("source_size", source_size, "Å (FWHM)") / _FWHM_PER_SIGMA
+    f = check_in_range("power_fraction", power_fraction, 0.0, 1.0, "fraction", low_open=True, high_open=True)
+    df = check_finite("defocus", defocus, "Å")
+    sigma = check_positive("source_size", source_size, "Å (FWHM)", allow_zero=True) / _FWHM_PER_SIGMA
     return _radius_cached(ka, wavelength(energy), df, sigma, f)
 
 
@@ -399,7 +364,7 @@ def probe_kernel(
         Kernel with its centre at index (p, p) and ``kernel.sum() * grid_step**2 == 1``: the power beyond the
         truncation radius is added back as a uniform pedestal over the kernel's disc.
     """
-    gs = _positive("grid_step", grid_step, "Å")
+    gs = check_positive("grid_step", grid_step, "Å")
     radius = probe_radius(semiangle, energy, power_fraction=power_fraction, defocus=defocus, source_size=source_size)
     p = int(math.ceil(radius / gs))
     if (2 * p + 1) ** 2 > 4e8:
@@ -443,7 +408,7 @@ def local_fluence_peak(
         Peak local fluence of a single exposure; 6,242 e in a 2 mrad probe at 300 keV give 202 e/Å² (the
         mean over the Airy disc, N/(π r₀²), is 55 e/Å²).
     """
-    n = _nonnegative("electrons", electrons, "e")
+    n = check_positive("electrons", electrons, "e", allow_zero=True)
     return n * float(probe_profile(semiangle, energy, 0.0, defocus=defocus, source_size=source_size))
 
 
@@ -470,8 +435,8 @@ def effective_area(
     """
     ka = _k_alpha(semiangle, energy)
     lam = wavelength(energy)
-    df = _finite("defocus", defocus, "Å")
-    sigma = _nonnegative("source_size", source_size, "Å (FWHM)") / _FWHM_PER_SIGMA
+    df = check_finite("defocus", defocus, "Å")
+    sigma = check_positive("source_size", source_size, "Å (FWHM)", allow_zero=True) / _FWHM_PER_SIGMA
     q, w = _hankel_nodes(ka, 64.0 / ka)
     t = _transfer(q, ka, lam, df, sigma)
     return 1.0 / float(2.0 * np.pi * np.sum(t * t * q * w))
@@ -633,7 +598,7 @@ def _grid_for(step: float, semiangle: float, energy: float, grid_step: float | N
     if grid_step is None:
         m = max(1, math.ceil(step / (0.9 * nyquist_step(semiangle, energy))))
         return step / m, m
-    gs = _positive("grid_step", grid_step, "Å")
+    gs = check_positive("grid_step", grid_step, "Å")
     m = step / gs
     if abs(m - round(m)) > 1e-6 * max(1.0, m) or round(m) < 1:
         raise ValueError(f"grid_step={grid_step!r} Å must divide the scan step {step!r} Å an integer number of times")
@@ -770,12 +735,12 @@ def accumulated_fluence_map(
         ``scan_fluence * passes``.
     """
     ny, nx = _scan_shape(scan_shape)
-    s = _positive("step", step, "Å")
-    n_e = _nonnegative("electrons_per_pattern", electrons_per_pattern, "e")
+    s = check_positive("step", step, "Å")
+    n_e = check_positive("electrons_per_pattern", electrons_per_pattern, "e", allow_zero=True)
     if int(passes) != passes or passes < 1:
         raise ValueError(f"passes={passes!r}: must be an integer >= 1")
     passes = int(passes)
-    _fraction("power_fraction", power_fraction)
+    check_in_range("power_fraction", power_fraction, 0.0, 1.0, "fraction", low_open=True, high_open=True)
     rank = scan_order((ny, nx), order)
     gs, m, kernel, centre, weighted = _kernel_tables(
         float(semiangle), float(energy), s, None if grid_step is None else float(grid_step),
@@ -849,10 +814,10 @@ def local_to_scan_ratio(
     float  [dimensionless]
         Probe-weighted local accumulated fluence / scan fluence (per pass, scan order irrelevant).
     """
-    s = _positive("step", step, "Å")
+    s = check_positive("step", step, "Å")
     ka = _k_alpha(semiangle, energy)
-    df = _finite("defocus", defocus, "Å")
-    sigma = _nonnegative("source_size", source_size, "Å (FWHM)") / _FWHM_PER_SIGMA
+    df = check_finite("defocus", defocus, "Å")
+    sigma = check_positive("source_size", source_size, "Å (FWHM)", allow_zero=True) / _FWHM_PER_SIGMA
     n = int(math.floor(2.0 * ka * s))
     i = np.arange(-n, n + 1)
     g = np.hypot(i[:, None], i[None, :]).ravel() / s

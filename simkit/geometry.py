@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simkit.units import wavelength
+from simkit.units import mrad_to_q, wavelength
+from structures.checks import check_positive
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,9 +37,7 @@ class DetectorGeometry:
         if len(shape) != 2 or min(shape) < 2:
             raise ValueError(f"shape={self.shape!r}: give the detector shape as (ny, nx) with ny, nx >= 2 [px]")
         object.__setattr__(self, "shape", shape)
-        ps = float(self.pixel_size)
-        if not np.isfinite(ps) or ps <= 0:
-            raise ValueError(f"pixel_size={self.pixel_size!r}: must be a positive reciprocal pixel size [Å⁻¹]")
+        ps = check_positive("pixel_size", self.pixel_size, "Å⁻¹")
         object.__setattr__(self, "pixel_size", ps)
         c = (shape[0] // 2, shape[1] // 2) if self.center is None else self.center
         c = (float(c[0]), float(c[1]))
@@ -67,8 +66,8 @@ class DetectorGeometry:
         energy : float  [eV]
         center : tuple of float or None  [px]
         """
-        if camera_length <= 0 or pixel_pitch <= 0:
-            raise ValueError("camera_length [mm] and pixel_pitch [µm] must be positive")
+        camera_length = check_positive("camera_length", camera_length, "mm")
+        pixel_pitch = check_positive("pixel_pitch", pixel_pitch, "µm")
         angle_per_px = (pixel_pitch * 1e-3) / camera_length  # rad
         return cls(shape=shape, pixel_size=angle_per_px / wavelength(energy), center=center)
 
@@ -83,9 +82,8 @@ class DetectorGeometry:
         mrad_per_pixel : float  [mrad]
         energy : float  [eV]
         """
-        if mrad_per_pixel <= 0:
-            raise ValueError(f"mrad_per_pixel={mrad_per_pixel!r} must be positive [mrad]")
-        return cls(shape=shape, pixel_size=mrad_per_pixel * 1e-3 / wavelength(energy), center=center)
+        mpp = check_positive("mrad_per_pixel", mrad_per_pixel, "mrad")
+        return cls(shape=shape, pixel_size=mrad_to_q(mpp, energy), center=center)
 
     @property
     def q_max(self) -> float:

@@ -64,7 +64,8 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from simkit.geometry import DetectorGeometry
-from simkit.units import ELECTRON_REST_ENERGY_EV, check_energy, wavelength
+from simkit.units import ELECTRON_REST_ENERGY_EV, check_energy, mrad_to_q, wavelength
+from structures.checks import check_array, check_positive
 
 __all__ = [
     "BOHR_RADIUS",
@@ -74,6 +75,7 @@ __all__ = [
     "Spots",
     "debye_intensity",
     "disc_radius",
+    "is_periodic",
     "kinematic_spots",
     "make_probe_convolution",
     "mott_bethe",
@@ -106,16 +108,7 @@ VACUUM_GAP = 4.0
 # --------------------------------------------------------------------------------------------------------------
 def _check_q_values(q, name: str = "q") -> np.ndarray:
     """Finite, non-negative Q values of any shape [Å⁻¹]."""
-    try:
-        a = np.asarray(q, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={q!r}: expected real Q values [Å⁻¹]") from None
-    if a.size == 0:
-        raise ValueError(f"{name} is empty: give at least one Q value [Å⁻¹]")
-    if not np.all(np.isfinite(a)) or np.any(a < 0):
-        bad = a[~(np.isfinite(a) & (a >= 0))].ravel()[:3]
-        raise ValueError(f"{name} contains {bad.tolist()}: Q values must be finite and >= 0 [Å⁻¹]")
-    return a
+    return check_array(name, q, "Å⁻¹", low=0.0)
 
 
 def _check_q_grid(q, name: str = "q") -> np.ndarray:
@@ -126,16 +119,6 @@ def _check_q_grid(q, name: str = "q") -> np.ndarray:
     if a.size > 1 and not np.all(np.diff(a) > 0):
         raise ValueError(f"{name} must be strictly increasing [Å⁻¹] (got {a[:4].tolist()}...)")
     return a
-
-
-def _check_positive(value, name: str, unit: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={value!r}: expected a number [{unit}]") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name}={value!r}: must be a finite positive number [{unit}]")
-    return v
 
 
 def _check_atoms(atoms):
@@ -485,7 +468,7 @@ def _cell_mode(atoms, periodic):
     """Boundary mode for the pair kernel: (mode, box, cell, inv_cell, r_cut)."""
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if periodic is None:
-        periodic = bool(np.all(atoms.pbc)) and abs(np.linalg.det(cell)) > 1e-9 and _vacuum_gap(atoms) <= VACUUM_GAP
+        periodic = is_periodic(atoms)
     if not periodic:
         return 0, np.ones(3), np.eye(3), np.eye(3), np.inf, 0.0
     if not np.all(atoms.pbc) or abs(np.linalg.det(cell)) < 1e-9:
@@ -505,6 +488,23 @@ def _cell_mode(atoms, periodic):
     if np.all(np.abs(off) < 1e-12):
         return 1, np.diag(cell).copy(), cell, np.linalg.inv(cell), r_cut, volume
     return 2, np.ones(3), cell, np.linalg.inv(cell), r_cut, volume
+
+
+def is_periodic(atoms) -> bool:
+    """Whether ``periodic=None`` treats ``atoms`` as a periodic solid (else as a finite object in vacuum).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+
+    Returns
+    -------
+    bool
+        True for a full 3-D periodic cell without an empty slab wider than :data:`VACUUM_GAP` [Å] along any axis
+        (a nanocrystal in a box has one and is summed as a finite object).
+    """
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    return bool(np.all(atoms.pbc)) and abs(np.linalg.det(cell)) > 1e-9 and _vacuum_gap(atoms) <= VACUUM_GAP
 
 
 def _vacuum_gap(atoms) -> float:
@@ -557,12 +557,12 @@ def pair_histogram(atoms, *, bin_width: float = DEFAULT_BIN_WIDTH, charges=None,
         Cut-off applied (inf for open boundaries).
     """
     atoms = _check_atoms(atoms)
-    delta = _check_positive(bin_width, "bin_width", "Å")
+    delta = check_positive("bin_width", bin_width, "Å")
     keys, index = _species(atoms, charges)
     mode, box, cell, inv_cell, r_cut, _ = _cell_mode(atoms, periodic)
     pos = np.ascontiguousarray(atoms.positions, dtype=np.float64)
     if r_max is not None:
-        r_cut = min(r_cut, _check_positive(r_max, "r_max", "Å"))
+        r_cut = min(r_cut, check_positive("r_max", r_max, "Å"))
     if np.isfinite(r_cut):
         extent = r_cut
     else:
@@ -677,7 +677,7 @@ def debye_intensity(
     atoms = _check_atoms(atoms)
     qq = _check_q_grid(q)
     name = _check_parametrization(parametrization)
-    delta = DEFAULT_BIN_WIDTH if bin_width is None else _check_positive(bin_width, "bin_width", "Å")
+    delta = DEFAULT_BIN_WIDTH if bin_width is None else check_positive("bin_width", bin_width, "Å")
     sigma = float(displacement_rms)
     if not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"displacement_rms={displacement_rms!r}: must be finite and >= 0 [Å]")
@@ -724,7 +724,7 @@ def partial_structure_factors(
     """
     atoms = _check_atoms(atoms)
     qq = _check_q_grid(q)
-    delta = DEFAULT_BIN_WIDTH if bin_width is None else _check_positive(bin_width, "bin_width", "Å")
+    delta = DEFAULT_BIN_WIDTH if bin_width is None else check_positive("bin_width", bin_width, "Å")
     keys, counts, pairs, s, _ = _distinct_sums(atoms, qq, delta, charges, periodic, window)
     n = len(atoms)
     names = [sym if charges is None else f"{sym}{ch:+d}" for sym, ch in keys]
@@ -753,8 +753,7 @@ def disc_radius(semiangle: float, energy: float) -> float:
     float  [Å⁻¹]
         α/λ (0.1016 Å⁻¹ for 2 mrad at 300 keV).
     """
-    a = _check_positive(semiangle, "semiangle", "mrad")
-    return a * 1e-3 / wavelength(check_energy(energy))
+    return mrad_to_q(check_positive("semiangle", semiangle, "mrad"), energy)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -836,7 +835,7 @@ def kinematic_spots(
     """
     atoms = _check_atoms(atoms)
     lam = wavelength(check_energy(energy))
-    qmax = _check_positive(q_max, "q_max", "Å⁻¹")
+    qmax = check_positive("q_max", q_max, "Å⁻¹")
     name = _check_parametrization(parametrization)
     if lattice is None:
         lattice = _lattice_from_info(atoms)
@@ -849,10 +848,10 @@ def kinematic_spots(
     recip = np.linalg.inv(lat).T  # rows b_i with a_i · b_j = δ_ij (no 2π)
     pos = np.asarray(atoms.positions, dtype=np.float64)
     if thickness is not None:
-        t = _check_positive(thickness, "thickness", "Å")
+        t = check_positive("thickness", thickness, "Å")
     else:
         t = float(np.ptp(pos[:, 2])) + 2.0
-    s_max = 3.0 / t if excitation_error is None else _check_positive(excitation_error, "excitation_error", "Å⁻¹")
+    s_max = 3.0 / t if excitation_error is None else check_positive("excitation_error", excitation_error, "Å⁻¹")
     gz_max = s_max + 0.5 * lam * qmax**2 + 1e-9
     g_max = math.hypot(qmax, gz_max)
     hmax = [int(math.ceil(g_max * np.linalg.norm(lat[i]))) for i in range(3)]
@@ -1003,7 +1002,7 @@ def render_discs(geometry: DetectorGeometry, q_xy, weights, radius: float, *, ov
     """
     if not isinstance(geometry, DetectorGeometry):
         raise TypeError(f"geometry={type(geometry).__name__}: expected a simkit.geometry.DetectorGeometry")
-    rad = _check_positive(radius, "radius", "Å⁻¹")
+    rad = check_positive("radius", radius, "Å⁻¹")
     if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or oversample < 1:
         raise ValueError(f"oversample={oversample!r}: must be a positive integer")
     p = np.asarray(q_xy, dtype=np.float64).reshape(-1, 2)
@@ -1323,7 +1322,7 @@ def probe_convolve(
         qq = _check_q_grid(q)
         if qq.shape != plan.q.shape or not np.allclose(qq, plan.q, rtol=0, atol=1e-12):
             raise ValueError("q differs from the grid the plan was made for (plan.q)")
-        if not math.isclose(_check_positive(semiangle, "semiangle", "mrad"), plan.semiangle) or not math.isclose(
+        if not math.isclose(check_positive("semiangle", semiangle, "mrad"), plan.semiangle) or not math.isclose(
             check_energy(energy), plan.energy
         ):
             raise ValueError(

@@ -77,6 +77,8 @@ import h5py
 import numpy as np
 
 from simkit.geometry import DetectorGeometry
+from simkit.units import q_to_mrad
+from structures.checks import check_positive
 
 __all__ = [
     "ENTRY_KINDS",
@@ -129,8 +131,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests
     "tiny": {"thickness": 60.0, "n_atoms": 600, "n_type1": 3, "n_electrolyte": 1, "n_lif": 2, "n_phonons": 1},
     # about a minute on 2 cores: for `make demo`. 16 LiF orientations: only ≈ 25 % of random 3 nm orientations show
-    # discs at 2 mrad, so with 4 whether a scan's Type 2 showed spots at all was the luck of the library seed
-    # (seed 3: none of the 4; P(none of 16) ≈ 1 %)
+    # discs at 2 mrad, and 16 make a library whose Type 2 shows no LiF spots at all unlikely (≈ 1 %)
     "demo": {"thickness": 150.0, "n_atoms": 1500, "n_type1": 5, "n_electrolyte": 2, "n_lif": 16, "n_phonons": 1},
     # the study's 60 nm lamella: minutes to hours
     "full": {"thickness": 600.0, "n_atoms": 4000, "n_type1": 7, "n_electrolyte": 3, "n_lif": 12, "n_phonons": 4},
@@ -573,7 +574,7 @@ def _proxy_probe(spec: EntrySpec, probe, thickness: float):
 
     zone = tuple(spec.params.get("zone_axis", (0, 0, 1)))
     q = _zone_spots(_CRYSTAL_PHASE[spec.kind], zone, probe, thickness, 1.0)
-    a_max = 0.4 * _min_separation(q) * probe.wavelength * 1e3
+    a_max = q_to_mrad(0.4 * _min_separation(q), probe.energy)
     return dataclasses.replace(probe, semiangle=round(min(PROXY_SEMIANGLE, a_max), 4))
 
 
@@ -973,9 +974,7 @@ def build_library(
         raise TypeError("specs must be EntrySpec objects or a preset name")
     probe = probe or Probe()
     geometry = geometry or DetectorGeometry(shape=(256, 256), pixel_size=0.005)
-    thickness = float(thickness if thickness is not None else PRESETS["demo"]["thickness"])
-    if not np.isfinite(thickness) or thickness <= 0:
-        raise ValueError(f"thickness={thickness!r} must be a positive column thickness [Å]")
+    thickness = check_positive("thickness", thickness if thickness is not None else PRESETS["demo"]["thickness"], "Å")
     ms = ms or _default_ms(probe, 1)
     reasons = [_method_choice(s, probe, thickness, ms)[1] for s in specs]
     specs = [_resolved(s, probe, thickness, ms) for s in specs]  # "auto" → the method used (part of the key)

@@ -52,7 +52,8 @@ from scipy import special
 
 from simkit.atomic import atomic_path
 from simkit.geometry import DetectorGeometry
-from simkit.units import check_energy, wavelength
+from simkit.units import check_energy, mrad_to_q, q_to_mrad, wavelength
+from structures.checks import check_finite, check_positive
 
 __all__ = [
     "ABTEM_VERSION",
@@ -64,6 +65,7 @@ __all__ = [
     "SimulatedPatterns",
     "choose_method",
     "convergence_study",
+    "crop_patterns",
     "debye_displacement",
     "estimate_cost",
     "fft_friendly",
@@ -203,20 +205,12 @@ class Probe:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "energy", check_energy(self.energy, "energy"))
-        s = float(self.semiangle)
-        if not np.isfinite(s) or s <= 0:
-            raise ValueError(f"semiangle={self.semiangle!r} mrad: must be a positive convergence semi-angle [mrad]")
+        s = check_positive("semiangle", self.semiangle, "mrad")
         if s > 100:
             raise ValueError(f"semiangle={self.semiangle!r} mrad: NBED semi-angles are ≤ 100 mrad [mrad]")
         object.__setattr__(self, "semiangle", s)
-        d = float(self.defocus)
-        if not np.isfinite(d):
-            raise ValueError(f"defocus={self.defocus!r}: must be finite [Å]")
-        object.__setattr__(self, "defocus", d)
-        ss = float(self.source_size)
-        if not np.isfinite(ss) or ss < 0:
-            raise ValueError(f"source_size={self.source_size!r}: must be ≥ 0 [Å]")
-        object.__setattr__(self, "source_size", ss)
+        object.__setattr__(self, "defocus", check_finite("defocus", self.defocus, "Å"))
+        object.__setattr__(self, "source_size", check_positive("source_size", self.source_size, "Å", allow_zero=True))
 
     @property
     def wavelength(self) -> float:
@@ -226,7 +220,7 @@ class Probe:
     @property
     def disc_radius(self) -> float:
         """Radius of the bright-field disc, semiangle/λ [Å⁻¹]."""
-        return self.semiangle * 1e-3 / self.wavelength
+        return mrad_to_q(self.semiangle, self.energy)
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict of the settings (HDF5-attribute friendly)."""
@@ -269,10 +263,7 @@ class Multislice:
 
     def __post_init__(self) -> None:
         for name in ("sampling", "slice_thickness", "max_angle"):
-            v = float(getattr(self, name))
-            if not np.isfinite(v) or v <= 0:
-                unit = "mrad" if name == "max_angle" else "Å"
-                raise ValueError(f"{name}={getattr(self, name)!r}: must be positive [{unit}]")
+            v = check_positive(name, getattr(self, name), "mrad" if name == "max_angle" else "Å")
             object.__setattr__(self, name, v)
         n = self.n_phonons
         if isinstance(n, bool) or int(n) != n or n < 0:
@@ -280,10 +271,10 @@ class Multislice:
         object.__setattr__(self, "n_phonons", int(n))
         if not isinstance(self.displacement, Mapping):
             raise TypeError(f"displacement={self.displacement!r}: give a dict {{element: rms displacement [Å]}}")
-        disp = {str(k): float(v) for k, v in self.displacement.items()}
-        for k, v in disp.items():
-            if not np.isfinite(v) or v < 0:
-                raise ValueError(f"displacement[{k!r}]={v!r}: must be ≥ 0 [Å]")
+        disp = {
+            str(k): check_positive(f"displacement[{k!r}]", v, "Å", allow_zero=True)
+            for k, v in self.displacement.items()
+        }
         object.__setattr__(self, "displacement", disp)
         if self.parametrization not in ("lobato", "kirkland"):
             raise ValueError(f"parametrization={self.parametrization!r}: use 'lobato' or 'kirkland'")
@@ -408,7 +399,7 @@ def required_extent(probe: Probe) -> float:
     A diameter of 3 λ/α (radius 1.5 λ/α ≈ 2.5 Airy radii, holding ≈ 93 % of a focused hard-aperture
     probe's intensity — :func:`_encircled_fraction`; abTEM's soft aperture has weaker tails) plus the
     geometric defocus spread 2·|Δf|·α and 6 source-size standard deviations. 0.15 mrad at 300 keV:
-    394 Å (≈ 40 nm, as the issue estimates from the 8 nm Airy radius and > 20 nm tails); 2 mrad: 30 Å.
+    394 Å (≈ 40 nm: the 8 nm Airy radius and tails beyond 20 nm); 2 mrad: 30 Å.
 
     Parameters
     ----------
@@ -550,7 +541,7 @@ def _grid(extent: tuple[float, float], sampling: float) -> tuple[int, int]:
 
 def _n_beams(probe: Probe, extent: tuple[float, float]) -> int:
     """Plane waves inside the aperture on the cell's reciprocal lattice (what abTEM's SMatrix propagates)."""
-    kc = probe.semiangle * 1e-3 / probe.wavelength
+    kc = probe.disc_radius
     my = int(np.ceil(kc * extent[1])) + 1
     mx = int(np.ceil(kc * extent[0])) + 1
     i, j = np.meshgrid(np.arange(-mx, mx + 1) / extent[0], np.arange(-my, my + 1) / extent[1])
@@ -636,8 +627,22 @@ def _stencil(positions: np.ndarray, source_size: float) -> tuple[np.ndarray, np.
     return positions[:, None, :] + offs[None], w
 
 
-def _crop(array: np.ndarray, sampling: tuple[float, float], qmax: float) -> np.ndarray:
-    """Crop (..., nx, ny) abTEM patterns (zero at n//2) to the square |q| ≤ qmax; odd output, zero at n//2."""
+def crop_patterns(array: np.ndarray, sampling: tuple[float, float], qmax: float) -> np.ndarray:
+    """Crop abTEM diffraction patterns to the square |q| ≤ ``qmax`` (how simulate_scan trims abTEM's output).
+
+    Parameters
+    ----------
+    array : ndarray, shape (..., nx, ny)
+        Patterns in abTEM's order, zero frequency at index n//2.
+    sampling : (float, float)  [Å⁻¹]
+        Reciprocal sampling of the last two axes.
+    qmax : float  [Å⁻¹]
+
+    Returns
+    -------
+    ndarray
+        A view with odd last two lengths, zero frequency at n//2.
+    """
     out = array
     for ax, dq in zip((-2, -1), sampling):
         n = out.shape[ax]
@@ -666,7 +671,7 @@ def _run_batches(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, see
     n_st = len(weights)
     detector = abtem.PixelatedDetector(max_angle=ms.max_angle)
     aberr = {"C10": -probe.defocus} if probe.defocus else {}
-    qmax = ms.max_angle * 1e-3 / probe.wavelength
+    qmax = mrad_to_q(ms.max_angle, probe.energy)
     meta = {
         "probe": probe.to_dict(),
         "multislice": ms.to_dict(),
@@ -686,7 +691,7 @@ def _run_batches(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, see
         arr = np.asarray(m.array, dtype=np.float64).reshape(-1, *m.array.shape[-2:])
         samp = (float(m.sampling[0]), float(m.sampling[1]))  # (dqx, dqy) in abTEM order
         meta["sampling"] = [samp[1], samp[0]]
-        arr = _crop(arr, samp, qmax)
+        arr = crop_patterns(arr, samp, qmax)
         arr = arr.reshape(n_pos, n_st, *arr.shape[-2:])
         arr = np.tensordot(weights, arr, axes=([0], [1]))
         return np.swapaxes(arr, -1, -2)  # abTEM (x, y) → (y, x)
@@ -979,7 +984,7 @@ def measure_reflections(
     qy, qx = patterns.q_grid()
     if radius is None:
         pr = patterns.metadata.get("probe", {})
-        disc = pr["semiangle"] * 1e-3 / wavelength(pr["energy"]) if pr else 0.0
+        disc = mrad_to_q(pr["semiangle"], pr["energy"]) if pr else 0.0
         radius = max(1.5 * disc, 2.0 * max(patterns.sampling))
     out = {}
     for name, gs in g_vectors.items():
@@ -1109,8 +1114,7 @@ def simulate_nanocrystal_in_matrix(
         Same layout as :func:`simulate_scan` (or :func:`simulate_pattern` when ``positions`` is None);
         ``metadata["matrix"]`` records the kinematic part.
     """
-    if not np.isfinite(extra_thickness) or extra_thickness < 0:
-        raise ValueError(f"extra_thickness={extra_thickness!r}: must be ≥ 0 [Å]")
+    check_positive("extra_thickness", extra_thickness, "Å", allow_zero=True)
     if positions is None:
         p = simulate_pattern(scene, probe, ms, seed=seed, method=method)
     else:
@@ -1188,11 +1192,11 @@ def _vacuum_disc(shape, sampling, probe: Probe) -> np.ndarray:
     qy = (np.arange(ny) - ny // 2) * sampling[0]
     qx = (np.arange(nx) - nx // 2) * sampling[1]
     q = np.hypot(*np.meshgrid(qy, qx, indexing="ij"))
-    alpha = q * probe.wavelength * 1e3  # mrad
+    alpha = q_to_mrad(q, probe.energy)
     # abTEM's soft aperture (abtem.transfer.soft_aperture): amplitude tapers linearly over one angular
     # pixel centred on the cut-off; the intensity is its square.
     phi = np.arctan2(*np.meshgrid(qy, qx, indexing="ij"))  # angle from +x; abTEM's (x, y) order swapped
-    da = np.hypot(np.sin(phi) * sampling[0], np.cos(phi) * sampling[1]) * probe.wavelength * 1e3
+    da = q_to_mrad(np.hypot(np.sin(phi) * sampling[0], np.cos(phi) * sampling[1]), probe.energy)
     amp = np.clip((probe.semiangle - alpha) / da + 0.5, 0.0, 1.0)
     disc = amp**2
     return disc / disc.sum()

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from simkit.results import ResultMixin
+from structures.checks import check_positive, mrad_to_q
 
 __all__ = ["PeakFit", "peak_position", "sro_peak_position", "sro_width", "sro_window"]
 
@@ -752,12 +753,10 @@ def sro_window(semiangle: float, energy: float = 300e3, *, intrinsic_width: floa
     -------
     (width, half_width) : float, float  [Å⁻¹]
     """
-    from simkit.units import wavelength
-
-    for name, v in (("semiangle", semiangle), ("energy", energy), ("intrinsic_width", intrinsic_width)):
-        if not (np.isfinite(v) and v > 0):
-            raise ValueError(f"{name}={v!r}: must be positive and finite")
-    q_alpha = semiangle * 1e-3 / wavelength(energy)
+    semiangle = check_positive("semiangle", semiangle, "mrad")
+    energy = check_positive("energy", energy, "eV")
+    intrinsic_width = check_positive("intrinsic_width", intrinsic_width, "Å⁻¹")
+    q_alpha = mrad_to_q(semiangle, energy)
     w = float(np.hypot(intrinsic_width, 0.5 * q_alpha))
     return w, float(np.clip(_HALF_FACTOR * w, *_HALF_LIMITS))
 

@@ -25,12 +25,14 @@ into a 4D dataset, pixel by pixel:
    order included) converts the Type 1 fraction into Li₂O crystallites (simkit.damage.pattern_fractions;
    library ``li2o_damage`` entry of the nearest crystallite size).
 4. **Instrument.** A known descan (a plane in scan position plus a constant offset, [px]) and a slight
-   ellipse (ratio, angle in the convention of simkit.radial) by bilinear resampling (numba), intensity
-   conserved; then dose (electrons per pattern) and detector (Poisson + :func:`simkit.detector.detect`).
+   ellipse (ratio, angle in the convention of simkit.radial), configured by a :class:`simkit.instrument.Instrument`,
+   applied by bilinear resampling (numba), intensity conserved; then dose (electrons per pattern) and detector
+   (Poisson + :func:`simkit.detector.detect`).
 
-The file is written pattern row by pattern row (bounded memory whatever the scan size) to a temporary file
-that is renamed at the end. Ground truth (group ``truth``): majority region and its fraction, all fractions,
-the SRO peak position from :func:`simkit.peakpos.sro_peak_position` (window from the probe,
+The file (layout: :mod:`simkit.emd`) is written pattern row by pattern row (bounded memory whatever the scan
+size) to a temporary file that is renamed at the end. Ground truth (an emdfile ``Metadata`` named ``truth`` in
+the datacube, :data:`simkit.emd.TRUTH_PATH`; :func:`simkit.emd.read_truth` reads it): majority region and its
+fraction, all fractions, the SRO peak position from :func:`simkit.peakpos.sro_peak_position` (window from the probe,
 :func:`simkit.peakpos.sro_window`) on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own
 estimator), density, LiF orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse,
 and all settings as JSON.
@@ -39,11 +41,9 @@ Default dose: 10⁶ electrons per pattern (16 pA × 10 ms, or 160 pA × 1 ms); o
 scan fluence of 625 e/Å², 17 % of the ≈ 3600 e/Å² (accumulated scan fluence, the convention of simkit.dose) at
 which the study saw SEI Type 1 turn into Li₂O. Why this dose: the per-pixel SRO peak position is Poisson-limited
 (its error falls as 1/√N — tests/test_peaks_synth.py), and the study's claims rest on per-pixel peaks that wander
-by 0.02 Å⁻¹ (0.325–0.345) with histogram widths ≈ 0.02 Å⁻¹. Median per-pixel error against the ground truth on
-the 2 mrad ``top``/``bottom`` scans: 10⁵ e → 0.0026–0.0042 Å⁻¹ (Type 2 with visible LiF discs 0.0068), 4 × 10⁵ →
-0.0015–0.0034, 10⁶ → 0.0008–0.0023: at 10⁶ e the noise adds ≈ 1 % to the variance of a 0.02 Å⁻¹-wide histogram
-(10 % at 10⁵ e) and every amorphous class is located to < 0.003 Å⁻¹ per pixel. Classes are reliable from 10⁵ e
-(98–100 % on pure pixels; 81 % at 10⁴ e, where the sparse LiF spots of Type 2 drown in noise). Counts are stored
+by 0.02 Å⁻¹ (0.325–0.345) with histogram widths ≈ 0.02 Å⁻¹; at 10⁶ e every amorphous class is located to
+< 0.003 Å⁻¹ per pixel, so the noise adds about 1 % to the variance of such a histogram (errors per dose and
+class accuracy: docs/measurements.md). Counts are stored
 as uint16 unless the brightest expected pixel could overflow it (e.g. the direct beam of a 0.15 mrad probe,
 which falls in one or two detector pixels), then uint32.
 """
@@ -61,11 +61,23 @@ import h5py
 import numpy as np
 from numba import njit, prange
 
+from simkit.emd import (
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    camera_length_mm,
+    filter_kwargs,
+    write_emd_header,
+    write_truth,
+)
 from simkit.geometry import DetectorGeometry
+from simkit.instrument import Descan, Ellipse, Instrument
 from simkit.library import PatternLibrary, build_library
+from structures.checks import check_positive
 
 __all__ = [
+    "COMPRESSIONS",
     "DEFAULT_ELECTRONS_PER_PATTERN",
+    "DEFAULT_INSTRUMENT",
     "TRUTH_ESTIMATOR",
     "TRUTH_Q_RANGE",
     "SynthResult",
@@ -83,6 +95,11 @@ __all__ = [
 #: Default electrons per pattern (16 pA × 10 ms); 625 e/Å² scan fluence at 4 nm steps (see the module docstring:
 #: the dose at which every amorphous class's per-pixel SRO peak is located to < 0.003 Å⁻¹).
 DEFAULT_ELECTRONS_PER_PATTERN = 1.0e6
+#: Descan and ellipse of the default synthetic scan [px, rad]: small enough to be realistic, large enough that an
+#: analysis that ignores them is measurably wrong (a 2 % ellipse moves the azimuthal mean of a ring by ≈ 1 %).
+DEFAULT_INSTRUMENT = Instrument(
+    descan=Descan(slope_y=0.8, slope_x=-0.6, offset_y=1.5, offset_x=1.0), ellipse=Ellipse(ratio=1.02, angle=0.5)
+)
 #: Window [Å⁻¹] of the ground-truth SRO peak (the default window of fitting.peaks.sro_peak_map).
 TRUTH_Q_RANGE = (0.22, 0.42)
 #: Names the ground-truth SRO estimator; stored with every scan so that files made with another one are not reused.
@@ -237,8 +254,7 @@ def warp_patterns(
     sh = np.ascontiguousarray(shifts, dtype=np.float64).reshape(-1, 2)
     if sh.shape[0] != src.shape[0]:
         raise ValueError(f"shifts has {sh.shape[0]} rows for {src.shape[0]} patterns")
-    if not (np.isfinite(ellipse_ratio) and ellipse_ratio > 0):
-        raise ValueError(f"ellipse_ratio={ellipse_ratio!r} must be positive")
+    ellipse_ratio = check_positive("ellipse_ratio", ellipse_ratio)
     out = np.empty_like(src)
     _warp(
         src,
@@ -591,104 +607,6 @@ def compose(
     return out.reshape(*shape, *library.geometry.shape), truth
 
 
-def _interp_entries(diffs: list, x: np.ndarray, value: float) -> np.ndarray:
-    """Linear interpolation between entries tabulated at increasing ``x`` (clamped at the ends)."""
-    if len(diffs) == 1 or not np.all(np.isfinite(x)):
-        return diffs[0]
-    value = float(np.clip(value, x[0], x[-1]))
-    j = int(np.clip(np.searchsorted(x, value) - 1, 0, len(x) - 2))
-    t = (value - x[j]) / (x[j + 1] - x[j])
-    return (1 - t) * diffs[j] + t * diffs[j + 1]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# EMD 1.0 file
-# ----------------------------------------------------------------------------------------------------------
-COMPRESSIONS = ("lzf", "blosc-lz4", None)
-
-
-def _filter_kwargs(compression) -> dict:
-    """h5py dataset keywords of a compression name (see :func:`write_emd_header`)."""
-    if compression == "lzf":
-        return {"compression": "lzf", "shuffle": True}
-    if compression == "blosc-lz4":
-        import hdf5plugin
-
-        return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
-    if compression is None:
-        return {}
-    raise ValueError(f"compression={compression!r}: choose one of {COMPRESSIONS}")
-
-
-def write_emd_header(
-    f: h5py.File,
-    scan_shape: tuple[int, int],
-    geometry: DetectorGeometry,
-    step: float,
-    *,
-    dtype=np.uint16,
-    compression: str | None = "lzf",
-    name: str = "datacube",
-    attrs: dict | None = None,
-) -> h5py.Dataset:
-    """Create the EMD 1.0 tree (emdfile layout) and return the empty, chunked ``data`` dataset.
-
-    Parameters
-    ----------
-    f : h5py.File
-        Open for writing.
-    scan_shape : (int, int)
-        (Rx, Ry) = (scan_y, scan_x) positions.
-    geometry : DetectorGeometry
-    step : float  [Å]
-    dtype : numpy dtype
-    compression : {"lzf", "blosc-lz4", None}
-        "lzf" (h5py's built-in fast codec: every HDF5 reader opens it; default here) or "blosc-lz4" (Blosc LZ4 with
-        bit-shuffle through hdf5plugin: ≈ 7× faster to decode and ≈ 40 % smaller on 256² count patterns, but
-        readers outside sei-send need ``import hdf5plugin``) or None.
-    name : str
-        Datacube group name.
-    attrs : dict or None
-        Calibration attributes stored on the datacube group (``energy`` [eV], ``semiangle`` [mrad], …).
-
-    Returns
-    -------
-    h5py.Dataset
-        Shape (Rx, Ry, Qx, Qy), chunked by pattern.
-    """
-    f.attrs["emd_group_type"] = "file"
-    f.attrs["version_major"] = 1
-    f.attrs["version_minor"] = 0
-    f.attrs["authoring_program"] = "sei-send"
-    root = f.create_group("root")
-    root.attrs["emd_group_type"] = "root"
-    root.attrs["python_class"] = "Root"
-    g = root.create_group(name)
-    g.attrs["emd_group_type"] = "array"
-    g.attrs["python_class"] = "Array"
-    ny, nx = geometry.shape
-    ds = g.create_dataset(
-        "data", shape=(*scan_shape, ny, nx), dtype=dtype, chunks=(1, 1, ny, nx), **_filter_kwargs(compression)
-    )
-    ds.attrs["units"] = "counts"
-    cy, cx = geometry.center
-    ps = geometry.pixel_size
-    # emdfile/rosettasciio store a linear dim as its first two values [v0, v0 + step]
-    dims = [
-        ("Rx", "A", [0.0, float(step)]),
-        ("Ry", "A", [0.0, float(step)]),
-        ("Qx", "A^-1", [-cy * ps, (1 - cy) * ps]),
-        ("Qy", "A^-1", [-cx * ps, (1 - cx) * ps]),
-    ]
-    for k, (nm, unit, v) in enumerate(dims):
-        d = g.create_dataset(f"dim{k}", data=np.asarray(v, dtype=np.float64))
-        d.attrs["name"] = nm
-        d.attrs["units"] = unit
-    for k, v in (attrs or {}).items():
-        g.attrs[k] = v
-    return ds
-
-
 @dataclass(frozen=True, kw_only=True)
 class SynthResult:
     """What :func:`synthesize_scan` wrote.
@@ -697,7 +615,7 @@ class SynthResult:
     ----------
     path : pathlib.Path
     truth : dict of ndarray
-        The ground-truth maps also stored in the file's ``truth`` group.
+        The ground-truth maps also stored in the file (:data:`simkit.emd.TRUTH_PATH`).
     electrons_per_pattern : float  [e]
     scan_fluence : float  [e/Å²]
     settings : dict
@@ -792,12 +710,11 @@ def synthesize_scan(
     electrons_per_pattern: float = DEFAULT_ELECTRONS_PER_PATTERN,
     detector=None,
     damage=None,
-    descan: tuple[float, float, float, float] = (0.8, -0.6, 1.5, 1.0),
-    ellipse: tuple[float, float] = (1.02, 0.5),
+    instrument: Instrument = DEFAULT_INSTRUMENT,
     seed: int = 0,
     overwrite: bool = False,
     dtype=None,
-    compression: str | None = "blosc-lz4",
+    compression: str | None = DEFAULT_COMPRESSION,
     rows_per_chunk: int = 4,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -823,10 +740,10 @@ def synthesize_scan(
         None = an ideal counting detector (Poisson only).
     damage : simkit.damage.DamageModel or None
         None = no beam damage.
-    descan : (ay, ax, by, bx)
-        Known descan [px]: shift_y = ay·(iy/ny − ½) + by, shift_x = ax·(ix/nx − ½) + bx.
-    ellipse : (ratio, angle [rad])
-        Known elliptical distortion (simkit.radial convention).
+    instrument : simkit.instrument.Instrument
+        Known descan and ellipse (the truth the analysis should recover); a field left None simulates none of it.
+        Default :data:`DEFAULT_INSTRUMENT`: a descan plane of (0.8, −0.6) px across the scan plus (1.5, 1.0) px,
+        and a 2 % ellipse at 0.5 rad.
     seed : int
         Seeds everything random (per-pixel choices, Poisson noise, detector defects).
     overwrite : bool
@@ -834,11 +751,11 @@ def synthesize_scan(
         Stored counts type; None (default): uint16 unless the brightest expected pixel (library entries scaled to
         the scene thickness, times the dose, plus 10 σ) could exceed 65535, then uint32. Counts above the
         maximum of an explicit dtype raise.
-    compression : {"blosc-lz4", "lzf", None}
-        Codec of the pattern chunks (see :func:`write_emd_header`). Default "blosc-lz4": a 90×60×256² scan is
-        written in 18 s instead of 39 s and decoded in ≈ 0.9 s instead of ≈ 4 s; readers need the hdf5plugin filters
-        (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py sessions ``import hdf5plugin`` first). "lzf" opens
-        in any HDF5 reader.
+    compression : {"lzf", "blosc-lz4", None}
+        Codec of the pattern chunks (:mod:`simkit.emd`). Default "lzf": every HDF5 reader opens it. "blosc-lz4"
+        writes about twice and decodes about four times as fast (docs/measurements.md), but readers need the
+        hdf5plugin filters (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py/HyperSpy sessions
+        ``import hdf5plugin`` first).
     rows_per_chunk : int
         Scan rows composed and written per step (memory ∝ this × scan_x × detector pixels).
     cache_dir : path or None
@@ -857,9 +774,8 @@ def synthesize_scan(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
-    _filter_kwargs(compression)  # an unknown codec fails before any work
-    if not (np.isfinite(electrons_per_pattern) and electrons_per_pattern > 0):
-        raise ValueError(f"electrons_per_pattern={electrons_per_pattern!r} must be a positive dose per pattern [e]")
+    filter_kwargs(compression)  # an unknown codec fails before any work
+    check_positive("electrons_per_pattern", electrons_per_pattern, "e per pattern")
     for r in scene.regions:
         if r.kind not in _REGION_TO_ENTRY:
             raise ValueError(f"region {r.name!r} has kind {r.kind!r} that the synthesiser does not know")
@@ -880,10 +796,14 @@ def synthesize_scan(
     rng = np.random.default_rng(seed)
 
     # descan and ellipse (known truth)
-    iy, ix = np.meshgrid(np.arange(ny_s), np.arange(nx_s), indexing="ij")
-    ay, ax, by, bx = descan
-    shifts = np.stack([ay * (iy / max(ny_s, 1) - 0.5) + by, ax * (ix / max(nx_s, 1) - 0.5) + bx], -1)
-    ratio, angle = float(ellipse[0]), float(ellipse[1])
+    if not isinstance(instrument, Instrument):
+        raise TypeError(f"instrument={instrument!r}: expected a simkit.instrument.Instrument")
+    descan = instrument.descan or Descan()
+    shifts = descan.shifts((ny_s, nx_s))
+    if descan.center is not None:  # the library's patterns are centred on geometry.center
+        shifts = shifts + (np.asarray(descan.center) - np.asarray(geometry.center, dtype=float))
+    ellipse = instrument.ellipse or Ellipse()
+    ratio, angle = ellipse.ratio, ellipse.angle
 
     damage_state = None
     fluence = None
@@ -921,8 +841,7 @@ def synthesize_scan(
         "library_keys": [e.key for e in library.entries],
         "electrons_per_pattern": float(electrons_per_pattern),
         "scan_fluence": float(electrons_per_pattern / step**2),
-        "descan": list(descan),
-        "ellipse": [ratio, angle],
+        "instrument": instrument.to_dict(),
         "seed": int(seed),
         "detector": None if detector is None else repr(detector),
         "damage": None if damage is None else repr(damage),
@@ -941,6 +860,12 @@ def synthesize_scan(
                 step,
                 dtype=dtype,
                 compression=compression,
+                energy=probe.energy,
+                semiangle=probe.semiangle,
+                camera_length=None
+                if detector is None
+                else camera_length_mm(geometry.pixel_size, probe.energy, detector.pixel_pitch),
+                file_id=f"sei-send synth {json.dumps(settings, sort_keys=True)}",
                 attrs={
                     "energy": probe.energy,
                     "semiangle": probe.semiangle,
@@ -982,24 +907,24 @@ def synthesize_scan(
                 ds[sl] = counts.reshape(n_rows, nx_s, *geometry.shape).astype(dtype)
                 bar.update(n_rows)
             bar.close()
-            tg = f.create_group("truth")
             maj = np.argmax(truth["fractions"], axis=-1)
-            tg.create_dataset("region", data=maj.astype(np.int16))
-            tg.create_dataset(
-                "region_fraction", data=np.take_along_axis(truth["fractions"], maj[..., None], -1)[..., 0]
-            )
-            tg.attrs["region_names"] = json.dumps(names)
-            tg.attrs["region_kinds"] = json.dumps([r.kind for r in scene.regions])
-            for k, v in truth.items():
-                tg.create_dataset(k, data=v)
-            tg.create_dataset("descan", data=shifts)
-            tg.attrs["ellipse_ratio"] = ratio
-            tg.attrs["ellipse_angle"] = angle
-            tg.attrs["sro_peak_units"] = "A^-1 (Q = 1/d)"
+            stored = {
+                "region": maj.astype(np.int16),
+                "region_fraction": np.take_along_axis(truth["fractions"], maj[..., None], -1)[..., 0],
+                "region_names": json.dumps(names),
+                "region_kinds": json.dumps([r.kind for r in scene.regions]),
+                **truth,
+                "descan": shifts,
+                "ellipse_ratio": ratio,
+                "ellipse_angle": angle,
+                "instrument": json.dumps(instrument.to_dict()),
+                "sro_peak_units": "A^-1 (Q = 1/d)",
+                "settings": json.dumps(settings),
+                "sei_send_version": __version__,
+            }
             if fluence is not None:
-                tg.create_dataset("fluence", data=fluence)
-            tg.attrs["settings"] = json.dumps(settings)
-            tg.attrs["sei_send_version"] = __version__
+                stored["fluence"] = fluence
+            write_truth(f, stored)
             f.flush()
     maj = np.argmax(truth["fractions"], axis=-1)
     truth["region"] = maj

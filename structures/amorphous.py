@@ -48,6 +48,7 @@ from ase import Atoms
 from ase.data import atomic_numbers
 
 from . import _packing
+from .checks import AVOGADRO, check_cell, check_positive, check_rng
 from .units_library import Unit, get_unit, unit_names
 
 __all__ = [
@@ -63,9 +64,6 @@ __all__ = [
     "type1_sei",
     "type2_matrix",
 ]
-
-#: Avogadro constant [1/mol] (exact, SI 2019).
-AVOGADRO = 6.02214076e23
 
 _BONDI = {"H": 1.10, "C": 1.70, "N": 1.55, "O": 1.52, "F": 1.47, "P": 1.80, "S": 1.80}
 _LI = {"Li": 2.1, "F": 1.75, "O": 1.75, "S": 2.2, "N": 1.85, "C": 2.2, "H": 1.9, "P": 2.6}
@@ -132,41 +130,6 @@ class RelaxSettings:
     cutoff: float = 6.0
     alpha: float = 0.3
     kwall: float = 20.0
-
-
-# --------------------------------------------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _rng(rng):
-    if isinstance(rng, np.random.Generator):
-        return rng, None
-    if rng is None or isinstance(rng, (int, np.integer)):
-        seed = None if rng is None else int(rng)
-        return np.random.default_rng(seed), seed
-    raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got {rng!r}")
-
-
-def _check_density(density) -> float:
-    try:
-        d = float(density)
-    except (TypeError, ValueError):
-        raise TypeError(f"density must be a number [g/cm³], got {density!r}") from None
-    if not np.isfinite(d) or d <= 0:
-        raise ValueError(f"density must be a positive finite number [g/cm³], got {density!r}")
-    return d
-
-
-def _check_cell(cell) -> np.ndarray:
-    c = np.asarray(cell, dtype=float)
-    if c.shape == (3, 3):
-        if np.any(np.abs(c - np.diag(np.diag(c))) > 1e-9):
-            raise ValueError(f"cell must be orthorhombic (a diagonal 3×3 matrix or 3 lengths [Å]), got {cell!r}")
-        c = np.diag(c)
-    if c.shape != (3,) or not np.all(np.isfinite(c)) or np.any(c <= 0):
-        raise ValueError(f"cell must be 3 positive lengths [Å] or a diagonal 3×3 matrix, got {cell!r}")
-    return c
 
 
 def min_distance_table(elements, min_distance=None) -> np.ndarray:
@@ -402,7 +365,7 @@ def pack_units(
     report : dict
         ``unit_names`` (per unit), ``elements``, ``min_distance`` {pair: Å}, ``packing`` and ``relax`` summaries.
     """
-    rng, _ = _rng(rng)
+    rng, _ = check_rng(rng)
     box = np.asarray(box, dtype=float)
     names = np.array([n for n, c in counts.items() for _ in range(int(c))], dtype=object)
     dmin_all = min_distance_table(sorted({s for n in counts for s in get_unit(n).symbols}), min_distance)
@@ -512,9 +475,9 @@ def amorphous(
         Unknown unit (valid names listed), non-positive density, non-neutralisable composition, a cell too small
         for a unit or for the interaction range, or a density that the minimum distances cannot reach.
     """
-    density = _check_density(density)
-    rng, seed = _rng(rng)
-    cell_arr = None if cell is None else _check_cell(cell)
+    density = check_positive("density", density, "g/cm³")
+    rng, seed = check_rng(rng)
+    cell_arr = None if cell is None else check_cell("cell", cell)
     counts = resolve_counts(units, density, cell=cell_arr, n_atoms=n_atoms)
     mass_g = sum(c * get_unit(n).mass for n, c in counts.items()) / AVOGADRO
     vol = mass_g / density * 1e24  # Å³

@@ -51,6 +51,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
+from .checks import check_in_range, check_positive
+
 __all__ = [
     "LATTICE_CONSTANTS",
     "PHASES",
@@ -58,6 +60,8 @@ __all__ = [
     "bulk",
     "lattice_constant",
     "nanocrystal",
+    "random_rotation",
+    "reflection_q",
     "reflections",
     "resolve_rng",
     "rotation_to_zone_axis",
@@ -320,6 +324,34 @@ def _cubic_multiplicity(hkl: tuple[int, int, int]) -> int:
     return len(members)
 
 
+def reflection_q(phase: str, hkl: Sequence[int], temperature: str | float = "cryo") -> float:
+    """Q = 1/d of one reflection of a cubic phase.
+
+    Parameters
+    ----------
+    phase : str
+        One of `PHASES`.
+    hkl : (int, int, int)
+        Miller indices; must be allowed by the lattice centring (F: all even or all odd; I: h + k + l even).
+    temperature : {"cryo", "room"} or float  [K]
+        Lattice constant to use (see `lattice_constant`; cryogenic ≈ 100 K by default).
+
+    Returns
+    -------
+    float  [Å⁻¹]
+        sqrt(h² + k² + l²) / a.
+    """
+    centring = _STRUCTURES[_check_phase(phase)][1]
+    try:
+        h, k, l = (int(v) for v in hkl)
+    except (TypeError, ValueError):
+        raise TypeError(f"hkl={hkl!r}: give three integer Miller indices, e.g. (1, 1, 1)") from None
+    if not _allowed(centring, h, k, l):
+        rule = {"F": "h, k, l all even or all odd", "I": "h + k + l even"}.get(centring, "not (0, 0, 0)")
+        raise ValueError(f"hkl={hkl!r} is forbidden in the {centring}-centred {phase} lattice ({rule})")
+    return math.sqrt(h * h + k * k + l * l) / lattice_constant(phase, temperature)
+
+
 def reflections(
     phase: str, temperature: str | float = "cryo", q_max: float = 1.0
 ) -> list[tuple[tuple[int, int, int], float, int]]:
@@ -391,8 +423,18 @@ def rotation_to_zone_axis(zone_axis: Sequence[float]) -> np.ndarray:
     return np.vstack([e1, e2, e3])
 
 
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """Uniformly distributed proper rotation (normalised Gaussian quaternion)."""
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix drawn uniformly from SO(3) (a normalised Gaussian quaternion).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray, shape (3, 3)
+        Proper rotation (det = +1).
+    """
     q = rng.normal(size=4)
     w, x, y, z = q / np.linalg.norm(q)
     return np.array(
@@ -407,7 +449,7 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
 def _orientation_matrix(orientation: Any, rng: np.random.Generator) -> tuple[np.ndarray, list[float] | None]:
     if isinstance(orientation, str):
         if orientation == "random":
-            return _random_rotation(rng), None
+            return random_rotation(rng), None
         raise ValueError(
             f"orientation={orientation!r} is not valid; give a zone axis such as (0, 1, 1), a 3x3 rotation "
             "matrix or 'random'"
@@ -434,13 +476,7 @@ def _orientation_matrix(orientation: Any, rng: np.random.Generator) -> tuple[np.
 
 
 def _check_fraction(name: str, x: Any) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}={x!r} is not a number; give a fraction in [0, 1)") from None
-    if not (math.isfinite(v) and 0.0 <= v < 1.0):
-        raise ValueError(f"{name}={x!r} is outside [0, 1); give a vacancy fraction 0 <= x < 1")
-    return v
+    return check_in_range(name, x, 0.0, 1.0, "vacancy fraction", high_open=True)
 
 
 def _round_half_up(x: float) -> int:
@@ -514,12 +550,7 @@ def nanocrystal(
         sphere/cube volume) and cell_density [g/cm³].
     """
     _check_phase(phase)
-    try:
-        d = float(diameter)
-    except (TypeError, ValueError):
-        raise TypeError(f"diameter={diameter!r} is not a number; give a positive length in Å") from None
-    if not (math.isfinite(d) and d > 0):
-        raise ValueError(f"diameter={diameter!r} Å must be a positive finite length")
+    d = check_positive("diameter", diameter, "Å")
     if shape not in ("sphere", "cube"):
         raise ValueError(f"shape={shape!r} is not valid; give 'sphere' or 'cube'")
     if anion_vacancy is not None:
@@ -531,12 +562,7 @@ def nanocrystal(
     fx = _check_fraction("f_vacancy", f_vacancy)
     lx = _check_fraction("li_vacancy", li_vacancy)
     sx = _check_fraction("schottky", schottky)
-    try:
-        sigma = float(displacement_rms)
-    except (TypeError, ValueError):
-        raise TypeError(f"displacement_rms={displacement_rms!r} is not a number; give a length >= 0 in Å") from None
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"displacement_rms={displacement_rms!r} Å must be >= 0")
+    sigma = check_positive("displacement_rms", displacement_rms, "Å", allow_zero=True)
     if not (math.isfinite(float(vacuum)) and float(vacuum) >= 0):
         raise ValueError(f"vacuum={vacuum!r} Å must be >= 0")
 

@@ -39,7 +39,8 @@ from fractions import Fraction
 import numpy as np
 from ase import Atoms
 
-from .amorphous import AVOGADRO, _check_cell, _check_density, _rng, pack_units
+from .amorphous import pack_units
+from .checks import AVOGADRO, check_cell, check_positive, check_rng
 from .units_library import get_unit
 
 __all__ = [
@@ -164,8 +165,8 @@ def solution(counts: Mapping, density: float, *, cell=None, min_distance=None, r
         Periodic; ``arrays["unit_id"]`` marks molecules; ``info`` holds ``units``, ``elements``,
         ``density_g_cm3``, ``seed``, ``min_distance`` and ``packing``.
     """
-    density = _check_density(density)
-    rng, seed = _rng(rng)
+    density = check_positive("density", density, "g/cm³")
+    rng, seed = check_rng(rng)
     if not isinstance(counts, Mapping) or not counts:
         raise TypeError(f"counts must be a mapping unit → number of molecules, got {counts!r}")
     canon: dict = {}
@@ -183,7 +184,7 @@ def solution(counts: Mapping, density: float, *, cell=None, min_distance=None, r
     if cell is None:
         box = np.full(3, vol ** (1 / 3))
     else:
-        c = _check_cell(cell)
+        c = check_cell("cell", cell)
         box = c * (vol / np.prod(c)) ** (1 / 3)
     atoms, rep = pack_units(canon, box, min_distance=min_distance, relax=False, rng=rng, max_steps=max_steps)
     elements: dict = {}
@@ -248,12 +249,7 @@ def electrolyte(
         raise ValueError(f"solvent must be 'DME' (the only solvent in the unit library), got {solvent!r}")
     mol = {}
     for salt, m in (("LiFSI", molality_lifsi), ("LiTFSI", molality_litfsi)):
-        try:
-            m = float(m)
-        except (TypeError, ValueError):
-            raise TypeError(f"molality of {salt} must be a number [mol/kg], got {m!r}") from None
-        if not np.isfinite(m) or m < 0:
-            raise ValueError(f"molality of {salt} must be ≥ 0 [mol/kg], got {m!r}")
+        m = check_positive(f"molality_{salt.lower()}", m, "mol/kg", allow_zero=True)
         if m > 0:
             mol[salt] = m
     if not mol:

@@ -46,7 +46,7 @@ hypotheses): CO₃²⁻ C +0.7, O −0.9; CH₃O⁻ O −1.0, C and H 0; EtOCO�
 CH₂ carbon +0.2; PF₆⁻ P +1.0, F −1/3; EC and DEC 0 (never relaxed with charges).
 
 Why the HCE model's SRO peak sits at ≈ 0.245 Å⁻¹ (2 mrad probe, I·Q) rather than the study's 0.285 (measured
-for issue 11 with :func:`simkit.compare.profile_decomposition`, 2000-atom models, two seeds each): the maximum of a
+with :func:`simkit.compare.profile_decomposition`, 2000-atom models, two seeds each): the maximum of a
 recorded I·Q is a compromise between the atomic self term ⟨f²⟩·Q, whose own maximum after the 2 mrad probe is at
 0.2975 Å⁻¹ for this composition (no structure in it), and the distinct (intermolecular) part, whose maximum is at
 ≈ 0.23 Å⁻¹ (molecule spacing ≈ 5.4 Å). Density is the main lever: 1.30 → 0.245, 1.45 → 0.26, 1.60 →
@@ -74,10 +74,10 @@ import numpy as np
 from ase import Atoms
 
 from . import units_library
-from .amorphous import AVOGADRO
+from .checks import AVOGADRO, check_positive
 from .electrolyte import electrolyte as _hce_electrolyte
 from .electrolyte import solution
-from .units_library import _make, get_unit, zmatrix_to_xyz
+from .units_library import get_unit, make_unit, zmatrix_to_xyz
 
 __all__ = [
     "ELECTROLYTES",
@@ -174,7 +174,7 @@ def _etoco2() -> np.ndarray:
 
 def _study_units() -> dict:
     u = {}
-    u["EC"] = _make(
+    u["EC"] = make_unit(
         "EC",
         ["C", "O", "O", "O", "C", "C", "H", "H", "H", "H"],
         _ec(),
@@ -183,7 +183,7 @@ def _study_units() -> dict:
         ((0, 1), (0, 2), (0, 3), (2, 4), (3, 5), (4, 5), (4, 6), (4, 7), (5, 8), (5, 9)),
         "ethylene carbonate, planar C2v ring; C=O 1.19, C–O 1.33, O–CH2 1.45, C–C 1.52 Å, O–C–O 111° (Brown 1954)",
     )
-    u["DEC"] = _make(
+    u["DEC"] = make_unit(
         "DEC",
         ["C", "O", "O", "O", "C", "C", "C", "C"] + ["H"] * 10,
         _dec(),
@@ -193,7 +193,7 @@ def _study_units() -> dict:
         + ((4, 8), (4, 9), (5, 10), (5, 11), (5, 12), (6, 13), (6, 14), (7, 15), (7, 16), (7, 17)),
         "diethyl carbonate, cis-cis; C=O 1.20, C–O 1.34, O–CH2 1.45, C–C 1.51 Å (standard ester values)",
     )
-    u["PF6-"] = _make(
+    u["PF6-"] = make_unit(
         "PF6-",
         ["P"] + ["F"] * 6,
         _pf6(),
@@ -202,7 +202,7 @@ def _study_units() -> dict:
         tuple((0, k) for k in range(1, 7)),
         "octahedral hexafluorophosphate, P–F 1.59 Å (salts 1.58–1.60 Å)",
     )
-    u["CO3^2-"] = _make(
+    u["CO3^2-"] = make_unit(
         "CO3^2-",
         ["C", "O", "O", "O"],
         _co3(),
@@ -211,7 +211,7 @@ def _study_units() -> dict:
         ((0, 1), (0, 2), (0, 3)),
         "trigonal planar carbonate, C–O 1.29 Å (Li2CO3-like; hypothesis-grade)",
     )
-    u["CH3O-"] = _make(
+    u["CH3O-"] = make_unit(
         "CH3O-",
         ["C", "O", "H", "H", "H"],
         _ch3o(),
@@ -220,7 +220,7 @@ def _study_units() -> dict:
         ((0, 1), (0, 2), (0, 3), (0, 4)),
         "methoxide (LiOCH3-like DME reduction fragment), C–O 1.40 Å (hypothesis-grade)",
     )
-    u["EtOCO2-"] = _make(
+    u["EtOCO2-"] = make_unit(
         "EtOCO2-",
         ["C", "O", "O", "O", "C", "C", "H", "H", "H", "H", "H"],
         _etoco2(),
@@ -356,9 +356,7 @@ def molarity_composition(molarity: Mapping, solvents: Mapping, *, basis: str = "
         density = (salt_mass + sum(mass_solv.values())) / 1000.0
         source = "ideal mixing of molar volumes (estimate)"
     else:
-        density = float(density)
-        if not (np.isfinite(density) and density > 0):
-            raise ValueError(f"density={density!r} must be a positive density [g/cm³]")
+        density = check_positive("density", density, "g/cm³")
         m_total = 1000.0 * density - salt_mass
         if m_total <= 0:
             raise ValueError(f"density={density} g/cm³ leaves no mass for the solvent at molarity {dict(molarity)}")

@@ -40,6 +40,7 @@ import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
+from .checks import check_positive
 from .crystals import mass_density, resolve_rng
 
 __all__ = [
@@ -265,12 +266,7 @@ def column(
         index; ``info`` holds thickness [Å], the layers (index, fraction, z range [Å], n_atoms, phase
         when known), composition and density [g/cm³].
     """
-    try:
-        t_nm = float(thickness_nm)
-    except (TypeError, ValueError):
-        raise TypeError(f"thickness_nm={thickness_nm!r} is not a number; give the lamella thickness in nm") from None
-    if not (math.isfinite(t_nm) and t_nm > 0):
-        raise ValueError(f"thickness_nm={thickness_nm!r} nm must be a positive finite thickness")
+    t_nm = check_positive("thickness_nm", thickness_nm, "nm")
     thickness = 10.0 * t_nm
     if not isinstance(layers, Sequence) or len(layers) == 0:
         raise TypeError("layers must be a non-empty sequence of (ase.Atoms, fraction) pairs")
@@ -944,7 +940,7 @@ class Scene:
 # ================================================================================================================
 # the study's two interfaces
 # ================================================================================================================
-#: Type 1 density next to Li [g/cm³]: a placeholder until the hypothesis tests of the fitting issue fix it.
+#: Type 1 density next to Li [g/cm³]: an assumption until the hypothesis tests (fitting.hypotheses) measure it.
 TYPE1_DENSITY = 2.0
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Unit", "UNITS", "ALIASES", "get_unit", "unit_names", "zmatrix_to_xyz"]
+__all__ = ["Unit", "UNITS", "ALIASES", "get_unit", "make_unit", "unit_names", "zmatrix_to_xyz"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,11 +141,31 @@ def _tetrahedron(r: float) -> np.ndarray:
     return r * v
 
 
-def _make(name, symbols, xyz, charge, site_charges, bonds, source) -> Unit:
+def make_unit(name, symbols, xyz, charge, site_charges, bonds, source) -> Unit:
+    """A rigid :class:`Unit` centred on its mean position.
+
+    Parameters
+    ----------
+    name : str
+    symbols : sequence of str
+    xyz : array_like, shape (n, 3)  [Å]
+        Site positions (any origin; the unit is centred on their mean).
+    charge : float  [e]
+        Net charge; must equal the sum of ``site_charges``.
+    site_charges : sequence of float  [e]
+    bonds : sequence of (int, int)
+    source : str
+        Where the geometry comes from.
+
+    Returns
+    -------
+    Unit
+    """
     xyz = np.asarray(xyz, dtype=float)
     xyz = xyz - xyz.mean(axis=0)
     xyz.setflags(write=False)
-    assert abs(sum(site_charges) - charge) < 1e-9, name
+    if abs(sum(site_charges) - charge) >= 1e-9:
+        raise ValueError(f"unit {name!r}: site charges sum to {sum(site_charges)!r}, not charge={charge!r} [e]")
     return Unit(
         name=name,
         symbols=tuple(symbols),
@@ -249,12 +269,12 @@ def _dme() -> np.ndarray:
 
 def _build() -> dict:
     u = {}
-    u["Li+"] = _make("Li+", ["Li"], [[0, 0, 0]], 1, [1], (), "monatomic ion")
-    u["F-"] = _make("F-", ["F"], [[0, 0, 0]], -1, [-1], (), "monatomic ion")
-    u["O^2-"] = _make("O^2-", ["O"], [[0, 0, 0]], -2, [-2], (), "monatomic ion")
-    u["S^2-"] = _make("S^2-", ["S"], [[0, 0, 0]], -2, [-2], (), "monatomic ion")
+    u["Li+"] = make_unit("Li+", ["Li"], [[0, 0, 0]], 1, [1], (), "monatomic ion")
+    u["F-"] = make_unit("F-", ["F"], [[0, 0, 0]], -1, [-1], (), "monatomic ion")
+    u["O^2-"] = make_unit("O^2-", ["O"], [[0, 0, 0]], -2, [-2], (), "monatomic ion")
+    u["S^2-"] = make_unit("S^2-", ["S"], [[0, 0, 0]], -2, [-2], (), "monatomic ion")
     xyz = np.vstack([[0, 0, 0], _tetrahedron(1.49)])
-    u["SO4^2-"] = _make(
+    u["SO4^2-"] = make_unit(
         "SO4^2-",
         ["S", "O", "O", "O", "O"],
         xyz,
@@ -263,7 +283,7 @@ def _build() -> dict:
         ((0, 1), (0, 2), (0, 3), (0, 4)),
         "tetrahedral, S–O 1.49 Å (Hawthorne et al. 2000 crystal mean 1.473 Å; DFT free ion ≈ 1.49 Å)",
     )
-    u["SO3^2-"] = _make(
+    u["SO3^2-"] = make_unit(
         "SO3^2-",
         ["S", "O", "O", "O"],
         _so3(),
@@ -272,7 +292,7 @@ def _build() -> dict:
         ((0, 1), (0, 2), (0, 3)),
         "pyramidal, S–O 1.51 Å, O–S–O 105° (sulfite salts, e.g. Na2SO3)",
     )
-    u["SO2F-"] = _make(
+    u["SO2F-"] = make_unit(
         "SO2F-",
         ["S", "F", "O", "O"],
         _so2f(),
@@ -281,7 +301,7 @@ def _build() -> dict:
         ((0, 1), (0, 2), (0, 3)),
         "pyramidal fluorosulfinate, S–O 1.46 Å, S–F 1.65 Å (hypothesis-grade)",
     )
-    u["NSO2F^2-"] = _make(
+    u["NSO2F^2-"] = make_unit(
         "NSO2F^2-",
         ["S", "N", "O", "O", "F"],
         _nso2f(),
@@ -291,7 +311,7 @@ def _build() -> dict:
         "tetrahedral S, S–N 1.52, S–O 1.45, S–F 1.60 Å (hypothesis-grade FSI fragment)",
     )
     fsi_q = [-0.66, 1.02, 1.02, -0.13, -0.53, -0.53, -0.13, -0.53, -0.53]
-    u["FSI-"] = _make(
+    u["FSI-"] = make_unit(
         "FSI-",
         ["N", "S", "S", "F", "O", "O", "F", "O", "O"],
         _fsi(),
@@ -301,7 +321,7 @@ def _build() -> dict:
         "N(SO2F)2-, C2 conformer; S–N 1.57, S–O 1.43, S–F 1.57 Å, S–N–S 123° (alkali FSI crystals / DFT)",
     )
     tfsi_q = [-0.66, 1.02, 1.02, 0.35, -0.53, -0.53, 0.35, -0.53, -0.53] + [-0.16] * 6
-    u["TFSI-"] = _make(
+    u["TFSI-"] = make_unit(
         "TFSI-",
         ["N", "S", "S", "C", "O", "O", "C", "O", "O", "F", "F", "F", "F", "F", "F"],
         _tfsi(),
@@ -325,7 +345,7 @@ def _build() -> dict:
         ),
         "N(SO2CF3)2-, C2 conformer; S–N 1.57, S–O 1.43, S–C 1.83, C–F 1.33 Å, S–N–S 125° (LiTFSI crystal)",
     )
-    u["DME"] = _make(
+    u["DME"] = make_unit(
         "DME",
         ["C", "O", "C", "C", "O", "C"] + ["H"] * 10,
         _dme(),

@@ -82,7 +82,7 @@ def test_build_nanocrystal_and_amorphous(tmp_path, capsys):
         (["build", "nanocrystal", "x.xyz", "--f-vacancy", "1.5"], 2, ["1.5", "[0, 1]"]),
         (["build", "nanocrystal", "x.xyz", "--orientation", "a,b"], 1, ["h,k,l"]),
         (["build", "crystal", "x.xyz", "--phase", "Unobtainium"], 1, ["Unobtainium"]),
-        (["build", "electrolyte", "x.xyz", "--molality-lifsi", "-1"], 1, ["LiFSI", "mol/kg"]),
+        (["build", "electrolyte", "x.xyz", "--molality-lifsi", "-1"], 1, ["molality_lifsi=-1.0", "mol/kg"]),
         (["simulate", "missing.xyz", "--profile-csv", "p.csv"], 1, ["not found", "missing.xyz"]),
         (["simulate", "x.xyz", "--semiangle", "0"], 2, ["--semiangle", "mrad"]),
         (["synth", "s.h5", "--scene", "middle"], 2, ["middle", "bottom"]),
@@ -148,7 +148,7 @@ def test_simulate_kinematic_profile_has_lif_200_peak(tmp_path, capsys):
     assert rc == 0 and "Å⁻¹" in out
     with open(tmp_path / "p.csv") as fh:
         rows = list(csv.DictReader(fh))
-    q = np.array([float(r["q_A^-1"]) for r in rows])
+    q = np.array([float(r["Q=1/d [1/Å]"]) for r in rows])
     i = np.array([float(r["intensity"]) for r in rows])
     win = (q > 0.46) & (q < 0.54)
     q200 = 2.0 / a  # LiF (200), Q = 1/d
@@ -189,8 +189,12 @@ def test_synth_writes_emd_with_dose_and_truth(tiny_scan):
 
     with h5py.File(tiny_scan, "r") as f:
         assert f.attrs["emd_group_type"] == "file" and int(f.attrs["version_major"]) == 1
-        settings = json.loads(f["truth"].attrs["settings"])
-        assert f["truth/region"].shape == (3, 40)
+        assert f["root/datacube/data"].compression == "lzf"  # the default codec opens in every HDF5 reader
+    from simkit.emd import read_truth
+
+    truth = read_truth(tiny_scan)
+    settings = truth["settings"]
+    assert truth["region"].shape == (3, 40)
     # --dose is the scan fluence: electrons per pattern = 62.5 e/Å² × (40 Å)²
     assert settings["electrons_per_pattern"] == pytest.approx(62.5 * 40.0**2)
     assert settings["scan_fluence"] == pytest.approx(62.5)
@@ -215,12 +219,59 @@ def test_analyze_writes_summary_and_csv(analysis):
     assert s["step_A"] == pytest.approx(40.0)
     assert s["pixel_size_A^-1_per_px"] == pytest.approx(0.005, rel=1e-6)  # library detector geometry
     assert sum(s["class_counts"].values()) == 120
+    cal = s["scan_calibration"]  # what the reader took from the file, and from where
+    assert cal["energy"]["value"] == pytest.approx(300e3) and cal["energy"]["units"] == "eV" and cal["energy"]["source"]
     with open(analysis / "pixels.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 120
     with open(analysis / "profiles.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert {"class", "q_A^-1", "counts", "exposure_px"} <= set(rows[0])
-    assert min(float(r["q_A^-1"]) for r in rows) >= 0.15  # direct beam excluded
+    assert {"class", "Q=1/d [1/Å]", "counts", "exposure_px"} <= set(rows[0])
+    assert min(float(r["Q=1/d [1/Å]"]) for r in rows) >= 0.15  # direct beam excluded
+
+
+def test_exported_sro_peaks_are_amorphous_only_and_consistent(analysis, capsys):
+    """pixels.csv, summary.json and the printed line describe the same pixels; Li/Cu pixels have no SRO peak."""
+    s = json.loads((analysis / "summary.json").read_text())
+    with open(analysis / "pixels.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert "SRO peak Q=1/d [1/Å]" in rows[0] and not any("q_A" in k for k in rows[0])
+    amorphous = ("sei_type1", "sei_type2", "electrolyte")
+    others = [r for r in rows if r["class"] not in amorphous]
+    assert others, "the tiny bottom scan has Li and Cu pixels"
+    for r in others:  # no SRO peak where there is no short-range order
+        assert np.isnan(float(r["SRO peak Q=1/d [1/Å]"])) and r["SRO fit ok"] == "False"
+    fitted = [float(r["SRO peak Q=1/d [1/Å]"]) for r in rows if r["class"] in amorphous and r["SRO fit ok"] == "True"]
+    assert s["sro_peak_fitted_pixels"] == len(fitted) > 0
+    assert s["sro_peak_amorphous_pixels"] == sum(r["class"] in amorphous for r in rows)
+    assert s["sro_peak_mean_A^-1"] == pytest.approx(np.mean(fitted), abs=1e-5)  # CSV rounds to 1e-5
+    for c, pc in s["classes"].items():
+        vals = [float(r["SRO peak Q=1/d [1/Å]"]) for r in rows if r["class"] == c and r["SRO fit ok"] == "True"]
+        assert pc["sro_peak_fitted_pixels"] == len(vals) and pc["pixels"] == s["class_counts"][c]
+        assert pc["sro_peak_mean_A^-1"] == pytest.approx(np.mean(vals), abs=1e-5)
+
+
+def test_analyze_prints_count_and_mean_of_the_same_pixels_and_files_honour_umask(tiny_scan, tmp_path, capsys):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        rc, out, _ = run(capsys, "analyze", tiny_scan, "-o", tmp_path / "a", "--no-figures")
+    finally:
+        os.umask(old)
+    assert rc == 0
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    line = next(ln for ln in out.splitlines() if "SRO peak" in ln)
+    assert f"over {s['sro_peak_fitted_pixels']} fitted pixels" in line and f"{s['sro_peak_mean_A^-1']:.3f} Å⁻¹" in line
+    for name in ("summary.json", "pixels.csv", "profiles.csv"):
+        assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o640, name  # 0666 & ~0027, not mkstemp's 0600
+
+
+def test_fit_rejects_the_ambiguous_pyfai_column(tmp_path, capsys):
+    p = tmp_path / "pyfai.csv"
+    p.write_text("q_A^-1,counts\n2.0,5\n2.1,6\n")
+    rc, _, err = run(capsys, "fit", p, "--candidate", f"x={p}")
+    assert rc == 1
+    one_line_error(err, "2π/d")
 
 
 def test_fit_and_refine_on_analysis(analysis, tmp_path, capsys):
@@ -257,3 +308,65 @@ def test_synth_dose_default_is_the_library_default():
 
     args = build_parser().parse_args(["synth", "s.h5"])
     assert args.electrons == DEFAULT_ELECTRONS_PER_PATTERN and args.dose is None
+
+
+def test_analyze_reports_the_simulated_descan(analysis, capsys):
+    """The tiny scan carries simkit.synth's default descan plane and 2 % ellipse; the analysis measures the
+    descan from the direct beam (issue: recovered to < 0.1 px) and reports it with the ellipse it corrected."""
+    from simkit.synth import DEFAULT_INSTRUMENT
+
+    s = json.loads((analysis / "summary.json").read_text())
+    assert s["instrument_given"] == {"descan": False, "ellipse": False}
+    d, t = s["instrument"]["descan"], DEFAULT_INSTRUMENT.descan
+    assert d["center_px"] == [128.0, 128.0]  # offsets refer to the detector's middle pixel, as in the synthesis
+    assert d["offset_y_px"] == pytest.approx(t.offset_y, abs=0.1)
+    assert d["offset_x_px"] == pytest.approx(t.offset_x, abs=0.1)
+    assert d["slope_x_px"] == pytest.approx(t.slope_x, abs=0.1)
+
+
+def test_analyze_applies_a_known_instrument(tiny_scan, tmp_path, capsys):
+    from simkit.synth import DEFAULT_INSTRUMENT
+
+    inst = tmp_path / "instrument.json"
+    inst.write_text(json.dumps({"descan": DEFAULT_INSTRUMENT.to_dict()["descan"]}))
+    out = tmp_path / "ana"
+    rc, text, _ = run(capsys, "analyze", tiny_scan, "-o", out, "--no-figures", "--instrument", inst,
+                      "--ellipse", "1.02", "0.5")  # fmt: skip
+    assert rc == 0 and "descan (given)" in text and "ellipse (given): ratio 1.0200" in text
+    s = json.loads((out / "summary.json").read_text())
+    assert s["instrument_given"] == {"descan": True, "ellipse": True}
+    assert s["instrument"]["ellipse"] == {"ratio": 1.02, "angle_rad": 0.5}
+    # the plane fitted through the centres used is the given one
+    got, want = s["instrument"]["descan"], DEFAULT_INSTRUMENT.descan
+    assert [got["slope_y_px"], got["offset_x_px"]] == pytest.approx([want.slope_y, want.offset_x], abs=1e-9)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ellipse": {"ratio": 1.02, "angle": 0.5}}))
+    rc, _, err = run(capsys, "analyze", tiny_scan, "-o", out, "--instrument", bad)
+    assert rc == 1
+    one_line_error(err, "angle_rad")
+
+
+def test_analyze_reads_merlin_mib_with_scan_shape_and_flyback(tiny_scan, analysis, tmp_path, capsys):
+    """The same counts as a Merlin .mib with 2 flyback frames per row give the same analysis as the EMD file."""
+    import h5py
+
+    from tests.test_io import _write_mib
+
+    with h5py.File(tiny_scan, "r") as f:
+        data = f["root/datacube/data"][()]
+    sy, sx, ny, nx = data.shape
+    fly = np.zeros((sy, 2, ny, nx), data.dtype)
+    frames = np.concatenate([fly, data], axis=1).reshape(-1, ny, nx)
+    _write_mib(tmp_path / "s.mib", frames[:, ::-1])  # rosettasciio flips Merlin rows back (bottom-up readout)
+    args = ["analyze", tmp_path / "s.mib", "-o", tmp_path / "m", "--no-figures", "--pixel-size", "0.005",
+            "--step-nm", "4", "--energy-kev", "300", "--semiangle", "2"]  # fmt: skip
+    rc, _, err = run(capsys, *args)
+    assert rc == 1
+    one_line_error(err, "--scan-shape")
+    rc, out, _ = run(capsys, *args, "--scan-shape", "3", "40", "--flyback", "2")
+    assert rc == 0, out
+    got = json.loads((tmp_path / "m" / "summary.json").read_text())
+    want = json.loads((analysis / "summary.json").read_text())
+    assert got["class_counts"] == want["class_counts"]
+    assert got["sro_peak_fitted_pixels"] == want["sro_peak_fitted_pixels"]
+    assert got["sro_peak_mean_A^-1"] == pytest.approx(want["sro_peak_mean_A^-1"], abs=1e-9)

@@ -116,7 +116,7 @@ def test_counts_from_molality_single_salt_and_solution_generic():
 def test_bad_input():
     with pytest.raises(ValueError, match="solvent must be 'DME'"):
         electrolyte(solvent="EC")
-    with pytest.raises(ValueError, match="molality of LiFSI"):
+    with pytest.raises(ValueError, match="molality_lifsi=-1.0"):
         electrolyte(molality_lifsi=-1.0)
     with pytest.raises(ValueError, match="at least one"):
         electrolyte(0.0, 0.0)

@@ -29,12 +29,16 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("SEI_SEND_CACHE", str(ROOT / ".sei-send-cache"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # the notebooks' `%matplotlib inline` still renders PNGs
     nb = jupytext.read(path)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stored without outputs
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    # figures are shown inline as images (a bare Figure under Agg would print its repr text only)
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} displays no figure"
+    assert not any("<Figure size" in o.get("data", {}).get("text/plain", "") and "image/png" not in o.get("data", {})
+                   for o in outputs)  # fmt: skip

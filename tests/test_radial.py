@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -207,12 +208,12 @@ print(json.dumps(out))
 def test_squared_radius_thresholds_are_exact():
     """The shifted kernels bin s = r² against thresholds T: T must be the smallest double whose Q = √T·pixel_size
     reaches the edge (checked against the neighbouring doubles), so that s >= T exactly when Q >= edge."""
-    from simkit.radial import _s_thresholds
+    from simkit.radial.geometry import s_thresholds
 
     r = np.random.default_rng(7)
     for ps in (0.01, 0.25, float(r.uniform(1e-4, 0.1)), 0.003):
         edges = np.concatenate([[0.0, 5 * ps, 13 * ps], np.sort(r.uniform(0.0, 300 * ps, 40))])
-        thr = _s_thresholds(edges, ps)
+        thr = s_thresholds(edges, ps)
         for e, t in zip(edges, thr):
             assert np.sqrt(t) * ps >= e
             if t > 0:
@@ -516,9 +517,66 @@ def test_subpixel_sectors_equal_plan_rebuilt_at_moved_centre():
             np.testing.assert_array_equal(got.sum, expect.sum)
 
 
+def test_replaced_plan_bins_about_its_own_centre(rng):
+    """A plan's tables are derived from its defining fields: dataclasses.replace(plan, center=...) and
+    plan.moved(...) must bin exactly like a plan made about the new centre (every path: fixed table, sectors,
+    whole-pixel and sub-pixel shifts, mean_profiles), with a cache of their own. Tables carried over from the old
+    centre would bin around it."""
+    shape = (33, 35)
+    data = rng.poisson(20.0, (3,) + shape).astype(np.uint16)
+    mask = rng.random(shape) > 0.1
+    kw = dict(pixel_size=0.01, n_bins=12, q_max=0.15, mask=mask, ellipse_ratio=1.05, ellipse_angle=0.3)
+    old = make_plan(shape, center=(16.0, 17.0), **kw)
+    sub = np.array([[0.25, -0.5], [1.5, 0.75], [-0.3, 0.1]])
+    whole = np.array([[1.0, -2.0], [0.0, 3.0], [-1.0, 0.0]])
+    for args in ((), (sub,), (whole,)):
+        old.integrate(data, *args)  # fill the old plan's caches
+        old.integrate(data, *args, n_phi=4)
+    old.mean_profiles(data, n_phi=4)
+    new_center = (14.3, 18.6)
+    expect = make_plan(shape, center=new_center, **kw)
+    for plan in (dataclasses.replace(old, center=new_center), old.moved(new_center)):
+        assert plan.center == new_center and plan._cache is not old._cache
+        np.testing.assert_array_equal(plan.bin_table, expect.bin_table)
+        np.testing.assert_array_equal(plan.count, expect.count)
+        for args in ((), (sub,), (whole,)):
+            for n_phi in (None, 4):
+                got, exp = plan.integrate(data, *args, n_phi=n_phi), expect.integrate(data, *args, n_phi=n_phi)
+                np.testing.assert_array_equal(got.count, exp.count)
+                np.testing.assert_array_equal(got.sum, exp.sum)
+        for a, b in zip(plan.mean_profiles(data, n_phi=4), expect.mean_profiles(data, n_phi=4)):
+            np.testing.assert_array_equal(a, b)
+    # the old plan still bins about its own centre, and the other defining fields rebuild the tables as well
+    np.testing.assert_array_equal(old.bin_table, make_plan(shape, center=(16.0, 17.0), **kw).bin_table)
+    unmasked = dataclasses.replace(old, mask=None)
+    assert unmasked.mask.all() and unmasked.count.sum() > old.count.sum()
+    with pytest.raises(ValueError, match="center"):
+        dataclasses.replace(old, center=(np.nan, 1.0))
+
+
+def test_subpixel_shift_onto_a_pixel_centre_with_sectors(rng):
+    """A sub-pixel shift can put the centre exactly on a pixel centre (half-integer plan centre, shift ½ px):
+    that pixel's offset is (0, 0), its sector atan2(0, 0) = 0, as for a plan made about the moved centre (the
+    diamond angle 0/0 must not raise)."""
+    shape = (24, 26)
+    data = rng.poisson(30.0, (2,) + shape).astype(np.uint16)
+    kw = dict(pixel_size=0.01, n_bins=8, q_max=0.1)
+    plan = make_plan(shape, center=(10.5, 12.5), **kw)
+    shifts = np.array([[0.5, -0.5], [-0.5, 0.5]])
+    for n_phi in (3, 8):
+        for arr in (data, data.astype(np.float64)):
+            got = plan.integrate(arr, shifts, n_phi=n_phi)
+            mean, _ = plan.mean_profiles(arr, shifts, n_phi=n_phi, dtype=np.float64)
+            for n, c in enumerate(((11.0, 12.0), (10.0, 13.0))):
+                exp = make_plan(shape, center=c, **kw).integrate(arr[n], n_phi=n_phi)
+                np.testing.assert_array_equal(got.count[n], exp.count)
+                np.testing.assert_array_equal(got.sum[n], exp.sum)
+                np.testing.assert_array_equal(mean[n], exp.mean)
+
+
 def test_parallel_finishing_pass_is_identical(rng):
     """Many patterns × bins finish on all threads with the same arithmetic per bin as the serial pass."""
-    from simkit.radial import _NF, _PARALLEL_FINISH_BINS, _k_finish, _k_finish_parallel
+    from simkit.radial.kernels import _NF, _PARALLEL_FINISH_BINS, _k_finish, _k_finish_parallel
 
     n, nb = 8, _PARALLEL_FINISH_BINS // 4
     acc = rng.poisson(5.0, (n, _NF, nb)).astype(float)

@@ -4,6 +4,8 @@ patterns conserve the incident intensity and whose majority regions sit where th
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from simkit.geometry import DetectorGeometry
 from simkit.kinematic import disc_radius
 from simkit.library import EntrySpec, LibraryEntry, PatternLibrary
 from simkit.nbed import Probe
-from simkit.synth import synthesize_scan
+from simkit.synth import DEFAULT_INSTRUMENT, synthesize_scan
 from structures.study_scenes import SCENE_NAMES, between_grains, scene, type2_voltage
 
 ELECTROLYTES = ("hce", "lifsi_1m", "lipf6_1m")
@@ -115,7 +117,7 @@ def test_each_scene_synthesises_a_tiny_scan(sc, tmp_path):
         electrons_per_pattern=n_e,
         seed=1,
         progress=False,
-        descan=(0, 0, 0, 0),
+        instrument=dataclasses.replace(DEFAULT_INSTRUMENT, descan=None),
     )
     import h5py
 

@@ -5,13 +5,12 @@ A small library (kinematic amorphous entries, thin multislice crystals, 64² det
 
 from __future__ import annotations
 
-import json
-
 import h5py
 import numpy as np
 import pytest
 
 from simkit.geometry import DetectorGeometry
+from simkit.instrument import Instrument
 from simkit.library import EntrySpec, PatternLibrary, build_library
 from simkit.nbed import Probe
 from simkit.radial import make_plan_from_geometry
@@ -155,8 +154,7 @@ def test_region_mean_profiles_peak_at_truth(library, tmp_path):
         library=library,
         electrons_per_pattern=2e6,
         seed=3,
-        descan=(0.0, 0.0, 0.0, 0.0),
-        ellipse=(1.0, 0.0),
+        instrument=Instrument(),  # no descan, round patterns
         dtype=np.uint32,
         progress=False,
     )
@@ -204,20 +202,29 @@ def test_seeded_runs_repeat_and_files_are_emd(library, tmp_path):
         da, db, dc = (f["root/datacube/data"][()] for f in (fa, fb, fc))
         assert fa.attrs["emd_group_type"] == "file" and int(fa.attrs["version_major"]) == 1
         assert fa["root/datacube/data"].chunks == (1, 1, *GEOM.shape)
-        assert json.loads(fa["truth"].attrs["region_names"]) == ["li", "t1", "t2", "el"]
+    from simkit.emd import read_truth
+
+    assert read_truth(a.path)["region_names"] == ["li", "t1", "t2", "el"]
     np.testing.assert_array_equal(da, db)
     assert not np.array_equal(da, dc)
-    # emdfile (py4DSTEM's reader) and rosettasciio open it; Rx is the slow scan axis
-    import emdfile
+    # emdfile (with py4DSTEM's class names registered, as py4DSTEM does) and rosettasciio open it; Rx is slow
     from rsciio.emd import file_reader
 
-    arr = emdfile.read(str(a.path))  # a single array: emdfile returns it directly
-    arr = arr if hasattr(arr, "data") else arr.tree("datacube")
+    from tests import py4dstem_stub
+
+    arr = py4dstem_stub.read(a.path)  # one node in the tree (the truth is metadata): emdfile returns the datacube
+    assert type(arr).__name__ == "DataCube"
     assert arr.data.shape == (3, 8, *GEOM.shape)
+    np.testing.assert_array_equal(arr.metadata["truth"]["region"], a.truth["region"])  # truth inside the EMD tree
     assert arr.dim_names[0] == "Rx"
-    qx = np.asarray(arr.dims[2])
+    cal = arr.calibration  # py4DSTEM's Calibration, linked to the datacube on read
+    assert cal.get_Q_pixel_size() == pytest.approx(GEOM.pixel_size) and cal.get_Q_pixel_units() == "A^-1"
+    assert cal.get_R_pixel_size() == pytest.approx(40.0) and cal.get_R_pixel_units() == "A"
+    assert cal.get_origin_mean() == pytest.approx(GEOM.center)
+    qx = np.asarray(arr.dims[2])  # re-calibrated by py4DSTEM's DataCube.calibrate from the Calibration
     assert qx[1] - qx[0] == pytest.approx(GEOM.pixel_size)
-    assert qx[0] == pytest.approx(-GEOM.center[0] * GEOM.pixel_size)
+    with h5py.File(a.path) as fa:  # the file's own dim vector: Q = 0 at the beam centre
+        assert fa["root/datacube/dim2"][0] == pytest.approx(-GEOM.center[0] * GEOM.pixel_size)
     rs = file_reader(str(a.path))
     axes = rs[0]["axes"]
     assert rs[0]["data"].shape == (3, 8, *GEOM.shape)
@@ -290,18 +297,16 @@ def test_blosc_lz4_files_hold_the_same_counts_and_read_back(library, tmp_path):
     # the default, faster codec changes the bytes on disk, never the counts; fitting.io and emdfile read it back
     scene = _layered_scene(field=(2, 6))
     a = synthesize_scan(scene, tmp_path / "a.h5", library=library, seed=7, progress=False, compression="lzf")
-    b = synthesize_scan(scene, tmp_path / "b.h5", library=library, seed=7, progress=False)  # blosc-lz4 default
+    b = synthesize_scan(scene, tmp_path / "b.h5", library=library, seed=7, progress=False, compression="blosc-lz4")
     with h5py.File(a.path) as fa, h5py.File(b.path) as fb:
         assert fa["root/datacube/data"].compression == "lzf"
         assert fb["root/datacube/data"].compression == "unknown"  # a plugin filter (Blosc), not one of h5py's own
         np.testing.assert_array_equal(fa["root/datacube/data"][()], fb["root/datacube/data"][()])
-    import emdfile
-
     from fitting.io import load_scan
+    from tests import py4dstem_stub
 
     np.testing.assert_array_equal(np.asarray(load_scan(b.path).data), np.asarray(load_scan(a.path).data))
-    arr = emdfile.read(str(b.path))
-    arr = arr if hasattr(arr, "data") else arr.tree("datacube")
+    arr = py4dstem_stub.read(b.path)
     assert arr.data.shape == (2, 6, *GEOM.shape)
     with pytest.raises(ValueError, match="compression"):
         synthesize_scan(scene, tmp_path / "c.h5", library=library, progress=False, compression="gzip9")
@@ -446,8 +451,7 @@ def _narrow_scan(name: str, library, path, field=(3, 36)):
         library=library,
         electrons_per_pattern=2e6,
         seed=3,
-        descan=(0.0, 0.0, 0.0, 0.0),
-        ellipse=(1.0, 0.0),
+        instrument=Instrument(),  # no descan, round patterns
         dtype=np.uint32,
         progress=False,
     )
@@ -590,3 +594,53 @@ def test_counts_dtype_follows_the_brightest_expected_pixel(library):
     assert counts_dtype(lib, 1.0 / peak * 70000) == np.uint32  # 70 000 expected counts in the brightest pixel
     assert counts_dtype(lib, 1.0 / peak * 64000) == np.uint32  # 64 000 + 10 σ (2530) no longer fits
     assert counts_dtype(lib, 1.0 / peak * 50000) == np.uint16
+
+
+def test_instrument_descan_moves_the_direct_beam_and_is_stored(library, tmp_path):
+    """The direct beam of a vacuum scan sits where the configured descan plane puts it: centre of mass of each
+    pattern = Descan.center + slope·(i/n − ½) + offset, to < 0.05 px at 10⁶ e (Poisson error ≈ 0.003 px)."""
+    from simkit.instrument import Descan, Ellipse
+
+    scene = _single("vacuum")
+    scene = Scene(name="v", layers=scene.layers, interfaces=(), thickness=THICK, field_shape=(2, 4), step=40.0)
+    inst = Instrument(descan=Descan(slope_x=4.0, offset_y=1.5, center=(33.0, 32.0)), ellipse=Ellipse(ratio=1.0))
+    res = synthesize_scan(
+        scene, tmp_path / "v.h5", library=library, electrons_per_pattern=1e6, seed=2, instrument=inst,
+        dtype=np.uint32, progress=False,
+    )  # fmt: skip
+    from simkit.emd import read_truth
+
+    with h5py.File(res.path) as f:
+        data = f["root/datacube/data"][()].astype(np.float64)
+    stored = read_truth(res.path)["instrument"]
+    yy, xx = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    total = data.sum(axis=(-2, -1))
+    com = np.stack([(data * yy).sum(axis=(-2, -1)) / total, (data * xx).sum(axis=(-2, -1)) / total], -1)
+    ix = np.arange(4)
+    want_x = 32.0 + 4.0 * (ix / 4 - 0.5)
+    np.testing.assert_allclose(com[..., 0], 33.0 + 1.5, atol=0.05)
+    np.testing.assert_allclose(com[..., 1], np.broadcast_to(want_x, (2, 4)), atol=0.05)
+    assert Instrument.from_dict(stored) == inst
+    assert res.settings["instrument"] == stored
+
+
+def test_synth_file_opens_in_hyperspy_and_rosettasciio_as_one_scan(library, tmp_path):
+    hs = pytest.importorskip("hyperspy.api")
+    scene = _layered_scene(field=(2, 5))
+    res = synthesize_scan(scene, tmp_path / "s.hspy", library=library, seed=3, progress=False)
+    sig = hs.load(res.path)  # no reader= needed for .hspy
+    assert sig.axes_manager.navigation_shape == (5, 2) and sig.axes_manager.signal_shape == GEOM.shape[::-1]
+    assert sig.axes_manager.navigation_axes[0].scale == pytest.approx(40.0)
+    assert sig.axes_manager.signal_axes[0].scale == pytest.approx(GEOM.pixel_size)
+    tem = sig.metadata.Acquisition_instrument.TEM
+    assert tem.beam_energy == pytest.approx(300.0) and tem.convergence_angle == pytest.approx(2.0)
+    with h5py.File(res.path) as f:
+        np.testing.assert_array_equal(np.asarray(sig.data), f["root/datacube/data"][()])
+    from rsciio.emd import file_reader
+
+    assert len(file_reader(str(res.path))) == 1  # the ground truth is metadata, not a second signal
+    from fitting.io import load_scan
+
+    s = load_scan(res.path)
+    assert not any("truth" in k for k in s.metadata)
+    assert s.metadata["calibration"]["energy"]["value"] == pytest.approx(300e3)

@@ -181,10 +181,10 @@ def hypothesis_from_atoms(
         Atom density from the cell (periodic), or for a finite crystal that of its bulk phase when the model
         carries ``info["phase"]`` (as ``structures.crystals.nanocrystal`` does), otherwise n / cell volume.
     """
-    from simkit.kinematic import VACUUM_GAP, _vacuum_gap  # the Debye sum's own periodic/finite criterion
+    from simkit.kinematic import is_periodic  # the Debye sum's own periodic/finite criterion
 
     q = _default_q() if q is None else np.asarray(q, float)
-    periodic = bool(np.all(atoms.pbc)) and _vacuum_gap(atoms) <= VACUUM_GAP
+    periodic = is_periodic(atoms)
     iq = _debye(atoms, q, periodic)
     if periodic:
         n_vol = len(atoms) / atoms.get_volume()

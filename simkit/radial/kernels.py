@@ -1,0 +1,646 @@
+"""Numba kernels of radial integration: one kernel per geometry path, any dtype.
+
+Every kernel takes arrays and scalars only and writes per-pattern rows of its output (``parallel=True`` over
+patterns, each thread owns its patterns' rows). Geometry paths:
+
+* table (fixed centre or whole-pixel shifts), no splitting: :func:`_k_offset` / :func:`_k_offset_mean` read a
+  per-pixel interleaved table ``bin·_W + column % _W`` (the fixed centre is the table moved by zero);
+* sub-pixel shifts, no splitting: :func:`_k_shift` (squared-radius thresholds through a look-up table,
+  optionally sectors through the diamond-angle table);
+* split pixels: :func:`_k_entries` (fixed entries) and :func:`_k_shifted` (extents on the fly);
+* median and sigma clipping: :func:`_k_robust`;
+* finishing pass: accumulators → statistics (:func:`_k_finish`); the table and shifted kernels can write the
+  finished fields themselves (:func:`_store`).
+
+The dtype is handled by three inlined helpers, specialised by numba on the type of the data:
+:func:`_acc_zeros`, :func:`_acc_add`, :func:`_acc_bin`. uint8/uint16 data are summed exactly in int64 with the
+count packed into the same accumulator as Σ I (count in the bits from 2^_CSHIFT up); any other real dtype in
+float64 with NaN pixels skipped (not counted). ``_acc_add(..., s2=None)`` skips Σ I² (mean-only kernels).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .geometry import (
+    _W,
+    _corrected,
+    _exact_bin,
+    _find_bin,
+    _pixel_entries,
+    _pixel_extent,
+    _row_cells,
+    _row_s,
+    _row_span,
+    _sector,
+)
+
+#: number of accumulator fields per bin returned by the kernels: Σw, Σw·I, Σw·I², Σw², Σw²·I, statistic
+_NF = 6
+_MAX_CLIP_ITER = 50
+#: packing of (count, Σ I) into one int64 for uint8/uint16 data: count in the bits from _CSHIFT up (< 2^23 pixels
+#: per bin), Σ I below (< 2^24 · 65535 < 2^40)
+_CSHIFT = 40
+_ONE = 1 << _CSHIFT
+_LOW = _ONE - 1
+#: bins (patterns × bins) from which the finishing pass runs on all threads
+_PARALLEL_FINISH_BINS = 1 << 16
+
+
+# ----------------------------------------------------------------------------------------------------------
+# accumulators, by dtype. Each variant is written once; numba inlines the one the argument types select
+# (overload), and the same Python functions run under NUMBA_DISABLE_JIT=1.
+# ----------------------------------------------------------------------------------------------------------
+def _zeros_packed(data, n, sq):
+    return np.zeros(0, np.int64), np.zeros(n, np.int64), np.zeros(n if sq else 0, np.int64)
+
+
+def _zeros_float(data, n, sq):
+    return np.zeros(n), np.zeros(n), np.zeros(n if sq else 0)
+
+
+def _add_packed(img, p, t, s0, s1, s2):
+    v = np.int64(img[p])
+    s1[t] += v | _ONE
+    s2[t] += v * v
+
+
+def _add_packed_sum(img, p, t, s0, s1, s2):
+    s1[t] += np.int64(img[p]) | _ONE
+
+
+def _add_float(img, p, t, s0, s1, s2):
+    v = np.float64(img[p])
+    if v == v:
+        s0[t] += 1.0
+        s1[t] += v
+        s2[t] += v * v
+
+
+def _add_float_sum(img, p, t, s0, s1, s2):
+    v = np.float64(img[p])
+    if v == v:
+        s0[t] += 1.0
+        s1[t] += v
+
+
+def _bin_packed(s0, s1, s2, b, sq):
+    a = np.int64(0)
+    q2 = np.int64(0)
+    for u in range(_W):
+        a += s1[b * _W + u]
+        if sq:
+            q2 += s2[b * _W + u]
+    return a >> _CSHIFT, a & _LOW, q2
+
+
+def _bin_float(s0, s1, s2, b, sq):
+    c = 0.0
+    a = 0.0
+    q2 = 0.0
+    for u in range(_W):
+        c += s0[b * _W + u]
+        a += s1[b * _W + u]
+        if sq:
+            q2 += s2[b * _W + u]
+    return c, a, q2
+
+
+_ZEROS = {True: _zeros_packed, False: _zeros_float}
+_ADD = {
+    (True, True): _add_packed,
+    (True, False): _add_packed_sum,
+    (False, True): _add_float,
+    (False, False): _add_float_sum,
+}
+_BIN = {True: _bin_packed, False: _bin_float}
+
+
+def _acc_zeros(data, n, sq):
+    """Zeroed accumulators (s0, s1, s2) of n slots for data of data's dtype: packed int64 (s0 unused, empty) for
+    uint8/uint16, float64 otherwise; s2 (Σ I²) is empty unless ``sq``."""
+    return _ZEROS[data.dtype in (np.uint8, np.uint16)](data, n, sq)
+
+
+def _acc_add(img, p, t, s0, s1, s2):
+    """Add pixel img[p] to slot t: count and Σ I (packed for uint8/uint16), Σ I² unless s2 is None; NaN pixels
+    are skipped (not counted)."""
+    _ADD[img.dtype in (np.uint8, np.uint16), s2 is not None](img, p, t, s0, s1, s2)
+
+
+def _acc_bin(s0, s1, s2, b, sq):
+    """(count, Σ I, Σ I²) of bin b, summed over its _W interleaved slots in slot order (Σ I² = 0 unless sq)."""
+    return _BIN[s1.dtype == np.int64](s0, s1, s2, b, sq)
+
+
+def _is_packed(dtype) -> bool:
+    return isinstance(dtype, types.Integer) and not dtype.signed and dtype.bitwidth <= 16
+
+
+@overload(_acc_zeros, inline="always")
+def _ov_acc_zeros(data, n, sq):
+    return _ZEROS[_is_packed(data.dtype)]
+
+
+@overload(_acc_add, inline="always")
+def _ov_acc_add(img, p, t, s0, s1, s2):
+    return _ADD[_is_packed(img.dtype), not isinstance(s2, types.NoneType)]
+
+
+@overload(_acc_bin, inline="always")
+def _ov_acc_bin(s0, s1, s2, b, sq):
+    return _BIN[isinstance(s1.dtype, types.Integer)]
+
+
+def _store_moments(out, n, b, c, a, q2):
+    """Accumulator fields of bin b of pattern n without splitting (w = 1: Σw² = Σw, Σw²·I = Σw·I)."""
+    out[n, 0, b] = c
+    out[n, 1, b] = a
+    out[n, 2, b] = q2
+    out[n, 3, b] = c
+    out[n, 4, b] = a
+    out[n, 5, b] = np.nan
+
+
+def _store_profiles(out, n, b, c, a, q2):
+    """Finished fields (mean, sum, count, sem_poisson, sem_azimuthal) of bin b of pattern n: the arithmetic of
+    _finish_one for statistic "mean" on the float64 accumulator fields _store_moments would write."""
+    s0, s1, s2 = np.float64(c), np.float64(a), np.float64(q2)
+    m, sp = _mean_sem(s0, s1, s1)
+    out[0][n, b] = m
+    out[1][n, b] = s1
+    out[2][n, b] = s0
+    out[3][n, b] = sp
+    out[4][n, b] = _sem_azimuthal(s0, m, s2, s0)
+
+
+def _store_mean_sem(out, n, b, c, a, q2):
+    """mean and sem_poisson of bin b of pattern n (the arithmetic of _finish_one), into arrays of any float
+    dtype (rounded once)."""
+    s1 = np.float64(a)
+    m, sp = _mean_sem(np.float64(c), s1, s1)
+    out[0][n, b] = m
+    out[1][n, b] = sp
+
+
+def _store(out, n, b, c, a, q2):
+    """Write bin b of pattern n from its sums (count c, Σ I = a, Σ I² = q2; no splitting), by the type of out:
+    an array (N, 6, nb) takes the accumulator fields, a 5-tuple of (N, nb) arrays the finished profiles (mean,
+    sum, count, sem_poisson, sem_azimuthal), a 2-tuple mean and sem_poisson."""
+    if not isinstance(out, tuple):
+        _store_moments(out, n, b, c, a, q2)
+    elif len(out) == 5:
+        _store_profiles(out, n, b, c, a, q2)
+    else:
+        _store_mean_sem(out, n, b, c, a, q2)
+
+
+@overload(_store, inline="always")
+def _ov_store(out, n, b, c, a, q2):
+    if isinstance(out, types.Array):
+        return _store_moments
+    return _store_profiles if len(out) == 5 else _store_mean_sem
+
+
+@njit(cache=True, inline="always")
+def _mean_sem(s0, s1, p):
+    """Mean s1 / s0 and sem_poisson sqrt(p) / s0 of one bin (NaN when empty; sem NaN for p < 0) [float64]."""
+    m = np.nan
+    sp = np.nan
+    if s0 > 0:
+        m = s1 / s0
+        if p >= 0:
+            sp = math.sqrt(abs(p)) / s0
+    return m, sp
+
+
+@njit(cache=True, inline="always")
+def _sem_azimuthal(s0, m, s2, s3):
+    """sem_azimuthal sqrt(σ² / (n_eff − 1)) of one bin from Σw = s0, its mean m, Σw·I² = s2, Σw² = s3 (NaN when
+    empty or n_eff <= 1) [float64]."""
+    sa = np.nan
+    if s0 > 0:
+        n_eff = s0 * s0 / s3
+        if n_eff > 1 + 1e-12:
+            sa = math.sqrt(max(s2 / s0 - m * m, 0.0) / (n_eff - 1.0))
+    return sa
+
+
+@njit(cache=True, inline="always")
+def _add_weighted(acc, b, we, v):
+    """acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), b] += one entry of weight we and value v."""
+    acc[0, b] += we
+    acc[1, b] += we * v
+    acc[2, b] += we * v * v
+    acc[3, b] += we * we
+    acc[4, b] += we * we * v
+
+
+# ----------------------------------------------------------------------------------------------------------
+# table path: fixed centre (zero shift) and whole-pixel shifts, no splitting
+# ----------------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _offset_one(img, ny, nx, pad, tx, dy, dx, table, spans, valid, use_mask, s0, s1, s2):
+    """One pattern moved by whole pixels (dy, dx): detector pixel (a, b) adds to slot table[a − dy + pad,
+    b − dx + pad] (a grid ``pad`` pixels larger than the detector on every side; pad = 0 and no shift for a
+    fixed centre); masked pixels are skipped when ``use_mask``."""
+    for a in range(ny):
+        i = a - dy + pad
+        j0 = max(spans[i, 0], pad - dx)
+        j1 = min(spans[i, 1], pad - dx + nx)
+        tb = i * tx
+        sb = a * nx + dx - pad  # detector index of table column j: sb + j
+        for j in range(j0, j1):
+            if use_mask and not valid[np.uint64(sb + j)]:
+                continue
+            _acc_add(img, np.uint64(sb + j), np.uint64(table[np.uint64(tb + j)]), s0, s1, s2)
+
+
+@njit(parallel=True, cache=True)
+def _k_offset(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out):
+    """Table path: data (N, ny·nx), ishifts (N, 2) int64 with |shift| <= pad → out: accumulators (N, 6, nb) or
+    finished profiles (a tuple of arrays, see _store).
+
+    table: the interleaved slots (bin·_W + column % _W, unused cells → nb·_W + column % _W, unsigned) of a grid
+    extending the detector by ``pad`` pixels on every side, about the plan's centre moved by (pad, pad); spans
+    (ny + 2·pad, 2) the columns [j0, j1) of each grid row holding used cells. No geometry per pixel: one table
+    read per pixel; pixels off the moved table, masked or NaN are not counted.
+    """
+    n_pat = data.shape[0]
+    tx = nx + 2 * pad
+    for n in prange(n_pat):
+        s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, True)
+        _offset_one(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1, s2)
+        for b in range(nb):
+            c, a, q2 = _acc_bin(s0, s1, s2, b, True)
+            _store(out, n, b, c, a, q2)
+
+
+@njit(parallel=True, cache=True)
+def _k_offset_mean(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out):
+    """_k_offset without Σ I², for out = (mean, sem_poisson) (N, nb) arrays of any float dtype only."""
+    n_pat = data.shape[0]
+    tx = nx + 2 * pad
+    for n in prange(n_pat):
+        s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, False)
+        _offset_one(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1, None)
+        for b in range(nb):
+            c, a, q2 = _acc_bin(s0, s1, s2, b, False)
+            _store(out, n, b, c, a, q2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sub-pixel shifts, no splitting
+# ----------------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _shift_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid, cols, srow, crow, s0, s1, s2):
+    """One pattern about centre (cyn, cxn), no sectors: slot t = k·_W + j % _W, k the bin of the squared
+    corrected radius (n_q outside the bins: the spare bin).
+
+    A function of its own (not inlined in the prange loop), and the sector variant another one: LLVM optimises
+    the loop better this way.
+    """
+    nq = thr.size - 1
+    t0 = thr[0]
+    tn = thr[nq]
+    cmax = lut.size - 1.0
+    for i in range(ny):
+        dy = i - cyn
+        j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+        base = i * nx
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
+        for j in range(j0, j1):
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
+            if k < 0:
+                k = _exact_bin(srow[np.uint64(j)], k, thr, nq, t0, tn)
+            _acc_add(img, np.uint64(base + j), np.uint64(k * _W + (j & (_W - 1))), s0, s1, s2)
+
+
+@njit(cache=True, error_model="numpy")
+def _shift_one_sectors(
+    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, cols, srow, crow, prow, s0, s1, s2
+):
+    """_shift_one with n_phi sectors: t = (sector·n_q + k)·_W + j % _W, spare bin n_phi·n_q.
+
+    NumPy's error model: the diamond angle of a pixel exactly at the centre is 0/0 = NaN (cell 0, where atan2
+    decides), not a ZeroDivisionError.
+    """
+    nq = thr.size - 1
+    nb = n_phi * nq
+    t0 = thr[0]
+    tn = thr[nq]
+    cmax = lut.size - 1.0
+    for i in range(ny):
+        dy = i - cyn
+        j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+        base = i * nx
+        _row_s(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, inv_h, cmax, srow, crow)
+        _row_cells(j0, j1, dy, cxn, m00, m01, m11, cols, prow, plut.size)
+        for j in range(j0, j1):
+            k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
+            if k < 0:
+                k = _exact_bin(srow[np.uint64(j)], k, thr, nq, t0, tn)
+            if k < nq:
+                sc = np.int64(plut[np.uint64(prow[np.uint64(j)])])
+                if sc < 0:  # a sector boundary within the cell: atan2 decides
+                    dx = cols[np.uint64(j)] - cxn
+                    sc = _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi)
+                k += sc * nq
+            else:
+                k = nb
+            _acc_add(img, np.uint64(base + j), np.uint64(k * _W + (j & (_W - 1))), s0, s1, s2)
+
+
+@njit(parallel=True, cache=True)
+def _k_shift(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, out):
+    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]), no splitting → out: accumulators (N, 6, nb)
+    or finished profiles (a tuple of arrays, see _store).
+
+    Pixels are binned by their squared corrected radius s against thresholds thr (the s-space images of the bin
+    edges, exact: see geometry.s_thresholds) through a look-up table; only the columns of each row that can
+    reach a bin are visited.
+    """
+    n_pat = data.shape[0]
+    nb = n_phi * (thr.size - 1)
+    for n in prange(n_pat):
+        s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, True)
+        srow = np.empty(nx)
+        crow = np.empty(nx, np.int32)
+        prow = np.empty(nx if n_phi > 1 else 0, np.int32)
+        cols = np.arange(nx).astype(np.float64)
+        if n_phi == 1:
+            _shift_one(
+                data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, valid,
+                cols, srow, crow, s0, s1, s2,
+            )  # fmt: skip
+        else:
+            _shift_one_sectors(
+                data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi,
+                plut, valid, cols, srow, crow, prow, s0, s1, s2,
+            )  # fmt: skip
+        for b in range(nb):
+            c, a, q2 = _acc_bin(s0, s1, s2, b, True)
+            _store(out, n, b, c, a, q2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# split pixels (float64 data)
+# ----------------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _accumulate_one(img, pix, bins, w, ne, acc):
+    """acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), bin] over the first ne entries, skipping NaN pixels."""
+    for e in range(ne):
+        v = float(img[pix[e]])
+        if v != v:
+            continue
+        _add_weighted(acc, bins[e], w[e], v)
+
+
+@njit(parallel=True, cache=True)
+def _k_entries(data, pix, bins, w, out):
+    """Fixed centre, general (split pixels and/or sectors): data (N, npix) → out (N, 6, nb)."""
+    n_pat = data.shape[0]
+    ne = pix.size
+    for n in prange(n_pat):
+        out[n, :, :] = 0.0
+        _accumulate_one(data[n], pix, bins, w, ne, out[n])
+        out[n, 5, :] = np.nan
+
+
+@njit(cache=True)
+def _split_accumulate(img, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, acc):
+    """Split pixels about centre (cy, cx) straight into acc[(Σw, Σw·I, Σw·I², Σw², Σw²·I), bin]: the entries of
+    _pixel_entries(split=True) in the same order and arithmetic as _accumulate_one, without the entry list."""
+    nq = edges.size - 1
+    # a pixel's corrected square reaches at most half its corrected diagonal (|E1| + |E2|) / 2 beyond its centre
+    # (E1 = M·(1, 0), E2 = M·(0, 1)): rows are visited only over the columns whose centres lie within that
+    # reach (plus a pixel) of the top edge
+    reach = 0.5 * (math.sqrt(m00 * m00 + m01 * m01) + math.sqrt(m01 * m01 + m11 * m11)) + 1.0
+    r_top = edges[nq] / pixel_size + reach
+    for i in range(ny):
+        dy = i - cy
+        j0, j1 = _row_span(nx, dy, cx, m00, m01, m11, r_top * r_top)
+        for j in range(j0, j1):
+            p = i * nx + j
+            if not valid[p]:
+                continue
+            v = float(img[p])
+            if v != v:
+                continue
+            dx = j - cx
+            rmin, rmax = _pixel_extent(dy, dx, m00, m01, m11)
+            qa = rmin * pixel_size
+            qb = rmax * pixel_size
+            if qb <= edges[0] or qa >= edges[nq]:
+                continue
+            s = 0
+            if n_phi > 1:
+                xc, yc = _corrected(dy, dx, m00, m01, m11)
+                s = _sector(xc, yc, n_phi)
+            k = max(_find_bin(edges, qa, inv_dq), 0)  # first bin reached
+            while k < nq and edges[k] < qb:
+                lo = max(qa, edges[k])
+                hi = min(qb, edges[k + 1])
+                if hi > lo:
+                    _add_weighted(acc, s * nq + k, (hi - lo) / (qb - qa), v)
+                k += 1
+
+
+@njit(parallel=True, cache=True)
+def _k_shifted(data, shifts, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq, n_phi, valid, out):
+    """Per-pattern centres (cy + shifts[n, 0], cx + shifts[n, 1]) with split pixels: extents on the fly."""
+    n_pat = data.shape[0]
+    for n in prange(n_pat):
+        out[n, :, :] = 0.0
+        _split_accumulate(
+            data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, pixel_size, edges, inv_dq,
+            n_phi, valid, out[n],
+        )  # fmt: skip
+        out[n, 5, :] = np.nan
+
+
+@njit(cache=True)
+def _stable_argsort(v):
+    """Stable ascending argsort (bottom-up merge sort; cheaper to compile than numba's mergesort argsort)."""
+    n = v.size
+    a = np.arange(n)
+    b = np.empty(n, np.int64)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i = lo
+            j = mid
+            for k in range(lo, hi):
+                if i < mid and (j >= hi or v[a[i]] <= v[a[j]]):
+                    b[k] = a[i]
+                    i += 1
+                else:
+                    b[k] = a[j]
+                    j += 1
+        a, b = b, a
+        width *= 2
+    return a
+
+
+@njit(cache=True)
+def _weighted_median(v, w):
+    """Weighted median: v sorted (stably) ascending; smallest v[k] with cumulative weight >= half the total;
+    exactly half → mean of v[k] and v[k+1]."""
+    total = 0.0
+    for k in range(v.size):
+        total += w[k]
+    half = 0.5 * total
+    c = 0.0
+    for k in range(v.size):
+        c += w[k]
+        if c >= half:
+            if c == half and k + 1 < v.size:
+                return 0.5 * (v[k] + v[k + 1])
+            return v[k]
+    return np.nan
+
+
+@njit(cache=True)
+def _robust_one(img, pix, bins, w, ne, nb, median, clip_sigma, acc):
+    """Per-ring median or sigma-clipped mean for one pattern; acc as in _accumulate_one plus acc[5] = statistic."""
+    # counting sort of the valid entries by bin (stable: pixel order kept within a bin)
+    cnt = np.zeros(nb + 1, np.int64)
+    for e in range(ne):
+        if img[pix[e]] == img[pix[e]]:
+            cnt[bins[e] + 1] += 1
+    for b in range(nb):
+        cnt[b + 1] += cnt[b]
+    m = cnt[nb]
+    vals = np.empty(m)
+    wts = np.empty(m)
+    pos = np.empty(nb, np.int64)
+    for b in range(nb):
+        pos[b] = cnt[b]
+    for e in range(ne):
+        v = float(img[pix[e]])
+        if v != v:
+            continue
+        b = bins[e]
+        vals[pos[b]] = v
+        wts[pos[b]] = w[e]
+        pos[b] += 1
+    for b in range(nb):
+        lo = cnt[b]
+        hi = cnt[b + 1]
+        acc[5, b] = np.nan
+        if hi == lo:
+            continue
+        vb = vals[lo:hi]
+        wb = wts[lo:hi]
+        keep = np.ones(hi - lo, np.bool_)
+        if median:
+            order = _stable_argsort(vb)
+            vs = np.empty(hi - lo)
+            ws = np.empty(hi - lo)
+            for t in range(hi - lo):
+                vs[t] = vb[order[t]]
+                ws[t] = wb[order[t]]
+            acc[5, b] = _weighted_median(vs, ws)
+        else:
+            for _ in range(_MAX_CLIP_ITER):
+                sw = 0.0
+                swv = 0.0
+                for t in range(hi - lo):
+                    if keep[t]:
+                        sw += wb[t]
+                        swv += wb[t] * vb[t]
+                mu = swv / sw
+                sq = 0.0
+                for t in range(hi - lo):
+                    if keep[t]:
+                        sq += wb[t] * (vb[t] - mu) * (vb[t] - mu)
+                sd = math.sqrt(sq / sw)
+                changed = False
+                for t in range(hi - lo):
+                    k = abs(vb[t] - mu) <= clip_sigma * sd
+                    if k != keep[t]:
+                        changed = True
+                    keep[t] = k
+                if not changed:
+                    break
+        for t in range(hi - lo):
+            if keep[t]:
+                _add_weighted(acc, b, wb[t], vb[t])
+        if not median and acc[0, b] > 0:
+            acc[5, b] = acc[1, b] / acc[0, b]
+
+
+@njit(parallel=True, cache=True)
+def _k_robust(
+    data, shifted, shifts, pix0, bins0, w0, ny, nx, cy, cx, m00, m01, m11, pixel_size, edges, inv_dq,
+    split, n_phi, valid, cap, median, clip_sigma, out,
+):  # fmt: skip
+    """Median / sigma-clipped mean per ring; fixed tables (pix0, bins0, w0) or per-pattern centres."""
+    n_pat = data.shape[0]
+    nb = out.shape[2]
+    for n in prange(n_pat):
+        out[n, :, :] = 0.0
+        if shifted:
+            pix = np.empty(cap, np.int32)
+            bins = np.empty(cap, np.int32)
+            w = np.empty(cap, np.float64)
+            ne = _pixel_entries(
+                ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, pixel_size, edges, inv_dq, split,
+                n_phi, valid, pix, bins, w,
+            )  # fmt: skip
+            _robust_one(data[n], pix, bins, w, ne, nb, median, clip_sigma, out[n])
+        else:
+            _robust_one(data[n], pix0, bins0, w0, pix0.size, nb, median, clip_sigma, out[n])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# finishing passes: accumulators → statistics
+# ----------------------------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a):
+    """Bins of pattern n of _k_finish (inlined: no reference counting per call)."""
+    nb = acc.shape[2]
+    for b in range(nb):
+        s0 = acc[n, 0, b]
+        s1 = acc[n, 1, b]
+        total[n, b] = s1
+        count[n, b] = s0
+        m, sp = _mean_sem(s0, s1, acc[n, 4, b])
+        sa = _sem_azimuthal(s0, m, acc[n, 2, b], acc[n, 3, b])
+        if statistic == 2:
+            m = acc[n, 5, b]
+            sa = sa * root_half_pi
+        elif statistic == 1 and s0 > 0:
+            m = acc[n, 5, b]
+        mean[n, b] = m
+        sem_p[n, b] = sp
+        sem_a[n, b] = sa
+
+
+@njit(cache=True)
+def _k_finish(acc, statistic, mean, total, count, sem_p, sem_a):
+    """Accumulators acc (N, 6, nb) → mean, sum, count, sem_poisson, sem_azimuthal (N, nb) (package docstring).
+
+    Serial: a few ns per bin, less than waking the thread pool costs for one pattern (_k_finish_parallel for
+    many bins).
+
+    statistic: 0 mean, 1 clipped (mean = acc[5] in filled bins), 2 median (mean = acc[5], sem_azimuthal times
+    sqrt(π/2)). NaN where a quantity is undefined (empty bin, Σw²·I < 0, n_eff <= 1).
+    """
+    root_half_pi = math.sqrt(math.pi / 2.0)
+    for n in range(acc.shape[0]):
+        _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a)
+
+
+@njit(parallel=True, cache=True)
+def _k_finish_parallel(acc, statistic, mean, total, count, sem_p, sem_a):
+    """_k_finish with patterns spread over threads (same arithmetic per bin, so identical results)."""
+    root_half_pi = math.sqrt(math.pi / 2.0)
+    for n in prange(acc.shape[0]):
+        _finish_one(acc, n, statistic, root_half_pi, mean, total, count, sem_p, sem_a)
