@@ -309,7 +309,8 @@ def repair_hot(data, *, mask=None, factor: float = HOT_FACTOR, chunk: int = 256,
     chunk : int
         Frames per kernel call.
     copy : bool
-        Work on a copy (made only when a hot pixel is found); False repairs ``data`` in place.
+        Work on a copy (made only when a hot pixel is found); False repairs ``data`` in place (data in
+        non-native byte order are always converted to a native copy first).
 
     Returns
     -------
@@ -317,10 +318,8 @@ def repair_hot(data, *, mask=None, factor: float = HOT_FACTOR, chunk: int = 256,
         The data (the input itself when nothing was found) and the number of pixels taken out.
     """
     a = np.asarray(data)
-    if a.dtype.byteorder not in ("=", "|"):
-        if not copy:
-            raise ValueError("repair_hot(copy=False): data in non-native byte order cannot be repaired in place")
-        a = _native(a)
+    if a.dtype.byteorder not in ("=", "|"):  # big-endian detector data: repaired in a native-order copy
+        a, copy = _native(a), False
     if not copy and not a.flags.c_contiguous:
         raise ValueError("repair_hot(copy=False): data must be a C-contiguous array to be repaired in place")
     flat = a.reshape((-1,) + a.shape[-2:])
