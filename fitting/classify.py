@@ -1,5 +1,5 @@
-"""Pixel classes of a SEND scan (vacuum, Li metal, Cu, Li₂O, SEI Type 1, SEI Type 2, electrolyte) and layer
-thicknesses.
+"""Pixel classes of a SEND scan (vacuum, Li metal, Cu, Li₂O, SEI Type 1, SEI Type 2, electrolyte, and
+unassigned for patterns that match no known phase) and layer thicknesses.
 
 Features (per probe position; :func:`features`)
 -----------------------------------------------
@@ -11,9 +11,9 @@ Features (per probe position; :func:`features`)
     z(Q) = (max_s I_s − median_s I_s) / sqrt(σ² + (0.05·median)²) with σ the Poisson standard error of a
     sector mean, smoothed over 3 Q bins; z is read at each reflection of the phase (linear interpolation) and
     the largest value over the phase's reflections is kept (not every reflection is excited in a given
-    orientation): Li 110 0.406 / 200 0.574, Cu 111 0.479 / 200 0.553, LiF 200 0.497 / 220 0.702,
-    Li₂O 111 0.376 / 220 0.613 [Å⁻¹] (cryogenic lattice constants: Li 3.483, Cu 3.605, LiF 4.009 … Å → the
-    study's values to ≤ 0.004 Å⁻¹).
+    orientation): :data:`REFLECTIONS`, computed from the cryogenic lattice constants of
+    ``structures.crystals.LATTICE_CONSTANTS`` (Li 110 0.406 / 200 0.574, Cu 111 0.480 / 200 0.555, LiF 200
+    0.499 / 220 0.706, Li₂O 111 0.377 / 220 0.615 Å⁻¹); 0 (no evidence) outside the measured Q range.
 ``anisotropy``
     Mean relative azimuthal standard deviation (std over sectors / mean) over 0.15–0.75 Å⁻¹ minus its Poisson
     expectation — a single "how spotty" number for maps.
@@ -35,14 +35,20 @@ Features (per probe position; :func:`features`)
 ``bragg_q``
     Q centroid [Å⁻¹] of that excess in the sector holding most of it: the |g| of the brightest disc (along one
     sector, discs of g and 2g lie ≥ 0.37 Å⁻¹ apart, so one sector holds one disc in the window).
+``ring_max``, ``ring_q``
+    The strongest sharp isotropic ring anywhere in 0.2–0.9 Å⁻¹ (significance as ``ring_z``, ≥ 10 % above the
+    running mean) and its Q [Å⁻¹] (NaN without one) — a ring of a phase the rules may not know.
+``beam_contrast``
+    Mean counts per pixel at Q < ``q_direct`` over those at Q ≥ ``q_direct``: ≫ 1 with a direct beam, ≈ 1 for a
+    flat frame, NaN for a blank one.
 ``high_q``
     I·Q of the isotropic profile over 0.55–0.62 Å⁻¹ divided by that over 0.22–0.30 Å⁻¹: the second SRO ring of
     inorganic SEI Type 1 (≈ 0.6 Å⁻¹) keeps I·Q high there (ratio ≈ 0.6–0.9 on the simkit Type 1 and Type 2
     matrices) while the molecular electrolyte's falls off (≈ 0.35–0.45). Read inside the 0.64 Å⁻¹ full-ring
     limit of the default 256² × 0.005 Å⁻¹ detector.
 
-Rules (:func:`classify`, in this order of precedence; thresholds are keyword arguments)
---------------------------------------------------------------------------------------
+Rules (:func:`classify`, in this order of precedence; thresholds are fields of :class:`ClassifyRules`)
+-----------------------------------------------------------------------------------------------------
 1. ``scattered < vacuum_max`` → **vacuum/thin**.
 2. Crystal: ``bragg ≥ crystal_min`` (0.3), or ``bragg ≥ weak_crystal_min`` (0.025) with ``bragg_q`` not
    within ``lif_tol`` of a LiF reflection → the phase (Li, Cu, Li₂O) with the reflection nearest ``bragg_q``:
@@ -89,9 +95,15 @@ pixel whose LiF crystallites are out of Bragg condition (or below the noise: at 
 are not detected) is classified as Type 1 unless its neighbours show LiF (rule 5) — an isolated one stays a
 limitation of any diffraction-only rule. A metal pixel whose grain
 shows no disc inside the detector (e.g. Cu [111], first discs at 220 = 0.78 Å⁻¹, only in the detector corners)
-falls to the amorphous rules. ``Features`` built without the Bragg features (``bragg`` None) use the previous
-rules (best ``spot_z`` ≥ ``spot_min`` → its phase; ``ring_z``; SRO position ≥ ``sro_split`` or
-``second_peak`` ≥ ``second_min`` → Type 1).
+falls to the amorphous rules.
+
+Open world: a reflection outside the measured Q range (or beyond the detector edge of a pattern) is no evidence
+(0), never extrapolated. **unassigned** is given to (a) a crystal whose disc centroid lies farther than
+``assign_tol`` from every known reflection (an unknown crystal is not its nearest known phase), (b) an isotropic
+sharp ring (``ring_max`` ≥ ``ring_min``, ≥ 10 % above its running mean) farther than ``lif_tol`` from every known
+reflection, and (c) blank frames (no counts) and flat frames (``beam_contrast`` below ``min_beam_contrast``:
+saturated, 1-bit all-ones, or the direct beam behind a beam stop), with a ``UserWarning`` (:func:`frame_warnings`).
+All thresholds sit in one versioned :class:`ClassifyRules` (defaults tuned on synthetic scenes).
 
 Unsupervised alternative: :func:`cluster_profiles` (k-means via ``scipy.cluster.vq.kmeans2`` or a
 multiplicative-update NMF in NumPy on normalised I·Q profiles).
@@ -100,7 +112,8 @@ multiplicative-update NMF in NumPy on normalised I·Q profiles).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 from numba import njit, prange
@@ -108,27 +121,39 @@ from numba import njit, prange
 __all__ = [
     "CLASSES",
     "REFLECTIONS",
+    "RULES_VERSION",
+    "ClassifyRules",
     "Features",
     "LayerThickness",
     "classify",
     "cluster_profiles",
     "features",
+    "frame_warnings",
     "layer_thickness",
 ]
 
 #: Class names; the class map holds their index (−1 = unclassified).
-CLASSES = ("vacuum", "li_metal", "cu", "li2o", "sei_type1", "sei_type2", "electrolyte")
+CLASSES = ("vacuum", "li_metal", "cu", "li2o", "sei_type1", "sei_type2", "electrolyte", "unassigned")
 
-# Reflection positions [Å⁻¹] used for spot features. Cryogenic lattice constants (structures.crystals, 100 K):
-# Li 3.483 Å (110: 0.406, 200: 0.574), Cu 3.605 Å (111: 0.480, 200: 0.555), LiF 4.009 Å (200: 0.499,
-# 220: 0.706), Li₂O 4.600 Å (111: 0.377, 220: 0.615); the room-temperature values of the study's table
-# (LiF 200 0.497, 220 0.702; Cu 111 0.479, 200 0.553; Li₂O 111 0.376, 220 0.613) lie within 0.004 Å⁻¹.
-REFLECTIONS = {
-    "li": (0.406, 0.574),
-    "cu": (0.479, 0.553),
-    "lif": (0.497, 0.702),
-    "li2o": (0.376, 0.613),
+#: (phase, (h, k, l)) of the reflections read for each phase's evidence (not every reflection is excited in a
+#: given orientation, so each phase has two).
+_REFLECTION_HKL = {
+    "li": (("Li", (1, 1, 0)), ("Li", (2, 0, 0))),
+    "cu": (("Cu", (1, 1, 1)), ("Cu", (2, 0, 0))),
+    "lif": (("LiF", (2, 0, 0)), ("LiF", (2, 2, 0))),
+    "li2o": (("Li2O", (1, 1, 1)), ("Li2O", (2, 2, 0))),
 }
+
+
+def _reflections() -> dict[str, tuple[float, ...]]:
+    from fitting.calibrate import reflection_q
+
+    return {k: tuple(round(reflection_q(ph, hkl, "cryo"), 4) for ph, hkl in v) for k, v in _REFLECTION_HKL.items()}
+
+
+#: Reflection positions Q = 1/d [Å⁻¹] of the spot and ring features, from the cryogenic (100 K) lattice constants
+#: of ``structures.crystals.LATTICE_CONSTANTS`` (Li 110/200, Cu 111/200, LiF 200/220, Li₂O 111/220).
+REFLECTIONS = _reflections()
 _PHASE_CLASS = {"li": "li_metal", "cu": "cu", "lif": "sei_type2", "li2o": "li2o"}
 
 
@@ -144,16 +169,27 @@ class Features:
     sro_ok: np.ndarray
     second_peak: np.ndarray
     total: np.ndarray
-    bragg: np.ndarray | None = None
-    bragg_q: np.ndarray | None = None
-    high_q: np.ndarray | None = None
+    bragg: np.ndarray
+    bragg_q: np.ndarray
+    high_q: np.ndarray
+    ring_max: np.ndarray
+    ring_q: np.ndarray
+    beam_contrast: np.ndarray
+    q_measured: tuple
 
 
-def _interp_last(q, a, q0):
-    """Linear interpolation of a[..., :] (on q) at q0, ignoring NaN by nearest finite neighbours."""
+def _interp_last(q, a, q0, finite=None):
+    """Linear interpolation of a[..., :] (on q) at q0; 0 (no evidence) where q0 lies outside the measured bins
+    ``q`` or where one of the two bins around q0 is not measured (``finite`` False: beyond the detector edge).
+    Never extrapolates."""
+    if not (q[0] <= q0 <= q[-1]):
+        return np.zeros(a.shape[:-1])
     i = int(np.clip(np.searchsorted(q, q0) - 1, 0, q.size - 2))
     t = (q0 - q[i]) / (q[i + 1] - q[i])
-    return (1 - t) * a[..., i] + t * a[..., i + 1]
+    v = (1 - t) * a[..., i] + t * a[..., i + 1]
+    if finite is not None:
+        v = np.where(finite[..., i] & finite[..., i + 1], v, 0.0)
+    return v
 
 
 def _running_sum(a, k):
@@ -404,10 +440,12 @@ def features(
     with np.errstate(invalid="ignore", divide="ignore"):
         scattered = np.where(total > 0, np.nansum(counts[..., q >= q_direct], axis=-1) / total, 0.0)
         z = (mx - med) / np.sqrt(noise**2 + (0.05 * med) ** 2)
+    measured = np.isfinite(med)  # bins with at least one pixel in this pattern (inside the detector)
     z = np.where(np.isfinite(z), z, 0.0)
     zs = z.copy()
     zs[..., 1:-1] = (z[..., :-2] + z[..., 1:-1] + z[..., 2:]) / 3.0
-    spot = {ph: np.max([_interp_last(q, zs, r) for r in refl], axis=0) for ph, refl in REFLECTIONS.items()}
+    # a reflection outside the measured Q range is no evidence (0), never an extrapolation
+    spot = {ph: np.max([_interp_last(q, zs, r, measured) for r in refl], axis=0) for ph, refl in REFLECTIONS.items()}
     band = (q >= 0.15) & (q <= 0.75)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = st["std"][..., band] / st["mean"][..., band]
@@ -425,7 +463,17 @@ def features(
         smooth = num / den
         rz = (iso - smooth) / (noise / math.sqrt(n_phi))
     rz = np.where(np.isfinite(rz) & (noise > 0), rz, 0.0)  # no counts in the median sector → no evidence
-    ring = np.mean([_interp_last(q, rz, r) for r in REFLECTIONS["li2o"]], axis=0)
+    inside = [r for r in REFLECTIONS["li2o"] if q[0] <= r <= q[-1]]
+    ring = np.mean([_interp_last(q, rz, r, measured) for r in inside], axis=0) if inside else np.zeros((sy, sx))
+    # the strongest sharp isotropic ring anywhere in the Bragg window, whatever its phase: narrow (≥ 10 % above
+    # its ±ring_halfwidth running mean — an SRO hump is a few % at most) and significant (rz)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(smooth > 0, iso / smooth - 1.0, 0.0)
+    win = (q >= bragg_window[0]) & (q <= bragg_window[1])
+    rs = np.where(win & (rel >= 0.1) & measured, rz, 0.0)
+    kq = np.argmax(rs, axis=-1)
+    ring_max = np.take_along_axis(rs, kq[..., None], axis=-1)[..., 0]
+    ring_q = np.where(ring_max > 0, q[kq], np.nan)
     # second SRO peak of Type 1 from the isotropic (median) profile, as I·Q
     iq = iso * q
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -441,6 +489,13 @@ def features(
             ip = np.asarray(profiles.intensity, dtype=float) * pq
             if ip.shape[:2] == m.shape[:2]:
                 high = _band(pq, ip, *high_q_band) / _band(pq, ip, *low_q_band)
+    # mean counts per pixel inside the direct beam over those outside: ≫ 1 for any pattern with a direct beam
+    # (≈ 200 for the SEI at 2 mrad, ≈ 6 for thick Cu), ≈ 1 for a flat (saturated, 1-bit all-ones) frame, NaN blank
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inner, outer = q < q_direct, q >= q_direct
+        c_in = np.nansum(counts[..., inner], axis=-1) / np.nansum(npx_tot[..., inner], axis=-1)
+        c_out = np.nansum(counts[..., outer], axis=-1) / np.nansum(npx_tot[..., outer], axis=-1)
+        contrast = np.where(c_out > 0, c_in / c_out, np.where(c_in > 0, np.inf, np.nan))
     if profiles is not None:
         total = np.asarray(profiles.total, dtype=float)
     if peak_map is not None:
@@ -461,45 +516,35 @@ def features(
         bragg=bragg,
         bragg_q=bragg_q,
         high_q=np.where(np.isfinite(high), high, 0.0),
+        ring_max=ring_max,
+        ring_q=ring_q,
+        beam_contrast=contrast,
+        q_measured=(float(q[0]), float(q[-1])),
     )
 
 
-def classify(
-    feats: Features,
-    *,
-    vacuum_max: float = 0.03,
-    spot_min: float = 6.0,
-    ring_min: float = 6.0,
-    sro_split: float = 0.31,
-    second_min: float = 0.15,
-    crystal_min: float = 0.3,
-    weak_crystal_min: float = 0.025,
-    lif_min: float = 0.004,
-    lif_tol: float = 0.05,
-    high_q_split: float = 0.55,
-    dense_min: float = 0.22,
-    lif_radius: int = 1,
-    lif_share: float = 0.5,
-    minority_ratio: float = 0.5,
-    metal_tol: float = 0.1,
-    lif_sigma: float = 2.0,
-    lif_level: float = 0.5,
-) -> np.ndarray:
-    """Class map from :func:`features` by the documented rules (module docstring).
+#: Version of the rule set and of :class:`ClassifyRules`' fields; a rules file of another version is refused.
+RULES_VERSION = 2
 
-    Parameters
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifyRules:
+    """Every threshold of :func:`classify` in one versioned configuration (rules of the module docstring).
+
+    The defaults were tuned on synthetic scenes (``simkit.synth`` scans of the study's geometry with the project's
+    pattern libraries, 10⁴–10⁶ e/pattern, 2 mrad probe, 60 nm lamella, 256² detector at 0.005 Å⁻¹/px); they are
+    not fitted to measured data. Scale ``dense_min`` with the lamella thickness and re-check ``vacuum_max``,
+    ``crystal_min`` and ``lif_min`` for another dose, detector or probe. Save and load with :meth:`to_dict` /
+    :meth:`from_dict` / :meth:`from_json` (``sei-send analyze --rules rules.json``).
+
+    Attributes
     ----------
-    feats : Features
+    version : int
+        Rule-set version (:data:`RULES_VERSION`).
     vacuum_max : float
         Largest scattered fraction of vacuum/very thin pixels.
-    spot_min : float
-        Smallest mean spot significance (noise units) of a crystalline phase (rules without Bragg features only).
-    ring_min : float
-        Smallest sharp-ring significance of Li₂O rings.
-    sro_split : float  [Å⁻¹]
-        SRO position separating Type 1 (above) from electrolyte (below) (rules without Bragg features only).
-    second_min : float
-        Smallest relative second-peak strength of Type 1 (rules without Bragg features only).
+    ring_min : float  [noise units]
+        Smallest sharp-ring significance of Li₂O rings (and of an unknown sharp ring → ``unassigned``).
     crystal_min : float
         Smallest Bragg fraction of a crystal (metal grain or Li₂O) whatever the disc position (above the LiF
         spots of Type 2 at any dose up to 10⁶ e/pattern).
@@ -508,60 +553,158 @@ def classify(
     lif_min : float
         Smallest Bragg fraction of the LiF spots of SEI Type 2.
     lif_tol : float  [Å⁻¹]
-        Largest distance of the disc centroid from a LiF reflection (200: 0.497, 220: 0.702) for Type 2.
+        Largest distance of the disc centroid from a LiF reflection (200, 220) for Type 2; also the largest
+        distance of a sharp ring from a known reflection before it counts as an unknown phase.
     high_q_split : float
         ``high_q`` separating SEI Type 1 (above) from electrolyte (below).
     dense_min : float
-        Smallest scattered fraction of a pixel without Bragg discs that is called **Cu** (rules with Bragg
-        features): Cu (Z = 29) scatters 0.24–0.86 of the beam in the 60 nm simkit lamella and 0.33 on the analytic
-        scans, the light-element SEI and electrolyte 0.10–0.19 and Li metal 0.09–0.39; scale it with the lamella
-        thickness.
+        Smallest scattered fraction of a pixel without Bragg discs that is called **Cu**: Cu (Z = 29) scatters
+        0.24–0.86 of the beam in the 60 nm simkit lamella and 0.33 on the analytic scans, the light-element SEI
+        and electrolyte 0.10–0.19 and Li metal 0.09–0.39.
     lif_radius : int  [scan pixels]
-        Neighbourhood radius of the LiF evidence for Type 2 (rules with Bragg features; 0 switches it off).
+        Neighbourhood radius of the LiF evidence for Type 2 (0 switches it off).
     lif_share : float
         Share of the amorphous pixels of the (2·``lif_radius`` + 1)² neighbourhood that must show LiF discs for an
         amorphous pixel without discs of its own to be **SEI Type 2** rather than Type 1.
     minority_ratio : float
         A Li/Cu pixel whose Bragg fraction and scattered fraction are both below this share of its phase's scan
-        medians is an amorphous pixel grazing a grain (rules with Bragg features; 0 switches it off).
+        medians is an amorphous pixel grazing a grain (0 switches it off).
     metal_tol : float  [Å⁻¹]
         A Li/Cu pixel whose disc centroid is within this of both a Li and a Cu reflection moves to the other metal
-        when its scattered fraction fits that phase's scan median (≤ 3 MAD) and not its own (rules with Bragg
-        features; 0 switches it off).
+        when its scattered fraction fits that phase's scan median (≤ 3 MAD) and not its own (0 switches it off).
     lif_sigma : float  [scan pixels]
-        Gaussian radius over which the frequency of LiF spots among SEI pixels is measured (rules with Bragg
-        features; 0 switches the rule off).
+        Gaussian radius over which the frequency of LiF spots among SEI pixels is measured (0 switches it off).
     lif_level : float
         SEI pixels whose LiF-spot frequency reaches this share of the scan's 95th percentile (itself ≥ 0.1, from
         ≥ 5 pixels with spots) are **SEI Type 2**.
+    assign_tol : float  [Å⁻¹]
+        A crystal (Bragg discs above ``crystal_min``/``weak_crystal_min``) whose disc centroid lies farther than
+        this from every known reflection (Li, Cu, Li₂O, LiF) is **unassigned** (an unknown phase), not the
+        nearest known one. Discs of 2 mrad have a radius of 0.10 Å⁻¹, overlapping ones put the centroid up to
+        ≈ 0.05 Å⁻¹ off (Cu 111 read at 0.436).
+    min_beam_contrast : float
+        Smallest mean counts per pixel inside the direct beam over those outside; a frame below it (flat: a
+        saturated or 1-bit all-ones frame, or a beam stop over the direct beam) and a frame without counts are
+        **unassigned**, with a warning.
+    """
+
+    version: int = RULES_VERSION
+    vacuum_max: float = 0.03
+    ring_min: float = 6.0
+    crystal_min: float = 0.3
+    weak_crystal_min: float = 0.025
+    lif_min: float = 0.004
+    lif_tol: float = 0.05
+    high_q_split: float = 0.55
+    dense_min: float = 0.22
+    lif_radius: int = 1
+    lif_share: float = 0.5
+    minority_ratio: float = 0.5
+    metal_tol: float = 0.1
+    lif_sigma: float = 2.0
+    lif_level: float = 0.5
+    assign_tol: float = 0.06
+    min_beam_contrast: float = 1.5
+
+    def __post_init__(self):
+        if self.version != RULES_VERSION:
+            raise ValueError(
+                f"ClassifyRules version={self.version!r}: this fitting.classify implements version {RULES_VERSION}; "
+                "re-derive the thresholds for this rule set (see the ClassifyRules docstring)"
+            )
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "lif_radius":
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                    raise ValueError(f"ClassifyRules lif_radius={v!r}: a non-negative whole number of scan pixels")
+            elif f.name != "version" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
+                raise ValueError(f"ClassifyRules {f.name}={v!r}: must be a non-negative number")
+
+    def to_dict(self) -> dict:
+        """The rules as a JSON-ready dict (with ``version``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifyRules:
+        """Rules from a dict; unknown keys raise (a typo would otherwise silently keep a default)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"rules: expected a JSON object of thresholds, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"rules: unknown field(s) {bad}; known: {sorted(names)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path) -> ClassifyRules:
+        """Rules from a JSON file (keys = attribute names; missing keys keep their defaults)."""
+        import json
+
+        try:
+            from pathlib import Path
+
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"rules file {path}: not valid JSON ({e})") from None
+        return cls.from_dict(d)
+
+
+def frame_warnings(feats: Features, rules: ClassifyRules | None = None) -> list[str]:
+    """Warnings about patterns the rules cannot classify: blank (no counts) and flat frames (no direct beam:
+    saturated, 1-bit all-ones, or the beam behind a beam stop). Such pixels are **unassigned**."""
+    rules = ClassifyRules() if rules is None else rules
+    c = feats.beam_contrast
+    blank = ~(np.nan_to_num(feats.total) > 0) | ~np.isfinite(c) & ~np.isposinf(c)
+    flat = ~blank & (c < rules.min_beam_contrast)
+    out = []
+    if blank.any():
+        out.append(f"{int(blank.sum())} of {blank.size} patterns are blank (no counts): unassigned")
+    if flat.any():
+        out.append(
+            f"{int(flat.sum())} of {flat.size} patterns have no direct beam (inside/outside counts per pixel < "
+            f"{rules.min_beam_contrast:g}: saturated, flat or beam-stopped frames): unassigned"
+        )
+    return out
+
+
+def classify(feats: Features, rules: ClassifyRules | None = None, *, warn: bool = True, **overrides) -> np.ndarray:
+    """Class map from :func:`features` by the documented rules (module docstring).
+
+    Parameters
+    ----------
+    feats : Features
+    rules : ClassifyRules or None
+        Thresholds (default ``ClassifyRules()``, tuned on synthetic scenes).
+    warn : bool
+        Emit a ``UserWarning`` for blank or flat frames (:func:`frame_warnings`).
+    **overrides
+        Single thresholds replacing those of ``rules`` (attribute names of :class:`ClassifyRules`).
 
     Returns
     -------
     ndarray of int (sy, sx)
-        Index into :data:`CLASSES`.
+        Index into :data:`CLASSES` (``unassigned`` for patterns that match no phase or cannot be classified).
     """
     if not isinstance(feats, Features):
         raise TypeError(f"feats={type(feats).__name__}: expected fitting.classify.Features (from features())")
+    rules = ClassifyRules() if rules is None else rules
+    if not isinstance(rules, ClassifyRules):
+        raise TypeError(f"rules={type(rules).__name__}: expected fitting.classify.ClassifyRules")
+    if overrides:
+        try:
+            rules = replace(rules, **overrides)
+        except TypeError as e:
+            raise TypeError(f"classify: {e}; thresholds are the attributes of ClassifyRules") from None
     code = {c: i for i, c in enumerate(CLASSES)}
-    phases = list(REFLECTIONS)
-    zs = np.stack([feats.spot_z[p] for p in phases], axis=-1)
-    best = np.argmax(zs, axis=-1)
-    zbest = np.take_along_axis(zs, best[..., None], axis=-1)[..., 0]
-    out = np.full(zbest.shape, -1, dtype=int)
-    if feats.bragg is not None:
-        return _classify_bragg(
-            feats, code, vacuum_max=vacuum_max, ring_min=ring_min, crystal_min=crystal_min,
-            weak_crystal_min=weak_crystal_min, lif_min=lif_min, lif_tol=lif_tol, high_q_split=high_q_split,
-            dense_min=dense_min, lif_radius=lif_radius, lif_share=lif_share, minority_ratio=minority_ratio,
-            metal_tol=metal_tol, lif_sigma=lif_sigma, lif_level=lif_level,
-        )  # fmt: skip
-    pos = feats.sro_position
-    type1 = np.where(feats.sro_ok & np.isfinite(pos), pos >= sro_split, False) | (feats.second_peak >= second_min)
-    out[:] = np.where(type1, code["sei_type1"], code["electrolyte"])
-    out = np.where(feats.ring_z >= ring_min, code["li2o"], out)
-    spot_class = np.array([code[_PHASE_CLASS[p]] for p in phases])[best]
-    out = np.where(zbest >= spot_min, spot_class, out)
-    out = np.where(feats.scattered < vacuum_max, code["vacuum"], out)
+    out = _classify_bragg(feats, code, rules)
+    msgs = frame_warnings(feats, rules)
+    if msgs:
+        c = feats.beam_contrast
+        bad = ~(np.nan_to_num(feats.total) > 0) | ~(c >= rules.min_beam_contrast)
+        out = np.where(bad, code["unassigned"], out)
+        if warn:
+            for m in msgs:
+                warnings.warn(m, UserWarning, stacklevel=2)
     return out
 
 
@@ -583,40 +726,22 @@ def _lif_density_rule(out, lif, crystal, feats, code, sigma, level, ring_min, de
     return np.where(sei & (density >= level * ref), t2, out)
 
 
-def _classify_bragg(
-    feats,
-    code,
-    *,
-    vacuum_max,
-    ring_min,
-    crystal_min,
-    weak_crystal_min,
-    lif_min,
-    lif_tol,
-    high_q_split,
-    dense_min,
-    lif_radius,
-    lif_share,
-    minority_ratio=0.5,
-    metal_tol=0.1,
-    lif_sigma=2.0,
-    lif_level=0.5,
-):
-    """Rules of the module docstring on the Bragg-disc features (``feats.bragg`` not None)."""
+def _classify_bragg(feats, code, rules):
+    """Rules of the module docstring (thresholds from ``rules``, a ClassifyRules)."""
     bragg = np.where(np.isfinite(feats.bragg), feats.bragg, 0.0)
     bq = feats.bragg_q
     phases = ("li", "cu", "li2o")
     with np.errstate(invalid="ignore"):
         dist = np.stack([np.min([np.abs(bq - r) for r in REFLECTIONS[p]], axis=0) for p in phases], axis=-1)
         dist = np.where(np.isfinite(dist), dist, np.inf)
-        near_lif = np.min([np.abs(bq - r) for r in REFLECTIONS["lif"]], axis=0) <= lif_tol
+        near_lif = np.min([np.abs(bq - r) for r in REFLECTIONS["lif"]], axis=0) <= rules.lif_tol
     crystal_class = np.array([code[_PHASE_CLASS[p]] for p in phases])[np.argmin(dist, axis=-1)]
-    crystal = (bragg >= crystal_min) | ((bragg >= weak_crystal_min) & ~near_lif)
+    crystal = (bragg >= rules.crystal_min) | ((bragg >= rules.weak_crystal_min) & ~near_lif)
     scattered = np.where(np.isfinite(feats.scattered), feats.scattered, 0.0)
-    if metal_tol and metal_tol > 0:
+    if rules.metal_tol and rules.metal_tol > 0:
         li_c, cu_c = code["li_metal"], code["cu"]
         li_m, cu_m = crystal & (crystal_class == li_c), crystal & (crystal_class == cu_c)
-        cu_ref = cu_m | (~crystal & (scattered >= dense_min))  # Cu by its discs or by its scattering (rule 3)
+        cu_ref = cu_m | (~crystal & (scattered >= rules.dense_min))  # Cu by its discs or by its scattering (rule 3)
         if np.count_nonzero(li_m) >= 10 and np.count_nonzero(cu_ref) >= 10:
             s_li, s_cu = float(np.median(scattered[li_m])), float(np.median(scattered[cu_ref]))
             if s_li > 0 and s_cu > 0:
@@ -624,41 +749,55 @@ def _classify_bragg(
                 # metal scatter alike (Li 0.393–0.395 on the full bottom scan) or vary with orientation (Cu 0.32–0.86)
                 w_li = max(1.4826 * float(np.median(np.abs(scattered[li_m] - s_li))), 0.02 * s_li)
                 w_cu = max(1.4826 * float(np.median(np.abs(scattered[cu_ref] - s_cu))), 0.02 * s_cu)
-                both = (dist[..., phases.index("li")] <= metal_tol) & (dist[..., phases.index("cu")] <= metal_tol)
+                both = (dist[..., phases.index("li")] <= rules.metal_tol) & (
+                    dist[..., phases.index("cu")] <= rules.metal_tol
+                )
                 d_li, d_cu = np.abs(scattered - s_li) / w_li, np.abs(scattered - s_cu) / w_cu
                 # moved only when its scattering fits the other phase (≤ 3 spreads) and not its own (> 3): a grain
                 # unlike both (a Cu orientation at 0.86) keeps its nearest reflection
                 to_cu = both & li_m & (d_cu <= 3.0) & (d_li > 3.0)
                 to_li = both & cu_m & (d_li <= 3.0) & (d_cu > 3.0)
                 crystal_class = np.where(to_cu, cu_c, np.where(to_li, li_c, crystal_class))
-    if minority_ratio and minority_ratio > 0:
+    if rules.minority_ratio and rules.minority_ratio > 0:
         for phase in ("li_metal", "cu"):
             members = crystal & (crystal_class == code[phase])
             if np.count_nonzero(members) < 10:
                 continue
-            minority = (bragg < minority_ratio * np.median(bragg[members])) & (
-                scattered < minority_ratio * np.median(scattered[members])
+            minority = (bragg < rules.minority_ratio * np.median(bragg[members])) & (
+                scattered < rules.minority_ratio * np.median(scattered[members])
             )
             crystal &= ~(members & minority)
-    out = np.where(feats.high_q >= high_q_split, code["sei_type1"], code["electrolyte"])
-    lif = (bragg >= lif_min) & near_lif
+    out = np.where(feats.high_q >= rules.high_q_split, code["sei_type1"], code["electrolyte"])
+    lif = (bragg >= rules.lif_min) & near_lif
     out = np.where(lif, code["sei_type2"], out)
-    if lif_radius and out.ndim == 2 and min(out.shape) > 1:
+    if rules.lif_radius and out.ndim == 2 and min(out.shape) > 1:
         # a Type 2 column holds few LiF crystallites, often none in Bragg condition: borrow the neighbours' evidence
         from scipy.ndimage import uniform_filter
 
         amorph = np.isin(out, (code["sei_type1"], code["sei_type2"], code["electrolyte"])) & ~crystal
-        size = 2 * int(lif_radius) + 1
+        size = 2 * int(rules.lif_radius) + 1
         num = uniform_filter((lif & amorph).astype(float), size, mode="nearest")
         den = uniform_filter(amorph.astype(float), size, mode="nearest")
         share = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
-        out = np.where(amorph & (out != code["sei_type2"]) & (share >= lif_share), code["sei_type2"], out)
-    if lif_sigma and lif_sigma > 0 and out.ndim == 2 and min(out.shape) > 1:
-        out = _lif_density_rule(out, lif, crystal, feats, code, lif_sigma, lif_level, ring_min, dense_min)
-    out = np.where(feats.ring_z >= ring_min, code["li2o"], out)
-    out = np.where(feats.scattered >= dense_min, code["cu"], out)  # a Cu grain with no disc on the detector
+        out = np.where(amorph & (out != code["sei_type2"]) & (share >= rules.lif_share), code["sei_type2"], out)
+    if rules.lif_sigma and rules.lif_sigma > 0 and out.ndim == 2 and min(out.shape) > 1:
+        out = _lif_density_rule(
+            out, lif, crystal, feats, code, rules.lif_sigma, rules.lif_level, rules.ring_min, rules.dense_min
+        )
+    # an isotropic sharp ring at no known reflection: a phase the rules do not know
+    known = np.array([r for refl in REFLECTIONS.values() for r in refl])
+    with np.errstate(invalid="ignore"):
+        ring_d = np.min(np.abs(feats.ring_q[..., None] - known), axis=-1)
+    unknown_ring = (feats.ring_max >= rules.ring_min) & (ring_d > rules.lif_tol)
+    out = np.where(unknown_ring, code["unassigned"], out)
+    out = np.where(feats.ring_z >= rules.ring_min, code["li2o"], out)
+    out = np.where(feats.scattered >= rules.dense_min, code["cu"], out)  # a Cu grain with no disc on the detector
+    # discs far from every known reflection (an unknown crystal) are no evidence for the nearest known phase
+    with np.errstate(invalid="ignore"):
+        d_any = np.min(np.abs(bq[..., None] - known), axis=-1)
+    crystal_class = np.where(np.isfinite(d_any) & (d_any > rules.assign_tol), code["unassigned"], crystal_class)
     out = np.where(crystal, crystal_class, out)
-    out = np.where(feats.scattered < vacuum_max, code["vacuum"], out)
+    out = np.where(feats.scattered < rules.vacuum_max, code["vacuum"], out)
     return out
 
 

@@ -324,6 +324,8 @@ def _probe(semiangle: float):
 
 
 def cmd_analyze(args) -> int:
+    from fitting.calibrate import load_mask
+    from fitting.classify import ClassifyRules
     from fitting.io import load_scan
     from fitting.pipeline import Q_COLUMN, analyze_scan, class_mean_profiles
     from simkit.instrument import Instrument
@@ -335,11 +337,13 @@ def cmd_analyze(args) -> int:
         energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
         dataset=args.dataset,
     )  # fmt: skip
+    mask = None if args.mask is None else load_mask(_existing(args.mask), shape=tuple(scan.data.shape[-2:]))
+    rules = None if args.rules is None else ClassifyRules.from_json(_existing(args.rules))
     out = Path(args.output)
     res = analyze_scan(
         scan, out, pixel_size=args.pixel_size, ellipse_q_range=args.ellipse_window,
         instrument=_instrument(args, Instrument()), exclude_direct=args.exclude_direct, figures=not args.no_figures,
-        seed=args.seed,
+        seed=args.seed, mask=mask, rules=rules,
     )  # fmt: skip
     rows = []
     for cls, (q, y, e) in class_mean_profiles(res).items():
@@ -361,6 +365,12 @@ def cmd_analyze(args) -> int:
     for c, n in s["class_counts"].items():
         if n:
             print(f"  class {c}: {n} pixels")
+    bp = s.get("bad_pixels") or {}
+    if bp.get("hot_pixels") or bp.get("dead_pixels") or bp.get("transient_hot_detections"):
+        print(f"  bad pixels: {bp['hot_pixels']} hot, {bp['dead_pixels']} dead (excluded); "
+              f"{bp['transient_hot_detections']} transient hot hits in {bp['frames_checked']} frames")  # fmt: skip
+    for w in s.get("warnings") or []:
+        print(f"  warning: {w}")
     print(f"  wrote {out}/summary.json, pixels.csv, profiles.csv" + ("" if args.no_figures else " and figures"))
     return 0
 
@@ -741,6 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ring window for the ellipse fit [Å⁻¹] (default: no ellipse fit)")  # fmt: skip
     a.add_argument("--exclude-direct", type=_positive("--exclude-direct", "Å⁻¹"), default=0.15,
                    help="ignore Q below this (direct beam) [Å⁻¹] (default 0.15)")  # fmt: skip
+    a.add_argument("--mask", default=None, metavar="FILE",
+                   help="detector mask .npy/.tif/.h5 (non-zero = use the pixel; 0 on a beam stop) [-]")  # fmt: skip
+    a.add_argument("--rules", default=None, metavar="RULES.json",
+                   help="classification thresholds: JSON of fitting.classify.ClassifyRules fields [-]")  # fmt: skip
     a.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     a.add_argument("--seed", type=int, default=0, help="seed of the histogram mixture [-]")
     _instrument_options(a, "a known", "(default: measured from the data)")

@@ -117,6 +117,8 @@ def analyze_scan(
     memory_budget: float = 4e9,
     figures: bool = True,
     seed: int = 0,
+    mask=None,
+    rules=None,
 ) -> AnalysisResult:
     """Scan → calibrated profiles, SRO peak map, histogram mixture, classes, figures and a JSON + CSV summary.
 
@@ -157,33 +159,84 @@ def analyze_scan(
         Write the PNG figures when ``out_dir`` is given.
     seed : int
         Seed of the histogram mixture's initialisation.
+    mask : ndarray of bool (ny, nx), path or None
+        Detector mask, True = use the pixel (beam stop, known bad pixels), or a file for
+        :func:`fitting.calibrate.load_mask` (.npy/.tif/.h5). Static hot and dead pixels found in the data are
+        added to it (:func:`fitting.calibrate.find_bad_pixels`) and it is carried through the calibration into the
+        plan; transient hot pixels of single frames are taken out of an in-memory scan
+        (:func:`fitting.calibrate.repair_hot`, on a copy — the caller's array is not changed). All reported in
+        ``summary["bad_pixels"]``.
+    rules : fitting.classify.ClassifyRules, dict, path or None
+        Classification thresholds (default ``ClassifyRules()``, tuned on synthetic scenes); a dict or a JSON file
+        of :class:`~fitting.classify.ClassifyRules` fields. Written to ``summary["classify_rules"]``.
 
     Returns
     -------
     AnalysisResult
+        Warnings (blank or flat frames, a centre without direct beam) are in ``summary["warnings"]``.
     """
-    from fitting.calibrate import calibrate
-    from fitting.classify import CLASSES, classify, features
+    import dataclasses
+    import warnings
+
+    from fitting.calibrate import calibrate, find_bad_pixels, load_mask, repair_hot
+    from fitting.classify import CLASSES, ClassifyRules, classify, features
     from fitting.io import load_scan
     from fitting.peaks import fit_histogram, sro_peak_map
     from fitting.profiles import scan_profiles, sector_profiles
 
     if not hasattr(scan, "scan_shape"):
         scan = load_scan(scan, pixel_size=pixel_size)
+    given_data = scan.data
     scan = _in_memory(scan, memory_budget)
     if instrument is not None and not isinstance(instrument, Instrument):
         raise TypeError(f"instrument={instrument!r}: expected a simkit.instrument.Instrument or None")
     given = instrument or Instrument()
     if given.ellipse is not None and ellipse_q_range is not None:
         raise ValueError("give either a known instrument.ellipse or ellipse_q_range (to measure it), not both")
-    cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range)
+    if mask is not None and not isinstance(mask, np.ndarray):
+        mask = load_mask(mask, shape=tuple(scan.data.shape[-2:]))
+    # static hot/dead pixels → the mask; transient hot pixels (cosmic rays) out of every in-memory frame
+    bp = find_bad_pixels(scan.data, mask=mask)
+    bad_summary = bp.summary()
+    use = bp.mask if (mask is not None or not bp.mask.all()) else None
+    if isinstance(scan.data, np.ndarray):
+        data, n_hot = repair_hot(scan.data, mask=bp.mask, copy=scan.data is given_data)
+        if n_hot:
+            scan = dataclasses.replace(scan, data=data)
+        bad_summary["transient_hot_taken_out"] = int(n_hot)
+    else:
+        bad_summary["transient_hot_taken_out"] = None  # a streamed scan is not checked frame by frame
+    if rules is None:
+        rules = ClassifyRules()
+    elif isinstance(rules, dict):
+        rules = ClassifyRules.from_dict(rules)
+    elif not isinstance(rules, ClassifyRules):
+        rules = ClassifyRules.from_json(rules)
+    caught: list[str] = []
+
+    def _record(w):
+        for item in w:
+            if issubclass(item.category, UserWarning):
+                caught.append(str(item.message))
+            else:  # not ours to swallow
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", UserWarning)
+        cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False)
+    _record(w)
     cal = _apply_instrument(cal, given, scan.scan_shape)
     prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
     sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
     # the classes rest on the Bragg-disc features and the whole profile, never on the SRO position: the peak
     # map is made once, from the final (possibly ellipse-refined) profiles
     feats = features(sq, sm, ss, profiles=prof)
-    classes = classify(feats)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", UserWarning)
+        classes = classify(feats, rules)
+    _record(w)
+    for msg in caught:  # the caller sees them once, and the summary keeps them
+        warnings.warn(msg, UserWarning, stacklevel=2)
     if refine_ellipse and cal.ellipse is None and given.ellipse is None:
         refined = _refine_ellipse(scan, cal, sq, sm, feats, classes)
         if refined is not None:
@@ -233,6 +286,11 @@ def analyze_scan(
         ],
         "class_counts": counts,
         "classes": per_class,
+        "center_source": cal.info.get("center_source"),
+        "bad_pixels": bad_summary,
+        "user_mask_pixels_excluded": None if mask is None else int(np.count_nonzero(~np.asarray(mask, bool))),
+        "classify_rules": rules.to_dict(),
+        "warnings": caught,
         # every calibration the reader found, with units and the file field it came from (fitting.io.load_scan)
         "scan_calibration": _jsonable(getattr(scan, "metadata", {}).get("calibration", {})),
     }
@@ -256,6 +314,8 @@ def _jsonable(v):
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
 def _example_patterns(scan, res: AnalysisResult) -> dict:
     """The most typical pattern of every class with its beam centre (plan centre + descan shift) [px]."""
     from fitting.plots import representative_pixels
@@ -362,7 +422,7 @@ def _refine_ellipse(scan, cal, sq, sm, feats, classes):
     from fitting.classify import CLASSES
 
     amorph = np.isin(classes, [CLASSES.index(c) for c in ("sei_type1", "sei_type2", "electrolyte")])
-    bragg = np.where(np.isfinite(feats.bragg), feats.bragg, np.inf) if feats.bragg is not None else 0.0
+    bragg = np.where(np.isfinite(feats.bragg), feats.bragg, np.inf)
     sel = amorph & (bragg <= ELLIPSE_MAX_BRAGG)
     total = np.where(np.isfinite(feats.total), feats.total, 0.0)
     if np.count_nonzero(sel) < ELLIPSE_MIN_PIXELS or float(np.sum(total[sel])) < ELLIPSE_MIN_COUNTS:

@@ -33,9 +33,9 @@ __all__ = [
     "virtual_adf",
 ]
 
-#: Colours of fitting.classify.CLASSES (vacuum, Li, Cu, Li₂O, Type 1, Type 2, electrolyte).
-CLASS_COLORS = ("#d9d9d9", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#17becf")
-CLASS_LABELS = ("vacuum/thin", "Li metal", "Cu", "Li₂O", "SEI Type 1", "SEI Type 2", "electrolyte")
+#: Colours of fitting.classify.CLASSES (vacuum, Li, Cu, Li₂O, Type 1, Type 2, electrolyte, unassigned).
+CLASS_COLORS = ("#d9d9d9", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#17becf", "#000000")
+CLASS_LABELS = ("vacuum/thin", "Li metal", "Cu", "Li₂O", "SEI Type 1", "SEI Type 2", "electrolyte", "unassigned")
 #: Fixed colour range of SRO peak maps [Å⁻¹]: the study's electrolyte (0.285), Type 2 (0.295) and Type 1
 #: (0.325–0.345) all inside, so maps of different scans can be compared by colour.
 PEAK_MAP_RANGE = (0.27, 0.37)

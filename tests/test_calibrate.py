@@ -202,3 +202,67 @@ def test_nan_pixels_do_not_break_centres(type1_scan):
     c = cal.find_centers(d)
     assert np.all(np.isfinite(c))
     assert np.abs(c - truth["centers"][:3, :3]).max() < 0.5
+
+
+def test_load_mask_reads_npy_tif_and_h5(tmp_path):
+    import h5py
+    from PIL import Image
+
+    m = np.ones((12, 16), dtype=bool)
+    m[3:5, 7:9] = False
+    np.save(tmp_path / "m.npy", m)
+    Image.fromarray(m.astype(np.uint8)).save(tmp_path / "m.tif")
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["entry/other"] = np.zeros(3)
+        f["entry/mask"] = m.astype(np.uint8)
+    for name in ("m.npy", "m.tif", "m.h5"):
+        np.testing.assert_array_equal(cal.load_mask(tmp_path / name, shape=(12, 16)), m)
+    with pytest.raises(ValueError, match="mask.shape"):
+        cal.load_mask(tmp_path / "m.npy", shape=(16, 12))
+    np.save(tmp_path / "none.npy", np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="every pixel is masked"):
+        cal.load_mask(tmp_path / "none.npy")
+    (tmp_path / "m.raw").write_bytes(b"\0" * 16)
+    with pytest.raises(ValueError, match="unknown format"):
+        cal.load_mask(tmp_path / "m.raw")
+
+
+def test_mask_reaches_the_plan_and_every_step(type1_scan):
+    data, truth = type1_scan
+    mask = np.ones(data.shape[-2:], dtype=bool)
+    mask[:, :20] = False  # a detector edge outside the rings
+    mask[:, 60:62] = False  # a chip gap through the direct beam
+    mask[60:64, 64:68] = False  # and a dead block in it
+    k = cal.calibrate(data, pixel_size=truth["pixel_size"], mask=mask, ellipse_q_range=(0.24, 0.42))
+    assert not k.plan.mask[:, :20].any() and not k.plan.mask[60:64, 64:68].any()
+    # masked pixels and their mirrors about the centre leave the centre of mass: the descan stays right
+    assert np.abs(k.shifts + np.array(k.plan.center) - truth["centers"]).max() < 0.1
+    zeroed = data.astype(float)
+    zeroed[..., ~mask] = 0.0  # what a mask-blind centre finder sees
+    try:
+        assert np.abs(cal.fit_descan(cal.find_centers(zeroed)) - truth["centers"]).max() > 0.3
+    except cal.CenterError:
+        pass  # the gap splits its disc: not a plausible direct beam at all
+    assert abs(k.ellipse.ratio - 1.02) < 0.003
+
+
+def test_isolated_hot_kernel_equals_numpy_rule(rng):
+    """The numba rule (a pixel above 8 × (its brightest neighbour + 1)) against scipy's maximum filter."""
+    from scipy.ndimage import maximum_filter
+
+    f = rng.poisson(rng.uniform(0, 50, (5, 40, 30))).astype(float)
+    f[0, 3, 4] = 4000
+    f[1, 0, 0] = 900  # corner
+    f[2, 10, 10] = f[2, 10, 11] = 5000  # a hot pair is not isolated
+    f[3, 20, 20] = np.nan
+    fp = np.ones((1, 3, 3), bool)
+    fp[0, 1, 1] = False
+    nb = maximum_filter(np.where(np.isfinite(f), f, -np.inf), footprint=fp, mode="constant", cval=-np.inf)
+    with np.errstate(invalid="ignore"):
+        ref = np.isfinite(f) & (f > 8.0 * (np.maximum(nb, 0.0) + 1.0))
+    got = cal.isolated_hot(f)
+    np.testing.assert_array_equal(got, ref)
+    assert got[0, 3, 4] and got[1, 0, 0] and not got[2, 10, 10] and got.sum() == 2
+    u = np.nan_to_num(f).astype(np.uint16)  # integer frames take the same rule
+    nb_u = maximum_filter(u.astype(float), footprint=fp, mode="constant", cval=-np.inf)
+    np.testing.assert_array_equal(cal.isolated_hot(u), u > 8.0 * (np.maximum(nb_u, 0.0) + 1.0))

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from fitting.calibrate import calibrate
-from fitting.classify import CLASSES, classify, cluster_profiles, features, layer_thickness
+from fitting.classify import CLASSES, REFLECTIONS, classify, cluster_profiles, features, layer_thickness
 from fitting.peaks import sro_peak_map
 from fitting.profiles import scan_profiles, sector_profiles
 from tests.synthetic_scan_helpers import REGIONS, all_regions_scan, layered_scan
 
-# synthetic region names → class names (same order)
-assert len(REGIONS) == len(CLASSES)
+# synthetic region names → class names (same order; the classifier adds "unassigned" last)
+assert len(REGIONS) == len(CLASSES) - 1 and CLASSES[-1] == "unassigned"
 
 
 def _analyse(data, truth):
@@ -40,7 +40,7 @@ def test_class_accuracy_on_pure_pixels(all_regions):
     classes, f, prof, pm, truth = all_regions
     acc = (classes == truth["regions"]).mean()
     assert acc > 0.95, acc
-    for k in range(len(CLASSES)):
+    for k in range(len(REGIONS)):
         m = truth["regions"] == k
         assert (classes[m] == k).mean() > 0.85, CLASSES[k]
 
@@ -107,11 +107,13 @@ def test_bad_input(all_regions):
         cluster_profiles(prof.iq, 2, method="pca")
 
 
-def test_vacuum_and_all_zero_patterns_are_vacuum():
+def test_all_zero_patterns_are_unassigned_with_a_warning():
+    """A blank frame (no counts) is not vacuum — vacuum shows the full direct beam — and not Cu: unassigned."""
     q = np.linspace(0, 0.8, 65)
     m = np.zeros((2, 2, 16, q.size))
     f = features(q, m, m.copy())
-    assert (classify(f) == CLASSES.index("vacuum")).all()
+    with pytest.warns(UserWarning, match="blank"):
+        assert (classify(f) == CLASSES.index("unassigned")).all()
 
 
 @pytest.mark.slow
@@ -233,3 +235,90 @@ def test_sorting_network_sorts_every_zero_one_input(n):
         lo, hi = np.minimum(x[:, i], x[:, j]), np.maximum(x[:, i], x[:, j])
         x[:, i], x[:, j] = lo, hi
     assert np.all(np.diff(x, axis=1) >= 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# open world: unknown phases, unmeasured reflections, frames the rules cannot read
+def _sector_scene(q, extra=None, n_phi=32, npix=40.0, flat=False):
+    """Sector profiles (1, 1, n_phi, n_q) of one analytic pattern: a direct beam (Q < 0.08 Å⁻¹) and an SRO hump at
+    0.30 Å⁻¹ on a background, plus ``extra(q, sector)``; Poisson errors of ``npix`` pixels per sector bin."""
+    base = 2e3 * (q < 0.08) + 30 * np.exp(-0.5 * ((q - 0.30) / 0.04) ** 2) + 10 / (q + 0.1)
+    if flat:
+        base = np.ones_like(q)
+    m = np.stack([base + (0 if extra is None else extra(q, k)) for k in range(n_phi)])[None, None]
+    return m, np.sqrt(m / npix)
+
+
+def test_unknown_sharp_ring_is_unassigned_not_li2o():
+    """A Li₂S 111 powder ring (0.305 Å⁻¹ at 100 K: not among the known reflections) is an unknown phase."""
+    from fitting.calibrate import reflection_q
+
+    q = np.arange(0.0025, 0.9, 0.005)
+    q_li2s = np.sqrt(3) / 5.691  # Li₂S a(100 K) of structures.crystals
+    assert min(abs(q_li2s - r) for refl in REFLECTIONS.values() for r in refl) > 0.05
+    m, s = _sector_scene(q, lambda q, k: 40 * np.exp(-0.5 * ((q - q_li2s) / 0.003) ** 2))
+    f = features(q, m, s)
+    assert f.ring_max[0, 0] > 6 and abs(f.ring_q[0, 0] - q_li2s) < 0.005
+    assert classify(f)[0, 0] == CLASSES.index("unassigned")
+    # the same ring at Li₂O 111 is Li₂O (the rule is not a blanket refusal)
+    q_li2o = reflection_q("Li2O", (1, 1, 1))
+    m, s = _sector_scene(q, lambda q, k: 40 * np.exp(-0.5 * ((q - q_li2o) / 0.003) ** 2))
+    assert classify(features(q, m, s))[0, 0] == CLASSES.index("li2o")
+
+
+def test_reflections_outside_the_measured_range_are_no_evidence():
+    """Profiles measured to 0.45 Å⁻¹ with a steep anisotropic rise at the last bins: LiF (0.499, 0.706) and Cu
+    (0.480, 0.555) reflections lie beyond the range, so their evidence is 0, never an extrapolation."""
+    q = np.arange(0.0025, 0.45, 0.005)
+    m, s = _sector_scene(q, lambda q, k: (k == 3) * 400 * np.clip((q - 0.43) / 0.02, 0, None))
+    f = features(q, m, s)
+    assert f.spot_z["lif"][0, 0] == 0 and f.spot_z["cu"][0, 0] == 0
+    assert f.spot_z["li"][0, 0] > 0 or f.spot_z["li2o"][0, 0] >= 0  # in-range reflections are read as before
+
+
+def test_discs_far_from_every_known_reflection_are_an_unknown_crystal():
+    q = np.arange(0.0025, 0.9, 0.005)
+    disc = lambda q, k: (k in (5, 21)) * 400 * np.exp(-0.5 * ((q - 0.80) / 0.01) ** 2)  # noqa: E731
+    f = features(q, *_sector_scene(q, disc))
+    assert f.bragg[0, 0] > 0.025 and abs(f.bragg_q[0, 0] - 0.80) < 0.01
+    assert classify(f)[0, 0] == CLASSES.index("unassigned")
+    assert classify(f, assign_tol=0.5)[0, 0] != CLASSES.index("unassigned")  # with the rule off: a known phase
+
+
+def test_flat_saturated_frame_is_unassigned_with_a_warning_not_cu():
+    q = np.arange(0.0025, 0.9, 0.005)
+    f = features(q, *_sector_scene(q, flat=True))  # a 1-bit frame with every pixel at 1
+    assert f.beam_contrast[0, 0] == pytest.approx(1.0)
+    with pytest.warns(UserWarning, match="no direct beam"):
+        c = classify(f)
+    assert c[0, 0] == CLASSES.index("unassigned")
+    assert classify(f, warn=False, min_beam_contrast=0.5)[0, 0] == CLASSES.index("cu")  # the old reading
+
+
+def test_classify_rules_are_one_versioned_configuration(tmp_path):
+    import json
+
+    from fitting.classify import RULES_VERSION, ClassifyRules
+
+    r = ClassifyRules()
+    assert r.version == RULES_VERSION and r.to_dict()["crystal_min"] == 0.3
+    p = tmp_path / "rules.json"
+    p.write_text(json.dumps({"version": RULES_VERSION, "dense_min": 0.3}))
+    assert ClassifyRules.from_json(p) == ClassifyRules(dense_min=0.3)
+    assert ClassifyRules.from_dict(r.to_dict()) == r
+    with pytest.raises(ValueError, match="version"):
+        ClassifyRules(version=RULES_VERSION - 1)
+    with pytest.raises(ValueError, match="unknown field"):
+        ClassifyRules.from_dict({"dense_mim": 0.3})
+    with pytest.raises(ValueError, match="lif_radius"):
+        ClassifyRules(lif_radius=1.5)
+    with pytest.raises(TypeError, match="ClassifyRules"):
+        classify(features(np.arange(0.0025, 0.9, 0.005), *_sector_scene(np.arange(0.0025, 0.9, 0.005))), spot_min=6)
+
+
+def test_rules_object_and_keyword_overrides_give_the_same_classes(all_regions):
+    from fitting.classify import ClassifyRules
+
+    classes, f, *_ = all_regions
+    assert (classify(f, ClassifyRules(lif_radius=0)) == classify(f, lif_radius=0)).all()
+    assert (classify(f, ClassifyRules()) == classes).all()
