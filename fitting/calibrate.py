@@ -45,6 +45,7 @@ __all__ = [
     "CRYSTALS",
     "BadPixels",
     "Calibration",
+    "check_scan_data",
     "CenterError",
     "CenterFit",
     "EllipseFit",
@@ -1967,6 +1968,57 @@ class Calibration:
     info: dict[str, Any]
 
 
+def check_scan_data(data, *, name: str = "scan data", n_sample: int = 16) -> None:
+    """Refuse data no detector records, before any work or file: shape, dtype and a sample of patterns.
+
+    Parameters
+    ----------
+    data : array-like (scan_y, scan_x, det_y, det_x)  [counts]
+    name : str
+        How the error names the data.
+    n_sample : int
+        Patterns read (spread over the scan) for the value checks; a lazy scan is not read whole.
+
+    Raises
+    ------
+    ValueError
+        Not 4-D; a zero-size axis; int8 (signed 8-bit data wrap above 127 counts: the file most likely holds
+        uint8); complex values; ±Inf; negative counts in integer data (a counting detector records none — float
+        data may be dark-subtracted and keep small negatives; NaN in float data marks missing pixels).
+    """
+    shape = tuple(int(v) for v in getattr(data, "shape", ()))
+    if len(shape) != 4:
+        hint = " — a stack of frames: load_scan(..., scan_shape=(ny, nx))" if len(shape) == 3 else ""
+        raise ValueError(
+            f"{name} has shape {shape} ({len(shape)}-D); expected 4-D (scan_y, scan_x, det_y, det_x){hint}"
+        )
+    if min(shape) == 0:
+        raise ValueError(
+            f"{name} has shape {shape} with a zero-size axis; a scan needs ≥ 1 position and pixel per axis"
+        )
+    dt = np.dtype(data.dtype)
+    if dt == np.int8:
+        raise ValueError(
+            f"{name} is int8: signed 8-bit counts wrap to negative above 127, so the file most likely stores uint8; "
+            "reinterpret it (data.view(np.uint8)) or convert it before the analysis"
+        )
+    if dt.kind == "c" or dt.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {dt}; expected unsigned/signed integer or float counts")
+    flat = np.linspace(0, shape[0] * shape[1] - 1, min(n_sample, shape[0] * shape[1])).astype(int)
+    for k in np.unique(flat):
+        iy, ix = divmod(int(k), shape[1])
+        pat = np.asarray(data[iy, ix])
+        if dt.kind == "f" and np.isinf(pat).any():
+            raise ValueError(
+                f"{name}: pattern ({iy}, {ix}) holds ±Inf counts; replace them (NaN marks a missing pixel)"
+            )
+        if dt.kind == "i" and (pat < 0).any():
+            raise ValueError(
+                f"{name}: pattern ({iy}, {ix}) holds negative counts (min {int(pat.min())}); a counting detector "
+                "records none — check the file's dtype (signed vs unsigned) or its offset"
+            )
+
+
 def calibrate(
     scan,
     *,
@@ -2019,8 +2071,7 @@ def calibrate(
             "missing calibration 'pixel_size' [Å⁻¹/px]: pass pixel_size= (or a guess with reflections=) or "
             "load the scan with pixel_size=..."
         )
-    if data.ndim != 4:
-        raise ValueError(f"scan data shape {tuple(data.shape)}: expected (scan_y, scan_x, det_y, det_x)")
+    check_scan_data(data)
     det = tuple(int(v) for v in data.shape[-2:])
     use = _check_mask(mask, det)
     info: dict[str, Any] = {}

@@ -101,8 +101,9 @@ Open world: a reflection outside the measured Q range (or beyond the detector ed
 (0), never extrapolated. **unassigned** is given to (a) a crystal whose disc centroid lies farther than
 ``assign_tol`` from every known reflection (an unknown crystal is not its nearest known phase), (b) an isotropic
 sharp ring (``ring_max`` ≥ ``ring_min``, ≥ 10 % above its running mean) farther than ``lif_tol`` from every known
-reflection, and (c) blank frames (no counts) and flat frames (``beam_contrast`` below ``min_beam_contrast``:
-saturated, 1-bit all-ones, or the direct beam behind a beam stop), with a ``UserWarning`` (:func:`frame_warnings`).
+reflection, and (c) blank frames (no counts) and flat frames (``beam_contrast`` below ``min_beam_contrast`` and no
+Bragg discs: saturated, 1-bit all-ones, or the direct beam behind a beam stop), with a ``UserWarning``
+(:func:`frame_warnings`).
 All thresholds sit in one versioned :class:`ClassifyRules` (defaults tuned on synthetic scenes).
 
 Unsupervised alternative: :func:`cluster_profiles` (k-means via ``scipy.cluster.vq.kmeans2`` or a
@@ -649,13 +650,22 @@ class ClassifyRules:
         return cls.from_dict(d)
 
 
+def _blank_flat(feats: Features, rules: ClassifyRules) -> tuple[np.ndarray, np.ndarray]:
+    """Blank frames (no counts) and flat ones: no direct beam above ``min_beam_contrast`` *and* no Bragg discs
+    (a thick crystal, e.g. 60 nm of Cu, sends the direct beam into discs as bright as itself: contrast ≈ 1.1 with
+    ``bragg`` ≫ ``weak_crystal_min``; it is a crystal, not a flat frame)."""
+    c = feats.beam_contrast
+    blank = ~(np.nan_to_num(feats.total) > 0) | ~np.isfinite(c) & ~np.isposinf(c)
+    discs = np.nan_to_num(feats.bragg) >= rules.weak_crystal_min
+    flat = ~blank & (c < rules.min_beam_contrast) & ~discs
+    return blank, flat
+
+
 def frame_warnings(feats: Features, rules: ClassifyRules | None = None) -> list[str]:
     """Warnings about patterns the rules cannot classify: blank (no counts) and flat frames (no direct beam:
     saturated, 1-bit all-ones, or the beam behind a beam stop). Such pixels are **unassigned**."""
     rules = ClassifyRules() if rules is None else rules
-    c = feats.beam_contrast
-    blank = ~(np.nan_to_num(feats.total) > 0) | ~np.isfinite(c) & ~np.isposinf(c)
-    flat = ~blank & (c < rules.min_beam_contrast)
+    blank, flat = _blank_flat(feats, rules)
     out = []
     if blank.any():
         out.append(f"{int(blank.sum())} of {blank.size} patterns are blank (no counts): unassigned")
@@ -699,9 +709,8 @@ def classify(feats: Features, rules: ClassifyRules | None = None, *, warn: bool 
     out = _classify_bragg(feats, code, rules)
     msgs = frame_warnings(feats, rules)
     if msgs:
-        c = feats.beam_contrast
-        bad = ~(np.nan_to_num(feats.total) > 0) | ~(c >= rules.min_beam_contrast)
-        out = np.where(bad, code["unassigned"], out)
+        blank, flat = _blank_flat(feats, rules)
+        out = np.where(blank | flat, code["unassigned"], out)
         if warn:
             for m in msgs:
                 warnings.warn(m, UserWarning, stacklevel=2)

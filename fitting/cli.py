@@ -170,7 +170,7 @@ def _structure_from_args(args):
             args.phase, NM * args.diameter_nm, orientation=_orientation(args.orientation), f_vacancy=args.f_vacancy,
             temperature=args.temperature, rng=rng,
         )  # fmt: skip
-    kw = {"relax": not args.no_relax, "rng": rng}
+    kw = {"relax": not args.no_relax, "rng": rng, "source": args.source}
     if cell is not None:
         kw["cell"] = cell
     else:
@@ -668,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--molality-litfsi", type=float, default=2.3, help="electrolyte LiTFSI molality [mol/kg] (2.3)")
     b.add_argument("--solvent", default="DME", help="electrolyte solvent (DME = 1,2-dimethoxyethane) [-]")
     b.add_argument("--no-relax", action="store_true", help="amorphous: skip the potential relaxation")
+    b.add_argument("--source", choices=("relaxed", "packing"), default="relaxed",
+                   help="amorphous/electrolyte: shipped melt-quenched model (relaxed, density an output) or rigid "
+                        "units packed at --density (packing, the fast path) [-] (default relaxed)")  # fmt: skip
     b.add_argument("--seed", type=int, default=0, help="random seed [-]")
     b.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     b.set_defaults(func=cmd_build)

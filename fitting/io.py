@@ -635,13 +635,8 @@ def _dim_spacing(d):
         return None, None
     try:
         v = np.asarray(d[()], dtype=float).ravel()
-    except (TypeError, ValueError):
-        raw = np.asarray(d[()]).ravel()[:3].tolist()
-        raise ValueError(
-            f"{Path(d.file.filename).name}: field {d.name} holds {raw!r}…, not numbers; an EMD dim vector gives each "
-            "pixel's calibrated position (e.g. 0, 0.005, 0.01, … with units 'A^-1'); fix the file or pass "
-            "pixel_size=/step= to load_scan"
-        ) from None
+    except (TypeError, ValueError):  # text labels (EMD 0.x files such as fpd name their axes): no calibration
+        return None, None
     if v.size < 2 or not np.isfinite(v[1] - v[0]) or v[1] == v[0]:
         return None, None
     return abs(float(v[1] - v[0])), _norm_units(_attr(d, "units", ""))

@@ -67,7 +67,7 @@ def test_build_nanocrystal_and_amorphous(tmp_path, capsys):
     rho = t1.get_masses().sum() * U_G / t1.get_volume()
     assert rho == pytest.approx(2.0, rel=0.02)
     assert "density 2.0" in out
-    rc, out, _ = run(capsys, "build", "electrolyte", tmp_path / "el.xyz", "--n-atoms", "300")
+    rc, out, _ = run(capsys, "build", "electrolyte", tmp_path / "el.xyz", "--n-atoms", "300", "--source", "packing")
     assert rc == 0
     el = read(tmp_path / "el.xyz")
     assert 250 < len(el) < 400 and set(el.get_chemical_symbols()) >= {"Li", "F", "S", "O", "N", "C", "H"}

@@ -33,7 +33,7 @@ N_BONDS = {"DME": 15, "FSI-": 8, "TFSI-": 14}
 
 @pytest.fixture(scope="module")
 def hce():
-    return electrolyte(n_atoms=1500, rng=3)
+    return electrolyte(n_atoms=1500, rng=3, source="packing")  # the builder itself, not the shipped model
 
 
 def test_molality_arithmetic(hce):
@@ -99,7 +99,7 @@ def test_molecules_intact_and_min_distances(hce):
 
 
 def test_seeds():
-    a, b, c = (electrolyte(n_atoms=800, rng=s) for s in (1, 1, 2))
+    a, b, c = (electrolyte(n_atoms=800, rng=s, source="packing") for s in (1, 1, 2))
     assert np.array_equal(a.positions, b.positions)
     assert not np.allclose(a.positions, c.positions)
 

@@ -69,7 +69,7 @@ def test_counts_keep_ratios_and_neutrality():
 
 @pytest.mark.parametrize("name", ["lifsi_1m", "lipf6_1m", "hce"])
 def test_built_models_concentration_and_density(name):
-    atoms = study_electrolyte(name, n_atoms=900, rng=2)
+    atoms = study_electrolyte(name, n_atoms=900, rng=2, source="packing")
     vol_cm3 = atoms.get_volume() * 1e-24
     rho = atoms.get_masses().sum() / N_A / vol_cm3
     assert rho == pytest.approx(atoms.info["density_g_cm3"], rel=1e-6)
@@ -107,7 +107,7 @@ def _bond_ok(sym_a, sym_b, d, table):
 def test_molecules_intact_in_packed_model(name):
     """Every bond of every molecule, measured with the minimum image in the packed box, within 5 % of the
     literature length (rigid packing must not deform or split molecules across the boundary)."""
-    atoms = study_electrolyte(name, n_atoms=900, rng=3)
+    atoms = study_electrolyte(name, n_atoms=900, rng=3, source="packing")
     sym = np.array(atoms.get_chemical_symbols())
     uid = atoms.arrays["unit_id"]
     cell = np.diag(atoms.cell.array)

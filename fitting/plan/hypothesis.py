@@ -269,7 +269,8 @@ def preset_hypotheses(
     for name in names:
         if name not in PRESETS:
             raise ValueError(f"hypothesis {name!r}: unknown preset; use a structure file or one of {sorted(PRESETS)}")
-        key = {"name": name, "energy": float(energy), "q": [float(q[0]), float(q[-1]), int(q.size)], "seed": seed}
+        key = {"name": name, "energy": float(energy), "q": [float(q[0]), float(q[-1]), int(q.size)], "seed": seed,
+               "model": "packing"}  # fmt: skip
         if name in ("lif", "lif_fvac20"):
             key.update(name="lif_series", n_orientations=int(n_orientations), thicknesses=list(LIF_THICKNESSES))
             arr = _cached(key, lambda: _lif_rings(q, energy, n_orientations))
@@ -306,7 +307,9 @@ def _kinematic_iq(name: str, q: np.ndarray, seed: int) -> dict:
     from structures import amorphous, crystals
 
     if name == "sro_0.295":
-        atoms = amorphous.type2_matrix(n_atoms=600, relax=True, rng=seed)
+        # the packed 600-atom model: the shipped relaxed Type 2 cells (~100 atoms, ~11 Å) are too small for a
+        # periodic Debye sum down to the probe's Q (its low-Q intensity goes negative)
+        atoms = amorphous.type2_matrix(n_atoms=600, relax=True, rng=seed, source="packing")
         return {"iq": _debye(atoms, q, True), "atom_density": len(atoms) / atoms.get_volume()}
     atoms = crystals.nanocrystal("Li2S", 30.0, orientation="random", rng=seed)
     b = crystals.bulk("Li2S")
