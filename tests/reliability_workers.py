@@ -108,13 +108,15 @@ def fingerprints(cache_dir: str, scan_path: str, seed: int) -> dict[str, str]:
     def sha(a) -> str:
         return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
-    atoms = type1_sei(density=2.0, n_atoms=300, rng=seed)
+    atoms = type1_sei(density=2.0, n_atoms=300, rng=seed, source="packing")  # the seeded builder (3 relaxed seeds ship)
     lib = library(cache_dir, seed=seed)
     synthesize_scan(scene(), scan_path, library=lib, seed=seed, overwrite=True, compression="lzf", progress=False)
     data = np.asarray(load_scan(scan_path, lazy=False).data)
     return {
         "structure": sha(np.round(atoms.get_positions(), 12)) + sha(atoms.numbers),
         "library": "".join(sha(e.pattern) for e in lib.entries),
+        # which structure each entry was built from (shipped relaxed models: a seed picks one of a few)
+        "library_sources": "|".join(str(e.info.get("source", "")) for e in lib.entries),
         "scan": sha(data),
     }
 
