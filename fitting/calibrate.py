@@ -24,7 +24,7 @@ pixel — carried through every step and into the plan):
    Q_known = pixel_size · r_px; or :func:`pixel_size_from_camera` from camera length and pixel pitch.
 5. :func:`calibrated_plan` — the ``RadialPlan`` with the calibrated centre, pixel size and ellipse.
 
-Radii in pixels are measured with the project's single peak estimator (``simkit.peakpos.peak_position``) on
+Radii in pixels are measured with the project's single peak estimator (``simkit.peak_estimator.peak_position``) on
 the ring intensity (n = 0) of radial profiles computed by ``simkit.radial`` — no pixel binning happens here.
 """
 
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from simkit.peakpos import peak_position
+from simkit.peak_estimator import peak_position
 from simkit.radial import RadialPlan, make_plan
 
 __all__ = [

@@ -1,10 +1,10 @@
 """SRO peak-position maps, Gaussian-mixture histograms and layer profiles (the study's Figure 2e–h numbers).
 
 * :func:`sro_peak_map` — per-pixel position [Å⁻¹] of the SRO peak with its uncertainty, amplitude and width,
-  using the project's SRO estimator ``simkit.peakpos.sro_peak_position`` (a peak + constant background fitted
+  using the project's SRO estimator ``simkit.peak_estimator.sro_peak_position`` (a peak + constant background fitted
   to I·Qⁿ, n = 1, in a window centred on the peak; also the ground truth of ``simkit.synth``) on radial profiles
   from ``simkit.radial``. ``method="local"`` gives a fixed-window peak + linear-background fit
-  (``simkit.peakpos.peak_position``), which fails for about half of the pixels on 2 mrad SRO humps at 10⁵
+  (``simkit.peak_estimator.peak_position``), which fails for about half of the pixels on 2 mrad SRO humps at 10⁵
   e/pattern (its linear background is degenerate with the position of a hump as broad as the window).
 * :func:`fit_histogram` — a 1–3 component Gaussian mixture of map values (number of components by BIC),
   fitted by expectation–maximisation in NumPy (optionally weighted, e.g. by 1/σ²) — "mean 0.33, std 0.019".
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simkit.peakpos import peak_position, sro_peak_position, sro_width, sro_window
+from simkit.peak_estimator import peak_position, sro_peak_position, sro_width, sro_window
 from simkit.results import ResultMixin, no_stderr
 from structures.checks import check_positive
 
@@ -115,12 +115,12 @@ def sro_peak_map(
     mask : ndarray of bool (sy, sx) or None
         Pixels to fit (True = fit); others are NaN / ok=False.
     method : {"centred", "local"}
-        ``"centred"`` (default): :func:`simkit.peakpos.sro_peak_position`, the project's SRO estimator (and the
-        synthetic scans' ground truth); ``"local"``: :func:`simkit.peakpos.peak_position` in the fixed window.
+        ``"centred"`` (default): :func:`simkit.peak_estimator.sro_peak_position`, the project's SRO estimator (and the
+        synthetic scans' ground truth); ``"local"``: :func:`simkit.peak_estimator.peak_position` in the fixed window.
     width : float or None  [Å⁻¹]
         Fixed peak width of the centred fit (``method="centred"``). None (default): from the probe by
-        :func:`simkit.peakpos.sro_window` when ``semiangle`` is given (the same (w, h) as the ground truth of
-        ``simkit.synth``), else the self-consistent width (:func:`simkit.peakpos.sro_width`) of the map's mean
+        :func:`simkit.peak_estimator.sro_window` when ``semiangle`` is given (the same (w, h) as the ground truth of
+        ``simkit.synth``), else the self-consistent width (:func:`simkit.peak_estimator.sro_width`) of the map's mean
         profile — one width for the whole map, never a noisy per-pixel one (the centre of an asymmetric hump
         moves with w, so a per-pixel w turns noise into position scatter).
     half_width : float or None  [Å⁻¹]

@@ -242,7 +242,7 @@ def analyze_scan(
         if refined is not None:
             cal = refined
             prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
-    # the estimator's window follows the probe (simkit.peakpos.sro_window), as in the synthetic scans' truth
+    # the estimator's window follows the probe (simkit.peak_estimator.sro_window), as in the synthetic scans' truth
     probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
     raw = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
     pm = _amorphous_only(raw, classes)

@@ -24,7 +24,7 @@ and :func:`refine` minimises it over box-bounded parameters with a derivative-fr
 
 Building blocks: :func:`likelihood_objective` (−log L of :func:`fitting.model.fit_profile` of a measured
 profile against the simulated profile plus fixed components), :func:`peak_target_objective` (squared
-deviations of SRO peak positions, by the project's one estimator :func:`simkit.peakpos.peak_position`, from
+deviations of SRO peak positions, by the project's one estimator :func:`simkit.peak_estimator.peak_position`, from
 targets) and :func:`kinematic_simulator` (Debye I(Q) with electron scattering factors, convolved with the
 probe through :mod:`simkit.radial`).
 """
@@ -465,7 +465,7 @@ def likelihood_objective(
 
 
 def peak_target_objective(targets: Sequence[tuple[float, float, float]], *, n: float = 1.0) -> Callable:
-    """Σ ((Q_peak − Q_target)/tolerance)² over SRO peaks, with Q_peak from :func:`simkit.peakpos.peak_position`
+    """Σ ((Q_peak − Q_target)/tolerance)² over SRO peaks, with Q_peak from :func:`simkit.peak_estimator.peak_position`
     (the maximum of a local fit to I·Qⁿ of the probe-convolved profile — the project's one peak estimator).
 
     Parameters
@@ -480,7 +480,7 @@ def peak_target_objective(targets: Sequence[tuple[float, float, float]], *, n: f
     callable (profile) → float
         Profile: Component / RadialProfiles (``q``, ``mean``) or (q, I). A peak not found → +inf.
     """
-    from simkit.peakpos import peak_position
+    from simkit.peak_estimator import peak_position
 
     targets = [(float(a), float(b), float(c)) for a, b, c in targets]
     if not targets:

@@ -210,7 +210,7 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
         Base seed of the structures.
     electrolytes : sequence of str
         Electrolytes whose SEI Type 1 variant and vitrified electrolyte get entries ("hce", "lifsi_1m",
-        "lipf6_1m"; structures.sei_variants / structures.electrolytes_study). Entries of other electrolytes
+        "lipf6_1m"; structures.sei_variants / structures.electrolyte_presets). Entries of other electrolytes
         than "hce" carry ``params["variant"]`` / ``params["electrolyte"]``; their Type 1 densities span
         1.5–1.9 g/cm³ (the 1 M SEI hypotheses are less dense).
 
@@ -385,7 +385,7 @@ def _structure(spec: EntrySpec, thickness: float, lateral: float):
         if kind == "type2_matrix":
             return amorphous.type2_matrix(density=_opt_float(p.get("density")), cell=cell, relax=False, rng=spec.seed)
         if p.get("electrolyte", "hce") != "hce":
-            from structures.electrolytes_study import study_electrolyte
+            from structures.electrolyte_presets import study_electrolyte
 
             return study_electrolyte(p["electrolyte"], cell=cell, rng=spec.seed)
         from structures.electrolyte import electrolyte
@@ -766,7 +766,7 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
         elif spec.kind == "type2_matrix":
             atoms = amorphous.type2_matrix(n_atoms=n_at, density=_opt_float(p.get("density")), rng=spec.seed)
         elif spec.kind == "electrolyte" and p.get("electrolyte", "hce") != "hce":
-            from structures.electrolytes_study import study_electrolyte
+            from structures.electrolyte_presets import study_electrolyte
 
             atoms = study_electrolyte(p["electrolyte"], n_atoms=n_at, rng=spec.seed)
         elif spec.kind == "electrolyte":

@@ -4,7 +4,8 @@
 scattering factors (:func:`simkit.kinematic.debye_intensity`, minimum image, Lorch window), the exact probe-disc
 convolution rendered on a detector and integrated by :mod:`simkit.radial`
 (:func:`simkit.kinematic.probe_convolve`) — and locates the first and second maxima of I·Q with the project's SRO
-estimator (:func:`simkit.peakpos.sro_peak_position`, width and window from :func:`simkit.peakpos.sro_window`,
+estimator (:func:`simkit.peak_estimator.sro_peak_position`, width and window from
+:func:`simkit.peak_estimator.sro_window`,
 the same estimator as the ground truth of :mod:`simkit.synth` and ``fitting.peaks.sro_peak_map``).
 
 Small relaxed models (≈ 100 atoms, ≈ 10 Å boxes) would limit the pair cut-off of the periodic Debye sum to half
@@ -91,7 +92,7 @@ def model_peaks(
         the convolved, radially integrated curves); ``density`` [g/cm³] of the model.
     """
     from simkit.kinematic import debye_intensity, make_probe_convolution, probe_convolve, scattering_factor
-    from simkit.peakpos import sro_peak_position, sro_window
+    from simkit.peak_estimator import sro_peak_position, sro_window
 
     qg = np.linspace(0.02, float(q_max), int(n_q))
     big = tile_to(atoms, min_box)

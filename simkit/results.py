@@ -1,6 +1,6 @@
 """One protocol for the results of fits and estimators in simkit and fitting.
 
-Every result class (``simkit.peakpos.PeakFit``, ``fitting.model.FitResult``/``ScanFit``, ``fitting.hypotheses``,
+Every result class (``simkit.peak_estimator.PeakFit``, ``fitting.model.FitResult``/``ScanFit``, ``fitting.hypotheses``,
 ``fitting.refine``, ``fitting.crystal_fit``, ``fitting.peaks``) answers the same questions with the same names:
 
 - ``ok`` — did it work: ``bool`` for a single result; a bool array with the leading shape for vectorised ones

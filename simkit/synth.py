@@ -34,8 +34,9 @@ into a 4D dataset, pixel by pixel:
 The file (layout: :mod:`simkit.emd`) is written pattern row by pattern row (bounded memory whatever the scan
 size) to a temporary file that is renamed at the end. Ground truth (an emdfile ``Metadata`` named ``truth`` in
 the datacube, :data:`simkit.emd.TRUTH_PATH`; :func:`simkit.emd.read_truth` reads it): majority region and its
-fraction, all fractions, the SRO peak position from :func:`simkit.peakpos.sro_peak_position` (window from the probe,
-:func:`simkit.peakpos.sro_window`) on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own
+fraction, all fractions, the SRO peak position from :func:`simkit.peak_estimator.sro_peak_position` (window from
+the probe,
+:func:`simkit.peak_estimator.sro_window`) on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own
 estimator), density, LiF orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse,
 and all settings as JSON.
 
@@ -759,8 +760,8 @@ def truth_plan(geometry: DetectorGeometry):
 def truth_peaks(patterns: np.ndarray, geometry: DetectorGeometry, plan=None, *, probe=None) -> np.ndarray:
     """SRO peak positions [Å⁻¹] of noise-free patterns by the project's SRO estimator (NaN where it fails).
 
-    The estimator is :func:`simkit.peakpos.sro_peak_position` with the width and window that
-    :func:`simkit.peakpos.sro_window` gives for the probe — exactly what ``fitting.peaks.sro_peak_map`` applies
+    The estimator is :func:`simkit.peak_estimator.sro_peak_position` with the width and window that
+    :func:`simkit.peak_estimator.sro_window` gives for the probe — exactly what ``fitting.peaks.sro_peak_map`` applies
     to a measured scan that records its semi-angle and energy.
 
     Parameters
@@ -776,7 +777,7 @@ def truth_peaks(patterns: np.ndarray, geometry: DetectorGeometry, plan=None, *, 
     -------
     ndarray, shape patterns.shape[:-2]  [Å⁻¹]
     """
-    from simkit.peakpos import sro_peak_position, sro_window
+    from simkit.peak_estimator import sro_peak_position, sro_window
 
     plan = plan or truth_plan(geometry)
     prof = plan.integrate(patterns)

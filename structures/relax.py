@@ -433,7 +433,7 @@ class ModelSpec:
     units : dict
         Unit fractions for :func:`structures.amorphous.amorphous` (type1/type2); empty for electrolytes.
     electrolyte : str
-        Name for :func:`structures.electrolytes_study.study_electrolyte` (electrolytes only).
+        Name for :func:`structures.electrolyte_presets.study_electrolyte` (electrolytes only).
     n_atoms : int
         Target size of the start.
     start_density : float  [g/cm³]
@@ -547,7 +547,7 @@ def start_structure(name: str, seed: int) -> Atoms:
     """The rigid-unit start of a library model (fast packing, no forces)."""
     spec = _check_name(name)
     if spec.kind == "electrolyte":
-        from .electrolytes_study import study_electrolyte
+        from .electrolyte_presets import study_electrolyte
 
         return study_electrolyte(spec.electrolyte, n_atoms=spec.n_atoms, rng=seed, source="packing")
     from .amorphous import amorphous

@@ -36,7 +36,7 @@ from ase import Atoms
 
 from .amorphous import TYPE1_DEFAULT_UNITS, TYPE2_DEFAULT_UNITS, amorphous, type2_matrix
 from .crystals import bulk
-from .electrolytes_study import study_units
+from .electrolyte_presets import study_units
 from .scenes import column
 
 __all__ = [
@@ -58,7 +58,7 @@ class SEIVariant:
     ----------
     name : str
     electrolyte : str
-        Key of :data:`structures.electrolytes_study.ELECTROLYTES` that leaves this SEI.
+        Key of :data:`structures.electrolyte_presets.ELECTROLYTES` that leaves this SEI.
     units : dict
         Composition, fractions of units (Li⁺ added for neutrality).
     density : float  [g/cm³]

@@ -171,7 +171,7 @@ def profile_model_reference(q, exposure, comp_grid, comp_values, scales, alpha, 
 
 
 # ==========================================================================================================
-# simkit.peakpos / fitting.peaks / fitting.calibrate — slow, obvious twins (one scipy call per profile)
+# simkit.peak_estimator / fitting.peaks / fitting.calibrate — slow, obvious twins (one scipy call per profile)
 # ==========================================================================================================
 def peak_position_reference(q, intensity, q_range, n=1.0, sigma=None, shape="gaussian"):
     """Maximum of a peak + linear background fitted to I·Qⁿ in q_range, ONE profile, by scipy.curve_fit.

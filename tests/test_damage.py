@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simkit import damage as dm
-from simkit.peakpos import peak_position
+from simkit.peak_estimator import peak_position
 
 matplotlib.use("Agg")
 

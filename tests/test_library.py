@@ -166,7 +166,7 @@ def test_amorphous_entry_at_015_mrad_is_the_debye_profile(tmp_path):
     # moves it outwards (the study's "position recorded with the probe"); the scattering outside the direct
     # discs is the same at both semi-angles, and the direct disc is the 0.15 mrad probe (the central pixel)
     from simkit.kinematic import debye_intensity
-    from simkit.peakpos import peak_position
+    from simkit.peak_estimator import peak_position
     from simkit.synth import TRUTH_Q_RANGE
     from structures.amorphous import type1_sei
 

@@ -38,7 +38,7 @@ def test_peak_map_recovers_analytic_sro_positions(analysed):
     # 1e5 electrons per pattern (≈ 60 e/Å² scan fluence at a 4 nm step), with descan and a 1.5 % ellipse
     data, truth, cal, prof = analysed
     # the analytic rings are not broadened by the probe (σ = 0.035–0.04 Å⁻¹ by construction, whatever the
-    # nominal 2 mrad), so the estimator's width is that of the rings, not simkit.peakpos.sro_window(2 mrad)
+    # nominal 2 mrad), so the estimator's width is that of the rings, not simkit.peak_estimator.sro_window(2 mrad)
     pm = sro_peak_map(prof, width=ANALYTIC_WIDTH)
     tr = sro_truth(truth["sro_q0"], truth["regions"])
     amorph = np.isfinite(tr)

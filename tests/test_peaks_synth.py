@@ -2,11 +2,11 @@
 truth — issue 8, item 7 ("median error < 0.003 Å⁻¹ at the default dose").
 
 Oracle: the truth stored in the scan file, the SRO estimator applied by simkit.synth to each pixel's noise-free,
-undistorted pattern (same estimator and window as the analysis; see simkit.peakpos.sro_window), and the known
+undistorted pattern (same estimator and window as the analysis; see simkit.peak_estimator.sro_window), and the known
 instrument distortion the synthesiser applied (ellipse 1.02 at 0.5 rad).
 
 What the numbers say: per pixel the error is Poisson-limited (the reported σ matches the scatter, and
-tests/test_peakpos.py shows the estimator sits at the Cramér–Rao bound), so it falls as 1/√dose: 0.0026–0.0042
+tests/test_peak_estimator.py shows the estimator sits at the Cramér–Rao bound), so it falls as 1/√dose: 0.0026–0.0042
 Å⁻¹ at 10⁵ e (0.0068 on Type 2 pixels with bright LiF discs), 0.0008–0.0023 Å⁻¹ at the default 10⁶ e.
 """
 

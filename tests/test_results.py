@@ -18,7 +18,7 @@ from fitting import crystal_fit, hypotheses, peaks
 from fitting.model import fit_profile, fit_scan
 from fitting.profiles import ScanProfiles, measured_profile
 from fitting.refine import Parameter, refine
-from simkit.peakpos import peak_position
+from simkit.peak_estimator import peak_position
 from simkit.radial import RadialProfiles
 from simkit.results import NamedArray, Result
 

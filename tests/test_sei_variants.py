@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from structures.electrolytes_study import get_study_unit as get_unit
+from structures.electrolyte_presets import get_study_unit as get_unit
 from structures.sei_variants import (
     SEI_VARIANTS,
     li2o_surface_layer,

@@ -108,7 +108,7 @@ def test_entries_are_normalised_and_physical(library):
 
 def test_type1_density_moves_sro_peak_outwards(library):
     # Q1 grows with density (Q1 ∝ ρ^(1/3) for a uniform dilation): the denser entry peaks at larger Q
-    from simkit.peakpos import peak_position
+    from simkit.peak_estimator import peak_position
 
     plan = make_plan_from_geometry(GEOM, n_bins=30, q_max=0.5)
     t1 = sorted(library.by_kind("sei_type1"), key=lambda e: e.spec.params["density"])
@@ -158,7 +158,7 @@ def test_region_mean_profiles_peak_at_truth(library, tmp_path):
         dtype=np.uint32,
         progress=False,
     )
-    from simkit.peakpos import sro_peak_position, sro_window
+    from simkit.peak_estimator import sro_peak_position, sro_window
 
     w, h = sro_window(library.probe.semiangle, library.probe.energy)  # the truth's estimator window
     plan = truth_plan(GEOM)  # the same binning as the truth (the estimator is the analysis' own)
@@ -463,7 +463,7 @@ def _check_region_peaks(res, geometry, regions, min_pixels=4, pure=0.95):
     # (0.406 Å⁻¹) is a sharp 3-pixel disc inside the SRO window, and a few % of Li in the probe's tails puts a
     # spike above the SRO hump that the estimator (truth and analysis alike) takes — honest for that pixel,
     # but not a test of the region's SRO peak
-    from simkit.peakpos import sro_peak_position, sro_window
+    from simkit.peak_estimator import sro_peak_position, sro_window
 
     w, h = sro_window(res.settings["probe"]["semiangle"], res.settings["probe"]["energy"])
     plan = truth_plan(geometry)

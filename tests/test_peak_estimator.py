@@ -1,11 +1,11 @@
-"""simkit.peakpos: the one peak-position estimator (maximum of a local peak + linear background fit to I·Qⁿ)."""
+"""simkit.peak_estimator: the one peak-position estimator (maximum of a local peak + linear background fit to I·Qⁿ)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from simkit.peakpos import peak_position
+from simkit.peak_estimator import peak_position
 from tests.reference import peak_position_reference
 
 Q = np.arange(0.0025, 1.0, 0.005)  # bin centres [Å⁻¹]
@@ -130,7 +130,7 @@ def test_mismatched_shapes_raise():
 # ---------------------------------------------------------------------------------------------------------------
 # sro_peak_position: peak + constant in a window centred on the peak
 # ---------------------------------------------------------------------------------------------------------------
-from simkit.peakpos import sro_peak_position, sro_width, sro_window  # noqa: E402
+from simkit.peak_estimator import sro_peak_position, sro_width, sro_window  # noqa: E402
 from tests.reference import sro_peak_position_reference  # noqa: E402
 
 
@@ -178,7 +178,7 @@ def test_sro_agrees_with_slow_scipy_reference(rng):
 
 
 def test_sro_kernel_without_jit_is_identical(rng):
-    import simkit.peakpos as pp
+    import simkit.peak_estimator as pp
 
     y = np.stack([_broad_hump(Q, m) * Q for m in rng.uniform(0.27, 0.34, 3)])
     wt = np.ones_like(y)

@@ -1,4 +1,4 @@
-"""Oracles for structures.study_scenes: every scene's fractions sum to one with library-known region kinds, the
+"""Oracles for structures.scene_presets: every scene's fractions sum to one with library-known region kinds, the
 layer order of each situation, the electrolyte tags, and each scene synthesises a tiny scan (simkit.synth) whose
 patterns conserve the incident intensity and whose majority regions sit where the layout puts them."""
 
@@ -14,7 +14,7 @@ from simkit.kinematic import disc_radius
 from simkit.library import EntrySpec, LibraryEntry, PatternLibrary
 from simkit.nbed import Probe
 from simkit.synth import DEFAULT_INSTRUMENT, synthesize_scan
-from structures.study_scenes import SCENE_NAMES, between_grains, scene, type2_voltage
+from structures.scene_presets import SCENE_NAMES, between_grains, scene, type2_voltage
 
 ELECTROLYTES = ("hce", "lifsi_1m", "lipf6_1m")
 # region kinds simkit.synth / simkit.library know (structures.scenes.REGION_KINDS)

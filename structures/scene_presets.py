@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .electrolytes_study import ELECTROLYTES
+from .electrolyte_presets import ELECTROLYTES
 from .scenes import DEFAULT_THICKNESS, Interface, Region, Scene, bottom, top
 from .sei_variants import SEI_VARIANTS, type2_lif_fraction
 

@@ -46,7 +46,7 @@ hypotheses): CO₃²⁻ C +0.7, O −0.9; CH₃O⁻ O −1.0, C and H 0; EtOCO�
 CH₂ carbon +0.2; PF₆⁻ P +1.0, F −1/3; EC and DEC 0 (never relaxed with charges).
 
 Why the HCE model's SRO peak sits at ≈ 0.245 Å⁻¹ (2 mrad probe, I·Q) rather than the study's 0.285 (measured
-with :func:`simkit.compare.profile_decomposition`, 2000-atom models, two seeds each): the maximum of a
+with :func:`simkit.electrolyte_comparison.profile_decomposition`, 2000-atom models, two seeds each): the maximum of a
 recorded I·Q is a compromise between the atomic self term ⟨f²⟩·Q, whose own maximum after the 2 mrad probe is at
 0.2975 Å⁻¹ for this composition (no structure in it), and the distinct (intermolecular) part, whose maximum is at
 ≈ 0.23 Å⁻¹ (molecule spacing ≈ 5.4 Å). Density is the main lever: 1.30 → 0.245, 1.45 → 0.26, 1.60 →
@@ -544,7 +544,7 @@ def study_electrolyte(
     label = spec.label if basis == spec.solvent_basis else spec.label.replace("(v/v)", "(w/w)")
     atoms.info.update(
         {
-            "builder": "structures.electrolytes_study.study_electrolyte",
+            "builder": "structures.electrolyte_presets.study_electrolyte",
             "electrolyte": name,
             "label": label,
             "solvent_basis": basis,

@@ -851,7 +851,7 @@ def sro_peak_position(
     about half of its fits fail, preferentially those whose noise pulls the maximum to a window edge — a biased
     selection. In a window centred on the peak a constant background is orthogonal to a shift; with w fixed
     (a matched filter: the centre of a symmetric peak does not depend on w) the fit has three parameters and
-    sits at the Poisson Cramér–Rao bound (tests/test_peakpos.py). For a symmetric peak μ is its centre; for an
+    sits at the Poisson Cramér–Rao bound (tests/test_peak_estimator.py). For a symmetric peak μ is its centre; for an
     asymmetric hump, the centre of the best symmetric match within ±h — what one reads off a broad hump.
 
     Parameters

@@ -1,4 +1,5 @@
-"""Oracles for simkit.compare: the SRO-strength metric returns the contrast of analytic profiles, its propagated
+"""Oracles for simkit.electrolyte_comparison: the SRO-strength metric returns the contrast of analytic profiles,
+its propagated
 uncertainty matches the scatter over Poisson realisations, and the comparison pipeline runs end to end."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simkit.compare import (
+from simkit.electrolyte_comparison import (
     ElectrolyteComparison,
     compare_electrolytes,
     plot_electrolyte_comparison,

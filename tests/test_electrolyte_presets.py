@@ -1,4 +1,4 @@
-"""Oracles for structures.electrolytes_study: compositions from molarity/molality with independent arithmetic,
+"""Oracles for structures.electrolyte_presets: compositions from molarity/molality with independent arithmetic,
 mass/volume = density, molecules intact (bond lengths within 5 % of the literature values typed here), and the
 geometry of the new units (planar EC ring, octahedral PF6-)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from structures.electrolytes_study import (
+from structures.electrolyte_presets import (
     ELECTROLYTES,
     STUDY_UNITS,
     counts_from_molarity,

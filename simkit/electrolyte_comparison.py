@@ -214,7 +214,7 @@ class ElectrolyteComparison:
         Standard error of ``iq`` over seeds.
     strengths : tuple of SROStrength
     peak_position : ndarray, shape (n_el,)  [Å⁻¹]
-        :func:`simkit.peakpos.peak_position` of the mean profile (the project's estimator).
+        :func:`simkit.peak_estimator.peak_position` of the mean profile (the project's estimator).
     ranking : tuple of str
         Names by decreasing SRO strength.
     settings : dict
@@ -270,8 +270,8 @@ def compare_electrolytes(
     ElectrolyteComparison
     """
     from simkit.kinematic import debye_intensity, make_probe_convolution, probe_convolve
-    from simkit.peakpos import peak_position
-    from structures.electrolytes_study import ELECTROLYTES
+    from simkit.peak_estimator import peak_position
+    from structures.electrolyte_presets import ELECTROLYTES
     from structures.sei_variants import SEI_VARIANTS, sei_variant
 
     names = tuple(names)
