@@ -104,12 +104,15 @@ def test_readme_python_blocks_run(walkthrough):
 
     old = Path.cwd()
     os.chdir(work)
+    ran = []
     try:
         for block in _blocks("python"):
             if "Client(" in block:  # needs a dask scheduler
                 continue
             if "import py4DSTEM" in block:  # py4DSTEM pins numpy<2: shown for users, not installable here
                 continue
-            exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+            exec(compile(block, "README.md", "exec"), {"__name__": "readme"})  # raises on any failing line
+            ran.append(block)
     finally:
         os.chdir(old)
+    assert len(ran) >= 2, "the README lost its runnable Python blocks"
