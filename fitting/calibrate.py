@@ -1016,17 +1016,13 @@ def _ring_window(img, center, mask=None):
 
     a = np.asarray(img, dtype=float)
     w = np.isfinite(a) if mask is None else (mask & np.isfinite(a))
-    iy, ix = np.indices(a.shape)
-    rr = np.hypot(iy - center[0], ix - center[1])
     rmax = int(min(center[0], center[1], a.shape[0] - 1 - center[0], a.shape[1] - 1 - center[1]))
     if rmax < 8:
         raise CenterError(f"ring centre: the centre guess ({center[0]:.1f}, {center[1]:.1f}) is at the detector edge")
-    b = np.rint(rr[w]).astype(int)
-    sel = b < rmax
-    num = np.bincount(b[sel], weights=a[w][sel], minlength=rmax)
-    den = np.bincount(b[sel], minlength=rmax)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prof = np.where(den > 0, num / den, np.nan)
+    # azimuthal mean in 1-px rings about the guess, through the project's one radial core (pixel_size 1: Q = r [px])
+    plan = make_plan(a.shape, center=(float(center[0]), float(center[1])), pixel_size=1.0,
+                     edges=np.r_[0.0, np.arange(1, rmax + 1) - 0.5], mask=w)  # fmt: skip
+    prof = np.asarray(plan.integrate(np.where(w, a, 0.0)).mean, dtype=float)
     # a ring stands above its ±6 px running background; beyond 4 px from the centre (the beam or beam stop)
     f = np.nan_to_num(prof)
     score = (f - gaussian_filter1d(f, 6.0)) * np.arange(rmax)
