@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import ndtr
 
-from fitting.plan.hypothesis import Hypothesis, _kinematic_scale
+from fitting.plan.hypothesis import Hypothesis, kinematic_scale
 from simkit.damage import DamageModel, amorphous_fraction, damaged_profile, li2o_powder_profile
 from simkit.detector import DetectorModel, dead_time_response, defect_masks, psf_kernel, saturation_value
 from simkit.dose import accumulated_fluence_map
@@ -262,7 +262,7 @@ def _damaged_densities(h: Hypothesis, levels: np.ndarray, damage: DamageModel | 
         return np.broadcast_to(base, (levels.size,) + base.shape)
     out = np.empty((levels.size,) + base.shape)
     for j, t in enumerate(model_t):
-        c = _kinematic_scale(h.atom_density, t, h.energy)
+        c = kinematic_scale(h.atom_density, t, h.energy)
 
         def li2o(q, size, c=c):
             return li2o_powder_profile(q, size) * c

@@ -106,8 +106,15 @@ class Hypothesis:
         return (1.0 - w) * self.density[j] + w * self.density[j + 1]
 
 
-def _kinematic_scale(atom_density: float, thickness: float, energy: float) -> float:
-    """n·t·(γλ)²: Debye intensity per atom [Å²] → fraction of the beam per Å⁻² of the detector plane."""
+def kinematic_scale(atom_density: float, thickness: float, energy: float) -> float:
+    """n·t·(γλ)²: Debye intensity per atom [Å²] → fraction of the beam per Å⁻² of the detector plane.
+
+    Parameters
+    ----------
+    atom_density : float  [atoms/Å³]
+    thickness : float  [Å]
+    energy : float  [eV]
+    """
     return atom_density * thickness * (relativistic_factor(energy) * wavelength(energy)) ** 2
 
 
@@ -144,7 +151,7 @@ def hypothesis_from_iq(
     Hypothesis
     """
     iq = np.asarray(iq, float)
-    dens = iq * _kinematic_scale(float(atom_density), float(thickness), float(energy))
+    dens = iq * kinematic_scale(float(atom_density), float(thickness), float(energy))
     return Hypothesis(
         name=name, q=q, thicknesses=(float(thickness),), density=dens, thickness=thickness, energy=energy,
         damage=damage, atom_density=float(atom_density), source=source or "kinematic Debye I(Q)",
