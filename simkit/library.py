@@ -25,11 +25,13 @@ at 6 nm, come out right (tests/test_library.py compares with a direct 1 mrad mul
 
 Kinematic entries:
 
-* amorphous regions and damage crystallites — Debye I(Q) of the model with electron scattering factors,
-  rendered on the detector with the exact probe convolution of :func:`simkit.kinematic.make_probe_convolution`,
-  plus the direct disc. The intensity per pixel is n_A · γ² λ² · I_atom(Q) · Δq² with n_A the areal atom
-  density [Å⁻²] of the column, γ the relativistic factor and I_atom the Debye intensity per atom [Å²]
-  (dσ/dΩ = γ²|f|² and dΩ = λ² d²Q). They have no speckle (they are the ensemble average).
+* amorphous regions and damage crystallites — Debye I(Q) of the model with electron scattering factors
+  (a shipped relaxed model: every seed on its own periodic cell, pair cut-off L/2, atom-weighted mean over the
+  seeds — a repeated cell would show its reciprocal lattice |n|/L), rendered on the detector with the exact
+  probe convolution of :func:`simkit.kinematic.make_probe_convolution`, plus the direct disc. The intensity per
+  pixel is n_A · γ² λ² · I_atom(Q) · Δq² with n_A the areal atom density [Å⁻²] of the column, γ the relativistic
+  factor and I_atom the Debye intensity per atom [Å²] (dσ/dΩ = γ²|f|² and dΩ = λ² d²Q). They have no speckle
+  (they are the ensemble average).
 * oriented bulk crystals (``li_metal``, ``cu``, ``li2o``) — a laterally infinite slab of the library
   thickness: every reflection of :func:`simkit.kinematic.kinematic_spots` is a disc of the probe semi-angle
   carrying the two-beam (Howie–Whelan) intensity I_g = K² sin²(π t s_eff)/(π s_eff)², K = λγ|F_g|/Ω = π/ξ_g,

@@ -837,10 +837,11 @@ def relaxed_model(
     the one ``rng`` picks) transformed by a random operation of the cube's point group and a random periodic
     shift — exact for a periodic cube, so there is no interface inside a tile — with its molecules and ions kept
     whole. All tiles are rescaled to one density (``density``, else the seeds' pooled relaxed density Σm/ΣV) so
-    that their cells coincide. Caveat: the tile boundaries (planes L apart) are interfaces between unrelated
-    structures, with a few close contacts or gaps; their regular spacing leaves a weak trace at 1/L, far below a
-    repeat's Bragg spots. Quantities that must not see any of this (the library's kinematic I(Q)) use the untiled
-    seeds (:func:`relaxed_seeds`).
+    that their cells coincide. Caveat: the tile boundaries (planes L apart) are unrelaxed interfaces between
+    unrelated structures, with close contacts and gaps: they add small-angle scattering and pull the first I·Q
+    maximum down (measured in docs/measurements.md); the (1/L, 0) Fourier component they leave is at the level of
+    the amorphous speckle, far below a repeat's Bragg spots. Quantities that must not see the seams (the library's
+    kinematic I(Q)) use the untiled seeds (:func:`relaxed_seeds`).
 
     Parameters
     ----------
