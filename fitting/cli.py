@@ -311,7 +311,7 @@ def cmd_synth(args) -> int:
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
           f"{res.scan_fluence:.2f} e/Å²)")  # fmt: skip
-    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, reader='hspy')"
+    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, file_format='hspy')"
     codec = "" if args.compression != "blosc-lz4" else "; other readers: import hdf5plugin first (blosc-lz4)"
     print(f"  opens in py4DSTEM.read(path) (DataCube + Calibration), HyperSpy {hs} and fitting.io.load_scan{codec}")
     return 0

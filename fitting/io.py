@@ -15,8 +15,9 @@ Supported formats (see :data:`SUPPORTED_FORMATS`):
   ``Q_pixel_units``, py4DSTEM). Dectris/Arina master files (HDF5 without EMD attributes, with ``/entry``)
   are read through rosettasciio.
 * **NumPy** ``.npy``: memory-mapped; calibrations must be given as arguments.
-* **HyperSpy** ``.hspy`` / ``.zspy`` (rosettasciio; a ``.hspy`` that is also an EMD 1.0 file — as written by
-  :mod:`simkit.emd` — is read through its EMD tree); navigation axes → scan, signal axes → detector.
+* **HyperSpy** ``.hspy`` / ``.zspy`` (rosettasciio; also a HyperSpy file named ``.h5``/``.hdf5``, recognised by
+  its ``file_format='HyperSpy'`` attribute; a file that is also EMD 1.0 — as written by :mod:`simkit.emd` — is read
+  through its EMD tree, whatever its name); navigation axes → scan, signal axes → detector.
 * Through **rosettasciio** (≥ 0.15): Quantum Detectors Merlin ``.mib`` (with its ``.hdr``; the file does not store
   the scan shape — give ``scan_shape`` — and may hold ``flyback`` extra frames per scan row, which are dropped),
   Gatan ``.dm4``/``.dm3``, EMPAD ``.xml`` (+ ``.raw``), FEI/Thermo Fisher TIA ``.emi``/``.ser``, Dectris Arina
@@ -482,6 +483,9 @@ def _read_hdf5(p: Path, lazy: bool, dataset: str | None, scan_shape) -> Scan:
         if dataset is None and "4DSTEM_simulation" in f:  # prismatic (EMD 0.x): rosettasciio knows its layout
             f.close()
             return _read_rsciio(p, ".prismatic", lazy, scan_shape, 0)
+        if dataset is None and not is_emd and _attr(f, "file_format") == "HyperSpy":  # .hspy saved as .h5/.hdf5
+            f.close()
+            return _read_rsciio(p, ".hspy", lazy, scan_shape, 0)
         group, dset = _find_datacube(f, dataset, p.name)
         md: dict[str, Any] = {"reader": "emd" if is_emd else "hdf5", "hdf5_path": dset.name}
         if is_emd:
