@@ -428,6 +428,25 @@ class _Cal:
             md["_pixel_size_mrad"] = self.mrad_pixel
 
 
+#: Units that mean "not calibrated" on an axis (no error, no calibration).
+_PLACEHOLDER_UNITS = ("", "<undefined>", "undefined", "pixels", "pixel", "px", "t.b.d.", "none")
+
+
+def _uncalibrated(md: dict, field: str, units: str) -> None:
+    """Note an axis whose units are neither a calibration nor a placeholder (``metadata['uncalibrated_units']``)."""
+    note = f"{field}: {units!r}"
+    md["uncalibrated_units"] = f"{md['uncalibrated_units']}; {note}" if md.get("uncalibrated_units") else note
+
+
+def _scan_axis_units(units: str, field: str, cal: _Cal, md: dict) -> None:
+    """A scan axis whose units are not a length: an angle or reciprocal length is the wrong kind (an error naming the
+    field, as for a length on a detector axis); other units (a time series, "a.u.") leave the step uncalibrated."""
+    if units in _UNITS_RECIP or units == "mrad":
+        cal.bad_units("step", units, field)
+    elif units not in _PLACEHOLDER_UNITS:
+        _uncalibrated(md, field, units)
+
+
 def _q_scale(units: str, energy: float | None):
     """Å⁻¹ per unit of a detector axis: reciprocal length, or an angle in mrad (needs the beam energy [eV])."""
     if units in _UNITS_RECIP:
@@ -711,6 +730,8 @@ def _calibration_from_emd(group, md, cal: _Cal, skip: int | None = None) -> None
             cal.set("step", sy * _UNITS_LENGTH[uy], f"{dims[0].name} [{uy}]", override=False)
             if sx is not None and ux in _UNITS_LENGTH:
                 md["step_yx"] = (sy * _UNITS_LENGTH[uy], sx * _UNITS_LENGTH[ux])
+        elif sy is not None and "step" not in cal.found:
+            _scan_axis_units(uy, f"{dims[0].name}.units", cal, md)
         qy, uq = _dim_spacing(dims[2]) if dims[2] is not None else (None, None)
         if qy is not None and uq not in ("", "pixels", "px", "pixel"):
             sc = _q_scale(uq, cal.values()["energy"])
@@ -722,7 +743,7 @@ def _calibration_from_emd(group, md, cal: _Cal, skip: int | None = None) -> None
                 elif uq in _UNITS_LENGTH:  # a length on a detector axis: wrong kind, not merely unknown
                     cal.bad_units("pixel_size", uq, f"{dims[2].name}.units")
                 else:  # a placeholder ("?/m", "a.u."): uncalibrated
-                    md["uncalibrated_units"] = f"{dims[2].name}: {uq!r}"
+                    _uncalibrated(md, dims[2].name, uq)
     kx, vx = _find_key(md, {"qx0_mean"})
     ky, vy = _find_key(md, {"qy0_mean"})
     if kx is not None and ky is not None:
@@ -901,6 +922,8 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
             if len(nav) > 1 and _norm_units(nav[1].get("units", "")) in _UNITS_LENGTH and nav[1].get("scale"):
                 u1 = _norm_units(nav[1].get("units", ""))
                 md["step_yx"] = (float(nav[0]["scale"]) * _UNITS_LENGTH[u], float(nav[1]["scale"]) * _UNITS_LENGTH[u1])
+        elif nav[0].get("scale"):
+            _scan_axis_units(u, f"axes/{nav[0].get('name') or 'navigation 0'}.units", cal, md)
     if sig:
         u = _norm_units(sig[0].get("units", ""))
         sc = _q_scale(u, cal.values()["energy"])
@@ -910,8 +933,8 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
             cal.mrad(sig[0]["scale"], f"axes/{sig[0].get('name') or 'signal 0'}")
         elif u in _UNITS_LENGTH:  # a length on a detector axis (a TIA .ser without its .emi): wrong kind
             cal.bad_units("pixel_size", u, f"axes/{sig[0].get('name') or 'signal 0'}.units")
-        elif u not in ("", "<undefined>", "undefined", "pixels", "px", "t.b.d."):
-            md["uncalibrated_units"] = f"axes/{sig[0].get('name') or 'signal 0'}: {u!r}"
+        elif u not in _PLACEHOLDER_UNITS:
+            _uncalibrated(md, f"axes/{sig[0].get('name') or 'signal 0'}", u)
         if len(sig) == 2 and sig[0].get("scale") and sig[1].get("scale"):
             _center_from_axes(sig, cal, tia=md.get("reader") == "rosettasciio.tia")
 

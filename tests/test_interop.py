@@ -175,3 +175,34 @@ def test_real_tia_diffraction_files_keep_every_calibration(stem, scan_shape):
 
     pitch_um = cal["camera_length"]["value"] * 1e3 * wavelength(s.energy) * s.pixel_size  # L·λ·Δq [µm]
     assert 20 < pitch_um < 250  # a binned CCD/CMOS pixel: the calibrations are mutually consistent
+
+
+def test_scan_axes_of_the_wrong_kind_are_errors_and_unknown_units_are_named(tmp_path, small):
+    """A reciprocal length on a scan axis cannot be a step (error naming the field); units that are neither a length
+    nor a placeholder leave the step uncalibrated and say so — in both the EMD and the HyperSpy readers."""
+    p = _our_file(tmp_path / "recip.h5", small)
+    with h5py.File(p, "a") as f:
+        del f["root/datacube/metadatabundle/acquisition/step"]
+        del f["root/metadatabundle/calibration/R_pixel_size"]
+        f["root/datacube/dim0"].attrs["units"] = "A^-1"
+    with pytest.raises(
+        ValueError, match=r"recip\.h5: metadata field '/root/datacube/dim0\.units' has units 'a\^-1'.*step="
+    ):
+        load_scan(p)
+    assert load_scan(p, step=25.0).step == 25.0  # the argument replaces the field
+    hs = pytest.importorskip("hyperspy.api")
+    sig = hs.signals.Signal2D(small)
+    for ax in sig.axes_manager.signal_axes:
+        ax.scale, ax.units = 0.125, "1/nm"
+    for units, expect in (("1/nm", "error"), ("s", "time series"), ("parsecs", "unknown")):
+        for ax in sig.axes_manager.navigation_axes:
+            ax.scale, ax.units = 2.0, units
+        q = tmp_path / f"nav_{expect.replace(' ', '_')}.hspy"
+        sig.save(q)
+        if expect == "error":
+            with pytest.raises(ValueError, match=rf"{q.name}: metadata field 'axes/.*\.units' has units '1/nm'"):
+                load_scan(q)
+            continue
+        s = load_scan(q)
+        assert s.step is None and s.pixel_size == pytest.approx(0.0125)
+        assert repr(units) in s.metadata["uncalibrated_units"]
