@@ -96,7 +96,8 @@ def test_py4dstem_classes_win_over_the_stand_ins_in_either_import_order(tmp_path
 def test_hyperspy_reader_follows_the_suffix(tmp_path, small):
     """``.hspy``: the 2 | 2 signal; ``.emd``: rosettasciio's EMD reader (four signal axes, calibrated, py4DSTEM's
     calibration in original_metadata); ``.h5``: several plug-ins claim it; ``file_format="hspy"`` opens every name."""
-    hs = pytest.importorskip("hyperspy.api")
+    import hyperspy.api as hs
+
     p = _our_file(tmp_path / "ours.hspy", small)
     for suffix in (".emd", ".h5"):
         (tmp_path / f"ours{suffix}").write_bytes(p.read_bytes())
@@ -155,7 +156,6 @@ def _tia_by_hand(stem: str):
     [("64x64_diffraction_acquire", None), ("128x128x5-diffraction_preview", (1, 5))],
 )
 def test_real_tia_diffraction_files_keep_every_calibration(stem, scan_shape):
-    pytest.importorskip("rsciio.tia")
     if not (REAL / f"{stem}_1.ser").exists():
         pytest.skip(f"{stem} not shipped (see tests/data/real/README.md)")
     ref = _tia_by_hand(stem)
@@ -190,7 +190,8 @@ def test_scan_axes_of_the_wrong_kind_are_errors_and_unknown_units_are_named(tmp_
     ):
         load_scan(p)
     assert load_scan(p, step=25.0).step == 25.0  # the argument replaces the field
-    hs = pytest.importorskip("hyperspy.api")
+    import hyperspy.api as hs
+
     sig = hs.signals.Signal2D(small)
     for ax in sig.axes_manager.signal_axes:
         ax.scale, ax.units = 0.125, "1/nm"

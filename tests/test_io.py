@@ -32,7 +32,8 @@ def test_emd_round_trip_lazy(tmp_path, small):
 
 
 def test_emdfile_reads_our_test_file(tmp_path, small):
-    emdfile = pytest.importorskip("emdfile")
+    import emdfile
+
     p = tmp_path / "scan.h5"
     write_emd(p, small, step=40.0, pixel_size=0.0125)
     arr = emdfile.read(str(p), emdpath="root/datacube")
@@ -42,7 +43,8 @@ def test_emdfile_reads_our_test_file(tmp_path, small):
 
 
 def test_reads_a_file_written_by_emdfile(tmp_path, small):
-    emdfile = pytest.importorskip("emdfile")
+    import emdfile
+
     a = emdfile.Array(
         data=small,
         name="datacube",
@@ -204,7 +206,6 @@ def _write_mib(path, frames):
 
 
 def test_merlin_mib_through_rosettasciio_with_flyback(tmp_path, rng):
-    pytest.importorskip("rsciio")
     sy, sx, fb, ny, nx = 3, 4, 1, 16, 12
     frames = rng.integers(0, 1000, (sy * (sx + fb), ny, nx)).astype(np.uint16)
     p = tmp_path / "scan.mib"
@@ -285,7 +286,8 @@ def test_our_file_has_py4dstem_layout_and_reads_as_a_calibrated_datacube(tmp_pat
 
 
 def test_hyperspy_loads_our_hspy_file_without_reader(tmp_path, small):
-    hs = pytest.importorskip("hyperspy.api")
+    import hyperspy.api as hs
+
     p = _our_file(tmp_path / "ours.hspy", small)
     sig = hs.load(p)
     am = sig.axes_manager
@@ -337,7 +339,8 @@ def _hspy_to_zspy(src, dst):
 
 @pytest.mark.parametrize("suffix", [".hspy", ".zspy", ".h5"])
 def test_hspy_and_zspy_written_by_hyperspy_round_trip(tmp_path, small, suffix):
-    hs = pytest.importorskip("hyperspy.api")
+    import hyperspy.api as hs
+
     sig = hs.signals.Signal2D(small)
     axes = [(4.0, "nm", 0), (4.0, "nm", 0), (0.125, "1/nm", -1.0), (0.125, "1/nm", -1.125)]  # array order
     for ax, (scale, units, off) in zip(sig.axes_manager._axes, axes):
@@ -372,7 +375,8 @@ def test_single_frames_are_one_by_one_scans(tmp_path, small):
     s = load_scan(tmp_path / "f.npy", pixel_size=0.01)
     assert s.shape == (1, 1, *frame.shape) and s.metadata["single_frame"]
     np.testing.assert_array_equal(np.asarray(s.data)[0, 0], frame)
-    hs = pytest.importorskip("hyperspy.api")
+    import hyperspy.api as hs
+
     hs.signals.Signal2D(frame).save(tmp_path / "f.hspy")
     np.testing.assert_array_equal(np.asarray(load_scan(tmp_path / "f.hspy").data), frame[None, None])
 
@@ -432,7 +436,8 @@ def test_malformed_calibration_names_file_and_field(tmp_path, small):
 
 
 def test_blosc_file_without_the_filter_names_codec_and_fix(tmp_path, small):
-    hdf5plugin = pytest.importorskip("hdf5plugin")
+    import hdf5plugin
+
     p = _our_file(tmp_path / "blosc.h5", small, compression="blosc-lz4")
     np.testing.assert_array_equal(load_scan(p).data[()], small)
     h5py.h5z.unregister_filter(hdf5plugin.BLOSC_ID)
@@ -486,7 +491,6 @@ def _write_tia(stem, data, *, step_m, q_per_m, high_tension_kv, camera_length_m)
 
 
 def test_tia_emi_ser_round_trip_through_rosettasciio(tmp_path, small):
-    pytest.importorskip("rsciio.tia")
     _write_tia(tmp_path / "scan", small, step_m=4e-9, q_per_m=0.0125e10, high_tension_kv=300.0, camera_length_m=0.25)
     s = load_scan(tmp_path / "scan.emi", lazy=False)
     np.testing.assert_array_equal(s.data, small)
@@ -580,7 +584,6 @@ def test_fpd_merlin_layout_5d_with_colour_axis(tmp_path, rng):
 
 
 def test_single_frame_mib_is_a_one_by_one_scan_and_the_error_counts_frames(tmp_path, rng):
-    pytest.importorskip("rsciio")
     frames = rng.integers(0, 1000, (1, 16, 12)).astype(np.uint16)
     _write_mib(tmp_path / "one.mib", frames)
     s = load_scan(tmp_path / "one.mib", lazy=False)
