@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from fitting.io import load_scan
-from tests.test_io import _our_file
+from tests.data.make_py4dstem_fixture import Q_PIXEL
+from tests.test_io import DATA, _our_file
 
 PS, STEP, CENTER = 0.0125, 40.0, (7.5, 9.0)  # [Å⁻¹/px], [Å], [px] of _our_file
 
@@ -72,12 +73,15 @@ def test_emdfile_alone_reads_each_part_and_after_import_simkit_emd_the_whole_fil
         print(type(c).__name__, c["Q_pixel_size"], c["Q_pixel_units"], c["R_pixel_size"], c["qx0_mean"],
               c["convergence_semiangle_mrad"], d.dims[3][1] - d.dims[3][0], d.dims[3][0])
         print(d.metadata["truth"]["seed"], np.all(d.metadata["truth"]["sro_peak"] == 0.31))
+        ref = emdfile.read(sys.argv[3])  # the py4DSTEM-layout fixture opens the same way
+        print(type(ref).__name__, ref.calibration["Q_pixel_size"], ref.calibration["R_pixel_units"])
     """
-    out = _run(hooked, p, tmp_path / "small.npy").split()
+    out = _run(hooked, p, tmp_path / "small.npy", DATA / "py4dstem_datacube.h5").split()
     assert out[:3] == ["Calibration", str(PS), "A^-1"]
     assert float(out[3]) == STEP and float(out[4]) == CENTER[0] and float(out[5]) == 2.0
     assert float(out[6]) == pytest.approx(PS) and float(out[7]) == pytest.approx(-CENTER[1] * PS)
-    assert out[8:] == ["7", "True"]
+    assert out[8:10] == ["7", "True"]
+    assert out[10:] == ["DataCube", str(Q_PIXEL), "nm"]
 
 
 @pytest.mark.parametrize("first", ["simkit.emd", "tests.py4dstem_stub"])
