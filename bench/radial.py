@@ -176,6 +176,9 @@ def main(argv=None) -> int:
         "sectors": lambda: plan_e.integrate(stack, shifts, n_phi=N_PHI),
         "sectors_mean": lambda: plan_e.mean_profiles(stack, shifts, n_phi=N_PHI),
         "read": lambda: read_sum(words),
+        # what integrate(n_phi) must at least pay beyond the binning: writing its five float64 fields into fresh
+        # memory (first touch: page faults), the same bytes as its output
+        "fresh_out": lambda: np.empty((n, 5 * N_PHI * N_BINS)).fill(0.0),
     }
     for f in cases.values():  # compile / load the kernels and build the tables outside the timing
         f()
@@ -229,6 +232,11 @@ def main(argv=None) -> int:
         + ", ".join(f"{bw[t] / 1e9:.1f} GB/s at {t} thread(s)" for t in bw)
     )
     print(f"  max relative difference of one mean profile vs pyFAI (no splitting): {agree:.1e}")
+    out_mb = n * 5 * N_PHI * N_BINS * 8 / 1e6
+    print(
+        f"  first touch of integrate(n_phi={N_PHI})'s output ({out_mb:.0f} MB of fresh float64, np.empty + fill): "
+        + ", ".join(f"{n / ours['fresh_out', t]:.0f} patterns/s at {t} thread(s)" for t in sorted({1, max_threads}))
+    )
     print(f"  {'case':44s} {'threads':>7s} {'patterns/s':>11s} {'× pyFAI':>8s} {'of read bw':>10s}")
     rows = (
         ("fixed centre", "fixed", "1d"),
