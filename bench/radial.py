@@ -19,7 +19,8 @@ best of the rounds is kept, so on a shared machine all cases see the same spread
 measured read-only (a parallel sum over the stack, every byte read once) in the same run. Without pyFAI the
 benchmark says so and exits with status 2; there is no substitute anchor. Wall-clock times, the load average
 printed before and after; the per-core (1-thread) ratios are also given by process CPU time (ours and pyFAI's),
-which time-sharing with other processes on a loaded machine does not inflate.
+which time-sharing with other processes on a loaded machine does not inflate; a per-core target counts as met
+only when both ratios meet it.
 
 Usage: ``python bench/radial.py [--n-patterns 2000] [--pyfai-patterns 300] [--rounds 5] [--quick] [--strict]``
 (``--strict``: exit status 1 when a target is not met).
@@ -260,11 +261,13 @@ def main(argv=None) -> int:
     for name, k, _kind in rows:
         print(f"  {name:44s} {n / ours_cpu[k]:11.0f} patterns per CPU second, {cpu_ratio[k]:6.1f}× pyFAI")
     t2 = max_threads
+    # a per-core target is met only when both the wall-clock and the CPU-time ratio meet it: on a loaded machine
+    # time-sharing stretches pyFAI's wall clock more than ours (its loops are longer), CPU time does not
     checks = [
-        (f"fixed centre ≥ {TARGETS['fixed']:.0f}× pyFAI at 1 thread each", ratio["fixed", 1], TARGETS["fixed"]),
         (
-            f"  the same by CPU time per core (≥ {TARGETS['fixed']:.0f}×)",
-            cpu_ratio["fixed"],
+            f"fixed centre ≥ {TARGETS['fixed']:.0f}× pyFAI at 1 thread each (min of wall {ratio['fixed', 1]:.1f}, "
+            f"CPU {cpu_ratio['fixed']:.1f})",
+            min(ratio["fixed", 1], cpu_ratio["fixed"]),
             TARGETS["fixed"],
         ),
         (
@@ -272,27 +275,31 @@ def main(argv=None) -> int:
             stack.nbytes / ours["fixed", t2] / bw[t2],
             TARGETS["bandwidth"],
         ),
-        (f"centre + ellipse + mask ≥ {TARGETS['shift']:.0f}× pyFAI at 1 thread", ratio["shift", 1], TARGETS["shift"]),
-        (f"  the same by CPU time per core (≥ {TARGETS['shift']:.0f}×)", cpu_ratio["shift"], TARGETS["shift"]),
         (
-            f"{N_PHI} sectors ≥ {TARGETS['sectors']:.0f}× pyFAI integrate2d at 1 thread",
-            ratio["sectors", 1],
+            f"centre + ellipse + mask ≥ {TARGETS['shift']:.0f}× pyFAI at 1 thread (min of wall "
+            f"{ratio['shift', 1]:.1f}, CPU {cpu_ratio['shift']:.1f})",
+            min(ratio["shift", 1], cpu_ratio["shift"]),
+            TARGETS["shift"],
+        ),
+        (
+            f"{N_PHI} sectors ≥ {TARGETS['sectors']:.0f}× pyFAI integrate2d at 1 thread (min of wall "
+            f"{ratio['sectors', 1]:.1f}, CPU {cpu_ratio['sectors']:.1f})",
+            min(ratio["sectors", 1], cpu_ratio["sectors"]),
             TARGETS["sectors"],
         ),
-        (f"  the same by CPU time per core (≥ {TARGETS['sectors']:.0f}×)", cpu_ratio["sectors"], TARGETS["sectors"]),
     ]
-    print("targets (wall clock, best of the interleaved rounds; per-core targets also by CPU time):")
+    print("targets (best of the interleaved rounds; per-core targets by the smaller of the wall and CPU ratios):")
     met_all = True
     for text, value, target in checks:
         met = value >= target
         met_all &= met
-        print(f"  {text:60s} {value:8.2f}  {'MET' if met else 'NOT MET'}")
+        print(f"  {text:80s} {value:8.2f}  {'MET' if met else 'NOT MET'}")
     for t in sorted({1, max_threads}):
         slow = ours["sectors", t] / ours["sectors_mean", t]
         met = slow <= TARGETS["sectors_vs_mean"]
         met_all &= met
         text = f"integrate(n_phi={N_PHI}) ≤ {TARGETS['sectors_vs_mean']}× mean_profiles time, {t} thread(s)"
-        print(f"  {text:60s} {slow:8.2f}  {'MET' if met else 'NOT MET'}")
+        print(f"  {text:80s} {slow:8.2f}  {'MET' if met else 'NOT MET'}")
     return 1 if args.strict and not met_all else 0
 
 
