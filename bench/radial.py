@@ -17,8 +17,10 @@ OMP_WAIT_POLICY=PASSIVE), so numba's and OpenMP's thread pools never spin agains
 every round times every case once (ours at 1 and 2 numba threads, each pyFAI worker, the read bandwidth) and the
 best of the rounds is kept, so on a shared machine all cases see the same spread of load. The read bandwidth is
 measured read-only (a parallel sum over the stack, every byte read once) in the same run. Without pyFAI the
-benchmark says so and exits with status 2; there is no substitute anchor. Wall-clock times; the load average is
-printed before and after.
+benchmark says so and exits with status 2; there is no substitute anchor. Wall-clock times, the load average
+printed before and after; the per-core (1-thread) ratios are also given by process CPU time (ours and pyFAI's),
+which time-sharing with other processes on a loaded machine does not inflate; a per-core target counts as met
+only when both ratios meet it.
 
 Usage: ``python bench/radial.py [--n-patterns 2000] [--pyfai-patterns 300] [--rounds 5] [--quick] [--strict]``
 (``--strict``: exit status 1 when a target is not met).
@@ -94,18 +96,19 @@ def pyfai_worker(n_patterns: int, seed: int) -> int:
     ref = ai.integrate1d(stack[0], N_BINS, method=("no", "histogram", "cython"), **kw).intensity
     print(json.dumps({"ready": True, "mean0": [float(v) for v in ref]}), flush=True)
     for _ in sys.stdin:
-        rates = {}
-        for m in PYFAI_1D:
-            t0 = time.perf_counter()
-            for k in range(n_patterns):
-                ai.integrate1d(stack[k], N_BINS, method=m, **kw)
-            rates["1d " + "/".join(m)] = n_patterns / (time.perf_counter() - t0)
-        for m in PYFAI_2D:
-            t0 = time.perf_counter()
-            for k in range(n_patterns):
-                ai.integrate2d(stack[k], N_BINS, N_PHI, method=m, **kw)
-            rates["2d " + "/".join(m)] = n_patterns / (time.perf_counter() - t0)
-        print(json.dumps(rates), flush=True)
+        rates, cpu = {}, {}
+        for kind, methods in (("1d", PYFAI_1D), ("2d", PYFAI_2D)):
+            for m in methods:
+                t0, c0 = time.perf_counter(), time.process_time()
+                for k in range(n_patterns):
+                    if kind == "1d":
+                        ai.integrate1d(stack[k], N_BINS, method=m, **kw)
+                    else:
+                        ai.integrate2d(stack[k], N_BINS, N_PHI, method=m, **kw)
+                name = kind + " " + "/".join(m)
+                rates[name] = n_patterns / (time.perf_counter() - t0)
+                cpu[name] = n_patterns / max(time.process_time() - c0, 1e-9)
+        print(json.dumps({"wall": rates, "cpu": cpu}), flush=True)
     return 0
 
 
@@ -174,24 +177,35 @@ def main(argv=None) -> int:
         "sectors": lambda: plan_e.integrate(stack, shifts, n_phi=N_PHI),
         "sectors_mean": lambda: plan_e.mean_profiles(stack, shifts, n_phi=N_PHI),
         "read": lambda: read_sum(words),
+        # what integrate(n_phi) must at least pay beyond the binning: writing its five float64 fields into fresh
+        # memory (first touch: page faults), the same bytes as its output
+        "fresh_out": lambda: np.empty((n, 5 * N_PHI * N_BINS)).fill(0.0),
     }
     for f in cases.values():  # compile / load the kernels and build the tables outside the timing
         f()
     workers = {t: start_worker(t, args.pyfai_patterns, args.seed) for t in (1, 2)}
     ours = {(k, t): np.inf for k in cases for t in (1, max_threads)}
+    ours_cpu = {k: np.inf for k in cases}  # CPU time [s] at 1 thread
     theirs = {1: {}, 2: {}}
+    theirs_cpu = {}  # pyFAI patterns per CPU second at 1 OpenMP thread
     try:
         for _ in range(args.rounds):
             for t in sorted({1, max_threads}):
                 set_num_threads(t)
                 for k, f in cases.items():
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     f()
                     ours[k, t] = min(ours[k, t], time.perf_counter() - t0)
+                    if t == 1:
+                        ours_cpu[k] = min(ours_cpu[k], time.process_time() - c0)
             set_num_threads(max_threads)
             for t, (p, _) in workers.items():
-                for m, r in worker_round(p).items():
+                got = worker_round(p)
+                for m, r in got["wall"].items():
                     theirs[t][m] = max(theirs[t].get(m, 0.0), r)
+                if t == 1:
+                    for m, r in got["cpu"].items():
+                        theirs_cpu[m] = max(theirs_cpu.get(m, 0.0), r)
     finally:
         for p, _ in workers.values():
             p.stdin.close()
@@ -219,6 +233,11 @@ def main(argv=None) -> int:
         + ", ".join(f"{bw[t] / 1e9:.1f} GB/s at {t} thread(s)" for t in bw)
     )
     print(f"  max relative difference of one mean profile vs pyFAI (no splitting): {agree:.1e}")
+    out_mb = n * 5 * N_PHI * N_BINS * 8 / 1e6
+    print(
+        f"  first touch of integrate(n_phi={N_PHI})'s output ({out_mb:.0f} MB of fresh float64, np.empty + fill): "
+        + ", ".join(f"{n / ours['fresh_out', t]:.0f} patterns/s at {t} thread(s)" for t in sorted({1, max_threads}))
+    )
     print(f"  {'case':44s} {'threads':>7s} {'patterns/s':>11s} {'× pyFAI':>8s} {'of read bw':>10s}")
     rows = (
         ("fixed centre", "fixed", "1d"),
@@ -227,35 +246,60 @@ def main(argv=None) -> int:
         (f"{N_PHI} sectors, sub-pixel shifts (mean_profiles)", "sectors_mean", "2d"),
     )
     ratio = {}
+    cpu_ratio = {}
+    for _name, k, kind in rows:
+        m = max((m for m in theirs_cpu if m.startswith(kind)), key=theirs_cpu.get)
+        cpu_ratio[k] = n / ours_cpu[k] / theirs_cpu[m]
     for name, k, kind in rows:
         for t in sorted({1, max_threads}):
             m, ref = best(min(t, 2), kind)
             ratio[k, t] = rate(k, t) / ref
             frac = stack.nbytes / ours[k, t] / bw[t]
             print(f"  {name:44s} {t:7d} {rate(k, t):11.0f} {ratio[k, t]:8.1f} {frac:10.1%}   (pyFAI {m})")
+    print("  per core by CPU time (1 thread each; process CPU seconds, so other processes' load on the shared")
+    print("  machine does not enter; numba's idle OpenMP threads count against us):")
+    for name, k, _kind in rows:
+        print(f"  {name:44s} {n / ours_cpu[k]:11.0f} patterns per CPU second, {cpu_ratio[k]:6.1f}× pyFAI")
     t2 = max_threads
+    # a per-core target is met only when both the wall-clock and the CPU-time ratio meet it: on a loaded machine
+    # time-sharing stretches pyFAI's wall clock more than ours (its loops are longer), CPU time does not
     checks = [
-        (f"fixed centre ≥ {TARGETS['fixed']:.0f}× pyFAI at 1 thread each", ratio["fixed", 1], TARGETS["fixed"]),
+        (
+            f"fixed centre ≥ {TARGETS['fixed']:.0f}× pyFAI at 1 thread each (min of wall {ratio['fixed', 1]:.1f}, "
+            f"CPU {cpu_ratio['fixed']:.1f})",
+            min(ratio["fixed", 1], cpu_ratio["fixed"]),
+            TARGETS["fixed"],
+        ),
         (
             f"fixed centre ≥ {TARGETS['bandwidth']:.0%} of read bandwidth at {t2} threads",
             stack.nbytes / ours["fixed", t2] / bw[t2],
             TARGETS["bandwidth"],
         ),
-        (f"centre + ellipse + mask ≥ {TARGETS['shift']:.0f}× pyFAI at 1 thread", ratio["shift", 1], TARGETS["shift"]),
-        (f"{N_PHI} sectors ≥ {TARGETS['sectors']:.0f}× pyFAI integrate2d at 1 thread", ratio["sectors", 1], 5.0),
+        (
+            f"centre + ellipse + mask ≥ {TARGETS['shift']:.0f}× pyFAI at 1 thread (min of wall "
+            f"{ratio['shift', 1]:.1f}, CPU {cpu_ratio['shift']:.1f})",
+            min(ratio["shift", 1], cpu_ratio["shift"]),
+            TARGETS["shift"],
+        ),
+        (
+            f"{N_PHI} sectors ≥ {TARGETS['sectors']:.0f}× pyFAI integrate2d at 1 thread (min of wall "
+            f"{ratio['sectors', 1]:.1f}, CPU {cpu_ratio['sectors']:.1f})",
+            min(ratio["sectors", 1], cpu_ratio["sectors"]),
+            TARGETS["sectors"],
+        ),
     ]
-    print("targets:")
+    print("targets (best of the interleaved rounds; per-core targets by the smaller of the wall and CPU ratios):")
     met_all = True
     for text, value, target in checks:
         met = value >= target
         met_all &= met
-        print(f"  {text:60s} {value:8.2f}  {'met' if met else 'NOT MET'}")
+        print(f"  {text:80s} {value:8.2f}  {'MET' if met else 'NOT MET'}")
     for t in sorted({1, max_threads}):
         slow = ours["sectors", t] / ours["sectors_mean", t]
         met = slow <= TARGETS["sectors_vs_mean"]
         met_all &= met
         text = f"integrate(n_phi={N_PHI}) ≤ {TARGETS['sectors_vs_mean']}× mean_profiles time, {t} thread(s)"
-        print(f"  {text:60s} {slow:8.2f}  {'met' if met else 'NOT MET'}")
+        print(f"  {text:80s} {slow:8.2f}  {'MET' if met else 'NOT MET'}")
     return 1 if args.strict and not met_all else 0
 
 

@@ -49,7 +49,9 @@ Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' 
   whose cells are exact except where a threshold falls inside (then an exact comparison). The thresholds are
   the edges mapped exactly onto s (for each edge the smallest double s with fl(fl(√s)·pixel_size) >= edge,
   by bisection), so the bins are bit for bit those of comparing q = √s·pixel_size with the edges, without a
-  square root per pixel.
+  square root per pixel. uint8/uint16 data use one accumulator copy per bin here (exact integer sums in any
+  order; compact accumulators are worth more to these look-up-bound kernels than breaking store-to-load chains),
+  other dtypes the four interleaved copies (their float sums depend on the order of additions).
 * split pixels: (pixel, bin, weight) entries in float64 built once for a fixed centre; with shifts each
   pixel's radial extent is computed on the fly and accumulated directly (no entry list per pattern).
 * whole-pixel shifts (every shift an integer number of pixels, e.g. ``fitting.profiles``' ``shift_mode=

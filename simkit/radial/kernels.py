@@ -88,25 +88,25 @@ def _add_float_sum(img, p, t, s0, s1, s2):
         s1[t] += v
 
 
-def _bin_packed(s0, s1, s2, b, sq):
+def _bin_packed(s0, s1, s2, b, sq, w):
     a = np.int64(0)
     q2 = np.int64(0)
-    for u in range(_W):
-        a += s1[b * _W + u]
+    for u in range(w):
+        a += s1[b * w + u]
         if sq:
-            q2 += s2[b * _W + u]
+            q2 += s2[b * w + u]
     return a >> _CSHIFT, a & _LOW, q2
 
 
-def _bin_float(s0, s1, s2, b, sq):
+def _bin_float(s0, s1, s2, b, sq, w):
     c = 0.0
     a = 0.0
     q2 = 0.0
-    for u in range(_W):
-        c += s0[b * _W + u]
-        a += s1[b * _W + u]
+    for u in range(w):
+        c += s0[b * w + u]
+        a += s1[b * w + u]
         if sq:
-            q2 += s2[b * _W + u]
+            q2 += s2[b * w + u]
     return c, a, q2
 
 
@@ -132,9 +132,25 @@ def _acc_add(img, p, t, s0, s1, s2):
     _ADD[img.dtype in (np.uint8, np.uint16), s2 is not None](img, p, t, s0, s1, s2)
 
 
-def _acc_bin(s0, s1, s2, b, sq):
-    """(count, Σ I, Σ I²) of bin b, summed over its _W interleaved slots in slot order (Σ I² = 0 unless sq)."""
-    return _BIN[s1.dtype == np.int64](s0, s1, s2, b, sq)
+def _acc_bin(s0, s1, s2, b, sq, w):
+    """(count, Σ I, Σ I²) of bin b, summed over its w interleaved slots in slot order (Σ I² = 0 unless sq)."""
+    return _BIN[s1.dtype == np.int64](s0, s1, s2, b, sq, w)
+
+
+def _shift_w(data):
+    """Interleaved accumulator copies of the sub-pixel shifted kernels: _W for float data (their sums depend
+    on the order of additions, which the copies fix), 1 for uint8/uint16 (exact integer sums in any order; one
+    copy keeps the accumulators compact, which these kernels, bound by their table look-ups, gain more from
+    than from breaking store-to-load chains)."""
+    return 1 if data.dtype in (np.uint8, np.uint16) else _W
+
+
+def _w_packed(data):
+    return 1
+
+
+def _w_float(data):
+    return _W
 
 
 def _is_packed(dtype) -> bool:
@@ -151,8 +167,13 @@ def _ov_acc_add(img, p, t, s0, s1, s2):
     return _ADD[_is_packed(img.dtype), not isinstance(s2, types.NoneType)]
 
 
+@overload(_shift_w, inline="always")
+def _ov_shift_w(data):
+    return _w_packed if _is_packed(data.dtype) else _w_float
+
+
 @overload(_acc_bin, inline="always")
-def _ov_acc_bin(s0, s1, s2, b, sq):
+def _ov_acc_bin(s0, s1, s2, b, sq, w):
     return _BIN[isinstance(s1.dtype, types.Integer)]
 
 
@@ -276,7 +297,7 @@ def _k_offset(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask, out
         s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, True)
         _offset_one(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1, s2)
         for b in range(nb):
-            c, a, q2 = _acc_bin(s0, s1, s2, b, True)
+            c, a, q2 = _acc_bin(s0, s1, s2, b, True, _W)
             _store(out, n, b, c, a, q2)
 
 
@@ -289,7 +310,7 @@ def _k_offset_mean(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask
         s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, False)
         _offset_one(data[n], ny, nx, pad, tx, ishifts[n, 0], ishifts[n, 1], table, spans, valid, use_mask, s0, s1, None)
         for b in range(nb):
-            c, a, q2 = _acc_bin(s0, s1, s2, b, False)
+            c, a, q2 = _acc_bin(s0, s1, s2, b, False, _W)
             _store(out, n, b, c, a, q2)
 
 
@@ -297,8 +318,8 @@ def _k_offset_mean(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask
 # sub-pixel shifts, no splitting
 # ----------------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _shift_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid, cols, srow, crow, s0, s1, s2):
-    """One pattern about centre (cyn, cxn), no sectors: slot t = k·_W + j % _W, k the bin of the squared
+def _shift_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid, cols, srow, crow, w, s0, s1, s2):
+    """One pattern about centre (cyn, cxn), no sectors: slot t = k·w + j % w (w: _shift_w), k the bin of the squared
     corrected radius (n_q outside the bins: the spare bin).
 
     A function of its own (not inlined in the prange loop), and the sector variant another one: LLVM optimises
@@ -317,14 +338,14 @@ def _shift_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, valid, col
             k = np.int64(lut[np.uint64(crow[np.uint64(j)])])
             if k < 0:
                 k = _exact_bin(srow[np.uint64(j)], k, thr, nq, t0, tn)
-            _acc_add(img, np.uint64(base + j), np.uint64(k * _W + (j & (_W - 1))), s0, s1, s2)
+            _acc_add(img, np.uint64(base + j), np.uint64(k * w + (j & (w - 1))), s0, s1, s2)
 
 
 @njit(cache=True, error_model="numpy")
 def _shift_one_sectors(
-    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, cols, srow, crow, prow, s0, s1, s2
+    img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, cols, srow, crow, prow, w, s0, s1, s2
 ):
-    """_shift_one with n_phi sectors: t = (sector·n_q + k)·_W + j % _W, spare bin n_phi·n_q.
+    """_shift_one with n_phi sectors: t = (sector·n_q + k)·w + j % w, spare bin n_phi·n_q.
 
     NumPy's error model: the diamond angle of a pixel exactly at the centre is 0/0 = NaN (cell 0, where atan2
     decides), not a ZeroDivisionError.
@@ -352,7 +373,7 @@ def _shift_one_sectors(
                 k += sc * nq
             else:
                 k = nb
-            _acc_add(img, np.uint64(base + j), np.uint64(k * _W + (j & (_W - 1))), s0, s1, s2)
+            _acc_add(img, np.uint64(base + j), np.uint64(k * w + (j & (w - 1))), s0, s1, s2)
 
 
 @njit(parallel=True, cache=True)
@@ -366,8 +387,9 @@ def _k_shift(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi
     """
     n_pat = data.shape[0]
     nb = n_phi * (thr.size - 1)
+    w = _shift_w(data)
     for n in prange(n_pat):
-        s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, True)
+        s0, s1, s2 = _acc_zeros(data, (nb + 1) * w, True)
         srow = np.empty(nx)
         crow = np.empty(nx, np.int32)
         prow = np.empty(nx if n_phi > 1 else 0, np.int32)
@@ -375,15 +397,15 @@ def _k_shift(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi
         if n_phi == 1:
             _shift_one(
                 data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, valid,
-                cols, srow, crow, s0, s1, s2,
+                cols, srow, crow, w, s0, s1, s2,
             )  # fmt: skip
         else:
             _shift_one_sectors(
                 data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi,
-                plut, valid, cols, srow, crow, prow, s0, s1, s2,
+                plut, valid, cols, srow, crow, prow, w, s0, s1, s2,
             )  # fmt: skip
         for b in range(nb):
-            c, a, q2 = _acc_bin(s0, s1, s2, b, True)
+            c, a, q2 = _acc_bin(s0, s1, s2, b, True, w)
             _store(out, n, b, c, a, q2)
 
 
