@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["ChunkReader", "read_rows", "reader"]
+__all__ = ["ChunkReader", "ScanSource", "read_rows", "reader"]
 
 _SHUFFLE = 2
 _LZF = 32000
@@ -131,17 +131,18 @@ class ChunkReader:
                 block = block.compute()
             return np.asarray(block)
         sx = self.shape[1]
+        return self.read_flat(r0 * sx, r1 * sx).reshape((r1 - r0,) + self.shape[1:])
+
+    def read_flat(self, k0: int, k1: int) -> np.ndarray:
+        """Patterns [k0, k1) of the flattened scan index as (k1 − k0, det_y, det_x) (fast path only)."""
         idx = self._index
-        k0, k1 = r0 * sx, r1 * sx
         addr, size = idx["addr"][k0:k1], idx["size"][k0:k1]
         out = np.empty((k1 - k0, self.dtype.itemsize * int(np.prod(self.shape[2:]))), np.uint8)
         src, starts = _read_raw(idx["fd"], addr, size)
-        bad = _decode_chunks(
-            src, starts, size, idx["lzf"][k0:k1], idx["shuffle"][k0:k1], self.dtype.itemsize, out
-        )  # fmt: skip
+        bad = _decode_chunks(src, starts, size, idx["lzf"][k0:k1], idx["shuffle"][k0:k1], self.dtype.itemsize, out)
         if bad:
-            raise OSError(f"{idx['name']}: {bad} chunk(s) of rows {r0}–{r1} could not be decoded (corrupt file?)")
-        return out.view(self.dtype).reshape((r1 - r0,) + self.shape[1:])
+            raise OSError(f"{idx['name']}: {bad} chunk(s) of patterns {k0}–{k1} could not be decoded (corrupt file?)")
+        return out.view(self.dtype).reshape((k1 - k0,) + self.shape[2:])
 
     def close(self) -> None:
         if self._index is not None and self._index.get("fd") is not None:
@@ -236,3 +237,128 @@ def _read_raw(fd, addr, size):
         pos += length
         k = j
     return out, starts
+
+
+class ScanSource:
+    """A 4-D scan (scan_y, scan_x, det_y, det_x) read block by block, with transient hot pixels taken out of
+    every frame as it is read — the same frames an in-memory analysis sees.
+
+    It indexes like an array (``src[r0:r1]``, ``src[iy, ix]``, ``src[iy, x0:x1, y0:y1, x0:x1]``; scan axes by
+    integers or slices, the detector axes by anything NumPy takes) and returns ndarrays; reads go through a
+    :class:`ChunkReader` (parallel raw-chunk decoding where the layout allows). Each frame read is repaired by
+    :func:`fitting.calibrate.repair_hot` with ``repair_mask`` (None: no repair); ``hot_taken_out`` counts the
+    pixels taken out since the last :meth:`reset_count`.
+
+    Parameters
+    ----------
+    data : h5py dataset, memmap, dask or NumPy array (scan_y, scan_x, det_y, det_x)  [counts]
+    repair_mask : ndarray of bool (det_y, det_x) or None
+        True = use the pixel (the static bad pixels False); None: frames are returned as stored.
+    """
+
+    def __init__(self, data, repair_mask=None):
+        self._reader = reader(data)
+        self.shape = tuple(int(v) for v in data.shape)
+        if len(self.shape) != 4:
+            raise ValueError(f"data of shape {self.shape}: expected (scan_y, scan_x, det_y, det_x)")
+        self.dtype = np.dtype(data.dtype)
+        self.ndim = 4
+        self.size = int(np.prod(self.shape))
+        self.nbytes = self.size * self.dtype.itemsize
+        self.repair_mask = None if repair_mask is None else np.ascontiguousarray(repair_mask, dtype=bool)
+        self.hot_taken_out = 0
+
+    @property
+    def fast(self) -> bool:
+        """Whether the parallel raw-chunk path reads the data."""
+        return self._reader.fast
+
+    def reset_count(self) -> None:
+        self.hot_taken_out = 0
+
+    def _repair(self, frames):
+        if self.repair_mask is None:
+            return frames
+        from fitting.calibrate import repair_hot
+
+        if not frames.flags.c_contiguous or not frames.flags.writeable or frames.dtype.byteorder not in ("=", "|"):
+            frames = np.ascontiguousarray(frames, dtype=frames.dtype.newbyteorder("="))
+        out, n = repair_hot(frames, mask=self.repair_mask, copy=False)
+        self.hot_taken_out += int(n)
+        return out
+
+    def _flat(self, k0: int, k1: int) -> np.ndarray:
+        """Patterns [k0, k1) of the flattened scan index, as (k1 − k0, det_y, det_x), repaired."""
+        sy, sx = self.shape[:2]
+        r0, r1 = k0 // sx, (k1 - 1) // sx + 1
+        if self._reader.fast:
+            blocks = self._reader.read_flat(k0, k1)  # a fresh array: repaired in place
+        else:  # the caller's array (or h5py's) is never changed: repaired in a copy
+            rows = self._reader.read(r0, r1).reshape((-1,) + self.shape[2:])
+            blocks = np.array(rows[k0 - r0 * sx : k1 - r0 * sx])
+        return self._repair(blocks)
+
+    def read_rows(self, r0: int, r1: int) -> np.ndarray:
+        """Scan rows [r0, r1) as (r1 − r0, scan_x, det_y, det_x), repaired."""
+        sx = self.shape[1]
+        return self._flat(r0 * sx, r1 * sx).reshape((r1 - r0,) + self.shape[1:])
+
+    def read_patterns(self, flat_index) -> np.ndarray:
+        """The patterns at the given flat scan indices (sorted runs are read together), repaired, in order."""
+        idx = np.asarray(flat_index, dtype=np.int64).ravel()
+        out = np.empty((idx.size,) + self.shape[2:], self.dtype)
+        if idx.size == 0:
+            return out
+        order = np.argsort(idx, kind="stable")
+        s = idx[order]
+        k = 0
+        while k < s.size:
+            j = k + 1
+            while j < s.size and s[j] - s[j - 1] <= 1 and j - k < 512:
+                j += 1
+            block = self._flat(int(s[k]), int(s[j - 1]) + 1)
+            out[order[k:j]] = block[s[k:j] - s[k]]
+            k = j
+        return out
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (4 - len(key) + 1) + key[i + 1 :]
+        key = key + (slice(None),) * (4 - len(key))
+        sy, sx = self.shape[:2]
+        sel = []
+        for k, n in zip(key[:2], (sy, sx)):
+            if isinstance(k, (int, np.integer)):
+                i = int(k) + n if k < 0 else int(k)
+                if not 0 <= i < n:
+                    raise IndexError(f"index {k} out of range for a scan axis of {n}")
+                sel.append((range(i, i + 1), True))
+            elif isinstance(k, slice):
+                sel.append((range(*k.indices(n)), False))
+            else:
+                raise TypeError(f"ScanSource: scan axes take integers or slices, not {type(k).__name__}")
+        (rows, drop_y), (cols, drop_x) = sel
+        det = key[2:]
+        if len(cols) == 0 or len(rows) == 0:
+            out = np.empty((len(rows), len(cols)) + self.shape[2:], self.dtype)[(slice(None), slice(None)) + det]
+        elif cols.step == 1 and len(cols) == sx and rows.step == 1:
+            out = self.read_rows(rows.start, rows.stop)[(slice(None), slice(None)) + det]
+        else:
+            c0, c1 = min(cols), max(cols) + 1
+            parts = [self._flat(r * sx + c0, r * sx + c1)[:: cols.step if cols.step > 0 else 1] for r in rows]
+            out = np.stack(parts)
+            if cols.step < 0:
+                out = out[:, ::-1]
+            out = out[(slice(None), slice(None)) + det]
+        if drop_x:
+            out = out[:, 0]
+        if drop_y:
+            out = out[0]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.read_rows(0, self.shape[0])
+        return a if dtype is None else a.astype(dtype)

@@ -44,7 +44,15 @@ def expected_rows(sy: int, det=(256, 256), *, electrons: float = 1e5, seed: int 
 
 
 def write_scan_file(
-    path, scan_shape, *, det=(256, 256), electrons: float = 1e5, pool: int = 8, seed: int = 0, compression="lzf"
+    path,
+    scan_shape,
+    *,
+    det=(256, 256),
+    electrons: float = 1e5,
+    pool: int = 8,
+    seed: int = 0,
+    compression="lzf",
+    hot_per_row: int = 0,
 ) -> Path:
     """Write (atomically) a chunked EMD file of ``scan_shape`` Poisson-sampled layered patterns.
 
@@ -58,6 +66,8 @@ def write_scan_file(
         Poisson realisations per scan row (columns draw among them).
     seed : int
     compression : {"lzf", "blosc-lz4", None}
+    hot_per_row : int
+        Transient hot pixels (cosmic-ray hits of 5000 counts, one pixel of one frame each) added per scan row.
 
     Returns
     -------
@@ -75,7 +85,10 @@ def write_scan_file(
             )  # fmt: skip
             for i in range(sy):
                 real = rng.poisson(np.broadcast_to(exp[i], (pool,) + tuple(det))).astype(np.uint16)
-                ds[i] = real[rng.integers(0, pool, sx)]
+                row = real[rng.integers(0, pool, sx)]
+                for _ in range(int(hot_per_row)):
+                    row[rng.integers(sx), rng.integers(det[0]), rng.integers(det[1])] = 5000
+                ds[i] = row
     return path
 
 
