@@ -357,6 +357,8 @@ class ScanSource:
             out = out[:, 0]
         if drop_y:
             out = out[0]
+        if not all(isinstance(k, slice) and k == slice(None) for k in det):  # a crop: a copy (frees the frames)
+            out = out.copy()
         return out
 
     def __array__(self, dtype=None, copy=None):

@@ -243,8 +243,9 @@ def analyze_scan(
     if isinstance(scan.data, ScanSource):
         scan.data.reset_count()
     prof = scan_profiles(
-        scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, on_block=sector_features
-    )
+        scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, on_block=sector_features,
+        chunk=BLOCK_PATTERNS,
+    )  # fmt: skip
     if isinstance(scan.data, ScanSource):
         bad_summary["transient_hot_taken_out"] = int(scan.data.hot_taken_out)
     # the classes rest on the Bragg-disc features and the whole profile, never on the SRO position: the peak
@@ -261,7 +262,9 @@ def analyze_scan(
         refined = _refine_ellipse(scan, cal, feats, classes)
         if refined is not None:
             cal = refined
-            prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
+            prof = scan_profiles(
+                scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, chunk=BLOCK_PATTERNS
+            )
     # the estimator's window follows the probe (simkit.peak_estimator.sro_window), as in the synthetic scans' truth
     probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
     raw = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
@@ -445,6 +448,9 @@ ELLIPSE_MIN_PIXELS = 5
 
 #: Azimuthal sectors of the classification features and of the ellipse refinement.
 N_PHI = 32
+#: Patterns per block of the profile passes (rounded to whole scan rows, at least one): ≈ 16 MB of 256² uint16
+#: counts, so that the blocks and their float64 work arrays stay small against the per-pixel results.
+BLOCK_PATTERNS = 128
 
 
 def _stack_features(parts):
@@ -464,7 +470,7 @@ def _stack_features(parts):
     return Features(**out)
 
 
-def _selected_sector_mean(data, cal, select, *, batch: int = 256) -> np.ndarray:
+def _selected_sector_mean(data, cal, select, *, batch: int = 64) -> np.ndarray:
     """Mean (n_phi, n_q) over the ``select``-ed patterns of their sector means [counts per pixel], NaN where no
     pattern has the bin: float32 sector profiles of :meth:`RadialPlan.mean_profiles` (whole-pixel descan, as for
     the features), read and integrated ``batch`` patterns at a time, added pattern by pattern in scan order in

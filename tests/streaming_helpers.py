@@ -101,3 +101,51 @@ def cached_scan_file(folder, scan_shape, **kw) -> Path:
         os.makedirs(path.parent, exist_ok=True)
         write_scan_file(path, scan_shape, **kw)
     return path
+
+
+def _status_kib(field: str) -> int:
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def analyze_in_child(path, out, *, memory_budget: float = 0.0, warm=None) -> None:
+    """Body of the child process of the bounded-memory tests and bench: warm up (imports, numba caches) on the
+    small file ``warm``, reset the peak RSS (``/proc/self/clear_refs``), stream ``path`` through
+    :func:`fitting.pipeline.analyze_scan` and save the results with the peak RSS [bytes] to ``out`` (.npz)."""
+    import json
+    import resource
+    import time
+
+    from fitting.pipeline import analyze_scan
+
+    if warm is not None:
+        analyze_scan(warm, None, figures=False, memory_budget=memory_budget)
+    base = _status_kib("VmRSS") * 1024
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS (Linux ≥ 4.0)
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = analyze_scan(path, None, figures=False, memory_budget=memory_budget)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    hwm = _status_kib("VmHWM") * 1024
+    np.savez(
+        out, classes=res.classes, position=res.peak_map.position, raw_position=res.raw_peak_map.position,
+        intensity=res.profiles.intensity, shifts=res.calibration.shifts, summary=json.dumps(res.summary),
+        peak_rss=hwm, base_rss=base, hwm_reset=reset, wall=wall, cpu=cpu,
+        ru_maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m tests.streaming_helpers PATH OUT.npz MEMORY_BUDGET [WARM_PATH]
+    import sys
+
+    analyze_in_child(
+        sys.argv[1], sys.argv[2], memory_budget=float(sys.argv[3]), warm=sys.argv[4] if len(sys.argv) > 4 else None
+    )
