@@ -57,11 +57,11 @@ def _lzf_decode(src, s0, s1, dst):
             ln += 2
             if ref < 0 or op + ln > n_out:
                 return -1
-            if op - ref >= ln:  # no overlap: a block copy
+            if ln >= 32 and op - ref >= ln:  # long and without overlap: a block copy
                 dst[op : op + ln] = dst[ref : ref + ln]
-            elif op - ref == 1:  # a run of one byte (the high bytes of shuffled counts)
+            elif ln >= 32 and op - ref == 1:  # a long run of one byte (the high bytes of shuffled counts)
                 dst[op : op + ln] = dst[ref]
-            else:  # byte by byte: the source overlaps the output
+            else:  # short, or overlapping the output: byte by byte (LZF's own semantics)
                 for k in range(ln):
                     dst[op + k] = dst[ref + k]
             op += ln
@@ -267,6 +267,8 @@ class ScanSource:
         self.nbytes = self.size * self.dtype.itemsize
         self.repair_mask = None if repair_mask is None else np.ascontiguousarray(repair_mask, dtype=bool)
         self.hot_taken_out = 0
+        # isolated hot pixels per frame (−1: not yet read): later reads repair only the frames that have some
+        self._hits = np.full(self.shape[0] * self.shape[1], -1, np.int32)
 
     @property
     def fast(self) -> bool:
@@ -276,16 +278,28 @@ class ScanSource:
     def reset_count(self) -> None:
         self.hot_taken_out = 0
 
-    def _repair(self, frames):
+    def _repair(self, frames, k0):
+        """Frames k0, k0 + 1, … repaired in place; frames found clean once are not searched again."""
         if self.repair_mask is None:
             return frames
-        from fitting.calibrate import repair_hot
+        from fitting.calibrate import HOT_FACTOR, _k_repair, repair_hot
 
         if not frames.flags.c_contiguous or not frames.flags.writeable or frames.dtype.byteorder not in ("=", "|"):
             frames = np.ascontiguousarray(frames, dtype=frames.dtype.newbyteorder("="))
-        out, n = repair_hot(frames, mask=self.repair_mask, copy=False)
-        self.hot_taken_out += int(n)
-        return out
+        m = frames.shape[0]
+        hits = self._hits[k0 : k0 + m]
+        todo = np.flatnonzero(hits < 0)
+        if todo.size:  # first read of these frames: count their isolated hot pixels (repair_hot's first step)
+            sub = frames if todo.size == m else np.ascontiguousarray(frames[todo])
+            got = np.zeros(sub.shape[0], np.int64)
+            _k_repair(sub, self.repair_mask, float(HOT_FACTOR), False, False, got)
+            hits[todo] = got
+        hot = np.flatnonzero(hits > 0)
+        if hot.size:
+            part, n = repair_hot(np.ascontiguousarray(frames[hot]), mask=self.repair_mask, copy=False)
+            frames[hot] = part
+            self.hot_taken_out += int(n)
+        return frames
 
     def _flat(self, k0: int, k1: int) -> np.ndarray:
         """Patterns [k0, k1) of the flattened scan index, as (k1 − k0, det_y, det_x), repaired."""
@@ -296,7 +310,7 @@ class ScanSource:
         else:  # the caller's array (or h5py's) is never changed: repaired in a copy
             rows = self._reader.read(r0, r1).reshape((-1,) + self.shape[2:])
             blocks = np.array(rows[k0 - r0 * sx : k1 - r0 * sx])
-        return self._repair(blocks)
+        return self._repair(blocks, k0)
 
     def read_rows(self, r0: int, r1: int) -> np.ndarray:
         """Scan rows [r0, r1) as (r1 − r0, scan_x, det_y, det_x), repaired."""
