@@ -262,6 +262,7 @@ def analyze_scan(
         refined = _refine_ellipse(scan, cal, feats, classes)
         if refined is not None:
             cal = refined
+            prof = None  # the first profiles are freed before the refined ones are made (peak memory)
             prof = scan_profiles(
                 scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, chunk=BLOCK_PATTERNS
             )
