@@ -185,7 +185,7 @@ def analyze_scan(
     from fitting.chunks import ScanSource
     from fitting.classify import CLASSES, ClassifyRules, classify, features
     from fitting.io import load_scan
-    from fitting.peaks import fit_histogram, sro_peak_map
+    from fitting.peaks import fit_histogram
     from fitting.profiles import scan_profiles
 
     if not hasattr(scan, "scan_shape"):
@@ -268,7 +268,7 @@ def analyze_scan(
             )
     # the estimator's window follows the probe (simkit.peak_estimator.sro_window), as in the synthetic scans' truth
     probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
-    raw = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
+    raw = _peak_map_by_rows(prof, q_range, probe)
     pm = _amorphous_only(raw, classes)
     pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
@@ -469,6 +469,36 @@ def _stack_features(parts):
         else:
             out[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
     return Features(**out)
+
+
+#: Pixels per call of the peak-map fit (its work arrays are a few kB per pixel).
+PEAK_MAP_PIXELS = 16384
+
+
+def _peak_map_by_rows(prof, q_range, probe):
+    """:func:`fitting.peaks.sro_peak_map` of the profiles, in blocks of scan rows when its window follows the
+    probe (every pixel is then fitted on its own, so the map is the same; without a probe the width comes from
+    the whole map's mean profile and the map is fitted at once)."""
+    from fitting.peaks import PeakMap, sro_peak_map
+
+    args = () if q_range is None else (q_range,)
+    sy, sx = prof.intensity.shape[:2]
+    rows = max(1, PEAK_MAP_PIXELS // max(sx, 1))
+    if probe.get("semiangle") is None or rows >= sy:
+        return sro_peak_map(prof, *args, **probe)
+    parts = []
+    for r0 in range(0, sy, rows):
+        r = slice(r0, min(sy, r0 + rows))
+        sub = dataclasses.replace(
+            prof, intensity=prof.intensity[r], iq=prof.iq[r], sem=prof.sem[r], count=prof.count[r],
+            total=prof.total[r], background=None if prof.background is None else prof.background[r],
+        )  # fmt: skip
+        parts.append(sro_peak_map(sub, *args, **probe))
+    cat = {
+        k: np.concatenate([getattr(p, k) for p in parts])
+        for k in ("position", "position_err", "amplitude", "width", "ok")
+    }
+    return PeakMap(**cat, q_range=parts[0].q_range, n=parts[0].n)
 
 
 def _selected_sector_mean(data, cal, select, *, batch: int = 64) -> np.ndarray:
