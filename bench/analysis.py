@@ -1,36 +1,38 @@
-"""Benchmark: measured-data analysis of a 90 × 60 × 256² SEND scan (the study's scan size) — calibration,
-per-pixel profiles, SRO peak map and classes — plus a chunked, bounded-memory run on an HDF5 file.
+"""Benchmark: ``fitting.pipeline.analyze_scan`` streamed from chunked files, at three scan sizes, each in a fresh
+process — peak RSS, time per pattern, linearity, and the parallel decompression against h5py.
 
-Targets (issue 8): < 5 s on 2 cores for calibrated profiles + peak map + classes of 90×60×256²; a dataset
-larger than memory processed chunk by chunk in bounded memory (here demonstrated on an HDF5 file several times
-larger than the traced peak memory).
+Target (issue 21, target 4): on a 512 × 512 × 256² file, peak RSS < 3 GB measured in a fresh subprocess,
+≤ 0.25 ms per pattern, linear from 90 × 60 to 512 × 512 (measured at 90 × 60, 128 × 128 and 256 × 256 and
+extrapolated by a straight line in the number of patterns to 512 × 512, 4× beyond the largest measured);
+decompression in parallel. Also printed: the study-size (90 × 60) wall time against the 5 s target of issue 8.
 
-Anchors measured in the same run (absolute times drift on a shared machine):
-* radial profiles: pyFAI ``integrate1d`` (csr, one pattern a call) — the shared README's ≈ 1.7 k patterns/s;
-* peak map: the slow reference (one ``scipy.optimize.curve_fit`` per profile, tests/reference.py) on a subset.
+How it measures (issue 21, target 6):
 
-The scan is synthetic (tests/synthetic_scan_helpers.py): Li | SEI Type 1 (≈ 15 nm) | Type 2 (≈ 35 nm) | Cu layers
-along scan y at a 4 nm step, 1e5 electrons per pattern, descan along y, Poisson noise. To keep generation fast
-the expected pattern is computed once per scan row and Poisson-sampled for every column.
+* every size runs in its own fresh process (``python -m tests.streaming_helpers``): imports and numba caches are
+  warmed on a 16 × 6 file, the peak RSS is reset (``/proc/self/clear_refs``), the analysis streams the file
+  (``memory_budget=0``) and the process reports VmHWM — the peak resident size of the whole process during the
+  analysis (baseline included), which can exceed the target, unlike a peak that only rises within one process;
+* the decompression anchor is h5py reading the same rows in the same process, interleaved with
+  :mod:`fitting.chunks` at 1 and 2 numba threads, best of 3 each;
+* the radial-profile anchor, pyFAI ``integrate1d`` (csr, cython, one pattern a call), runs in its own process with
+  ``OMP_WAIT_POLICY=PASSIVE`` and one OpenMP thread, against :func:`fitting.profiles.scan_profiles` at one numba
+  thread (per-core ratio); without pyFAI the bench says so and exits with status 2.
 
-Full-size case from a file (``file_case``): a 90 × 60 × 256² ``bottom`` scan synthesised once by
-``simkit.synth.synthesize_scan`` (demo library, its default dose, blosc-lz4, and lzf with ``--lzf``) into
-``.sei-send-cache/bench/`` (or ``--file PATH`` for an existing one), then ``fitting.pipeline.analyze_scan(path)``
-end to end — read, calibrate, profiles, sectors, features, classes, ellipse refinement, peak map, histogram —
-timed warm (numba compiled by a first run) against the 5 s target, with a per-stage table taken by wrapping
-the stage functions analyze_scan calls (a second run; the headline time is that of an unwrapped run).
+The files (``tests/streaming_helpers.py``) hold Poisson samples of per-row expected patterns of a layered
+Li | SEI Type 1 | Type 2 | Cu stack (descan, 1 % ellipse, 10⁵ e/pattern, lzf + shuffle, chunked by pattern),
+written once into ``--dir`` (default ``.sei-send-cache/bench``; 256 × 256 takes 1.7 GB of disk).
+Timings on a shared 2-core machine are noisy: the load average is printed with every number.
 
-Run: .venv/bin/python bench/analysis.py [--small] [--lzf] [--file PATH] [--file-only] [--no-file]
+Run: .venv/bin/python bench/analysis.py [--dir DIR] [--sizes 90x60,128x128,256x256]
 """
 
 from __future__ import annotations
 
+import json
 import os
-import resource
+import subprocess
 import sys
-import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -38,318 +40,162 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fitting.calibrate import calibrate  # noqa: E402
-from fitting.classify import CLASSES, classify, features  # noqa: E402
-from fitting.peaks import fit_histogram, sro_peak_map  # noqa: E402
-from fitting.profiles import scan_profiles, sector_profiles  # noqa: E402
-from simkit.radial import make_plan  # noqa: E402
-from tests.synthetic_scan_helpers import REGIONS, layered_weights, make_scan, sro_truth  # noqa: E402
-
-SMALL = "--small" in sys.argv
-SY, SX = (30, 20) if SMALL else (90, 60)
-DET = (256, 256)
-PIXEL_SIZE = 0.0065  # Å⁻¹/px: 256 px cover ±0.83 Å⁻¹
-STEP = 40.0  # Å
+TARGET_RSS = 3e9  # bytes, at 512 × 512
+TARGET_MS = 0.25  # ms per pattern, at 512 × 512
+TARGET_STUDY_S = 5.0  # s, 90 × 60 end to end (issue 8)
+LINEAR_TOL = 1.3  # per-pattern time at the largest size within this factor of the smallest: "linear"
+FULL = 512 * 512
 
 
-def build_scan(rng):
-    # layers along y: Li | Type 1 | Type 2 | Cu (study: Type 1 ≈ 15 nm next to Li, Type 2 ≈ 35 nm next to Cu)
-    b = np.array([0.35, 0.35 + 15 / 4 / SY, 0.35 + 50 / 4 / SY]) * SY
-    w = layered_weights((SY, 1), list(b), ["li", "type1", "type2", "cu"])
-    sro = np.where(np.argmax(w, -1) == REGIONS.index("type1"), rng.uniform(0.325, 0.345, (SY, 1)), np.nan)
-    exp, truth = make_scan(
-        w, det_shape=DET, pixel_size=PIXEL_SIZE, electrons=1e5, sro_map=sro, rng=rng, noise=False,
-        descan=((0.0, 2.0, 0.0), (0.0, -1.5, 0.0)), ellipse=(1.01, 0.5),
-    )  # fmt: skip
-    data = np.empty((SY, SX) + DET, np.uint16)
-    for i in range(SY):
-        data[i] = rng.poisson(np.broadcast_to(exp[i, 0], (SX,) + DET))
-    regions = np.repeat(truth["regions"], SX, axis=1)
-    return data, truth, regions, np.repeat(sro_truth(truth["sro_q0"], truth["regions"]), SX, axis=1)
+def _arg(name, default):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
 
 
-CPU = {}
+def _env(threads: int | None = None) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
+    if threads is not None:
+        env.update(NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    return env
 
 
-def timed(label, fun, rows):
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = fun()
-    dt = time.perf_counter() - t0
-    CPU[label] = time.process_time() - c0
-    rows.append((label, dt))
-    return out
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
-def pipeline(data, rows):
-    cal = timed(
-        "calibrate (centres all patterns, descan plane, ellipse on 256)",
-        lambda: calibrate(
-            data, pixel_size=PIXEL_SIZE, ellipse_q_range=(0.22, 0.38), ellipse_max_patterns=256, q_max=0.78
-        ),
-        rows,
-    )
-    prof = timed(
-        "scan_profiles (radial, whole-pixel descan + tables)",
-        lambda: scan_profiles(data, cal.plan, shifts=cal.shifts, exclude_direct=0.15, shift_mode="integer"),
-        rows,
-    )
-    pm = timed("sro_peak_map (centred fit, numba)", lambda: sro_peak_map(prof, width=0.04), rows)
-    sec_plan = make_plan(DET, center=cal.plan.center, pixel_size=PIXEL_SIZE, edges=np.arange(0.0, 0.8, 2 * PIXEL_SIZE),
-                         ellipse_ratio=cal.plan.ellipse_ratio, ellipse_angle=cal.plan.ellipse_angle)  # fmt: skip
-    q, m, s = timed(
-        "sector_profiles (32 sectors, 2 px bins)",
-        lambda: sector_profiles(data, sec_plan, shifts=cal.shifts, n_phi=32),
-        rows,
-    )
-    classes = timed("features + classify", lambda: classify(features(q, m, s, profiles=prof, peak_map=pm)), rows)
-    return cal, prof, pm, classes
+def run_size(path: Path, warm: Path, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "tests.streaming_helpers", str(path), str(out), "0", str(warm)]
+    subprocess.run(cmd, check=True, cwd=ROOT, env=_env())
+    r = np.load(out)
+    s = json.loads(str(r["summary"]))
+    n = int(np.prod(s["scan_shape"]))
+    return {
+        "n": n, "wall": float(r["wall"]), "cpu": float(r["cpu"]), "rss": int(r["peak_rss"]),
+        "base": int(r["base_rss"]), "reset": bool(r["hwm_reset"]), "classes": s["class_counts"],
+        "ellipse": s["ellipse_ratio"],
+    }  # fmt: skip
 
 
-def anchors(data, cal, prof, rows):
-    out = {}
-    try:
-        import warnings
-
-        from pyFAI.detectors import Detector
-        from pyFAI.integrator.azimuthal import AzimuthalIntegrator
-
-        from simkit.radial import center_to_pyfai
-
-        px = 55e-6
-        p1, p2 = center_to_pyfai(cal.plan.center, px, px)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ai = AzimuthalIntegrator(dist=0.3, poni1=p1, poni2=p2, detector=Detector(px, px, max_shape=DET))
-            kw = dict(unit="r_mm", radial_range=(0.0, cal.plan.edges[-1] / PIXEL_SIZE * px * 1e3),
-                      correctSolidAngle=False, method=("no", "csr", "cython"))  # fmt: skip
-            n = 300
-            frames = data.reshape((-1,) + DET)[:n]
-            ai.integrate1d(frames[0], cal.plan.n_q, **kw)
-            t0 = time.perf_counter()
-            for f in frames:
-                ai.integrate1d(f, cal.plan.n_q, **kw)
-            out["pyfai_per_s"] = n / (time.perf_counter() - t0)
-    except Exception as e:  # pyFAI optional here
-        print(f"  (pyFAI anchor skipped: {e})")
-    t0 = time.perf_counter()
-    exact = scan_profiles(data, cal.plan, shifts=cal.shifts, exclude_direct=0.15)
-    out["exact_s"] = time.perf_counter() - t0
-    out["exact_profiles"] = exact
-    from tests.reference import peak_position_reference
-
-    flat = prof.intensity.reshape(-1, prof.q.size)
-    sem = prof.sem.reshape(-1, prof.q.size)
-    idx = np.arange(0, flat.shape[0], max(1, flat.shape[0] // 100))[:100]
-    t0 = time.perf_counter()
-    for i in idx:
-        peak_position_reference(prof.q, flat[i], (0.22, 0.42), sigma=sem[i])
-    out["scipy_fit_per_s"] = idx.size / (time.perf_counter() - t0)
-    return out
-
-
-def out_of_core(rng):
-    """Chunked profiles of an HDF5 dataset much larger than the traced peak memory."""
-    import h5py
-
-    sy, sx = (SY, SX) if not SMALL else (30, 20)
-    exp, truth = make_scan(np.full((1, 1), REGIONS.index("type1")), det_shape=DET, pixel_size=PIXEL_SIZE,
-                           electrons=1e5, rng=rng, noise=False, descan=((0, 0, 0), (0, 0, 0)))  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "big.h5")
-        with h5py.File(path, "w") as f:
-            d = f.create_dataset("data", (sy, sx) + DET, dtype=np.uint16, chunks=(1, sx) + DET)
-            for i in range(sy):
-                d[i] = rng.poisson(np.broadcast_to(exp[0, 0], (sx,) + DET))
-        size = os.path.getsize(path)
-        plan = make_plan(DET, center=truth["center"], pixel_size=PIXEL_SIZE)
-        with h5py.File(path, "r") as f:
-            rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            tracemalloc.start()
-            t0 = time.perf_counter()
-            prof = scan_profiles(f["data"], plan, chunk=sx, exclude_direct=0.15)
-            pm = sro_peak_map(prof, width=0.04)
-            dt = time.perf_counter() - t0
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return size, peak, dt, (rss1 - rss0) * 1024, pm
-
-
-TARGET_S = 5.0  # issue 8: calibrated profiles, peak map and classes of 90×60×256² in < 5 s on 2 cores
-
-
-def full_scan_file(compression: str) -> Path:
-    """The cached full-size synthetic ``bottom`` scan (synthesised on first use, ≈ 20–40 s)."""
-    from simkit.synth import DEFAULT_ELECTRONS_PER_PATTERN, default_scan, synthesize_scan
-
-    cache = ROOT / ".sei-send-cache"
-    dose = DEFAULT_ELECTRONS_PER_PATTERN  # the synthesiser's default (1e6 e/pattern since 2026-11-26; was 1e5)
-    path = cache / "bench" / f"bottom_90x60_seed3_{dose:.0e}_{compression}.h5"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scene, probe = default_scan("bottom", field_shape=(90, 60))
+_DECODE = r"""
+import sys, time, h5py, numba, numpy as np
+from fitting.chunks import reader
+f = h5py.File(sys.argv[1], "r"); ds = f["root/datacube/data"]; rows = int(sys.argv[2])
+r = reader(ds); assert r.fast
+r.read(0, 1)
+best = {"h5py": 1e9, "chunks 1 thread": 1e9, "chunks 2 threads": 1e9}
+for _ in range(3):  # interleaved rounds
+    for k in best:
+        if k != "h5py":
+            numba.set_num_threads(1 if "1" in k else 2)
         t0 = time.perf_counter()
-        synthesize_scan(scene, path, library="demo", probe=probe, electrons_per_pattern=dose, seed=3, progress=False,
-                        compression=compression, cache_dir=cache / "library")  # fmt: skip
-        print(f"  synthesised {path} in {time.perf_counter() - t0:.0f} s")
-    return path
+        a = ds[0:rows] if k == "h5py" else r.read(0, rows)
+        best[k] = min(best[k], time.perf_counter() - t0)
+assert np.array_equal(a, ds[0:rows])
+n = rows * ds.shape[1]
+print(" ".join(f"{k.replace(' ', '_')}={v / n * 1e3:.4f}" for k, v in best.items()))
+"""
+
+_PYFAI = r"""
+import sys, time, warnings, h5py, numpy as np
+from pyFAI.detectors import Detector
+from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+from simkit.radial import center_to_pyfai, make_plan
+f = h5py.File(sys.argv[1], "r"); frames = f["root/datacube/data"][0:5].reshape(-1, 256, 256)
+n_q, ps, c = 120, 0.0065, (128.3, 127.8)
+px = 55e-6
+p1, p2 = center_to_pyfai(c, px, px)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    ai = AzimuthalIntegrator(dist=0.3, poni1=p1, poni2=p2, detector=Detector(px, px, max_shape=(256, 256)))
+    kw = dict(unit="r_mm", radial_range=(0.0, n_q * px * 1e3), correctSolidAngle=False, method=("no", "csr", "cython"))
+    ai.integrate1d(frames[0], n_q, **kw)
+    plan = make_plan((256, 256), center=c, pixel_size=ps, n_bins=n_q, q_max=n_q * ps)
+    plan.integrate(frames[:2])
+    best_a = best_o = 1e9
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for fr in frames:
+            ai.integrate1d(fr, n_q, **kw)
+        best_a = min(best_a, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        plan.integrate(frames)
+        best_o = min(best_o, time.perf_counter() - t0)
+print(f"pyfai={frames.shape[0] / best_a:.0f} ours={frames.shape[0] / best_o:.0f}")
+"""
 
 
-#: the stage functions analyze_scan calls (looked up in their modules at call time, so wrappers see them)
-_STAGES = (
-    ("fitting.io", "load_scan", "open file (lazy)"),
-    ("fitting.pipeline", "_in_memory", "read into memory (decompress)"),
-    ("fitting.calibrate", "calibrate", "calibrate (centres, descan plane)"),
-    ("fitting.profiles", "scan_profiles", "scan_profiles (exact sub-pixel descan)"),
-    ("fitting.profiles", "sector_profiles", "sector_profiles (32 sectors, whole-pixel descan)"),
-    ("fitting.classify", "features", "features (sector statistics)"),
-    ("fitting.classify", "classify", "classify"),
-    ("fitting.pipeline", "_refine_ellipse", "ellipse refinement (sector fit)"),
-    ("fitting.peaks", "sro_peak_map", "sro_peak_map (centred fit)"),
-    ("fitting.peaks", "fit_histogram", "fit_histogram (Gaussian mixtures, BIC)"),
-)
+def main() -> int:
+    from tests.streaming_helpers import cached_scan_file
 
-
-def staged_run(path):
-    """analyze_scan(path) with every stage function wrapped by a timer: (result, {label: [calls, wall s]}, total)."""
-    import importlib
-
-    from fitting.pipeline import analyze_scan
-
-    spent: dict = {}
-    saved = []
-
-    def wrap(fun, label):
-        def timed_stage(*a, **k):
-            t0, c0 = time.perf_counter(), time.process_time()
-            try:
-                return fun(*a, **k)
-            finally:
-                c = spent.setdefault(label, [0, 0.0, 0.0])
-                c[0] += 1
-                c[1] += time.perf_counter() - t0
-                c[2] += time.process_time() - c0
-
-        return timed_stage
-
-    for mod, name, label in _STAGES:
-        m = importlib.import_module(mod)
-        saved.append((m, name, getattr(m, name)))
-        setattr(m, name, wrap(getattr(m, name), label))
-    try:
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = analyze_scan(path, None, figures=False)
-        total = (time.perf_counter() - t0, time.process_time() - c0)
-    finally:
-        for m, name, fun in saved:
-            setattr(m, name, fun)
-    return res, spent, total
-
-
-def file_case(path: Path, repeats: int = 2) -> None:
-    """Warm analyze_scan on a full-size scan file: best of ``repeats`` unwrapped runs, then a per-stage table."""
-    from fitting.pipeline import analyze_scan
-
-    analyze_scan(path, None, figures=False)  # warm-up: numba compilation / cache loading, file cache
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = analyze_scan(path, None, figures=False)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    _, spent, total = staged_run(path)
-    best = min(walls)
-    s = res.summary
-    print(f"\nanalyze_scan from a file: {path.name} ({os.path.getsize(path) / 1e6:.0f} MB, "
-          f"scan {s['scan_shape'][0]}×{s['scan_shape'][1]}), load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"  wall {', '.join(f'{w:.2f}' for w in walls)} s (CPU {', '.join(f'{c:.2f}' for c in cpus)} s); "
-          f"best {best:.2f} s = {best / TARGET_S:.2f} × the {TARGET_S:.0f} s target")  # fmt: skip
-    print(f"  {'stage (staged run)':<52s} {'calls':>5s} {'wall [s]':>9s} {'share':>6s} {'CPU [s]':>8s}")
-    for _, _, label in _STAGES:
-        if label in spent:
-            n, dt, cpu = spent[label]
-            print(f"    {label:<50s} {n:5d} {dt:9.3f} {dt / total[0] * 100:5.0f} % {cpu:8.3f}")
-    rest = total[0] - sum(v[1] for v in spent.values())
-    rest_cpu = total[1] - sum(v[2] for v in spent.values())
-    print(f"    {'other (summary, class statistics)':<50s} {'':5s} {rest:9.3f} {rest / total[0] * 100:5.0f} % "
-          f"{rest_cpu:8.3f}")  # fmt: skip
-    print(f"    {'TOTAL':<50s} {'':5s} {total[0]:9.3f} {'':7s} {total[1]:8.3f}  ({total[0] / TARGET_S:.2f} × target)")
-    ell = s["ellipse_ratio"]
-    print(f"  result: ellipse ratio {ell if ell is None else round(ell, 4)}, {s['sro_peak_fitted_pixels']} pixels "
-          f"with an SRO peak, classes {dict((k, v) for k, v in s['class_counts'].items() if v)}")  # fmt: skip
-
-
-def main() -> None:
-    import numba
-
-    files = []
-    if "--file" in sys.argv:
-        files.append(Path(sys.argv[sys.argv.index("--file") + 1]))
-    elif "--no-file" not in sys.argv and not SMALL:
-        files.append(full_scan_file("blosc-lz4"))
-        if "--lzf" in sys.argv:
-            files.append(full_scan_file("lzf"))
-    if "--file-only" in sys.argv:
-        print(f"numba threads {numba.get_num_threads()}, cores {os.cpu_count()}")
-        for path in files:
-            file_case(path)
-        return
-
-    rng = np.random.default_rng(2026)
-    print(f"scan {SY}×{SX}×{DET[0]}×{DET[1]} uint16, numba threads {numba.get_num_threads()}, cores {os.cpu_count()}")
+    default_dir = (
+        Path("/work/scratch/stream") if Path("/work/scratch/stream").is_dir() else ROOT / ".sei-send-cache/bench"
+    )
+    folder = Path(_arg("--dir", str(default_dir)))
+    sizes = [tuple(int(v) for v in s.split("x")) for s in _arg("--sizes", "90x60,128x128,256x256").split(",")]
+    print(f"cores {os.cpu_count()}, files in {folder}; {load()}")
     t0 = time.perf_counter()
-    data, truth, regions, tr = build_scan(rng)
-    print(f"  synthetic scan built in {time.perf_counter() - t0:.1f} s ({data.nbytes / 1e6:.0f} MB)")
-    # warm-up on a slice (numba compilation / caches are not part of the analysis time)
-    pipeline(data[::6, :3], [])
-    rows: list = []
-    cal, prof, pm, classes = pipeline(data, rows)
-    total = sum(dt for _, dt in rows)
-    print(
-        f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times inflate with it; CPU time less)"
-    )
-    print(f"{'step':<60s} {'wall [s]':>9s} {'CPU [s]':>8s}")
-    for label, dt in rows:
-        print(f"  {label:<58s} {dt:9.3f} {CPU[label]:8.3f}")
-    cpu = sum(CPU[label] for label, _ in rows)
-    print(f"  {'TOTAL (target < 5 s wall on 2 idle cores)':<58s} {total:9.3f} {cpu:8.3f}")
-    n = SY * SX
-    a = anchors(data, cal, prof, rows)
-    t_prof = dict(rows)["scan_profiles (radial, whole-pixel descan + tables)"]
-    t_peak = dict(rows)["sro_peak_map (centred fit, numba)"]
-    print("\nagainst anchors measured in this run")
-    if "pyfai_per_s" in a:
-        print(f"  profiles: {n / t_prof:8.0f} patterns/s vs pyFAI integrate1d {a['pyfai_per_s']:6.0f}/s "
-              f"→ ratio {n / t_prof / a['pyfai_per_s']:.1f}×")  # fmt: skip
-    print(
-        f"  profiles with sub-pixel descan (shift_mode='exact'): {a['exact_s']:.2f} s "
-        f"= {n / a['exact_s']:.0f} patterns/s"
-    )
-    print(f"  peak fits: {n / t_peak:8.0f} profiles/s vs scipy curve_fit per profile {a['scipy_fit_per_s']:6.0f}/s "
-          f"→ ratio {n / t_peak / a['scipy_fit_per_s']:.0f}×")  # fmt: skip
-    # quality on this scan
-    am = np.isfinite(tr) & pm.ok
-    print("\nquality (truth = analytic I·Q maxima / regions)")
-    print(f"  peak-map median |error| {np.median(np.abs(pm.position - tr)[am]):.4f} Å⁻¹ over {am.sum()} SRO pixels")
-    pe = sro_peak_map(a["exact_profiles"], width=0.04)
-    ae = np.isfinite(tr) & pe.ok
-    print(f"  (with exact sub-pixel descan: {np.median(np.abs(pe.position - tr)[ae]):.4f} Å⁻¹; median |difference| "
-          f"between the two maps {np.median(np.abs(pe.position - pm.position)[ae & pm.ok]):.5f} Å⁻¹)")  # fmt: skip
-    per = ", ".join(f"{CLASSES[k]} {np.mean(classes[regions == k] == k) * 100:.0f} %" for k in np.unique(regions))
-    print(f"  class accuracy {(classes == regions).mean() * 100:.1f} % ({per})")
-    sei = np.isin(classes, [CLASSES.index("sei_type1"), CLASSES.index("sei_type2")]) & pm.ok
-    if sei.sum() > 10:
-        g = fit_histogram(pm.position[sei], rng=0)
-        print("  SEI peak histogram: " + "; ".join(
-            f"{m:.3f} ± {s:.3f} Å⁻¹ ({w * 100:.0f} %)" for m, s, w in zip(g.means, g.stds, g.weights)))  # fmt: skip
-    size, peak, dt, rss, pm2 = out_of_core(rng)
-    print("\nout-of-core (HDF5, chunks of one scan row)")
-    print(f"  file {size / 1e6:.0f} MB, profiles + peak map in {dt:.2f} s, traced peak memory {peak / 1e6:.0f} MB "
-          f"({size / peak:.0f}× smaller than the data), max-RSS growth {rss / 1e6:.0f} MB; "
-          f"{pm2.ok.mean() * 100:.0f} % fits ok")  # fmt: skip
-    for path in files:
-        file_case(path)
+    warm = cached_scan_file(folder, (16, 6))
+    paths = [cached_scan_file(folder, s) for s in sizes]
+    print(f"  files ready in {time.perf_counter() - t0:.0f} s: " + ", ".join(
+        f"{p.name} {p.stat().st_size / 1e6:.0f} MB" for p in paths))  # fmt: skip
+
+    # decompression: fitting.chunks vs h5py, same rows, same process, interleaved
+    dec = subprocess.run([sys.executable, "-c", _DECODE, str(paths[0]), "20"], cwd=ROOT, env=_env(2),
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    d = {k: float(v) for k, v in (x.split("=") for x in dec)}
+    print(f"\ndecompression of lzf + shuffle 256² uint16 chunks (best of 3, interleaved; {load()})")
+    for k, v in d.items():
+        print(f"  {k.replace('_', ' '):<18s} {v:.3f} ms/pattern  ({d['h5py'] / v:.1f}× h5py)")
+    parallel = d["chunks_2_threads"] < d["chunks_1_thread"]
+    print(f"  decompression in parallel (2 threads faster than 1): {'MET' if parallel else 'NOT MET (machine busy?)'}")
+
+    # radial-profile anchor: pyFAI in its own process, one thread each
+    pf = subprocess.run([sys.executable, "-c", _PYFAI, str(paths[0])], cwd=ROOT, env=_env(1), capture_output=True,
+                        text=True)  # fmt: skip
+    if pf.returncode != 0:
+        print(f"\npyFAI anchor missing or failed ({pf.stderr.strip().splitlines()[-1:]}): no ratio printed")
+        anchor_ok = False
+    else:
+        a = dict(x.split("=") for x in pf.stdout.split())
+        print(f"\nradial profiles, 1 thread each, anchor in its own process (OMP_WAIT_POLICY=PASSIVE; {load()}):")
+        print(f"  simkit.radial integrate {float(a['ours']):.0f} patterns/s vs pyFAI integrate1d csr "
+              f"{float(a['pyfai']):.0f}/s → {float(a['ours']) / float(a['pyfai']):.1f}× per core")  # fmt: skip
+        anchor_ok = True
+
+    # analyze_scan streamed, one fresh process per size
+    print(f"\nanalyze_scan streamed (memory_budget=0), one fresh process per size ({os.cpu_count()} cores)")
+    print(f"  {'scan':>9s} {'patterns':>8s} {'wall [s]':>9s} {'ms/pattern':>10s} {'CPU ms/pat':>10s} "
+          f"{'peak RSS':>9s} {'baseline':>9s}  load")  # fmt: skip
+    res = []
+    for s, p in zip(sizes, paths):
+        r = run_size(p, warm, folder / f"bench_{s[0]}x{s[1]}.npz")
+        res.append(r)
+        print(f"  {s[0]:>4d}×{s[1]:<4d} {r['n']:8d} {r['wall']:9.1f} {r['wall'] / r['n'] * 1e3:10.3f} "
+              f"{r['cpu'] / r['n'] * 1e3:10.3f} {r['rss'] / 1e9:7.2f} GB {r['base'] / 1e9:7.2f} GB  {load()}"
+              f"{'' if r['reset'] else ' (VmHWM not reset: includes warm-up)'}")  # fmt: skip
+    n = np.array([r["n"] for r in res], float)
+    rss = np.array([r["rss"] for r in res], float)
+    wall = np.array([r["wall"] for r in res], float)
+    (b_rss, a_rss), (b_t, a_t) = np.polyfit(n, rss, 1), np.polyfit(n, wall, 1)
+    rss_full = a_rss + b_rss * FULL
+    ms_full = (a_t + b_t * FULL) / FULL * 1e3
+    ext = FULL / n.max()
+    per = wall / n
+    linear = per[-1] <= LINEAR_TOL * per[0] and per[-1] <= LINEAR_TOL * per.min()
+    print(f"\nstraight lines in the number of patterns, extrapolated to 512×512 ({ext:.0f}× the largest measured):")
+    print(f"  peak RSS = {a_rss / 1e9:.2f} GB + {b_rss / 1e3:.1f} kB/pattern → {rss_full / 1e9:.2f} GB at 512×512; "
+          f"target < {TARGET_RSS / 1e9:.0f} GB: {'MET' if rss_full < TARGET_RSS else 'NOT MET'}")  # fmt: skip
+    print(f"  wall = {a_t:.1f} s + {b_t * 1e3:.3f} ms/pattern → {ms_full:.3f} ms/pattern at 512×512; target ≤ "
+          f"{TARGET_MS} ms/pattern: {'MET' if ms_full <= TARGET_MS else 'NOT MET'}")  # fmt: skip
+    print(f"  linear: ms/pattern {', '.join(f'{v * 1e3:.3f}' for v in per)} (largest within {LINEAR_TOL}× of the "
+          f"smallest): {'MET' if linear else 'NOT MET'}")  # fmt: skip
+    if (90 * 60) in n:
+        w = wall[list(n).index(90 * 60)]
+        print(f"  90×60 end to end {w:.1f} s streamed; target < {TARGET_STUDY_S:.0f} s: "
+              f"{'MET' if w < TARGET_STUDY_S else 'NOT MET'}")  # fmt: skip
+    print(f"  classes at the largest size: {dict((k, v) for k, v in res[-1]['classes'].items() if v)}, ellipse "
+          f"ratio {res[-1]['ellipse']}")  # fmt: skip
+    return 0 if anchor_ok else 2
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

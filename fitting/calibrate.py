@@ -454,12 +454,16 @@ def find_bad_pixels(
         sub = np.asarray(data, dtype=float)[None]
     else:
         sub, _ = _subset(data, None, max_patterns)
-        sub = np.asarray(sub, dtype=float).reshape((-1,) + det)
+        sub = np.array(sub, dtype=float).reshape((-1,) + det)  # an own copy, masked in place below
     if user is not None:
-        sub = np.where(user, sub, np.nan)
+        sub[:, ~user] = np.nan
     hot_each = isolated_hot(sub, factor=factor)
     share = hot_each.mean(axis=0)
-    total = np.nansum(np.where(hot_each, np.nan, sub), axis=0)  # sum with each frame's transient hits left out
+    # the sum with each frame's transient hits left out (np.nansum's arithmetic, with one work array)
+    left = np.where(hot_each, 0.0, sub)
+    left[np.isnan(left)] = 0.0
+    total = np.sum(left, axis=0)
+    del left
     # the sum test on the frames without their transient hits: one cosmic ray does not make a pixel static
     static = (share >= min_share) | _hot_in_sum(np.where(user, total, np.nan) if user is not None else total)
     if user is not None:

@@ -10,6 +10,7 @@ pattern-library entries (:func:`library_candidates`, integrated by :mod:`simkit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -151,10 +152,12 @@ def analyze_scan(
         ratio below 1.15, recompute the profiles and the peak map with it. An
         uncorrected 2 % ellipse moves the azimuthally averaged SRO peak by ≈ +1 % (≈ 0.003 Å⁻¹).
     memory_budget : float  [bytes]
-        A lazy (file-backed) scan no larger than this is read into memory once — the analysis passes over the
-        data up to four times (centres, profiles, sectors, ellipse refinement), and decompressing an lzf file
-        four times costs more than the analysis itself; larger scans stay streamed chunk by chunk. 0 always
-        streams.
+        A lazy (file-backed) scan no larger than this is read into memory once; larger scans are streamed block
+        by block of scan rows (:class:`fitting.chunks.ScanSource`: lzf chunks decoded in parallel, transient hot
+        pixels taken out of every frame as in memory), with the same results. The streamed analysis reads the
+        data three times — centres; profiles and sector features fused in one pass; the profiles again after an
+        ellipse refinement — plus the selected pixels of the refinement once; it keeps per pixel the radial
+        profiles (4 float64 arrays of n_q bins) and the features, never the sector profiles. 0 always streams.
     figures : bool
         Write the PNG figures when ``out_dir`` is given.
     seed : int
@@ -179,10 +182,11 @@ def analyze_scan(
     import warnings
 
     from fitting.calibrate import calibrate, find_bad_pixels, load_mask, repair_hot
+    from fitting.chunks import ScanSource
     from fitting.classify import CLASSES, ClassifyRules, classify, features
     from fitting.io import load_scan
-    from fitting.peaks import fit_histogram, sro_peak_map
-    from fitting.profiles import scan_profiles, sector_profiles
+    from fitting.peaks import fit_histogram
+    from fitting.profiles import scan_profiles
 
     if not hasattr(scan, "scan_shape"):
         scan = load_scan(scan, pixel_size=pixel_size)
@@ -204,8 +208,8 @@ def analyze_scan(
         if n_hot:
             scan = dataclasses.replace(scan, data=data)
         bad_summary["transient_hot_taken_out"] = int(n_hot)
-    else:
-        bad_summary["transient_hot_taken_out"] = None  # a streamed scan is not checked frame by frame
+    else:  # streamed: every frame is repaired as it is read, the same frames as in memory
+        scan = dataclasses.replace(scan, data=ScanSource(scan.data, repair_mask=bp.mask))
     if rules is None:
         rules = ClassifyRules()
     elif isinstance(rules, dict):
@@ -226,11 +230,28 @@ def analyze_scan(
         cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False)
     _record(w)
     cal = _apply_instrument(cal, given, scan.scan_shape)
-    prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
-    sq, sm, ss = sector_profiles(scan.data, cal.plan, shifts=cal.shifts, n_phi=32)
+    # one pass over the data: per block of rows the radial profiles (exact sub-pixel descan) and the 32-sector
+    # profiles (whole-pixel descan), reduced at once to the per-pixel features; the sector profiles are dropped
+    parts = []
+
+    def sector_features(r0, r1, block, sh, rows):
+        m = np.empty((r1 - r0, block.shape[1], N_PHI, cal.plan.n_q), np.float32)
+        s = np.empty_like(m)
+        cal.plan.mean_profiles(block, None if sh is None else np.rint(sh), n_phi=N_PHI, out=(m, s))
+        parts.append(features(cal.plan.q, m, s, profiles=rows))
+
+    if isinstance(scan.data, ScanSource):
+        scan.data.reset_count()
+    prof = scan_profiles(
+        scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, on_block=sector_features,
+        chunk=BLOCK_PATTERNS,
+    )  # fmt: skip
+    if isinstance(scan.data, ScanSource):
+        bad_summary["transient_hot_taken_out"] = int(scan.data.hot_taken_out)
     # the classes rest on the Bragg-disc features and the whole profile, never on the SRO position: the peak
     # map is made once, from the final (possibly ellipse-refined) profiles
-    feats = features(sq, sm, ss, profiles=prof)
+    feats = _stack_features(parts)
+    parts.clear()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", UserWarning)
         classes = classify(feats, rules)
@@ -238,13 +259,16 @@ def analyze_scan(
     for msg in caught:  # the caller sees them once, and the summary keeps them
         warnings.warn(msg, UserWarning, stacklevel=2)
     if refine_ellipse and cal.ellipse is None and given.ellipse is None:
-        refined = _refine_ellipse(scan, cal, sq, sm, feats, classes)
+        refined = _refine_ellipse(scan, cal, feats, classes)
         if refined is not None:
             cal = refined
-            prof = scan_profiles(scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct)
+            prof = None  # the first profiles are freed before the refined ones are made (peak memory)
+            prof = scan_profiles(
+                scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, chunk=BLOCK_PATTERNS
+            )
     # the estimator's window follows the probe (simkit.peak_estimator.sro_window), as in the synthetic scans' truth
     probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
-    raw = sro_peak_map(prof, **probe) if q_range is None else sro_peak_map(prof, q_range, **probe)
+    raw = _peak_map_by_rows(prof, q_range, probe)
     pm = _amorphous_only(raw, classes)
     pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
@@ -341,14 +365,23 @@ def _in_memory(scan, budget: float):
     nbytes = float(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
     if nbytes > budget:
         return scan
+    from fitting.chunks import reader
+
+    rd = reader(data)
     if hasattr(data, "compute"):  # dask
         arr = np.asarray(data.compute())
+    elif rd.fast:  # raw chunks decoded in parallel, a few rows at a time
+        arr = np.empty(data.shape, dtype=rd.dtype)
+        rows = max(1, (64 << 20) // max(1, arr[0].nbytes))
+        for r0 in range(0, arr.shape[0], rows):
+            arr[r0 : r0 + rows] = rd.read(r0, min(arr.shape[0], r0 + rows))
     else:
         arr = np.empty(data.shape, dtype=data.dtype)
         if hasattr(data, "read_direct"):  # h5py: one sequential read, no intermediate copy
             data.read_direct(arr)
         else:
             arr[...] = data
+    rd.close()
     return dataclasses.replace(scan, data=arr)
 
 
@@ -414,7 +447,92 @@ ELLIPSE_MIN_COUNTS = 3.0e6
 ELLIPSE_MIN_PIXELS = 5
 
 
-def _refine_ellipse(scan, cal, sq, sm, feats, classes):
+#: Azimuthal sectors of the classification features and of the ellipse refinement.
+N_PHI = 32
+#: Patterns per block of the profile passes (rounded to whole scan rows, at least one): ≈ 16 MB of 256² uint16
+#: counts, so that the blocks and their float64 work arrays stay small against the per-pixel results.
+BLOCK_PATTERNS = 128
+
+
+def _stack_features(parts):
+    """One :class:`fitting.classify.Features` of the whole scan from those of consecutive blocks of scan rows."""
+    from fitting.classify import Features
+
+    first = parts[0]
+    out = {}
+    for f in dataclasses.fields(Features):
+        v = getattr(first, f.name)
+        if f.name == "q_measured":
+            out[f.name] = v
+        elif isinstance(v, dict):
+            out[f.name] = {k: np.concatenate([getattr(p, f.name)[k] for p in parts]) for k in v}
+        else:
+            out[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
+    return Features(**out)
+
+
+#: Pixels per call of the peak-map fit (its work arrays are a few kB per pixel).
+PEAK_MAP_PIXELS = 16384
+
+
+def _peak_map_by_rows(prof, q_range, probe):
+    """:func:`fitting.peaks.sro_peak_map` of the profiles, in blocks of scan rows when its window follows the
+    probe (every pixel is then fitted on its own, so the map is the same; without a probe the width comes from
+    the whole map's mean profile and the map is fitted at once)."""
+    from fitting.peaks import PeakMap, sro_peak_map
+
+    args = () if q_range is None else (q_range,)
+    sy, sx = prof.intensity.shape[:2]
+    rows = max(1, PEAK_MAP_PIXELS // max(sx, 1))
+    if probe.get("semiangle") is None or rows >= sy:
+        return sro_peak_map(prof, *args, **probe)
+    parts = []
+    for r0 in range(0, sy, rows):
+        r = slice(r0, min(sy, r0 + rows))
+        sub = dataclasses.replace(
+            prof, intensity=prof.intensity[r], iq=prof.iq[r], sem=prof.sem[r], count=prof.count[r],
+            total=prof.total[r], background=None if prof.background is None else prof.background[r],
+        )  # fmt: skip
+        parts.append(sro_peak_map(sub, *args, **probe))
+    cat = {
+        k: np.concatenate([getattr(p, k) for p in parts])
+        for k in ("position", "position_err", "amplitude", "width", "ok")
+    }
+    return PeakMap(**cat, q_range=parts[0].q_range, n=parts[0].n)
+
+
+def _selected_sector_mean(data, cal, select, *, batch: int = 64) -> np.ndarray:
+    """Mean (n_phi, n_q) over the ``select``-ed patterns of their sector means [counts per pixel], NaN where no
+    pattern has the bin: float32 sector profiles of :meth:`RadialPlan.mean_profiles` (whole-pixel descan, as for
+    the features), read and integrated ``batch`` patterns at a time, added pattern by pattern in scan order in
+    float64 — the same arithmetic as ``np.nanmean`` over the stacked profiles, without holding them."""
+    from fitting.chunks import ScanSource
+
+    idx = np.flatnonzero(np.asarray(select, bool).ravel())
+    nq = cal.plan.n_q
+    tot = np.zeros((N_PHI, nq))
+    cnt = np.zeros((N_PHI, nq), np.int64)
+    shifts = None if cal.shifts is None else np.rint(np.asarray(cal.shifts, float).reshape(-1, 2))
+    det = tuple(int(v) for v in data.shape[-2:])
+    for k in range(0, idx.size, batch):
+        ii = idx[k : k + batch]
+        if isinstance(data, ScanSource):
+            frames = data.read_patterns(ii)
+        else:
+            frames = np.asarray(data).reshape((-1,) + det)[ii]
+        m = np.empty((1, ii.size, N_PHI, nq), np.float32)
+        s = np.empty_like(m)
+        sh = None if shifts is None else shifts[ii][None]
+        cal.plan.mean_profiles(frames[None], sh, n_phi=N_PHI, out=(m, s))
+        for row in m[0].astype(float):
+            fin = np.isfinite(row)
+            tot += np.where(fin, row, 0.0)
+            cnt += fin
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, tot / cnt, np.nan)
+
+
+def _refine_ellipse(scan, cal, feats, classes):
     """A Calibration whose plan corrects the ellipse measured on Bragg-free amorphous pixels, or None."""
     import dataclasses
 
@@ -428,7 +546,8 @@ def _refine_ellipse(scan, cal, sq, sm, feats, classes):
     if np.count_nonzero(sel) < ELLIPSE_MIN_PIXELS or float(np.sum(total[sel])) < ELLIPSE_MIN_COUNTS:
         return None
     try:
-        ell = ellipse_from_sectors(sq, sm, select=sel, pixel_size=cal.plan.pixel_size)
+        avg = _selected_sector_mean(scan.data, cal, sel)
+        ell = ellipse_from_sectors(cal.plan.q, avg[None], pixel_size=cal.plan.pixel_size)
     except ValueError:
         return None
     if not (np.isfinite(ell.ratio) and ell.ratio < 1.15):

@@ -205,14 +205,6 @@ def _rows_per_chunk(data, chunk):
     return max(1, int(chunk) // sx)
 
 
-def _integrate_rows(data, plan, shifts, chunk, *, n_phi=None, statistic="mean", progress=False, shift_mode="exact"):
-    """Yield (row slice, RadialProfiles) for blocks of scan rows."""
-    if shift_mode not in ("exact", "integer"):
-        raise ValueError(f"shift_mode={shift_mode!r}: 'exact' or 'integer'")
-    for r0, r1, block, sh in _row_blocks(data, shifts, chunk, shift_mode, progress, "profiles"):
-        yield slice(r0, r1), plan.integrate(block, sh, n_phi=n_phi, statistic=statistic)
-
-
 def _row_blocks(data, shifts, chunk, shift_mode, progress, desc):
     """Yield (r0, r1, block as ndarray, shifts of the block) over chunks of scan rows (dask/h5py read once each)."""
     rows = _rows_per_chunk(data, chunk)
@@ -222,11 +214,13 @@ def _row_blocks(data, shifts, chunk, shift_mode, progress, desc):
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc=desc, unit="rows", total=math.ceil(sy / rows))
+    from fitting.chunks import ScanSource, reader
+
+    # h5py datasets through fitting.chunks (raw chunks decoded in parallel); the index is built once per call
+    read = data.read_rows if isinstance(data, ScanSource) else reader(data).read
     for r0 in it:
         r1 = min(sy, r0 + rows)
-        block = data[r0:r1]
-        if hasattr(block, "compute"):
-            block = block.compute()
+        block = read(r0, r1)
         sh = None if shifts is None else shifts[r0:r1]
         if sh is not None and shift_mode == "integer":
             # whole-pixel shifts: simkit.radial bins them through its fixed tables moved by the shift (no copy of
@@ -260,6 +254,7 @@ def scan_profiles(
     statistic: str = "mean",
     shift_mode: str = "exact",
     progress: bool = False,
+    on_block=None,
 ) -> ScanProfiles:
     """Radial profiles of every pattern of a scan (or of ``bin`` × ``bin`` blocks of patterns).
 
@@ -293,6 +288,11 @@ def scan_profiles(
         averages only at second order (δ²/4r, < 0.002 px at r = 30 px) but blurs sectors by up to ½ px.
     progress : bool
         Show a progress bar.
+    on_block : callable or None
+        Called as ``on_block(r0, r1, block, shifts, rows)`` with every block of scan rows [r0, r1) as read
+        (``block`` an ndarray (r1 − r0, scan_x, det_y, det_x) [counts], ``shifts`` those the block was integrated
+        with [px], ``rows`` the finished ScanProfiles of those rows), so that other per-pattern work shares the
+        one read (and decompression) of each block; only with ``bin=1`` and ``background=None``.
 
     Returns
     -------
@@ -311,17 +311,48 @@ def scan_profiles(
         raise ValueError(f"exclude_direct={exclude_direct} Å⁻¹ removes every bin (plan ends at {plan.edges[-1]:.4g})")
     sy, sx = int(data.shape[0]), int(data.shape[1])
     nq = plan.n_q
+    q = plan.q
+    drop = q < exclude_direct
+    if shift_mode not in ("exact", "integer"):
+        raise ValueError(f"shift_mode={shift_mode!r}: 'exact' or 'integer'")
+    if bin == 1 and background is None:
+        # per block straight into the outputs (no whole-scan sums kept): the same numbers, elementwise per pixel
+        mean, sem, s0 = (np.empty((sy, sx, nq)) for _ in range(3))
+        total = np.empty((sy, sx))
+        for r0, r1, block, sh in _row_blocks(data, shifts, chunk, shift_mode, progress, "profiles"):
+            prof = plan.integrate(block, sh, statistic=statistic)
+            s0[r0:r1] = prof.count
+            mean[r0:r1] = prof.mean
+            var = prof.sem_poisson**2 * prof.count**2  # Σw²·I
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sem[r0:r1] = np.where(prof.count > 0, np.sqrt(np.maximum(var, 0.0)) / prof.count, np.nan)
+            total[r0:r1] = np.nansum(prof.sum, axis=-1)
+            del prof, var
+            mean[r0:r1, :, drop] = np.nan
+            sem[r0:r1, :, drop] = np.nan
+            if on_block is not None:
+                rows = ScanProfiles(
+                    q=q, intensity=mean[r0:r1], iq=mean[r0:r1] * q**n, sem=sem[r0:r1], background=None,
+                    count=s0[r0:r1], total=total[r0:r1], n=float(n), bin=1, exclude_direct=exclude_direct,
+                    statistic=statistic, edges=np.asarray(plan.edges, float),
+                )  # fmt: skip
+                on_block(r0, r1, block, sh, rows)
+        return ScanProfiles(
+            q=q, intensity=mean, iq=mean * q**n, sem=sem, background=None, count=s0, total=total, n=float(n),
+            bin=1, exclude_direct=exclude_direct, statistic=statistic, edges=np.asarray(plan.edges, float),
+        )  # fmt: skip
     s1 = np.empty((sy, sx, nq))
     s0 = np.empty((sy, sx, nq))
     mean = np.empty((sy, sx, nq))
     var = np.empty((sy, sx, nq))
-    for rows, prof in _integrate_rows(
-        data, plan, shifts, chunk, statistic=statistic, progress=progress, shift_mode=shift_mode
-    ):
-        s1[rows] = prof.sum
-        s0[rows] = prof.count
-        mean[rows] = prof.mean
-        var[rows] = prof.sem_poisson**2 * prof.count**2  # Σw²·I
+    if on_block is not None:
+        raise ValueError("on_block: only with bin=1 and background=None (per-block profiles are final only then)")
+    for r0, r1, block, sh in _row_blocks(data, shifts, chunk, shift_mode, progress, "profiles"):
+        prof = plan.integrate(block, sh, statistic=statistic)
+        s1[r0:r1] = prof.sum
+        s0[r0:r1] = prof.count
+        mean[r0:r1] = prof.mean
+        var[r0:r1] = prof.sem_poisson**2 * prof.count**2  # Σw²·I
     total = np.nansum(s1, axis=-1)
     if bin > 1:
         s1b, s0b, vb = _bin(s1, bin), _bin(s0, bin), _bin(var, bin)
@@ -332,8 +363,6 @@ def scan_profiles(
         total = _bin(total, bin)
     with np.errstate(invalid="ignore", divide="ignore"):
         sem = np.where(s0 > 0, np.sqrt(np.maximum(var, 0.0)) / s0, np.nan)
-    q = plan.q
-    drop = q < exclude_direct
     mean[..., drop] = np.nan
     sem[..., drop] = np.nan
     bg = None
