@@ -130,30 +130,32 @@ _REGION_TO_ENTRY = {
 # ----------------------------------------------------------------------------------------------------------
 # numba kernels
 # ----------------------------------------------------------------------------------------------------------
-@njit(inline="always", cache=True)
-def _warp_pixel(src, k, i, j, ny, nx, cy, cx, sy, sx, inv, cos_a, sin_a):
-    """Value of output pixel (i, j) of pattern k: bilinear src at the undistorted position, divided by the ratio.
+def _warp_matrix(ratio: float, angle: float) -> np.ndarray:
+    """Affine map (2, 2) from an output pixel's offset (dy, dx) to the source offset (undistorted).
 
-    Output pixel (i, j) at offset (dy, dx) from the shifted centre; undistorted offset: the component along
-    the angle is divided by the ratio (``inv`` = 1/ratio); the area scales by the ratio, hence the final ×inv.
+    The component of the offset along ``angle`` is divided by ``ratio``: A = R(angle) · diag(1/ratio, 1) ·
+    R(−angle) in (x, y) order, returned as [[a_yy, a_yx], [a_xy, a_xx]] for (dy, dx).
     """
-    dy = i - cy - sy
-    dx = j - cx - sx
-    u = dx * cos_a + dy * sin_a
-    v = -dx * sin_a + dy * cos_a
-    u *= inv
-    x = cx + u * cos_a - v * sin_a
-    y = cy + u * sin_a + v * cos_a
+    c, s = math.cos(angle), math.sin(angle)
+    inv = 1.0 / ratio
+    axx = inv * c * c + s * s
+    ayy = inv * s * s + c * c
+    axy = (inv - 1.0) * c * s  # both off-diagonal terms
+    return np.array([[ayy, axy], [axy, axx]])
+
+
+@njit(inline="always", cache=True)
+def _bilinear(src, k, y, x, ny, nx):
+    """Bilinear value of pattern k of src at (y, x) [px]; zero outside."""
     i0 = int(math.floor(y))
     j0 = int(math.floor(x))
     fy = y - i0
     fx = x - j0
-    acc = 0.0
     if 0 <= i0 < ny - 1 and 0 <= j0 < nx - 1:
-        acc = (1 - fy) * ((1 - fx) * src[k, i0, j0] + fx * src[k, i0, j0 + 1]) + fy * (
+        return (1 - fy) * ((1 - fx) * src[k, i0, j0] + fx * src[k, i0, j0 + 1]) + fy * (
             (1 - fx) * src[k, i0 + 1, j0] + fx * src[k, i0 + 1, j0 + 1]
         )
-        return acc * inv
+    acc = 0.0
     if 0 <= i0 < ny and 0 <= j0 < nx:
         acc += (1 - fy) * (1 - fx) * src[k, i0, j0]
     if 0 <= i0 < ny and 0 <= j0 + 1 < nx:
@@ -162,20 +164,25 @@ def _warp_pixel(src, k, i, j, ny, nx, cy, cx, sy, sx, inv, cos_a, sin_a):
         acc += fy * (1 - fx) * src[k, i0 + 1, j0]
     if 0 <= i0 + 1 < ny and 0 <= j0 + 1 < nx:
         acc += fy * fx * src[k, i0 + 1, j0 + 1]
-    return acc * inv
+    return acc
 
 
 @njit(parallel=True, cache=True)
-def _warp(src, out, cy, cx, shifts, ratio, cos_a, sin_a):
-    """Bilinear resampling of each pattern: shifted centre and elliptical stretch, intensity conserved."""
+def _warp(src, out, cy, cx, shifts, a, inv):
+    """Bilinear resampling of each pattern: shifted centre and elliptical stretch (``a`` from :func:`_warp_matrix`).
+
+    Output pixel (i, j) at offset (dy, dx) from the shifted centre samples the source at the centre plus
+    a · (dy, dx); the value is divided by the ratio (``inv`` = 1/ratio) because the stretch scales areas by it.
+    """
     n, ny, nx = src.shape
-    inv = 1.0 / ratio
     for k in prange(n):
-        sy = shifts[k, 0]
-        sx = shifts[k, 1]
         for i in range(ny):
+            dy = i - cy - shifts[k, 0]
             for j in range(nx):
-                out[k, i, j] = _warp_pixel(src, k, i, j, ny, nx, cy, cx, sy, sx, inv, cos_a, sin_a)
+                dx = j - cx - shifts[k, 1]
+                y = cy + a[0, 0] * dy + a[0, 1] * dx
+                x = cx + a[1, 0] * dy + a[1, 1] * dx
+                out[k, i, j] = _bilinear(src, k, y, x, ny, nx) * inv
 
 
 # Counter-based uniforms: pattern k's stream is splitmix64 applied to key_k + i·γ (i = 0, 1, …), the generator
@@ -186,8 +193,10 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
+#: 1/k for the inversion's recursion p_k = p_(k−1) · λ/k (a product instead of a division per step).
+_RECIP = 1.0 / np.maximum(np.arange(200), 1).astype(np.float64)
 #: Below this expected count [e] a pixel's counts come from the Poisson-process walk, above it from a direct draw.
-_WALK_MAX = 2.0
+_WALK_MAX = 0.7
 
 
 @njit(inline="always", cache=True)
@@ -219,9 +228,9 @@ def _poisson_direct(lam, key, ctr):
         p = math.exp(-lam)
         f = p
         k = 0
-        while u > f and k < 1000:
+        while u > f and k < _RECIP.size - 1:
             k += 1
-            p *= lam / k
+            p *= lam * _RECIP[k]
             f += p
         return k, ctr
     slam = math.sqrt(lam)
@@ -316,24 +325,26 @@ def poisson_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 @njit(parallel=True, cache=True)
-def _expose(src, cy, cx, shifts, ratio, cos_a, sin_a, dose, keys, maxval, out, peak):
+def _expose(src, cy, cx, shifts, a, inv, dose, keys, maxval, out, peak):
     """Warp (as :func:`_warp`), scale by the dose and draw Poisson counts in one pass, pattern by pattern.
 
     ``out`` receives min(count, maxval); ``peak[k]`` the largest count of pattern k (overflow check).
     """
     n, ny, nx = src.shape
-    inv = 1.0 / ratio
+    scale = inv * dose
     for k in prange(n):
-        sy = shifts[k, 0]
-        sx = shifts[k, 1]
         key = np.uint64(keys[k])
         ctr = np.uint64(0)
         walk_next, ctr = _exponential(key, ctr)
         walk_at = 0.0
         mx = 0
         for i in range(ny):
+            dy = i - cy - shifts[k, 0]
             for j in range(nx):
-                lam = _warp_pixel(src, k, i, j, ny, nx, cy, cx, sy, sx, inv, cos_a, sin_a) * dose
+                dx = j - cx - shifts[k, 1]
+                y = cy + a[0, 0] * dy + a[0, 1] * dx
+                x = cx + a[1, 0] * dy + a[1, 1] * dx
+                lam = _bilinear(src, k, y, x, ny, nx) * scale
                 c, ctr, walk_at, walk_next = _draw(lam, key, ctr, walk_at, walk_next)
                 if c > mx:
                     mx = c
@@ -380,9 +391,8 @@ def warp_patterns(
         float(center[0]),
         float(center[1]),
         sh,
-        float(ellipse_ratio),
-        math.cos(ellipse_angle),
-        math.sin(ellipse_angle),
+        _warp_matrix(ellipse_ratio, ellipse_angle),
+        1.0 / ellipse_ratio,
     )
     return out
 
@@ -1044,7 +1054,7 @@ def synthesize_scan(
         dtype = counts_dtype(library, electrons_per_pattern, thickness=float(scene.thickness))
     maxval = np.iinfo(dtype).max if np.issubdtype(np.dtype(dtype), np.integer) else np.inf
     cy, cx = (float(c) for c in geometry.center)
-    cos_a, sin_a = math.cos(angle), math.sin(angle)
+    amat = _warp_matrix(ratio, angle)
     dose = float(electrons_per_pattern)
     noise_key = int(rng.integers(0, 2**63 - 1))  # every pattern's Poisson stream: this key and its flat index
 
@@ -1125,7 +1135,7 @@ def synthesize_scan(
                     if detector is None:
                         counts = np.empty(pats.shape, dtype=dtype)
                         peak = np.empty(b - a, np.int64)
-                        _expose(pats, cy, cx, sh, ratio, cos_a, sin_a, dose, _poisson_keys(noise_key, idx),
+                        _expose(pats, cy, cx, sh, amat, 1.0 / ratio, dose, _poisson_keys(noise_key, idx),
                                 int(min(maxval, 2**62)), counts, peak)  # fmt: skip
                         top = int(peak.max(initial=0))
                     else:
