@@ -56,3 +56,12 @@ def verdict(target: str, met: bool) -> int:
     """Print the target and MET / NOT MET; the exit code (0 when met)."""
     print(f"target: {target}: {'MET' if met else 'NOT MET'}")
     return 0 if met else 1
+
+
+def pin_to_threads() -> int:
+    """In a child: restrict the process to BENCH_THREADS CPUs (pools with a fixed worker count then share them)."""
+    n = int(os.environ.get("BENCH_THREADS", "0") or 0)
+    if n > 0 and hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[:n]
+        os.sched_setaffinity(0, cpus)
+    return n
