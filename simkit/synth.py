@@ -813,19 +813,48 @@ def _weights(
     return w, truth
 
 
+@njit(parallel=True, cache=True)
+def _dense_kernel(indptr, indices, data, stack, vac, cap, out):
+    """Row k of out = max(0, vac + Σ_e w_ke stack_e), scaled down to a total of ``cap`` if it holds more."""
+    n, npix = out.shape
+    for k in prange(n):
+        for p in range(npix):
+            out[k, p] = vac[p]
+        for z in range(indptr[k], indptr[k + 1]):
+            e = indices[z]
+            w = data[z]
+            for p in range(npix):
+                out[k, p] += w * stack[e, p]
+        total = 0.0
+        for p in range(npix):
+            v = max(out[k, p], np.float32(0.0))
+            out[k, p] = v
+            total += v
+        if total > cap:
+            f = np.float32(cap / total)
+            for p in range(npix):
+                out[k, p] *= f
+
+
 def _dense(w, prep: _Prepared) -> np.ndarray:
-    """Patterns (rows of w, npix) = P_vac + w · (P_e − P_vac), clipped at 0 and capped at the incident beam."""
-    out = np.asarray(w @ prep.stack, dtype=np.float32)
-    out += prep.vac
-    np.maximum(out, 0.0, out=out)
-    # conservation: no pattern holds more electrons than the probe. The first-order superposition extrapolates
-    # a thin library entry to the scene thickness (×10 for the tiny preset's 60 Å entries in a 600 Å lamella);
-    # for strongly scattering crystals (Li, Cu) that would send 2–6× the incident beam into the Bragg discs
-    total = out.sum(axis=1)
-    cap = float(prep.vac.sum())
-    over = total > cap
-    if over.any():
-        out[over] *= (cap / total[over])[:, None].astype(np.float32)
+    """Patterns (rows of w, npix) = P_vac + w · (P_e − P_vac), clipped at 0 and capped at the incident beam.
+
+    Conservation: no pattern holds more electrons than the probe. The first-order superposition extrapolates a thin
+    library entry to the scene thickness (×10 for the tiny preset's 60 Å entries in a 600 Å lamella); for strongly
+    scattering crystals (Li, Cu) that would send 2–6× the incident beam into the Bragg discs, so such a pattern is
+    scaled down to the incident total.
+    """
+    w = w.tocsr()
+    out = np.empty((w.shape[0], prep.vac.size), np.float32)
+    _dense_kernel(
+        w.indptr.astype(np.int64),
+        w.indices.astype(np.int64),
+        w.data.astype(np.float32),
+        prep.stack,
+        prep.vac,
+        float(prep.vac.sum(dtype=np.float64)),
+        out,
+    )
     return out
 
 
