@@ -34,11 +34,13 @@ def _lzf(src, dst, htab) -> int:
     ip = 0
     op = 1  # dst[0] is the control byte of the first literal run
     lit = 0
-    while ip + 2 < n:
-        v = (np.int64(src[ip]) << 16) | (np.int64(src[ip + 1]) << 8) | np.int64(src[ip + 2])
-        h = ((v * 2654435761) & 0xFFFFFFFF) >> (32 - _HLOG)
-        ref = htab[h]
-        htab[h] = ip
+    while ip < n:
+        ref = -1
+        if ip + 2 < n:  # the last two bytes can only be literals
+            v = (np.int64(src[ip]) << 16) | (np.int64(src[ip + 1]) << 8) | np.int64(src[ip + 2])
+            h = ((v * 2654435761) & 0xFFFFFFFF) >> (32 - _HLOG)
+            ref = htab[h]
+            htab[h] = ip
         if (
             ref >= 0
             and ip - ref - 1 < _MAX_OFF
@@ -76,15 +78,6 @@ def _lzf(src, dst, htab) -> int:
                 dst[op - lit - 1] = lit - 1
                 lit = 0
                 op += 1
-    while ip < n:
-        dst[op] = src[ip]
-        op += 1
-        ip += 1
-        lit += 1
-        if lit == _MAX_LIT:
-            dst[op - lit - 1] = lit - 1
-            lit = 0
-            op += 1
     if lit:
         dst[op - lit - 1] = lit - 1
     else:

@@ -29,16 +29,19 @@ into a 4D dataset, pixel by pixel:
 4. **Instrument.** A known descan (a plane in scan position plus a constant offset, [px]) and a slight
    ellipse (ratio, angle in the convention of simkit.radial), configured by a :class:`simkit.instrument.Instrument`,
    applied by bilinear resampling (numba), intensity conserved; then dose (electrons per pattern) and detector
-   (Poisson + :func:`simkit.detector.detect`).
+   (Poisson + :func:`simkit.detector.detect`). Without a detector model, resampling, dose and Poisson draw are
+   one fused pass per pattern (:func:`_expose`): pattern k draws from its own counter-based stream (splitmix64 of
+   a key from ``seed`` and k), so the counts depend on the seed only — not on threads, block sizes or scan order.
 
-The file (layout: :mod:`simkit.emd`) is written pattern row by pattern row (bounded memory whatever the scan
-size) to a temporary file that is renamed at the end. Ground truth (an emdfile ``Metadata`` named ``truth`` in
-the datacube, :data:`simkit.emd.TRUTH_PATH`; :func:`simkit.emd.read_truth` reads it): majority region and its
-fraction, all fractions, the SRO peak position from :func:`simkit.peak_estimator.sro_peak_position` (window from
-the probe,
-:func:`simkit.peak_estimator.sro_window`) on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own
-estimator), density, LiF orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse,
-and all settings as JSON.
+The scan is composed, exposed and written in blocks of :data:`BLOCK_PATTERNS` patterns (memory bounded whatever
+the scan size); lzf chunks are byte-shuffled and compressed in parallel and written as finished chunks
+(:mod:`simkit.chunkio`; layout: :mod:`simkit.emd`), into a temporary file that is renamed at the end.
+
+Ground truth (an emdfile ``Metadata`` named ``truth`` in the datacube, :data:`simkit.emd.TRUTH_PATH`;
+:func:`simkit.emd.read_truth` reads it): majority region and its fraction, all fractions, the SRO peak position
+from :func:`simkit.peak_estimator.sro_peak_position` (window from the probe, :func:`simkit.peak_estimator.sro_window`)
+on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own estimator), density, LiF
+orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse, and all settings as JSON.
 
 Default dose: 10⁶ electrons per pattern (16 pA × 10 ms, or 160 pA × 1 ms); over a 40 Å × 40 Å step that is a
 scan fluence of 625 e/Å², 17 % of the ≈ 3600 e/Å² (accumulated scan fluence, the convention of simkit.dose) at
@@ -167,6 +170,16 @@ def _bilinear(src, k, y, x, ny, nx):
     return acc
 
 
+@njit(inline="always", cache=True)
+def _warped(src, k, i, j, cy, cx, shifts, a):
+    """Source value for output pixel (i, j) of pattern k: bilinear at centre + a · (offset from the shifted centre)."""
+    dy = i - cy - shifts[k, 0]
+    dx = j - cx - shifts[k, 1]
+    y = cy + a[0, 0] * dy + a[0, 1] * dx
+    x = cx + a[1, 0] * dy + a[1, 1] * dx
+    return _bilinear(src, k, y, x, src.shape[1], src.shape[2])
+
+
 @njit(parallel=True, cache=True)
 def _warp(src, out, cy, cx, shifts, a, inv):
     """Bilinear resampling of each pattern: shifted centre and elliptical stretch (``a`` from :func:`_warp_matrix`).
@@ -177,12 +190,8 @@ def _warp(src, out, cy, cx, shifts, a, inv):
     n, ny, nx = src.shape
     for k in prange(n):
         for i in range(ny):
-            dy = i - cy - shifts[k, 0]
             for j in range(nx):
-                dx = j - cx - shifts[k, 1]
-                y = cy + a[0, 0] * dy + a[0, 1] * dx
-                x = cx + a[1, 0] * dy + a[1, 1] * dx
-                out[k, i, j] = _bilinear(src, k, y, x, ny, nx) * inv
+                out[k, i, j] = _warped(src, k, i, j, cy, cx, shifts, a) * inv
 
 
 # Counter-based uniforms: pattern k's stream is splitmix64 applied to key_k + i·γ (i = 0, 1, …), the generator
@@ -339,12 +348,8 @@ def _expose(src, cy, cx, shifts, a, inv, dose, keys, maxval, out, peak):
         walk_at = 0.0
         mx = 0
         for i in range(ny):
-            dy = i - cy - shifts[k, 0]
             for j in range(nx):
-                dx = j - cx - shifts[k, 1]
-                y = cy + a[0, 0] * dy + a[0, 1] * dx
-                x = cx + a[1, 0] * dy + a[1, 1] * dx
-                lam = _bilinear(src, k, y, x, ny, nx) * scale
+                lam = _warped(src, k, i, j, cy, cx, shifts, a) * scale
                 c, ctr, walk_at, walk_next = _draw(lam, key, ctr, walk_at, walk_next)
                 if c > mx:
                     mx = c
@@ -662,25 +667,15 @@ def compose(
         ``lif_f_vacancy``, ``lif_count``, ``li2o_damage_fraction``.
     """
     prep = prepared or _prepare(library)
-    w, truth = _weights(scene, library, rows, damage_state=damage_state, seed=seed, footprint=footprint, prepared=prep)
+    w, truth = _weights(scene, library, rows, damage_state, seed, footprint, prep)
     shape = truth["fractions"].shape[:2]
     return _dense(w, prep).reshape(*shape, *library.geometry.shape), truth
 
 
-def _weights(
-    scene,
-    library: PatternLibrary,
-    rows: slice | None = None,
-    *,
-    damage_state: dict | None = None,
-    seed: int = 0,
-    footprint: tuple[np.ndarray, np.ndarray] | None = None,
-    prepared: _Prepared | None = None,
-):
+def _weights(scene, library: PatternLibrary, rows, damage_state, seed: int, footprint, prep: _Prepared):
     """The mixing weights of :func:`compose`: a sparse (pixels × stacked entries) matrix and the per-pixel truth."""
     from scipy import sparse
 
-    prep = prepared or _prepare(library)
     ny_s, nx_s = scene.field_shape
     rows = rows or slice(0, ny_s)
     iy = np.arange(ny_s)[rows]
@@ -1019,7 +1014,8 @@ def synthesize_scan(
         hdf5plugin filters (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py/HyperSpy sessions
         ``import hdf5plugin`` first).
     rows_per_chunk : int
-        Scan rows composed and written per step (memory ∝ this × scan_x × detector pixels).
+        Scan rows whose mixing weights and truth are computed per step (small: ≈ n_regions floats per position);
+        patterns are then made and written :data:`BLOCK_PATTERNS` at a time.
     cache_dir : path or None
         Library cache.
     progress : bool
@@ -1143,7 +1139,7 @@ def synthesize_scan(
             bar = tqdm(total=ny_s, desc="synthesising scan", unit="row", disable=not progress)
             for r0 in range(0, ny_s, rows_per_chunk):
                 sl = slice(r0, min(ny_s, r0 + rows_per_chunk))
-                w, t = _weights(scene, library, sl, damage_state=damage_state, seed=seed, footprint=foot, prepared=prep)
+                w, t = _weights(scene, library, sl, damage_state, seed, foot, prep)
                 for k in ("density", "lif_entry", "lif_angle", "lif_f_vacancy", "lif_count", "li2o_damage_fraction"):
                     truth[k][sl] = t[k]
                 truth["fractions"][sl] = t["fractions"]
