@@ -32,14 +32,20 @@ def thread_env(threads: int) -> dict:
     }
 
 
-def run_child(script: str, argv: list[str], threads: int, timeout: float = 600.0) -> dict:
-    """Run ``python script *argv`` in a fresh process with ``threads`` threads; its last stdout line as JSON."""
+def run_child(script: str, argv: list[str], threads: int, timeout: float = 600.0, echo: bool = False) -> dict:
+    """Run ``python script *argv`` in a fresh process with ``threads`` threads; its last stdout line as JSON.
+
+    ``echo``: print the child's other stdout lines (its own report) first.
+    """
     p = subprocess.run(
         [sys.executable, script, *argv], env=thread_env(threads), capture_output=True, text=True, timeout=timeout
     )
     if p.returncode != 0:
         raise RuntimeError(f"child {Path(script).name} {' '.join(argv)} failed:\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    lines = p.stdout.strip().splitlines()
+    if echo and len(lines) > 1:
+        print("\n".join(lines[:-1]), flush=True)
+    return json.loads(lines[-1])
 
 
 def peak_rss_bytes() -> int:

@@ -142,7 +142,7 @@ def main() -> int:
                   f"{wrap['seconds']:.3f} s (RSS {wrap['rss'] / 1e9:.2f} GB) | overhead {100 * over:+.1f} % | "
                   f"identical patterns: {same}")  # fmt: skip
             worst = worst if same else np.inf
-    run_child(__file__, ["--child-rest"], 2, timeout=3600)  # items 2 and 3 print their own lines
+    run_child(__file__, ["--child-rest"], 2, timeout=3600, echo=True)  # items 2 and 3 print their own lines
     return verdict(f"wrapper overhead ≤ +{100 * TARGET_OVERHEAD:.0f} % at 1 and 2 threads, identical patterns",
                    worst <= TARGET_OVERHEAD)  # fmt: skip
 
