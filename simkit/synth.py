@@ -29,16 +29,19 @@ into a 4D dataset, pixel by pixel:
 4. **Instrument.** A known descan (a plane in scan position plus a constant offset, [px]) and a slight
    ellipse (ratio, angle in the convention of simkit.radial), configured by a :class:`simkit.instrument.Instrument`,
    applied by bilinear resampling (numba), intensity conserved; then dose (electrons per pattern) and detector
-   (Poisson + :func:`simkit.detector.detect`).
+   (Poisson + :func:`simkit.detector.detect`). Without a detector model, resampling, dose and Poisson draw are
+   one fused pass per pattern (:func:`_expose`): pattern k draws from its own counter-based stream (splitmix64 of
+   a key from ``seed`` and k), so the counts depend on the seed only — not on threads, block sizes or scan order.
 
-The file (layout: :mod:`simkit.emd`) is written pattern row by pattern row (bounded memory whatever the scan
-size) to a temporary file that is renamed at the end. Ground truth (an emdfile ``Metadata`` named ``truth`` in
-the datacube, :data:`simkit.emd.TRUTH_PATH`; :func:`simkit.emd.read_truth` reads it): majority region and its
-fraction, all fractions, the SRO peak position from :func:`simkit.peak_estimator.sro_peak_position` (window from
-the probe,
-:func:`simkit.peak_estimator.sro_window`) on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own
-estimator), density, LiF orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse,
-and all settings as JSON.
+The scan is composed, exposed and written in blocks of :data:`BLOCK_PATTERNS` patterns (memory bounded whatever
+the scan size); lzf chunks are byte-shuffled and compressed in parallel and written as finished chunks
+(:mod:`simkit.chunkio`; layout: :mod:`simkit.emd`), into a temporary file that is renamed at the end.
+
+Ground truth (an emdfile ``Metadata`` named ``truth`` in the datacube, :data:`simkit.emd.TRUTH_PATH`;
+:func:`simkit.emd.read_truth` reads it): majority region and its fraction, all fractions, the SRO peak position
+from :func:`simkit.peak_estimator.sro_peak_position` (window from the probe, :func:`simkit.peak_estimator.sro_window`)
+on the noise-free, undistorted pattern's radial I·Q profile (the analysis' own estimator), density, LiF
+orientation angle / entry / vacancy fraction, accumulated fluence, descan and ellipse, and all settings as JSON.
 
 Default dose: 10⁶ electrons per pattern (16 pA × 10 ms, or 160 pA × 1 ms); over a 40 Å × 40 Å step that is a
 scan fluence of 625 e/Å², 17 % of the ≈ 3600 e/Å² (accumulated scan fluence, the convention of simkit.dose) at
@@ -64,6 +67,7 @@ import h5py
 import numpy as np
 from numba import njit, prange
 
+from simkit.chunkio import write_patterns
 from simkit.emd import (
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
@@ -103,6 +107,9 @@ DEFAULT_ELECTRONS_PER_PATTERN = 1.0e6
 DEFAULT_INSTRUMENT = Instrument(
     descan=Descan(slope_y=0.8, slope_x=-0.6, offset_y=1.5, offset_x=1.0), ellipse=Ellipse(ratio=1.02, angle=0.5)
 )
+#: Patterns composed, exposed and written per block: bounds memory (≈ 5 buffers of this × detector pixels × 4 B,
+#: 160 MB at 256²) whatever the scan size.
+BLOCK_PATTERNS = 128
 #: Window [Å⁻¹] of the ground-truth SRO peak (the default window of fitting.peaks.sro_peak_map).
 TRUTH_Q_RANGE = (0.22, 0.42)
 #: Names the ground-truth SRO estimator; stored with every scan so that files made with another one are not reused.
@@ -126,92 +133,192 @@ _REGION_TO_ENTRY = {
 # ----------------------------------------------------------------------------------------------------------
 # numba kernels
 # ----------------------------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
-def _warp(src, out, cy, cx, shifts, ratio, cos_a, sin_a):
-    """Bilinear resampling of each pattern: shifted centre and elliptical stretch, intensity conserved.
+def _warp_matrix(ratio: float, angle: float) -> np.ndarray:
+    """Affine map (2, 2) from an output pixel's offset (dy, dx) to the source offset (undistorted).
 
-    Output pixel (i, j) at offset (dy, dx) from the shifted centre; undistorted offset: the component along
-    the angle is divided by ``ratio``; value = bilinear(src) / ratio (area scales by ``ratio``).
+    The component of the offset along ``angle`` is divided by ``ratio``: A = R(angle) · diag(1/ratio, 1) ·
+    R(−angle) in (x, y) order, returned as [[a_yy, a_yx], [a_xy, a_xx]] for (dy, dx).
+    """
+    c, s = math.cos(angle), math.sin(angle)
+    inv = 1.0 / ratio
+    axx = inv * c * c + s * s
+    ayy = inv * s * s + c * c
+    axy = (inv - 1.0) * c * s  # both off-diagonal terms
+    return np.array([[ayy, axy], [axy, axx]])
+
+
+@njit(inline="always", cache=True)
+def _bilinear(src, k, y, x, ny, nx):
+    """Bilinear value of pattern k of src at (y, x) [px]; zero outside."""
+    i0 = int(math.floor(y))
+    j0 = int(math.floor(x))
+    fy = y - i0
+    fx = x - j0
+    if 0 <= i0 < ny - 1 and 0 <= j0 < nx - 1:
+        return (1 - fy) * ((1 - fx) * src[k, i0, j0] + fx * src[k, i0, j0 + 1]) + fy * (
+            (1 - fx) * src[k, i0 + 1, j0] + fx * src[k, i0 + 1, j0 + 1]
+        )
+    acc = 0.0
+    if 0 <= i0 < ny and 0 <= j0 < nx:
+        acc += (1 - fy) * (1 - fx) * src[k, i0, j0]
+    if 0 <= i0 < ny and 0 <= j0 + 1 < nx:
+        acc += (1 - fy) * fx * src[k, i0, j0 + 1]
+    if 0 <= i0 + 1 < ny and 0 <= j0 < nx:
+        acc += fy * (1 - fx) * src[k, i0 + 1, j0]
+    if 0 <= i0 + 1 < ny and 0 <= j0 + 1 < nx:
+        acc += fy * fx * src[k, i0 + 1, j0 + 1]
+    return acc
+
+
+@njit(inline="always", cache=True)
+def _warped(src, k, i, j, cy, cx, shifts, a):
+    """Source value for output pixel (i, j) of pattern k: bilinear at centre + a · (offset from the shifted centre)."""
+    dy = i - cy - shifts[k, 0]
+    dx = j - cx - shifts[k, 1]
+    y = cy + a[0, 0] * dy + a[0, 1] * dx
+    x = cx + a[1, 0] * dy + a[1, 1] * dx
+    return _bilinear(src, k, y, x, src.shape[1], src.shape[2])
+
+
+@njit(parallel=True, cache=True)
+def _warp(src, out, cy, cx, shifts, a, inv):
+    """Bilinear resampling of each pattern: shifted centre and elliptical stretch (``a`` from :func:`_warp_matrix`).
+
+    Output pixel (i, j) at offset (dy, dx) from the shifted centre samples the source at the centre plus
+    a · (dy, dx); the value is divided by the ratio (``inv`` = 1/ratio) because the stretch scales areas by it.
     """
     n, ny, nx = src.shape
-    inv = 1.0 / ratio
     for k in prange(n):
-        sy = shifts[k, 0]
-        sx = shifts[k, 1]
         for i in range(ny):
             for j in range(nx):
-                dy = i - cy - sy
-                dx = j - cx - sx
-                u = dx * cos_a + dy * sin_a
-                v = -dx * sin_a + dy * cos_a
-                u *= inv
-                x = cx + u * cos_a - v * sin_a
-                y = cy + u * sin_a + v * cos_a
-                i0 = int(math.floor(y))
-                j0 = int(math.floor(x))
-                fy = y - i0
-                fx = x - j0
-                acc = 0.0
-                if 0 <= i0 < ny and 0 <= j0 < nx:
-                    acc += (1 - fy) * (1 - fx) * src[k, i0, j0]
-                if 0 <= i0 < ny and 0 <= j0 + 1 < nx:
-                    acc += (1 - fy) * fx * src[k, i0, j0 + 1]
-                if 0 <= i0 + 1 < ny and 0 <= j0 < nx:
-                    acc += fy * (1 - fx) * src[k, i0 + 1, j0]
-                if 0 <= i0 + 1 < ny and 0 <= j0 + 1 < nx:
-                    acc += fy * fx * src[k, i0 + 1, j0 + 1]
-                out[k, i, j] = acc * inv
+                out[k, i, j] = _warped(src, k, i, j, cy, cx, shifts, a) * inv
+
+
+# Counter-based uniforms: pattern k's stream is splitmix64 applied to key_k + i·γ (i = 0, 1, …), the generator
+# behind Java's SplittableRandom. Each pattern is drawn by one thread from its own key, so counts do not depend on
+# the thread count or on how patterns are grouped into blocks.
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_INV53 = 1.0 / 9007199254740992.0
+#: 1/k for the inversion's recursion p_k = p_(k−1) · λ/k (a product instead of a division per step).
+_RECIP = 1.0 / np.maximum(np.arange(200), 1).astype(np.float64)
+#: Below this expected count [e] a pixel's counts come from the Poisson-process walk, above it from a direct draw.
+_WALK_MAX = 0.7
+
+
+@njit(inline="always", cache=True)
+def _mix(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(inline="always", cache=True)
+def _uniform(key, ctr):
+    """(u in [0, 1), next counter)."""
+    ctr = ctr + _GAMMA
+    return float(_mix(key + ctr) >> _S11) * _INV53, ctr
+
+
+@njit(inline="always", cache=True)
+def _exponential(key, ctr):
+    """(E ~ Exp(1), next counter): −log of a uniform in (0, 1]."""
+    u, ctr = _uniform(key, ctr)
+    return -math.log(1.0 - u), ctr
+
+
+@njit(cache=True)
+def _poisson_direct(lam, key, ctr):
+    """One Poisson(lam) draw for lam ≥ _WALK_MAX: inversion below 10, PTRS (Hörmann 1993, as NumPy) above."""
+    if lam < 10.0:
+        u, ctr = _uniform(key, ctr)
+        p = math.exp(-lam)
+        f = p
+        k = 0
+        while u > f and k < _RECIP.size - 1:
+            k += 1
+            p *= lam * _RECIP[k]
+            f += p
+        return k, ctr
+    slam = math.sqrt(lam)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    invalpha = 1.1239 + 1.1328 / (b - 3.4)
+    vr = 0.9277 - 3.6224 / (b - 2.0)
+    while True:
+        u, ctr = _uniform(key, ctr)
+        v, ctr = _uniform(key, ctr)
+        u -= 0.5
+        us = 0.5 - abs(u)
+        k = int(math.floor((2.0 * a / us + b) * u + lam + 0.43)) if us > 0.0 else -1
+        if us >= 0.07 and v <= vr:
+            return k, ctr
+        if k < 0 or (us < 0.013 and v > us):
+            continue
+        if math.log(v) + math.log(invalpha) - math.log(a / (us * us) + b) <= -lam + k * math.log(lam) - math.lgamma(
+            k + 1.0
+        ):
+            return k, ctr
+
+
+@njit(inline="always", cache=True)
+def _draw(lam, key, ctr, walk_at, walk_next):
+    """Counts of one pixel: (count, ctr, walk_at, walk_next).
+
+    Dim pixels (lam < _WALK_MAX) share one unit-rate Poisson process laid along their cumulative expected count:
+    a pixel gets the events that fall into its interval of length lam — independent Poisson(lam) counts at one
+    comparison per pixel plus one exponential per event. Bright pixels are drawn directly.
+    """
+    if lam < _WALK_MAX:
+        walk_at += lam
+        c = 0
+        while walk_next < walk_at:
+            c += 1
+            e, ctr = _exponential(key, ctr)
+            walk_next += e
+        return c, ctr, walk_at, walk_next
+    c, ctr = _poisson_direct(lam, key, ctr)
+    return c, ctr, walk_at, walk_next
 
 
 @njit(parallel=True, cache=True)
-def _poisson_rows(lam, seeds, out):
-    """Poisson draws per pattern; pattern k uses its own seed, so results do not depend on the thread count.
-
-    Independent Poisson pixels are drawn as a Poisson total N ~ P(Σλ) whose electrons fall on pixels with
-    probabilities λ_p/Σλ (the same joint distribution). At low dose (N ≪ number of pixels) this costs one
-    cumulative sum and N binary searches instead of one draw per pixel; at high dose pixels are drawn directly.
-    """
+def _poisson_rows(lam, keys, out):
+    """Poisson counts per row of ``lam`` (float64, ≥ 0), row k from its own key."""
     n, npix = lam.shape
     for k in prange(n):
-        np.random.seed(seeds[k])  # noqa: NPY002  (numba: per-pattern state, independent of thread count)
-        total = 0.0
+        key = np.uint64(keys[k])
+        ctr = np.uint64(0)
+        walk_next, ctr = _exponential(key, ctr)
+        walk_at = 0.0
         for p in range(npix):
-            total += lam[k, p]
-        for p in range(npix):
-            out[k, p] = 0
-        if total <= 0:
-            continue
-        m = np.random.poisson(total)  # noqa: NPY002
-        if m < npix // 4:
-            cdf = np.empty(npix)
-            acc = 0.0
-            for p in range(npix):
-                acc += lam[k, p]
-                cdf[p] = acc
-            for _ in range(m):
-                u = np.random.random() * acc  # noqa: NPY002
-                lo, hi = 0, npix - 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if cdf[mid] <= u:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                out[k, lo] += 1
-        else:
-            for p in range(npix):
-                v = lam[k, p]
-                out[k, p] = np.random.poisson(v) if v > 0 else 0  # noqa: NPY002
+            c, ctr, walk_at, walk_next = _draw(lam[k, p], key, ctr, walk_at, walk_next)
+            out[k, p] = c
+
+
+def _poisson_keys(seed_key: int, index: np.ndarray) -> np.ndarray:
+    """Per-pattern 64-bit stream keys from a scan key and flat pattern indices (splitmix64 of both)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed_key & 0xFFFFFFFFFFFFFFFF) + np.asarray(index, dtype=np.uint64) * _GAMMA
+        z = (z ^ (z >> _S30)) * _M1
+        z = (z ^ (z >> _S27)) * _M2
+        z = z ^ (z >> _S31)
+    return z
 
 
 def poisson_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Poisson counts for a stack of expected-count patterns, reproducible for a given ``rng`` state.
 
+    Exact in distribution: pixels above 2 e are drawn one by one (inversion, or PTRS from 10 e), dimmer pixels
+    share one Poisson process along their cumulative expected count (cost ∝ pixels + counts, not a draw per
+    pixel). Independent of the number of threads.
+
     Parameters
     ----------
     expected : ndarray, shape (n, ...)  [e per pixel]
     rng : numpy.random.Generator
-        Draws one 63-bit seed per pattern (numba kernel, parallel over patterns).
+        Draws one 64-bit stream key (every pattern's stream derives from it and the pattern's index).
 
     Returns
     -------
@@ -220,10 +327,34 @@ def poisson_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray
     lam = np.ascontiguousarray(expected, dtype=np.float64).reshape(expected.shape[0], -1)
     if not np.all(np.isfinite(lam)) or lam.min(initial=0.0) < 0:
         raise ValueError("expected counts must be finite and non-negative")
-    seeds = rng.integers(0, 2**63 - 1, size=lam.shape[0], dtype=np.int64)
+    keys = _poisson_keys(int(rng.integers(0, 2**63 - 1)), np.arange(lam.shape[0]))
     out = np.empty(lam.shape, dtype=np.uint32)
-    _poisson_rows(lam, seeds, out)
+    _poisson_rows(lam, keys, out)
     return out.reshape(expected.shape)
+
+
+@njit(parallel=True, cache=True)
+def _expose(src, cy, cx, shifts, a, inv, dose, keys, maxval, out, peak):
+    """Warp (as :func:`_warp`), scale by the dose and draw Poisson counts in one pass, pattern by pattern.
+
+    ``out`` receives min(count, maxval); ``peak[k]`` the largest count of pattern k (overflow check).
+    """
+    n, ny, nx = src.shape
+    scale = inv * dose
+    for k in prange(n):
+        key = np.uint64(keys[k])
+        ctr = np.uint64(0)
+        walk_next, ctr = _exponential(key, ctr)
+        walk_at = 0.0
+        mx = 0
+        for i in range(ny):
+            for j in range(nx):
+                lam = _warped(src, k, i, j, cy, cx, shifts, a) * scale
+                c, ctr, walk_at, walk_next = _draw(lam, key, ctr, walk_at, walk_next)
+                if c > mx:
+                    mx = c
+                out[k, i, j] = min(c, maxval)
+        peak[k] = mx
 
 
 def warp_patterns(
@@ -265,9 +396,8 @@ def warp_patterns(
         float(center[0]),
         float(center[1]),
         sh,
-        float(ellipse_ratio),
-        math.cos(ellipse_angle),
-        math.sin(ellipse_angle),
+        _warp_matrix(ellipse_ratio, ellipse_angle),
+        1.0 / ellipse_ratio,
     )
     return out
 
@@ -536,9 +666,16 @@ def compose(
         ``fractions`` (n_rows, nx, n_regions), ``density`` [g/cm³], ``lif_entry``, ``lif_angle`` [rad],
         ``lif_f_vacancy``, ``lif_count``, ``li2o_damage_fraction``.
     """
+    prep = prepared or _prepare(library)
+    w, truth = _weights(scene, library, rows, damage_state, seed, footprint, prep)
+    shape = truth["fractions"].shape[:2]
+    return _dense(w, prep).reshape(*shape, *library.geometry.shape), truth
+
+
+def _weights(scene, library: PatternLibrary, rows, damage_state, seed: int, footprint, prep: _Prepared):
+    """The mixing weights of :func:`compose`: a sparse (pixels × stacked entries) matrix and the per-pixel truth."""
     from scipy import sparse
 
-    prep = prepared or _prepare(library)
     ny_s, nx_s = scene.field_shape
     rows = rows or slice(0, ny_s)
     iy = np.arange(ny_s)[rows]
@@ -664,22 +801,56 @@ def compose(
             (np.concatenate(vals).astype(np.float32), (np.concatenate(r_idx), np.concatenate(c_idx))),
             shape=(npx, prep.stack.shape[0]),
         )
-        out = np.asarray(w @ prep.stack, dtype=np.float32)
-        out += prep.vac
     else:
-        out = np.broadcast_to(prep.vac, (npx, prep.vac.size)).astype(np.float32)
-    np.maximum(out, 0.0, out=out)
-    # conservation: no pattern holds more electrons than the probe. The first-order superposition extrapolates
-    # a thin library entry to the scene thickness (×10 for the tiny preset's 60 Å entries in a 600 Å lamella);
-    # for strongly scattering crystals (Li, Cu) that would send 2–6× the incident beam into the Bragg discs
-    total = out.sum(axis=1)
-    cap = float(prep.vac.sum())
-    over = total > cap
-    if over.any():
-        out[over] *= (cap / total[over])[:, None].astype(np.float32)
+        w = sparse.csr_matrix((npx, prep.stack.shape[0]), dtype=np.float32)
     truth = {k: v.reshape(shape) for k, v in truth.items()}
     truth["fractions"] = fr
-    return out.reshape(*shape, *library.geometry.shape), truth
+    return w, truth
+
+
+@njit(parallel=True, cache=True)
+def _dense_kernel(indptr, indices, data, stack, vac, cap, out):
+    """Row k of out = max(0, vac + Σ_e w_ke stack_e), scaled down to a total of ``cap`` if it holds more."""
+    n, npix = out.shape
+    for k in prange(n):
+        for p in range(npix):
+            out[k, p] = vac[p]
+        for z in range(indptr[k], indptr[k + 1]):
+            e = indices[z]
+            w = data[z]
+            for p in range(npix):
+                out[k, p] += w * stack[e, p]
+        total = 0.0
+        for p in range(npix):
+            v = max(out[k, p], np.float32(0.0))
+            out[k, p] = v
+            total += v
+        if total > cap:
+            f = np.float32(cap / total)
+            for p in range(npix):
+                out[k, p] *= f
+
+
+def _dense(w, prep: _Prepared) -> np.ndarray:
+    """Patterns (rows of w, npix) = P_vac + w · (P_e − P_vac), clipped at 0 and capped at the incident beam.
+
+    Conservation: no pattern holds more electrons than the probe. The first-order superposition extrapolates a thin
+    library entry to the scene thickness (×10 for the tiny preset's 60 Å entries in a 600 Å lamella); for strongly
+    scattering crystals (Li, Cu) that would send 2–6× the incident beam into the Bragg discs, so such a pattern is
+    scaled down to the incident total.
+    """
+    w = w.tocsr()
+    out = np.empty((w.shape[0], prep.vac.size), np.float32)
+    _dense_kernel(
+        w.indptr.astype(np.int64),
+        w.indices.astype(np.int64),
+        w.data.astype(np.float32),
+        prep.stack,
+        prep.vac,
+        float(prep.vac.sum(dtype=np.float64)),
+        out,
+    )
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -843,7 +1014,8 @@ def synthesize_scan(
         hdf5plugin filters (``fitting.io`` registers them; in py4DSTEM/emdfile/h5py/HyperSpy sessions
         ``import hdf5plugin`` first).
     rows_per_chunk : int
-        Scan rows composed and written per step (memory ∝ this × scan_x × detector pixels).
+        Scan rows whose mixing weights and truth are computed per step (small: ≈ n_regions floats per position);
+        patterns are then made and written :data:`BLOCK_PATTERNS` at a time.
     cache_dir : path or None
         Library cache.
     progress : bool
@@ -906,6 +1078,10 @@ def synthesize_scan(
     if dtype is None:
         dtype = counts_dtype(library, electrons_per_pattern, thickness=float(scene.thickness))
     maxval = np.iinfo(dtype).max if np.issubdtype(np.dtype(dtype), np.integer) else np.inf
+    cy, cx = (float(c) for c in geometry.center)
+    amat = _warp_matrix(ratio, angle)
+    dose = float(electrons_per_pattern)
+    noise_key = int(rng.integers(0, 2**63 - 1))  # every pattern's Poisson stream: this key and its flat index
 
     names = [r.name for r in scene.regions]
     n_reg = len(names)
@@ -963,35 +1139,42 @@ def synthesize_scan(
             bar = tqdm(total=ny_s, desc="synthesising scan", unit="row", disable=not progress)
             for r0 in range(0, ny_s, rows_per_chunk):
                 sl = slice(r0, min(ny_s, r0 + rows_per_chunk))
-                pats, t = compose(
-                    scene, library, sl, damage_state=damage_state, seed=seed, footprint=foot, prepared=prep
-                )
-                n_rows = pats.shape[0]
+                w, t = _weights(scene, library, sl, damage_state, seed, foot, prep)
                 for k in ("density", "lif_entry", "lif_angle", "lif_f_vacancy", "lif_count", "li2o_damage_fraction"):
                     truth[k][sl] = t[k]
                 truth["fractions"][sl] = t["fractions"]
-                sro = np.zeros(pats.shape[:2], bool)
+                sro = np.zeros(t["fractions"].shape[:2], bool)
                 for r, region in enumerate(scene.regions):
                     if region.kind in _SRO_KINDS:
                         sro |= t["fractions"][..., r] > 0.05
-                if sro.any():
-                    block = np.full(pats.shape[:2], np.nan)
-                    block[sro] = truth_peaks(pats[sro], geometry, tplan, probe=probe)
-                    truth["sro_peak"][sl] = block
-                flat = pats.reshape(-1, *geometry.shape)
-                warped = warp_patterns(flat, geometry.center, shifts[sl].reshape(-1, 2), ratio, angle)
-                lam = warped * np.float32(electrons_per_pattern)
-                if detector is None:
-                    counts = poisson_counts(lam, rng)
-                else:
-                    counts = detect(lam, detector, rng)
-                if counts.max(initial=0) > maxval:
-                    raise OverflowError(
-                        f"counts reach {int(counts.max())} > {maxval} of dtype {np.dtype(dtype).name}; "
-                        "lower electrons_per_pattern or pass dtype=np.uint32"
-                    )
-                ds[sl] = counts.reshape(n_rows, nx_s, *geometry.shape).astype(dtype)
-                bar.update(n_rows)
+                sro = sro.reshape(-1)
+                peaks = np.full(sro.size, np.nan)
+                first = r0 * nx_s  # flat index of the group's first pattern
+                for a in range(0, sro.size, BLOCK_PATTERNS):
+                    b = min(sro.size, a + BLOCK_PATTERNS)
+                    pats = _dense(w[a:b], prep).reshape(b - a, *geometry.shape)
+                    if sro[a:b].any():
+                        peaks[a:b][sro[a:b]] = truth_peaks(pats[sro[a:b]], geometry, tplan, probe=probe)
+                    idx = np.arange(first + a, first + b)
+                    sh = shifts.reshape(-1, 2)[idx]
+                    if detector is None:
+                        counts = np.empty(pats.shape, dtype=dtype)
+                        peak = np.empty(b - a, np.int64)
+                        _expose(pats, cy, cx, sh, amat, 1.0 / ratio, dose, _poisson_keys(noise_key, idx),
+                                int(min(maxval, 2**62)), counts, peak)  # fmt: skip
+                        top = int(peak.max(initial=0))
+                    else:
+                        warped = warp_patterns(pats, geometry.center, sh, ratio, angle)
+                        counts = detect(warped * np.float32(electrons_per_pattern), detector, rng)
+                        top = int(counts.max(initial=0))
+                    if top > maxval:
+                        raise OverflowError(
+                            f"counts reach {top} > {maxval} of dtype {np.dtype(dtype).name}; "
+                            "lower electrons_per_pattern or pass dtype=np.uint32"
+                        )
+                    write_patterns(ds, first + a, counts)
+                truth["sro_peak"][sl] = peaks.reshape(-1, nx_s)
+                bar.update(sl.stop - sl.start)
             bar.close()
             maj = np.argmax(truth["fractions"], axis=-1)
             stored = {

@@ -339,15 +339,15 @@ def test_interrupted_write_leaves_no_file(library, tmp_path, monkeypatch):
     import simkit.synth as synth
 
     calls = {"n": 0}
-    real = synth.poisson_counts
+    real = synth.write_patterns
 
-    def flaky(lam, rng):
+    def flaky(ds, start, counts):  # interrupted after the first block of patterns reached the file
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt("simulated interruption")
-        return real(lam, rng)
+        return real(ds, start, counts)
 
-    monkeypatch.setattr(synth, "poisson_counts", flaky)
+    monkeypatch.setattr(synth, "write_patterns", flaky)
     target = tmp_path / "int.h5"
     with pytest.raises(KeyboardInterrupt):
         synthesize_scan(_layered_scene(field=(8, 4)), target, library=library, rows_per_chunk=2, progress=False)
