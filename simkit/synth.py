@@ -22,7 +22,8 @@ into a 4D dataset, pixel by pixel:
    seed and rotated in plane by a seeded angle (so orientations change from pixel to pixel); a probe wider
    than a crystal (effective area 1/∫P² above the crystal's π d²/4: 0.15 mrad) lights proportionally more
    crystals, each more weakly, so the LiF scattering is the same and one pattern shows more orientations.
-   Li and Cu grains: the entry of the grain's index. Electrolyte: an entry chosen by the pixel's seed.
+   Li and Cu grains: the entry of the grain's index. Electrolyte: like Type 1 when the scene gives ``sro_peak``
+   (the library's dilations of the relaxed model), else an undilated entry chosen by the pixel's seed.
 3. **Beam damage.** The local accumulated fluence of the raster (simkit.dose.accumulated_fluence_map, scan
    order included) converts the Type 1 fraction into Li₂O crystallites (simkit.damage.pattern_fractions;
    library ``li2o_damage`` entry of the nearest crystallite size).
@@ -403,6 +404,9 @@ class _Prepared:
     dmg_size: np.ndarray
     n_rot: int
     probe_area: float = 0.0  # 1/∫P² [Å²]
+    el_peak: dict | None = None  # variant tag -> (peaks, u) along the mixing path of the electrolyte entries
+    el_plain: dict | None = None  # variant tag -> offsets of the undilated electrolyte entries (no "density")
+    el_density: dict | None = None  # variant tag -> densities [g/cm³] of the electrolyte entries, in entry order
 
 
 def _tag(params) -> str:
@@ -457,7 +461,19 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
     for e in library.entries:
         groups.setdefault((e.spec.kind, _tag(e.spec.params)), []).append(e)
     t1_density, t1_peak, t2_peak = {}, {}, ()
+    el_peak, el_plain, el_density = {}, {}, {}
     for (kind, tag), entries in groups.items():
+        if kind == "electrolyte" and len(entries) > 1:
+            # sorted by the measured first SRO peak so that a requested peak interpolates between neighbours
+            # (uniform dilations of the relaxed model); undilated entries (no "density") stay the default choice
+            peaks = truth_peaks(np.stack([e.pattern for e in entries]), library.geometry, probe=library.probe)
+            order = np.argsort(np.where(np.isfinite(peaks), peaks, np.inf), kind="stable")
+            entries = [entries[i] for i in order]
+            el_peak[tag] = _peak_path([e.pattern for e in entries], library)
+            el_density[tag] = np.array([float(e.info.get("density", np.nan)) for e in entries])
+        if kind == "electrolyte":
+            plain = [i for i, e in enumerate(entries) if "density" not in e.spec.params]
+            el_plain[tag] = np.array(plain or range(len(entries)), dtype=int)
         if kind in ("sei_type1", "type2_matrix"):
             # sorted by the measured first SRO peak (the truth estimator on the entry alone), so that the
             # compositor can interpolate to a requested peak; density follows the peak for a uniform dilation
@@ -496,6 +512,9 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         dmg_size,
         n_rot,
         _probe_area(library.probe),
+        el_peak,
+        el_plain,
+        el_density,
     )
 
 
@@ -657,8 +676,20 @@ def compose(
             g = params.get(f"{region.name}.grain")
             gi = g.reshape(-1).astype(int) if g is not None else np.zeros(npx, int)
             add(b0 + gi % nb, f, on)
-        else:  # electrolyte
-            add(b0 + (u3 * nb).astype(int) % nb, f, on)
+        else:  # electrolyte: at the requested SRO peak if the scene gives one, else an undilated configuration
+            tag = _tag(region.params)
+            q_map = params.get(f"{region.name}.sro_peak")
+            xq = (prep.el_peak or {}).get(tag, ())
+            if q_map is not None and len(xq) == 2:
+                j, t = _on_path(xq, q_map.reshape(-1))
+                add(b0 + j, f * (1 - t), on)
+                add(b0 + j + 1, f * t, on)
+                xd = prep.el_density[tag]
+                rho = xd[j] * (1 - t) + xd[np.minimum(j + 1, nb - 1)] * t
+                truth["density"] = np.where(on & np.isnan(truth["density"]), rho, truth["density"])
+            else:
+                plain = prep.el_plain[tag]
+                add(b0 + plain[(u3 * plain.size).astype(int) % plain.size], f, on)
     if r_idx:
         w = sparse.csr_matrix(
             (np.concatenate(vals).astype(np.float32), (np.concatenate(r_idx), np.concatenate(c_idx))),
