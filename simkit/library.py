@@ -129,10 +129,10 @@ ENTRY_KINDS = (
 #: Density span [g/cm³] of the Type 1 entries (uniform dilations of the relaxed model; see preset_specs). Wide on
 #: purpose: the relaxed Type 1 model (1.78 g/cm³) peaks at ≈ 0.30 Å⁻¹ after the 2 mrad convolution and the I·Q
 #: maximum responds weakly to dilation (the falling ⟨f²⟩ self term holds it back), so a scene asking for
-#: 0.33–0.345 Å⁻¹ needs ≈ 3 g/cm³ and the top interface's outer 0.295 Å⁻¹ ≈ 1.15 g/cm³ (0.8 g/cm³ gives
-#: 0.288 Å⁻¹, the lowest position the library reaches) — the truth's density says so; these are not plausible SEI
-#: densities, they are what the requested peaks cost.
-TYPE1_DENSITY_SPAN = (0.8, 3.6)
+#: 0.33–0.345 Å⁻¹ needs ≈ 3 g/cm³ and the top interface's outer 0.295 Å⁻¹ ≈ 1.2 g/cm³ (0.9 g/cm³ gives
+#: 0.288 Å⁻¹, the lowest position the library reaches; more dilute models show a shoulder, no maximum) — the
+#: truth's density says so; these are not plausible SEI densities, they are what the requested peaks cost.
+TYPE1_DENSITY_SPAN = (0.9, 3.6)
 #: Densities [g/cm³] of the Type 2 matrix entries.
 TYPE2_DENSITIES = (1.5, 2.0, 2.6)
 #: Densities [g/cm³] of the dilated HCE electrolyte entries (uniform dilations of the relaxed model

@@ -407,6 +407,7 @@ class _Prepared:
     el_peak: dict | None = None  # variant tag -> (peaks, u) along the mixing path of the electrolyte entries
     el_plain: dict | None = None  # variant tag -> offsets of the undilated electrolyte entries (no "density")
     el_density: dict | None = None  # variant tag -> densities [g/cm³] of the electrolyte entries, in entry order
+    t2_density: np.ndarray | None = None  # densities [g/cm³] of the Type 2 matrix entries, in entry order
 
 
 def _tag(params) -> str:
@@ -419,8 +420,9 @@ def _peak_path(patterns, library: PatternLibrary, n_t: int = 9):
 
     The pattern (1 − t)·P_j + t·P_{j+1} does not peak at the weighted mean of the two peaks when they are a
     sizeable fraction of the peak width apart, so the truth estimator is run on ``n_t`` mixtures per pair and
-    the path u = j + t ↦ peak is inverted by interpolation (see :func:`_on_path`). Returns (peaks, u), or
-    () when there are fewer than two entries or the path is not strictly increasing.
+    the path u = j + t ↦ peak is inverted by interpolation (see :func:`_on_path`). Mixtures without a maximum
+    (NaN) are left out of the path. Returns (peaks, u), or () when fewer than two points remain or the path is
+    not strictly increasing.
     """
     if len(patterns) < 2:
         return ()
@@ -431,9 +433,12 @@ def _peak_path(patterns, library: PatternLibrary, n_t: int = 9):
             mixes.append((1 - tk) * patterns[j] + tk * patterns[j + 1])
             u.append(j + tk)
     peaks = truth_peaks(np.stack(mixes), library.geometry, probe=library.probe).astype(float)
-    if not (np.all(np.isfinite(peaks)) and np.all(np.diff(peaks) > 0)):
+    u = np.asarray(u)
+    ok = np.isfinite(peaks)  # a very dilute entry may show a shoulder, no maximum: the path starts after it
+    peaks, u = peaks[ok], u[ok]
+    if peaks.size < 2 or not np.all(np.diff(peaks) > 0):
         return ()
-    return peaks, np.asarray(u)
+    return peaks, u
 
 
 def _on_path(path, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -462,6 +467,7 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         groups.setdefault((e.spec.kind, _tag(e.spec.params)), []).append(e)
     t1_density, t1_peak, t2_peak = {}, {}, ()
     el_peak, el_plain, el_density = {}, {}, {}
+    t2_density = None
     for (kind, tag), entries in groups.items():
         if kind == "electrolyte" and len(entries) > 1:
             # sorted by the measured first SRO peak so that a requested peak interpolates between neighbours
@@ -489,7 +495,7 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
             if kind == "sei_type1":
                 t1_density[tag], t1_peak[tag] = dens[order], path
             elif tag == "hce":
-                t2_peak = path
+                t2_peak, t2_density = path, dens[order]
         if kind == "lif":
             c = library.geometry.center
             diffs = [_rotate(e.pattern - vac, c, 2 * np.pi * r / n_rot) for e in entries for r in range(n_rot)]
@@ -515,6 +521,7 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         el_peak,
         el_plain,
         el_density,
+        t2_density,
     )
 
 
@@ -643,6 +650,9 @@ def compose(
                 j, t = _on_path(xq, q_map.reshape(-1))  # the matrix at the requested SRO peak
                 add(b0 + j, f * (1.0 - v) * (1 - t), on)
                 add(b0 + j + 1, f * (1.0 - v) * t, on)
+                xd = prep.t2_density
+                rho_m = xd[j] * (1 - t) + xd[np.minimum(j + 1, nb - 1)] * t
+                truth["density"] = np.where(on & np.isnan(truth["density"]), rho_m, truth["density"])
             else:
                 add(b0 + (u3 * nb).astype(int) % nb, f * (1.0 - v), on)
             rho2 = params.get(f"{region.name}.density")
