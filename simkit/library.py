@@ -356,6 +356,10 @@ def entry_key(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: flo
     }
     if spec.method == "disc_multislice":
         payload["proxy_semiangle"] = PROXY_SEMIANGLE
+    if spec.kind in ("sei_type1", "type2_matrix", "electrolyte"):
+        from structures.relax import models_fingerprint
+
+        payload["relaxed_models"] = models_fingerprint()  # the amorphous entries are built from them
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "minimise",
     "model_names",
     "model_seeds",
+    "models_fingerprint",
     "relaxed_model",
     "start_structure",
 ]
@@ -753,6 +754,18 @@ def _write_model(path: Path, atoms: Atoms) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def models_fingerprint() -> str:
+    """SHA-256 (24 hex digits) of the shipped model files' names and bytes: anything built from them (e.g. cached
+    library entries) is stale when it changes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(MODEL_DIR.glob("*.extxyz")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:24]
 
 
 def model_names() -> list[str]:
