@@ -473,7 +473,9 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
             # sorted by the measured first SRO peak so that a requested peak interpolates between neighbours
             # (uniform dilations of the relaxed model); undilated entries (no "density") stay the default choice
             peaks = truth_peaks(np.stack([e.pattern for e in entries]), library.geometry, probe=library.probe)
-            order = np.argsort(np.where(np.isfinite(peaks), peaks, np.inf), kind="stable")
+            dens = np.array([float(e.info.get("density", np.nan)) for e in entries])
+            key = peaks if np.all(np.isfinite(peaks)) or not np.all(np.isfinite(dens)) else dens
+            order = np.argsort(np.where(np.isfinite(key), key, np.inf), kind="stable")
             entries = [entries[i] for i in order]
             el_peak[tag] = _peak_path([e.pattern for e in entries], library)
             el_density[tag] = np.array([float(e.info.get("density", np.nan)) for e in entries])
@@ -489,7 +491,10 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
             dens = np.array(
                 [float(e.info.get("density", e.spec.params.get("density", np.nan))) for e in entries], dtype=float
             )
-            order = np.argsort(np.where(np.isfinite(peaks), peaks, dens))
+            # (by density when an entry shows no maximum: a uniform dilation orders both alike, and a mixed key
+            # would put a peakless dilute entry after the densest)
+            key = peaks if np.all(np.isfinite(peaks)) or not np.all(np.isfinite(dens)) else dens
+            order = np.argsort(np.where(np.isfinite(key), key, np.inf), kind="stable")
             entries = [entries[i] for i in order]
             path = _peak_path([entries[i].pattern for i in range(len(entries))], library)
             if kind == "sei_type1":

@@ -13,8 +13,8 @@ composes them from a pattern library. The electrolyte and SEI variant travel in 
 (``"electrolyte"``, ``"sei_variant"``, ``"density"`` [g/cm³], ``"sro_peak"`` [Å⁻¹] where the study gives one);
 the synthesiser takes the ``sei_type1`` / ``electrolyte`` entries of that variant from its library (build it with
 ``preset_specs(..., electrolytes=...)``) and places the pattern at the requested ``sro_peak``
-(``tests/test_scene_sro.py`` checks every request of these presets). Layer widths, tilts and roughness not given by the study
-are assumptions, as in :mod:`structures.scenes`.
+(``tests/test_scene_sro.py`` checks every request of these presets). Layer widths, tilts and roughness not given
+by the study are assumptions, as in :mod:`structures.scenes`.
 """
 
 from __future__ import annotations
