@@ -140,16 +140,6 @@ def test_library_cache_key_follows_the_shipped_models(tmp_path, monkeypatch):
     assert entry_key(amorph, probe, geom, 40.0) == before[0]  # same files, same key
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n, marks=pytest.mark.xfail(strict=True, reason="seed 2 not built yet (python -m structures.relax build)")
-        )
-        if n == "electrolyte_lipf6_1m"
-        else n
-        for n in sorted(relax.LIBRARY)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(relax.LIBRARY))
 def test_every_library_model_ships_three_seeds(name):
     assert len(relax.model_seeds(name)) >= 3, relax.model_seeds(name)
