@@ -129,12 +129,19 @@ ENTRY_KINDS = (
 )
 
 #: Density span [g/cm³] of the Type 1 entries (uniform dilations of the relaxed model; see preset_specs). Wide on
-#: purpose: the relaxed Type 1 model (1.77 g/cm³) peaks at ≈ 0.30 Å⁻¹ after the 2 mrad convolution and the peak
-#: responds weakly to dilation, so a scene asking for 0.33–0.345 Å⁻¹ needs ≈ 3 g/cm³ — the truth's density says
-#: so, it is not a plausible SEI density.
-TYPE1_DENSITY_SPAN = (1.3, 3.6)
+#: purpose: the relaxed Type 1 model (1.78 g/cm³) peaks at ≈ 0.30 Å⁻¹ after the 2 mrad convolution and the I·Q
+#: maximum responds weakly to dilation (the falling ⟨f²⟩ self term holds it back), so a scene asking for
+#: 0.33–0.345 Å⁻¹ needs ≈ 3 g/cm³ and the top interface's outer 0.295 Å⁻¹ ≈ 1.2 g/cm³ (0.9 g/cm³ gives
+#: 0.288 Å⁻¹, the lowest position the library reaches; more dilute models show a shoulder, no maximum) — the
+#: truth's density says so; these are not plausible SEI densities, they are what the requested peaks cost.
+TYPE1_DENSITY_SPAN = (0.9, 3.6)
 #: Densities [g/cm³] of the Type 2 matrix entries.
 TYPE2_DENSITIES = (1.5, 2.0, 2.6)
+#: Densities [g/cm³] of the dilated HCE electrolyte entries (uniform dilations of the relaxed model
+#: ``electrolyte_hce``, ≈ 1.25 g/cm³): the first HCE entry is the relaxed model itself (no ``density`` param, the
+#: physical one, ≈ 0.25 Å⁻¹ after the 2 mrad convolution); these reach past the study's 0.285 Å⁻¹, which the
+#: I·Q maximum of the relaxed model reaches only near 2.6 g/cm³ (it moves much more weakly than ρ^(1/3)).
+ELECTROLYTE_DENSITIES = (2.2, 3.0)
 
 #: Size presets: library column thickness [Å], amorphous model size [atoms], multislice settings.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -273,6 +280,17 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
         specs.append(
             EntrySpec(kind="electrolyte", method=amorphous_method, params={"n_atoms": 3 * n_at}, seed=seed + 400 + k)
         )
+    # the HCE electrolyte dilated beyond the study's SRO peak, so that a scene's electrolyte sro_peak is the
+    # synthesised one (the compositor interpolates on the measured peaks, as for Type 1)
+    for k, rho in enumerate(ELECTROLYTE_DENSITIES):
+        specs.append(
+            EntrySpec(
+                kind="electrolyte",
+                method=amorphous_method,
+                params={"density": float(rho), "n_atoms": 3 * n_at},
+                seed=seed + 450 + k,
+            )
+        )
     for size in (20.0, 35.0, 50.0):
         specs.append(EntrySpec(kind="li2o_damage", method="kinematic", params={"size": size}, seed=0))
     for e, name in enumerate(el for el in electrolytes if el != "hce"):
@@ -340,6 +358,10 @@ def entry_key(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: flo
     }
     if spec.method == "disc_multislice":
         payload["proxy_semiangle"] = PROXY_SEMIANGLE
+    if spec.kind in ("sei_type1", "type2_matrix", "electrolyte"):
+        from structures.relax import models_fingerprint
+
+        payload["relaxed_models"] = models_fingerprint()  # the amorphous entries are built from them
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -386,14 +408,24 @@ def _structure(spec: EntrySpec, thickness: float, lateral: float):
             return amorphous.type1_sei(density=float(p.get("density", 2.1)), cell=cell, relax=False, rng=spec.seed)
         if kind == "type2_matrix":
             return amorphous.type2_matrix(density=_opt_float(p.get("density")), cell=cell, relax=False, rng=spec.seed)
-        if p.get("electrolyte", "hce") != "hce":
-            from structures.electrolyte_presets import study_electrolyte
-
-            return study_electrolyte(p["electrolyte"], cell=cell, rng=spec.seed)
-        from structures.electrolyte import electrolyte
-
-        return electrolyte(cell=cell, rng=spec.seed)
+        return _electrolyte_atoms(p, spec.seed, cell=cell)
     raise ValueError(f"no multislice structure for kind {kind!r}")
+
+
+def _electrolyte_atoms(p: Mapping, seed: int, *, n_atoms: int | None = None, cell=None):
+    """Electrolyte model of an entry: the shipped relaxed model of ``p["electrolyte"]`` (default "hce"), uniformly
+    dilated to ``p["density"]`` [g/cm³] when given (the rigid packing at that density when no model is shipped)."""
+    from structures import relax
+    from structures.electrolyte_presets import study_electrolyte
+
+    name = str(p.get("electrolyte", "hce"))
+    rho = _opt_float(p.get("density"))
+    size = {"cell": cell} if cell is not None else {"n_atoms": int(n_atoms or 1500)}
+    if rho is not None and relax.model_seeds(f"electrolyte_{name}"):
+        atoms = relax.relaxed_model(f"electrolyte_{name}", density=rho, rng=seed, **size)
+        atoms.info["source"] += f", dilated uniformly to {rho:g} g/cm³"
+        return atoms
+    return study_electrolyte(name, density=rho, rng=seed, **size)
 
 
 def _opt_float(x):
@@ -782,7 +814,6 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
     from simkit.damage import li2o_powder_profile
     from simkit.kinematic import debye_intensity, make_probe_convolution, relativistic_factor
     from structures import amorphous
-    from structures.electrolyte import electrolyte
 
     if spec.kind == "lif":
         return _kinematic_nanocrystal_pattern(spec, probe, geometry)
@@ -801,9 +832,10 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
         n_vol = density / (mass * 1.66053906660) * 1.0  # atoms/Å³ (1 u/Å³ = 1.6605 g/cm³)
         info = {"size": float(p["size"])}
     elif _relaxed_source(spec) is not None:
-        # the builders' density defaults: Type 1 2.1 g/cm³, the others their relaxed density
+        # the builders' density defaults: Type 1 2.1 g/cm³, the others their relaxed density (an electrolyte
+        # entry with "density" is a uniform dilation of its relaxed seeds)
         rho = _opt_float(p.get("density", 2.1 if spec.kind == "sei_type1" else None))
-        iq, n_vol, info = _relaxed_debye(_relaxed_source(spec), rho if spec.kind != "electrolyte" else None, q)
+        iq, n_vol, info = _relaxed_debye(_relaxed_source(spec), rho, q)
     else:
         n_at = int(p.get("n_atoms", 1500))
         if spec.kind == "sei_type1" and p.get("variant", "hce") != "hce":
@@ -814,12 +846,8 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
             atoms = amorphous.type1_sei(n_atoms=n_at, density=_opt_float(p.get("density", 2.1)), rng=spec.seed)
         elif spec.kind == "type2_matrix":
             atoms = amorphous.type2_matrix(n_atoms=n_at, density=_opt_float(p.get("density")), rng=spec.seed)
-        elif spec.kind == "electrolyte" and p.get("electrolyte", "hce") != "hce":
-            from structures.electrolyte_presets import study_electrolyte
-
-            atoms = study_electrolyte(p["electrolyte"], n_atoms=n_at, rng=spec.seed)
         elif spec.kind == "electrolyte":
-            atoms = electrolyte(n_atoms=n_at, rng=spec.seed)
+            atoms = _electrolyte_atoms(p, spec.seed, n_atoms=n_at)
         else:  # pragma: no cover  (every kind has a kinematic path)
             raise ValueError(f"kind {spec.kind!r} has no kinematic path in the library; use method='multislice'")
         iq = debye_intensity(atoms, q, periodic=True)

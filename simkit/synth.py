@@ -22,7 +22,8 @@ into a 4D dataset, pixel by pixel:
    seed and rotated in plane by a seeded angle (so orientations change from pixel to pixel); a probe wider
    than a crystal (effective area 1/∫P² above the crystal's π d²/4: 0.15 mrad) lights proportionally more
    crystals, each more weakly, so the LiF scattering is the same and one pattern shows more orientations.
-   Li and Cu grains: the entry of the grain's index. Electrolyte: an entry chosen by the pixel's seed.
+   Li and Cu grains: the entry of the grain's index. Electrolyte: like Type 1 when the scene gives ``sro_peak``
+   (the library's dilations of the relaxed model), else an undilated entry chosen by the pixel's seed.
 3. **Beam damage.** The local accumulated fluence of the raster (simkit.dose.accumulated_fluence_map, scan
    order included) converts the Type 1 fraction into Li₂O crystallites (simkit.damage.pattern_fractions;
    library ``li2o_damage`` entry of the nearest crystallite size).
@@ -533,6 +534,10 @@ class _Prepared:
     dmg_size: np.ndarray
     n_rot: int
     probe_area: float = 0.0  # 1/∫P² [Å²]
+    el_peak: dict | None = None  # variant tag -> (peaks, u) along the mixing path of the electrolyte entries
+    el_plain: dict | None = None  # variant tag -> offsets of the undilated electrolyte entries (no "density")
+    el_density: dict | None = None  # variant tag -> densities [g/cm³] of the electrolyte entries, in entry order
+    t2_density: np.ndarray | None = None  # densities [g/cm³] of the Type 2 matrix entries, in entry order
 
 
 def _tag(params) -> str:
@@ -545,8 +550,9 @@ def _peak_path(patterns, library: PatternLibrary, n_t: int = 9):
 
     The pattern (1 − t)·P_j + t·P_{j+1} does not peak at the weighted mean of the two peaks when they are a
     sizeable fraction of the peak width apart, so the truth estimator is run on ``n_t`` mixtures per pair and
-    the path u = j + t ↦ peak is inverted by interpolation (see :func:`_on_path`). Returns (peaks, u), or
-    () when there are fewer than two entries or the path is not strictly increasing.
+    the path u = j + t ↦ peak is inverted by interpolation (see :func:`_on_path`). Mixtures without a maximum
+    (NaN) are left out of the path. Returns (peaks, u), or () when fewer than two points remain or the path is
+    not strictly increasing.
     """
     if len(patterns) < 2:
         return ()
@@ -557,9 +563,12 @@ def _peak_path(patterns, library: PatternLibrary, n_t: int = 9):
             mixes.append((1 - tk) * patterns[j] + tk * patterns[j + 1])
             u.append(j + tk)
     peaks = truth_peaks(np.stack(mixes), library.geometry, probe=library.probe).astype(float)
-    if not (np.all(np.isfinite(peaks)) and np.all(np.diff(peaks) > 0)):
+    u = np.asarray(u)
+    ok = np.isfinite(peaks)  # a very dilute entry may show a shoulder, no maximum: the path starts after it
+    peaks, u = peaks[ok], u[ok]
+    if peaks.size < 2 or not np.all(np.diff(peaks) > 0):
         return ()
-    return peaks, np.asarray(u)
+    return peaks, u
 
 
 def _on_path(path, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -587,7 +596,22 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
     for e in library.entries:
         groups.setdefault((e.spec.kind, _tag(e.spec.params)), []).append(e)
     t1_density, t1_peak, t2_peak = {}, {}, ()
+    el_peak, el_plain, el_density = {}, {}, {}
+    t2_density = None
     for (kind, tag), entries in groups.items():
+        if kind == "electrolyte" and len(entries) > 1:
+            # sorted by the measured first SRO peak so that a requested peak interpolates between neighbours
+            # (uniform dilations of the relaxed model); undilated entries (no "density") stay the default choice
+            peaks = truth_peaks(np.stack([e.pattern for e in entries]), library.geometry, probe=library.probe)
+            dens = np.array([float(e.info.get("density", np.nan)) for e in entries])
+            key = peaks if np.all(np.isfinite(peaks)) or not np.all(np.isfinite(dens)) else dens
+            order = np.argsort(np.where(np.isfinite(key), key, np.inf), kind="stable")
+            entries = [entries[i] for i in order]
+            el_peak[tag] = _peak_path([e.pattern for e in entries], library)
+            el_density[tag] = np.array([float(e.info.get("density", np.nan)) for e in entries])
+        if kind == "electrolyte":
+            plain = [i for i, e in enumerate(entries) if "density" not in e.spec.params]
+            el_plain[tag] = np.array(plain or range(len(entries)), dtype=int)
         if kind in ("sei_type1", "type2_matrix"):
             # sorted by the measured first SRO peak (the truth estimator on the entry alone), so that the
             # compositor can interpolate to a requested peak; density follows the peak for a uniform dilation
@@ -597,13 +621,16 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
             dens = np.array(
                 [float(e.info.get("density", e.spec.params.get("density", np.nan))) for e in entries], dtype=float
             )
-            order = np.argsort(np.where(np.isfinite(peaks), peaks, dens))
+            # (by density when an entry shows no maximum: a uniform dilation orders both alike, and a mixed key
+            # would put a peakless dilute entry after the densest)
+            key = peaks if np.all(np.isfinite(peaks)) or not np.all(np.isfinite(dens)) else dens
+            order = np.argsort(np.where(np.isfinite(key), key, np.inf), kind="stable")
             entries = [entries[i] for i in order]
             path = _peak_path([entries[i].pattern for i in range(len(entries))], library)
             if kind == "sei_type1":
                 t1_density[tag], t1_peak[tag] = dens[order], path
             elif tag == "hce":
-                t2_peak = path
+                t2_peak, t2_density = path, dens[order]
         if kind == "lif":
             c = library.geometry.center
             diffs = [_rotate(e.pattern - vac, c, 2 * np.pi * r / n_rot) for e in entries for r in range(n_rot)]
@@ -626,6 +653,10 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         dmg_size,
         n_rot,
         _probe_area(library.probe),
+        el_peak,
+        el_plain,
+        el_density,
+        t2_density,
     )
 
 
@@ -761,6 +792,9 @@ def _weights(scene, library: PatternLibrary, rows, damage_state, seed: int, foot
                 j, t = _on_path(xq, q_map.reshape(-1))  # the matrix at the requested SRO peak
                 add(b0 + j, f * (1.0 - v) * (1 - t), on)
                 add(b0 + j + 1, f * (1.0 - v) * t, on)
+                xd = prep.t2_density
+                rho_m = xd[j] * (1 - t) + xd[np.minimum(j + 1, nb - 1)] * t
+                truth["density"] = np.where(on & np.isnan(truth["density"]), rho_m, truth["density"])
             else:
                 add(b0 + (u3 * nb).astype(int) % nb, f * (1.0 - v), on)
             rho2 = params.get(f"{region.name}.density")
@@ -794,8 +828,20 @@ def _weights(scene, library: PatternLibrary, rows, damage_state, seed: int, foot
             g = params.get(f"{region.name}.grain")
             gi = g.reshape(-1).astype(int) if g is not None else np.zeros(npx, int)
             add(b0 + gi % nb, f, on)
-        else:  # electrolyte
-            add(b0 + (u3 * nb).astype(int) % nb, f, on)
+        else:  # electrolyte: at the requested SRO peak if the scene gives one, else an undilated configuration
+            tag = _tag(region.params)
+            q_map = params.get(f"{region.name}.sro_peak")
+            xq = (prep.el_peak or {}).get(tag, ())
+            if q_map is not None and len(xq) == 2:
+                j, t = _on_path(xq, q_map.reshape(-1))
+                add(b0 + j, f * (1 - t), on)
+                add(b0 + j + 1, f * t, on)
+                xd = prep.el_density[tag]
+                rho = xd[j] * (1 - t) + xd[np.minimum(j + 1, nb - 1)] * t
+                truth["density"] = np.where(on & np.isnan(truth["density"]), rho, truth["density"])
+            else:
+                plain = prep.el_plain[tag]
+                add(b0 + plain[(u3 * plain.size).astype(int) % plain.size], f, on)
     if r_idx:
         w = sparse.csr_matrix(
             (np.concatenate(vals).astype(np.float32), (np.concatenate(r_idx), np.concatenate(c_idx))),

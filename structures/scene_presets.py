@@ -11,10 +11,10 @@
 Region kinds are those of :data:`structures.scenes.REGION_KINDS`, so :func:`simkit.synth.synthesize_scan`
 composes them from a pattern library. The electrolyte and SEI variant travel in ``Region.params``
 (``"electrolyte"``, ``"sei_variant"``, ``"density"`` [g/cm³], ``"sro_peak"`` [Å⁻¹] where the study gives one);
-the synthesiser at present ignores ``electrolyte``/``sei_variant`` and uses whatever ``sei_type1`` /
-``electrolyte`` entries its library holds (HCE models) — telling the variants apart in a synthetic scan needs
-library entries per variant (see the issue 11 report). Layer widths, tilts and roughness not given by the study
-are assumptions, as in :mod:`structures.scenes`.
+the synthesiser takes the ``sei_type1`` / ``electrolyte`` entries of that variant from its library (build it with
+``preset_specs(..., electrolytes=...)``) and places the pattern at the requested ``sro_peak``
+(``tests/test_scene_sro.py`` checks every request of these presets). Layer widths, tilts and roughness not given
+by the study are assumptions, as in :mod:`structures.scenes`.
 """
 
 from __future__ import annotations

@@ -465,8 +465,8 @@ class Region:
         Physical parameters, units in the key's documentation. Recognised by `Scene.parameters`:
         ``density`` [g/cm³] (constant) or ``density_inner``/``density_outer`` [g/cm³] (linear gradient
         across the layer, inner = side of the previous layer); ``sro_peak`` or ``sro_peak_inner``/
-        ``sro_peak_outer`` [Å⁻¹] (first SRO peak: for Type 1 and Type 2 the synthesiser places the amorphous
-        pattern there, see ``simkit.synth``; electrolytes: expected value only); ``grain_edges`` [Å] (positions
+        ``sro_peak_outer`` [Å⁻¹] (first SRO peak: for Type 1, the Type 2 matrix and the electrolyte the
+        synthesiser places the amorphous pattern there, see ``simkit.synth``); ``grain_edges`` [Å] (positions
         along the interface where a new grain starts) with ``grain_orientations`` (zone axes, one per
         grain); ``lif_seed`` (int, base of per-pixel LiF-nanocrystal seeds); ``variation_rms``
         (relative, dimensionless), ``variation_length`` [Å] and ``variation_seed`` (int): a smooth random

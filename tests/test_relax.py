@@ -99,3 +99,37 @@ def test_bad_input_is_named():
         relax.melt_quench(_start(), potential="nonsense", seed=1)
     with pytest.raises(ValueError, match="periodic"):
         relax.melt_quench(Atoms("Ar2", positions=[[0, 0, 0], [3, 0, 0]]), potential=_lj(), seed=1)
+
+
+def test_minimise_returns_the_zero_pressure_crystal_of_the_potential_and_names_bad_input():
+    # a rattled fcc cell compressed by 5 %: the minimisation over positions and isotropic strain must undo the
+    # rattle (forces) and land on the minimum of E(a) of the same potential, found here independently by a
+    # bounded 1D search over the perfect lattice
+    from scipy.optimize import minimize_scalar
+
+    calc, ident = _lj()
+    a_lj = 2 ** (1 / 6) * SIGMA * np.sqrt(2)
+
+    def energy(a):
+        at = bulk("Ar", "fcc", a=a, cubic=True)
+        at.calc = LennardJones(epsilon=EPS, sigma=SIGMA, rc=2.5 * SIGMA, smooth=True)
+        return at.get_potential_energy()
+
+    a_star = minimize_scalar(energy, bounds=(0.9 * a_lj, 1.1 * a_lj), method="bounded", options={"xatol": 1e-6}).x
+    start = bulk("Ar", "fcc", a=0.95 * a_lj, cubic=True)
+    start.rattle(0.02, seed=1)
+    out = relax.minimise(start, potential=(calc, ident), fmax=1e-3, p_tol=1e-3, max_steps=500)
+    m = out.info["minimisation"]
+    assert m["converged"] and 0 < m["steps"] < 500
+    assert m["before"]["pressure_GPa"] > 0.05 and m["before"]["max_force_eV_per_A"] > 1e-3
+    assert abs(m["after"]["pressure_GPa"]) < 1e-3 and m["after"]["max_force_eV_per_A"] < 1e-3
+    assert m["criteria"] == {"fmax_eV_per_A": 1e-3, "p_tol_GPa": 1e-3, "pressure_GPa": 0.0}
+    assert out.cell.lengths()[0] == pytest.approx(a_star, rel=3e-4)  # 1e-3 GPa ≈ 1e-4 in a (B ≈ 3 GPa)
+    assert out.info["density_g_cm3"] == pytest.approx(m["after"]["density_g_cm3"])
+    assert m["after"]["density_g_cm3"] < m["before"]["density_g_cm3"]
+    assert start.calc is None and "minimisation" not in start.info  # input untouched
+    short = relax.minimise(start, potential=(calc, ident), fmax=1e-6, p_tol=1e-9, max_steps=2)
+    assert short.info["minimisation"]["steps"] == 2 and not short.info["minimisation"]["converged"]
+    for bad in ({"fmax": 0.0}, {"p_tol": -1.0}, {"max_steps": 0}, {"pressure": float("nan")}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            relax.minimise(start, potential=(calc, ident), **bad)

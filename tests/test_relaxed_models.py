@@ -116,3 +116,30 @@ def test_relaxed_builder_tiles_the_seeds_and_keeps_their_density():
     assert rho == pytest.approx(2.2, rel=1e-9)
     fast = type1_sei(n_atoms=400, source="packing", rng=0)
     assert fast.info["source"].startswith("rigid-unit packing")
+
+
+def test_library_cache_key_follows_the_shipped_models(tmp_path, monkeypatch):
+    # amorphous library entries are built from the shipped models: a changed model set must change their cache key
+    # (and only theirs), so a cache built before new seeds were shipped is not reused
+    import shutil
+
+    from simkit.geometry import DetectorGeometry
+    from simkit.library import EntrySpec, entry_key
+    from simkit.nbed import Probe
+
+    geom, probe = DetectorGeometry(shape=(32, 32), pixel_size=0.02), Probe()
+    amorph, crystal = EntrySpec(kind="electrolyte", params={"n_atoms": 300}), EntrySpec(kind="vacuum")
+    before = entry_key(amorph, probe, geom, 40.0), entry_key(crystal, probe, geom, 40.0)
+    files = sorted(relax.MODEL_DIR.glob("*.extxyz"))
+    for p in files[1:]:
+        shutil.copy(p, tmp_path / p.name)
+    monkeypatch.setattr(relax, "MODEL_DIR", tmp_path)
+    after = entry_key(amorph, probe, geom, 40.0), entry_key(crystal, probe, geom, 40.0)
+    assert after[0] != before[0] and after[1] == before[1]
+    shutil.copy(files[0], tmp_path / files[0].name)
+    assert entry_key(amorph, probe, geom, 40.0) == before[0]  # same files, same key
+
+
+@pytest.mark.parametrize("name", sorted(relax.LIBRARY))
+def test_every_library_model_ships_three_seeds(name):
+    assert len(relax.model_seeds(name)) >= 3, relax.model_seeds(name)
