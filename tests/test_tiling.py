@@ -65,12 +65,24 @@ def _spot_contrast(atoms, k: int, m: int = 48) -> float:
     return float(spot / p[ring].mean())
 
 
-def test_mosaic_has_no_spot_at_the_tile_period():
+@pytest.mark.parametrize(
+    "relax_seams",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.xfail(
+                strict=True, reason="relaxed seams move density at planes L apart: (1/L, 0) power ≈ 7–17× the ring"
+            ),
+        ),
+    ],
+)
+def test_mosaic_has_no_spot_at_the_tile_period(relax_seams):
     k = 4
     plain = relax.load_model("type1_default", 0).repeat(k)
     assert _spot_contrast(plain, k) >= 10.0  # a repeat is a crystal: its (100) spot stands far above the ring
     for seed in (0, 1, 2):
-        mosaic = relax.relaxed_model("type1_default", n_atoms=99 * k**3, rng=seed)
+        mosaic = relax.relaxed_model("type1_default", n_atoms=99 * k**3, rng=seed, relax_seams=relax_seams)
         assert mosaic.info["repeats"] == [k, k, k] and "mosaic" in mosaic.info["source"]
         # speckle: the mean of 4 exponential powers exceeds 5× its mean with probability < 1e-5
         assert _spot_contrast(mosaic, k) < 5.0, seed
