@@ -819,6 +819,17 @@ def sector_statistics_reference(q, m, s, window, n_sigma):
         bragg = np.where(tot > 0, per.sum(-1) / tot, 0.0)
         best = np.argmax(per, axis=-1)
         eb = np.take_along_axis(ex, best[..., None, None], axis=2)[..., 0, :]
-        bragg_q = (eb * q[w]).sum(-1) / eb.sum(-1)
+        # the disc's radial extent: the run of bins around the largest excess above 10 % of it → its midpoint
+        qw = q[w]
+        bragg_q = np.full(eb.shape[:-1], np.nan)
+        for idx in np.ndindex(*eb.shape[:-1]):
+            v = eb[idx]
+            if v.size == 0 or not v.max() > 0:
+                continue
+            k = int(np.argmax(v))
+            above = v > 0.1 * v[k]
+            lo = k - (np.argmin(above[k::-1]) if not above[k::-1].all() else k + 1) + 1
+            hi = k + (np.argmin(above[k:]) if not above[k:].all() else v.size - k) - 1
+            bragg_q[idx] = 0.5 * (qw[lo] + qw[hi])
     return {"counts": counts, "pixels": pixels, "median": median, "max": mx, "noise": noise, "mean": mean,
             "std": std, "bragg": bragg, "bragg_q": bragg_q}  # fmt: skip
