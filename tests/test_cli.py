@@ -359,8 +359,8 @@ def test_analyze_reads_merlin_mib_with_scan_shape_and_flyback(tiny_scan, analysi
     fly = np.zeros((sy, 2, ny, nx), data.dtype)
     frames = np.concatenate([fly, data], axis=1).reshape(-1, ny, nx)
     _write_mib(tmp_path / "s.mib", frames[:, ::-1])  # rosettasciio flips Merlin rows back (bottom-up readout)
-    args = ["analyze", tmp_path / "s.mib", "-o", tmp_path / "m", "--no-figures",
-            "--pixel-size", str(DEFAULT_PIXEL_SIZE), "--step-nm", "4", "--energy-kev", "300", "--semiangle", "2"]  # fmt: skip
+    args = ["analyze", tmp_path / "s.mib", "-o", tmp_path / "m", "--no-figures", "--pixel-size",
+            str(DEFAULT_PIXEL_SIZE), "--step-nm", "4", "--energy-kev", "300", "--semiangle", "2"]  # fmt: skip
     rc, _, err = run(capsys, *args)
     assert rc == 1
     one_line_error(err, "--scan-shape")
