@@ -15,8 +15,9 @@ Features (per probe position; :func:`features`)
     sector mean, smoothed over 3 Q bins; z is read at each reflection of the phase (linear interpolation) and
     the largest value over the phase's reflections is kept (not every reflection is excited in a given
     orientation): :data:`REFLECTIONS`, computed from the cryogenic lattice constants of
-    ``structures.crystals.LATTICE_CONSTANTS`` (Li 110 0.406 / 200 0.574, Cu 111 0.480 / 200 0.555, LiF 200
-    0.499 / 220 0.706, Li₂O 111 0.377 / 220 0.615 Å⁻¹); 0 (no evidence) outside the measured Q range.
+    ``structures.crystals.LATTICE_CONSTANTS`` (Li 110 0.406 / 200 0.574 / 211 0.703, Cu 111 0.480 / 200 0.555 /
+    220 0.785, LiF 200 0.499 / 220 0.706, Li₂O 111 0.377 / 220 0.615 Å⁻¹); 0 (no evidence) outside the measured Q
+    range.
 ``anisotropy``
     Mean relative azimuthal standard deviation (std over sectors / mean) over 0.15–0.75 Å⁻¹ minus its Poisson
     expectation — a single "how spotty" number for maps.
@@ -42,7 +43,9 @@ Features (per probe position; :func:`features`)
     is |g| whatever the intensity inside the disc (dynamical rocking across a 2 mrad disc of a 60 nm grain) and
     whatever the pixel count per bin; the excess-weighted centroid is not (Cu 200 at 0.555 Å⁻¹ read at 0.568, nearer
     Li 200 at 0.574, on a detector that holds the whole disc; the midpoint reads 0.554). Along one sector, discs of g
-    and 2g lie ≥ 0.37 Å⁻¹ apart, so their runs do not join. A disc cut by the detector edge reads low.
+    and 2g lie ≥ 0.37 Å⁻¹ apart, so their runs do not join. A run cut by the detector edge or the window (Cu 220
+    at 0.785 Å⁻¹ of a Cu [111] grain on a detector reaching 0.81) is placed one disc radius beyond its inner edge,
+    the radius measured on the scan's whole discs (median half-width of the runs; 0.10 Å⁻¹ at 2 mrad and 300 keV).
 ``ring_max``, ``ring_q``
     The strongest sharp isotropic ring anywhere in 0.2–0.9 Å⁻¹ (significance as ``ring_z``, ≥ 10 % above the
     running mean) and its Q [Å⁻¹] (NaN without one) — a ring of a phase the rules may not know.
@@ -73,10 +76,11 @@ Rules (:func:`classify`, in this order of precedence; thresholds are fields of :
    column grazing a grain (the probe footprint of a Type 1 pixel next to Li: 4–11 % Li gives Bragg 0.07–0.25 and
    scattered 0.12–0.15, against 0.73 and 0.39 for the grain on the demo scan) and goes to the rules below. Both
    conditions, and scan-relative: a grain in a weakly diffracting orientation still scatters like its phase.
-   Li or Cu when the discs cannot tell: with 2 mrad discs (radius 0.10 Å⁻¹) a grain whose 111 discs overlap
-   into a near-ring leaves its Bragg-excess centroid at the ring's inner edge (0.436 Å⁻¹ for Cu on the full
-   ``bottom`` scan: nearer Li 110 than Cu 111). A metal pixel whose centroid lies within ``metal_tol`` (0.1 Å⁻¹,
-   a 2 mrad disc radius) of a Li and a Cu reflection moves to the other metal when its scattered fraction lies
+   Li or Cu when the discs cannot tell: Li 200 (0.574) and Cu 200 (0.555 Å⁻¹) lie 0.019 Å⁻¹ apart, Li 211
+   (0.703) and Cu 220 (0.785) 0.08. A metal pixel whose disc position lies within ``metal_tol`` (0.05 Å⁻¹, half a
+   2 mrad disc radius; the disc midpoint is good to about a bin, while the former excess centroid read a Cu grain
+   whose 111 discs overlap into a near-ring at 0.436 and needed 0.1) of a Li and a Cu reflection moves to the
+   other metal when its scattered fraction lies
    within 3 spreads (MAD) of that phase's scan median and more than 3 from its own (both phases with ≥ 10
    pixels; Cu = by its discs or by rule 3's scattering) — the scattering power, not the disc position, tells the
    element (full ``bottom`` scans: Cu 51–74 % → 100 % right).
@@ -147,10 +151,10 @@ __all__ = [
 CLASSES = ("vacuum", "li_metal", "cu", "li2o", "sei_type1", "sei_type2", "electrolyte", "unassigned")
 
 #: (phase, (h, k, l)) of the reflections read for each phase's evidence (not every reflection is excited in a
-#: given orientation, so each phase has two).
+#: given orientation, so each phase has two or three: Li 211 and Cu 220 are the first discs of [111] grains).
 _REFLECTION_HKL = {
-    "li": (("Li", (1, 1, 0)), ("Li", (2, 0, 0))),
-    "cu": (("Cu", (1, 1, 1)), ("Cu", (2, 0, 0))),
+    "li": (("Li", (1, 1, 0)), ("Li", (2, 0, 0)), ("Li", (2, 1, 1))),
+    "cu": (("Cu", (1, 1, 1)), ("Cu", (2, 0, 0)), ("Cu", (2, 2, 0))),
     "lif": (("LiF", (2, 0, 0)), ("LiF", (2, 2, 0))),
     "li2o": (("Li2O", (1, 1, 1)), ("Li2O", (2, 2, 0))),
 }
@@ -163,7 +167,7 @@ def _reflections() -> dict[str, tuple[float, ...]]:
 
 
 #: Reflection positions Q = 1/d [Å⁻¹] of the spot and ring features, from the cryogenic (100 K) lattice constants
-#: of ``structures.crystals.LATTICE_CONSTANTS`` (Li 110/200, Cu 111/200, LiF 200/220, Li₂O 111/220).
+#: of ``structures.crystals.LATTICE_CONSTANTS`` (Li 110/200/211, Cu 111/200/220, LiF 200/220, Li₂O 111/220).
 REFLECTIONS = _reflections()
 _PHASE_CLASS = {"li": "li_metal", "cu": "cu", "lif": "sei_type2", "li2o": "li2o"}
 
@@ -266,13 +270,15 @@ def _sort_columns(w, net, n_q):
 
 
 @njit(parallel=True, cache=True)
-def _k_sector_stats(m, s, q, w0, w1, n_sigma, net, counts, npx_tot, med, mx, noise, mu, sd, frac, qc):
+def _k_sector_stats(m, s, q, w0, w1, n_sigma, net, counts, npx_tot, med, mx, noise, mu, sd, frac, qlo, qhi, cutf):
     """Per pixel p (m, s: (P, n_phi, n_q) sector means and Poisson standard errors) and bin k, over the finite
     sectors: counts = Σ m·n (n = m/s² pixels, 0 where s <= 0), npx_tot = Σ n, med / mx = median / max of m,
     noise = median of s, mu / sd = mean / population std of m (NaN without a finite sector); then the Bragg
-    excess e = max(m − med − n_sigma·s, 0)·n over bins [w0, w1): frac = Σ e / Σ counts (0 when no counts), qc =
-    in the sector with the largest Σ e (the first on ties), the midpoint Q of the run of bins around its largest e
-    (the first on ties) whose e exceeds DISC_EDGE_SHARE of that largest (NaN when it has none). Float64
+    excess e = max(m − med − n_sigma·s, 0)·n over bins [w0, w1): frac = Σ e / Σ counts (0 when no counts); in
+    the sector with the largest Σ e (the first on ties), the run of bins around its largest e (the first on ties)
+    whose e exceeds DISC_EDGE_SHARE of that largest: qlo, qhi = the Q of its first and last bin (NaN when it has
+    none), cutf = +1 when only its upper end and −1 when only its lower end meets the window's end or a bin
+    without pixels (the disc is cut there), else 0. Float64
     arithmetic, sums in sector order; medians and maxima from the sorted finite values (comparator network
     ``net`` of _sorting_network(n_phi), non-finite values as +inf sorted last)."""
     n_pix, n_phi, n_q = m.shape
@@ -373,9 +379,16 @@ def _k_sector_stats(m, s, q, w0, w1, n_sigma, net, counts, npx_tot, med, mx, noi
                 hi = kb
                 while hi < w1 - 1 and _excess(m[p, ib, hi + 1], s[p, ib, hi + 1], med[p, hi + 1], n_sigma) > cut:
                     hi += 1
-                qc[p] = 0.5 * (q[lo] + q[hi])
+                qlo[p] = q[lo]
+                qhi[p] = q[hi]
+                # the run ends at the window or where the sector has no pixels: the disc is cut there
+                top_cut = hi == w1 - 1 or not (m[p, ib, hi + 1] - m[p, ib, hi + 1] == 0.0)
+                low_cut = lo == w0 or not (m[p, ib, lo - 1] - m[p, ib, lo - 1] == 0.0)
+                cutf[p] = 1.0 if top_cut and not low_cut else (-1.0 if low_cut and not top_cut else 0.0)
             else:
-                qc[p] = np.nan
+                qlo[p] = np.nan
+                qhi[p] = np.nan
+                cutf[p] = 0.0
 
 
 def _sector_statistics(q, m, s, window, n_sigma):
@@ -393,12 +406,33 @@ def _sector_statistics(q, m, s, window, n_sigma):
     w0, w1 = (int(w[0]), int(w[-1]) + 1) if w.size else (0, 0)
     names = ("counts", "pixels", "median", "max", "noise", "mean", "std")
     per_bin = [np.empty((sy * sx, n_q)) for _ in names]
-    frac, qc = np.empty(sy * sx), np.empty(sy * sx)
+    frac, qlo, qhi, cutf = (np.empty(sy * sx) for _ in range(4))
     net = _sorting_network(n_phi)
-    _k_sector_stats(mf, sf, np.ascontiguousarray(q, dtype=np.float64), w0, w1, float(n_sigma), net, *per_bin, frac, qc)
+    qf = np.ascontiguousarray(q, dtype=np.float64)
+    _k_sector_stats(mf, sf, qf, w0, w1, float(n_sigma), net, *per_bin, frac, qlo, qhi, cutf)
     out = {k: v.reshape(sy, sx, n_q) for k, v in zip(names, per_bin)}
-    out["bragg"], out["bragg_q"] = frac.reshape(sy, sx), qc.reshape(sy, sx)
+    out["bragg"] = frac.reshape(sy, sx)
+    out["bragg_q"] = _disc_position(qlo, qhi, cutf, frac, float(np.median(np.diff(qf))) if q.size > 1 else 0.0)
+    out["bragg_q"] = out["bragg_q"].reshape(sy, sx)
     return out
+
+
+#: Smallest Bragg fraction of a pixel whose whole disc run measures the scan's disc radius (``bragg_q``).
+DISC_RADIUS_MIN_BRAGG = 0.01
+
+
+def _disc_position(qlo, qhi, cutf, frac, dq):
+    """|g| [Å⁻¹] of each pixel's brightest disc from its radial run [qlo, qhi] (bin centres, bin width dq): the
+    midpoint of a whole run; a run cut at one end (cutf ±1) is placed one disc radius from its other edge, the
+    radius being the median half-width (qhi − qlo + dq)/2 of the whole runs of pixels with Bragg fraction
+    ≥ DISC_RADIUS_MIN_BRAGG (at least 5 of them; otherwise the midpoint)."""
+    mid = 0.5 * (qlo + qhi)
+    whole = (cutf == 0) & np.isfinite(qlo) & (frac >= DISC_RADIUS_MIN_BRAGG)
+    if np.count_nonzero(whole) < 5:
+        return mid
+    r = float(np.median(0.5 * (qhi[whole] - qlo[whole] + dq)))
+    out = np.where(cutf > 0, qlo - 0.5 * dq + r, mid)
+    return np.where(cutf < 0, qhi + 0.5 * dq - r, out)
 
 
 def _band(q, a, lo, hi):
@@ -568,7 +602,8 @@ class ClassifyRules:
     The defaults were tuned on synthetic scenes (``simkit.synth`` scans of the study's geometry with the project's
     pattern libraries, 10⁴–10⁶ e/pattern, 2 mrad probe, 60 nm lamella, 256² detector at 0.005 Å⁻¹/px; version 3
     re-checked at the default 0.0065 Å⁻¹/px, which reaches 0.83 Å⁻¹: ``lif_level`` ½ → 0.6, ``bragg_q`` the disc
-    midpoint instead of its centroid, ``scattered`` over Q < 0.64 Å⁻¹); they are
+    midpoint instead of its centroid, ``metal_tol`` 0.1 → 0.05, Li 211 and Cu 220 known, ``scattered`` over
+    Q < 0.64 Å⁻¹); they are
     not fitted to measured data. Scale ``dense_min`` with the lamella thickness and re-check ``vacuum_max``,
     ``crystal_min`` and ``lif_min`` for another dose, detector or probe. Save and load with :meth:`to_dict` /
     :meth:`from_dict` / :meth:`from_json` (``sei-send analyze --rules rules.json``).
@@ -606,7 +641,7 @@ class ClassifyRules:
         A Li/Cu pixel whose Bragg fraction and scattered fraction are both below this share of its phase's scan
         medians is an amorphous pixel grazing a grain (0 switches it off).
     metal_tol : float  [Å⁻¹]
-        A Li/Cu pixel whose disc centroid is within this of both a Li and a Cu reflection moves to the other metal
+        A Li/Cu pixel whose disc position is within this of both a Li and a Cu reflection moves to the other metal
         when its scattered fraction fits that phase's scan median (≤ 3 MAD) and not its own (0 switches it off).
     lif_sigma : float  [scan pixels]
         Gaussian radius over which the frequency of LiF spots among SEI pixels is measured (0 switches it off).
@@ -636,7 +671,7 @@ class ClassifyRules:
     lif_radius: int = 1
     lif_share: float = 0.5
     minority_ratio: float = 0.5
-    metal_tol: float = 0.1
+    metal_tol: float = 0.05
     lif_sigma: float = 2.0
     lif_level: float = 0.6
     assign_tol: float = 0.06

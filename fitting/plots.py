@@ -70,14 +70,16 @@ def _nice_length(total: float) -> float:
 
 
 def _real_scalebar(ax, shape, step):
-    """A scale bar in nm on a map drawn in nm (``_extent``); axes ticks off."""
+    """A scale bar in nm on a map drawn in nm (``_extent``), just below the map's lower right corner so that it
+    hides no pixel and no marker; axes ticks off."""
     from matplotlib_scalebar.scalebar import ScaleBar
 
     width_nm = shape[1] * float(step) / 10.0
     length = _nice_length(width_nm)
     ax.add_artist(
-        ScaleBar(1.0, units="nm", fixed_value=length, fixed_units="nm", location="lower right", box_alpha=0.7,
-                 font_properties={"size": 7}, scale_formatter=lambda v, u: f"{v:g} nm", pad=0.2, border_pad=0.3)
+        ScaleBar(1.0, units="nm", fixed_value=length, fixed_units="nm", location="upper right", frameon=False,
+                 bbox_to_anchor=(1.0, 0.0), bbox_transform=ax.transAxes, font_properties={"size": 7},
+                 scale_formatter=lambda v, u: f"{v:g} nm", label_loc="left", pad=0.1, border_pad=0.1, sep=2)
     )  # fmt: skip
     ax.set_xticks([])
     ax.set_yticks([])

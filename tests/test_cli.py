@@ -142,8 +142,9 @@ def test_console_script_runs(tmp_path):
 # simulate (kinematic path in CI; multislice is slow)
 # ------------------------------------------------------------------------------------------------------------
 def test_simulate_kinematic_profile_has_lif_200_peak(tmp_path, capsys):
-    assert run(capsys, "build", "crystal", tmp_path / "lif.xyz", "--phase", "LiF", "--repeat", "4")[0] == 0
-    a = read(tmp_path / "lif.xyz").cell.lengths()[0] / 4
+    # 8 cells (33 Å): a 4-cell crystal's 200 hump merges with 111 and peaks 0.012 Å⁻¹ low
+    assert run(capsys, "build", "crystal", tmp_path / "lif.xyz", "--phase", "LiF", "--repeat", "8")[0] == 0
+    a = read(tmp_path / "lif.xyz").cell.lengths()[0] / 8
     rc, out, _ = run(capsys, "simulate", tmp_path / "lif.xyz", "--method", "kinematic", "--profile-csv",
                      tmp_path / "p.csv", "--semiangle", "0.5")  # fmt: skip
     assert rc == 0 and "Å⁻¹" in out
@@ -153,7 +154,7 @@ def test_simulate_kinematic_profile_has_lif_200_peak(tmp_path, capsys):
     i = np.array([float(r["intensity"]) for r in rows])
     win = (q > 0.46) & (q < 0.54)
     q200 = 2.0 / a  # LiF (200), Q = 1/d
-    assert abs(q[win][np.argmax(i[win] * q[win])] - q200) < 0.012  # within ~2 one-pixel bins
+    assert abs(q[win][np.argmax(i[win] * q[win])] - q200) < DEFAULT_PIXEL_SIZE  # within one bin (one pixel)
     rc, _, err = run(capsys, "simulate", tmp_path / "lif.xyz", tmp_path / "x.h5", "--method", "kinematic")
     assert rc == 1
     one_line_error(err, "--profile-csv")
