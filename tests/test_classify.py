@@ -306,9 +306,10 @@ def test_reflections_outside_the_measured_range_are_no_evidence():
 
 def test_discs_far_from_every_known_reflection_are_an_unknown_crystal():
     q = np.arange(0.0025, 0.9, 0.005)
-    disc = lambda q, k: (k in (5, 21)) * 400 * np.exp(-0.5 * ((q - 0.80) / 0.01) ** 2)  # noqa: E731
+    # 0.86 Å⁻¹: ≥ 0.075 from every known reflection (the nearest, Cu 220, at 0.785)
+    disc = lambda q, k: (k in (5, 21)) * 400 * np.exp(-0.5 * ((q - 0.86) / 0.01) ** 2)  # noqa: E731
     f = features(q, *_sector_scene(q, disc))
-    assert f.bragg[0, 0] > 0.025 and abs(f.bragg_q[0, 0] - 0.80) < 0.01
+    assert f.bragg[0, 0] > 0.025 and abs(f.bragg_q[0, 0] - 0.86) < 0.01
     assert classify(f)[0, 0] == CLASSES.index("unassigned")
     assert classify(f, assign_tol=0.5)[0, 0] != CLASSES.index("unassigned")  # with the rule off: a known phase
 
