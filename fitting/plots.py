@@ -95,9 +95,13 @@ def _colorbar(fig, ax, im, *, extend="neither", labelled=False):
     if flat:
         # the aspect-equal box is nx:ny, so a thickness of 1/25 of the width is nx/(25 ny) box heights; leave room
         # for the x tick labels and axis label when the map has axes instead of a scale bar
+        # without axes labels the map has a scale bar hanging below it (_real_scalebar): 16 pt further down
+        from matplotlib.transforms import offset_copy
+
         r = nx / max(ny, 1)
         h, gap = r / 25, (r / 6 if labelled else r / 40)
-        cax = ax.inset_axes((0.0, -(gap + h), 1.0, h))
+        down = offset_copy(ax.transAxes, fig=fig, y=0.0 if labelled else -16.0, units="points")
+        cax = ax.inset_axes((0.0, -(gap + h), 1.0, h), transform=down)
         cb = fig.colorbar(im, cax=cax, extend=extend, orientation="horizontal")
     else:
         cax = ax.inset_axes((1.03, 0.0, 0.045, 1.0))
@@ -673,6 +677,8 @@ def fit_figure(comparison, *, top: int = 3, title: str = "", fig=None) -> Figure
         One column per candidate: I·Q of the data (points) with the model and its components (top) and the
         Pearson residuals (data − model)/√model (bottom); a table of parameters ± 1σ below.
     """
+    from fitting.model.results import parameter_units
+
     rows = list(comparison.rows)[: max(1, int(top))]
     n = len(rows)
     if fig is None:
@@ -715,7 +721,9 @@ def fit_figure(comparison, *, top: int = 3, title: str = "", fig=None) -> Figure
         at.axis("off")
         bound = np.asarray(getattr(fit, "at_bound", np.zeros(len(fit.param_names), bool)), bool)
         xs, ses = np.asarray(fit.x, float), np.asarray(fit.stderr, float)
-        cells = [[k, _pm(v, se) + (" (at bound)" if b else "")] for k, v, se, b in zip(fit.param_names, xs, ses, bound)]
+        comps = tuple(getattr(fit, "component_names", ()))
+        cells = [[f"{k} [{parameter_units(k, comps)}]", _pm(v, se) + (" (at bound)" if b else "")]
+                 for k, v, se, b in zip(fit.param_names, xs, ses, bound)]  # fmt: skip
         if cells:
             tab = at.table(cellText=cells, colLabels=["parameter", "value ± 1σ"], loc="upper center",
                            cellLoc="left", colWidths=[0.42, 0.58])  # fmt: skip
