@@ -23,7 +23,6 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
-	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(BIN)/python -m pytest --nbmake -p no:cacheprovider notebooks; fi
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider

@@ -204,8 +204,9 @@ def test_non_converged_candidate_is_flagged(rng):
 # simkit.radial). The "measured" crystal is a different random realisation (seed) from the components.
 # ------------------------------------------------------------------------------------------------------------
 def _lif_setup(diameter, vacancies, semiangle=0.15):
-    crystals = pytest.importorskip("structures.crystals")
-    kinematic = pytest.importorskip("simkit.kinematic")
+    import simkit.kinematic as kinematic
+    import structures.crystals as crystals
+
     q = np.linspace(0.0, 1.3, 521)
     plan = kinematic.make_probe_convolution(q, semiangle=semiangle, energy=300e3)
 
@@ -271,8 +272,9 @@ def _li2s_vs_amorphous(semiangle, doses, seeds):
     """Li₂S nanocrystal (111 at 0.303 Å⁻¹; 26 Å 'measured', 30 Å component) against an amorphous SRO
     candidate with its first maximum at 0.295 Å⁻¹ (and 0.55 Å⁻¹); both probe-convolved. Returns ΔAIC of the
     amorphous candidate relative to Li₂S for each dose and seed (positive: Li₂S preferred)."""
-    crystals = pytest.importorskip("structures.crystals")
-    kinematic = pytest.importorskip("simkit.kinematic")
+    import simkit.kinematic as kinematic
+    import structures.crystals as crystals
+
     q = np.linspace(0.0, 1.4, 561)
     plan = kinematic.make_probe_convolution(q, semiangle=semiangle, energy=300e3)
     comp = plan(kinematic.debye_intensity(crystals.nanocrystal("Li2S", 30.0, rng=1), q))
