@@ -312,9 +312,10 @@ def cmd_synth(args) -> int:
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
           f"{res.scan_fluence:.2f} e/Å²)")  # fmt: skip
-    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, reader='hspy')"
+    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, file_format='hspy')"
     codec = "" if args.compression != "blosc-lz4" else "; other readers: import hdf5plugin first (blosc-lz4)"
-    print(f"  opens in py4DSTEM.read(path) (DataCube + Calibration), HyperSpy {hs} and fitting.io.load_scan{codec}")
+    print(f"  opens in py4DSTEM.read(path) (DataCube + Calibration), HyperSpy {hs}, emdfile.read(path) after "
+          f"`import simkit.emd`, and fitting.io.load_scan{codec}")  # fmt: skip
     return 0
 
 
@@ -428,8 +429,10 @@ def cmd_fit(args) -> int:
 
 def _fit_curves(comp, *, top: int):
     """Header and rows of the fitted curves: per candidate and bin, data, model, components and residuals."""
+    from fitting.pipeline import Q_COLUMN
+
     names = sorted({c for r in comp.rows[:top] for c in comp.fits[r.name].component_names})
-    header = ["candidate", "q_A^-1", "counts", "exposure_px", "model_counts", "background_counts"]
+    header = ["candidate", Q_COLUMN, "counts", "exposure_px", "model_counts", "background_counts"]
     header += [f"{n}_counts" for n in names] + ["pearson_residual"]
     rows = []
     for r in comp.rows[:top]:

@@ -15,8 +15,9 @@ Supported formats (see :data:`SUPPORTED_FORMATS`):
   ``Q_pixel_units``, py4DSTEM). Dectris/Arina master files (HDF5 without EMD attributes, with ``/entry``)
   are read through rosettasciio.
 * **NumPy** ``.npy``: memory-mapped; calibrations must be given as arguments.
-* **HyperSpy** ``.hspy`` / ``.zspy`` (rosettasciio; a ``.hspy`` that is also an EMD 1.0 file — as written by
-  :mod:`simkit.emd` — is read through its EMD tree); navigation axes → scan, signal axes → detector.
+* **HyperSpy** ``.hspy`` / ``.zspy`` (rosettasciio; also a HyperSpy file named ``.h5``/``.hdf5``, recognised by
+  its ``file_format='HyperSpy'`` attribute; a file that is also EMD 1.0 — as written by :mod:`simkit.emd` — is read
+  through its EMD tree, whatever its name); navigation axes → scan, signal axes → detector.
 * Through **rosettasciio** (≥ 0.15): Quantum Detectors Merlin ``.mib`` (with its ``.hdr``; the file does not store
   the scan shape — give ``scan_shape`` — and may hold ``flyback`` extra frames per scan row, which are dropped),
   Gatan ``.dm4``/``.dm3``, EMPAD ``.xml`` (+ ``.raw``), FEI/Thermo Fisher TIA ``.emi``/``.ser``, Dectris Arina
@@ -427,6 +428,25 @@ class _Cal:
             md["_pixel_size_mrad"] = self.mrad_pixel
 
 
+#: Units that mean "not calibrated" on an axis (no error, no calibration).
+_PLACEHOLDER_UNITS = ("", "<undefined>", "undefined", "pixels", "pixel", "px", "t.b.d.", "none")
+
+
+def _uncalibrated(md: dict, field: str, units: str) -> None:
+    """Note an axis whose units are neither a calibration nor a placeholder (``metadata['uncalibrated_units']``)."""
+    note = f"{field}: {units!r}"
+    md["uncalibrated_units"] = f"{md['uncalibrated_units']}; {note}" if md.get("uncalibrated_units") else note
+
+
+def _scan_axis_units(units: str, field: str, cal: _Cal, md: dict) -> None:
+    """A scan axis whose units are not a length: an angle or reciprocal length is the wrong kind (an error naming the
+    field, as for a length on a detector axis); other units (a time series, "a.u.") leave the step uncalibrated."""
+    if units in _UNITS_RECIP or units == "mrad":
+        cal.bad_units("step", units, field)
+    elif units not in _PLACEHOLDER_UNITS:
+        _uncalibrated(md, field, units)
+
+
 def _q_scale(units: str, energy: float | None):
     """Å⁻¹ per unit of a detector axis: reciprocal length, or an angle in mrad (needs the beam energy [eV])."""
     if units in _UNITS_RECIP:
@@ -482,6 +502,9 @@ def _read_hdf5(p: Path, lazy: bool, dataset: str | None, scan_shape) -> Scan:
         if dataset is None and "4DSTEM_simulation" in f:  # prismatic (EMD 0.x): rosettasciio knows its layout
             f.close()
             return _read_rsciio(p, ".prismatic", lazy, scan_shape, 0)
+        if dataset is None and not is_emd and _attr(f, "file_format") == "HyperSpy":  # .hspy saved as .h5/.hdf5
+            f.close()
+            return _read_rsciio(p, ".hspy", lazy, scan_shape, 0)
         group, dset = _find_datacube(f, dataset, p.name)
         md: dict[str, Any] = {"reader": "emd" if is_emd else "hdf5", "hdf5_path": dset.name}
         if is_emd:
@@ -707,6 +730,8 @@ def _calibration_from_emd(group, md, cal: _Cal, skip: int | None = None) -> None
             cal.set("step", sy * _UNITS_LENGTH[uy], f"{dims[0].name} [{uy}]", override=False)
             if sx is not None and ux in _UNITS_LENGTH:
                 md["step_yx"] = (sy * _UNITS_LENGTH[uy], sx * _UNITS_LENGTH[ux])
+        elif sy is not None and "step" not in cal.found:
+            _scan_axis_units(uy, f"{dims[0].name}.units", cal, md)
         qy, uq = _dim_spacing(dims[2]) if dims[2] is not None else (None, None)
         if qy is not None and uq not in ("", "pixels", "px", "pixel"):
             sc = _q_scale(uq, cal.values()["energy"])
@@ -718,7 +743,7 @@ def _calibration_from_emd(group, md, cal: _Cal, skip: int | None = None) -> None
                 elif uq in _UNITS_LENGTH:  # a length on a detector axis: wrong kind, not merely unknown
                     cal.bad_units("pixel_size", uq, f"{dims[2].name}.units")
                 else:  # a placeholder ("?/m", "a.u."): uncalibrated
-                    md["uncalibrated_units"] = f"{dims[2].name}: {uq!r}"
+                    _uncalibrated(md, dims[2].name, uq)
     kx, vx = _find_key(md, {"qx0_mean"})
     ky, vy = _find_key(md, {"qy0_mean"})
     if kx is not None and ky is not None:
@@ -897,6 +922,8 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
             if len(nav) > 1 and _norm_units(nav[1].get("units", "")) in _UNITS_LENGTH and nav[1].get("scale"):
                 u1 = _norm_units(nav[1].get("units", ""))
                 md["step_yx"] = (float(nav[0]["scale"]) * _UNITS_LENGTH[u], float(nav[1]["scale"]) * _UNITS_LENGTH[u1])
+        elif nav[0].get("scale"):
+            _scan_axis_units(u, f"axes/{nav[0].get('name') or 'navigation 0'}.units", cal, md)
     if sig:
         u = _norm_units(sig[0].get("units", ""))
         sc = _q_scale(u, cal.values()["energy"])
@@ -906,8 +933,8 @@ def _calibration_from_rsciio(r: dict, md: dict, cal: _Cal, *, prismatic: bool) -
             cal.mrad(sig[0]["scale"], f"axes/{sig[0].get('name') or 'signal 0'}")
         elif u in _UNITS_LENGTH:  # a length on a detector axis (a TIA .ser without its .emi): wrong kind
             cal.bad_units("pixel_size", u, f"axes/{sig[0].get('name') or 'signal 0'}.units")
-        elif u not in ("", "<undefined>", "undefined", "pixels", "px", "t.b.d."):
-            md["uncalibrated_units"] = f"axes/{sig[0].get('name') or 'signal 0'}: {u!r}"
+        elif u not in _PLACEHOLDER_UNITS:
+            _uncalibrated(md, f"axes/{sig[0].get('name') or 'signal 0'}", u)
         if len(sig) == 2 and sig[0].get("scale") and sig[1].get("scale"):
             _center_from_axes(sig, cal, tia=md.get("reader") == "rosettasciio.tia")
 

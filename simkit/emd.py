@@ -11,17 +11,29 @@ Layout (written by emdfile's own node writers and rosettasciio's HyperSpy writer
   ``camera_length_mm``, plus the ``_root_treepath``/``_target_paths`` links py4DSTEM's ``save`` adds), and
   the datacube ``/root/datacube`` (``emd_group_type='array'``, ``python_class='DataCube'``) with ``data``
   (Rx, Ry, Qx, Qy) = (scan_y, scan_x, det_y, det_x) and ``dim0..dim3``. ``py4DSTEM.read(path)`` returns a
-  ``DataCube`` calibrated from that ``Calibration``. Without py4DSTEM imported, emdfile does not know the class
-  names ``DataCube``/``Calibration`` (as for every py4DSTEM file) — the tests register stand-ins the way
-  py4DSTEM does (``_emd_hook``); ``fitting.io`` and rosettasciio read the groups directly.
+  ``DataCube`` calibrated from that ``Calibration``. emdfile alone does not know the class names
+  ``DataCube``/``Calibration`` (as for every py4DSTEM file: ``emdfile.read`` raises "Unknown classname
+  Calibration" — its ``Node.from_h5`` falls back to a plain ``Metadata`` only on a KeyError, and ``_get_class``
+  raises a plain Exception), so this module registers stand-ins through emdfile's own plug-in hook
+  (``_emd_hook``): after ``import simkit.emd``, ``emdfile.read(path)`` returns a :class:`DataCube` (an emdfile
+  ``Array`` with the calibrated dims) whose ``calibration`` is a :class:`Calibration` (an emdfile ``Metadata``).
+  The hook stands aside whenever another imported package (py4DSTEM) provides those classes, so
+  ``py4DSTEM.read`` always gets py4DSTEM's own. Without any import, plain emdfile still reads each part:
+  ``emdfile.Array.from_h5(h5["root/datacube"])`` and ``emdfile.Metadata.from_h5(h5["root/metadatabundle/
+  calibration"])``. ``fitting.io`` and rosettasciio read the groups directly.
 * **Ground truth** (synthetic scans): an emdfile ``Metadata`` named ``truth`` in the datacube's metadata bundle
   (:data:`TRUTH_PATH`), so the whole file is one valid EMD tree.
 * **HyperSpy tree** (rosettasciio's ``hspy`` writer, without data): ``/Experiments/<title>`` with axes
   (navigation: scan y, x [Å]; signal: Q_y, Q_x [1/Å]), ``metadata.Acquisition_instrument.TEM`` (``beam_energy``
   [keV], ``convergence_angle`` [mrad], ``camera_length`` [mm]) and a *soft link* ``data`` to the datacube (no
-  copy; soft, so that HDF5 visitors still find the EMD dataset first). Name the file ``.hspy`` and
-  ``hyperspy.api.load(path)`` gives a 2+2-D signal; with ``.emd``/``.h5`` pass ``reader="hspy"`` (rosettasciio's
-  EMD reader, chosen for ``.emd``, makes all four axes signal axes and ``.h5`` is claimed by several readers).
+  copy; soft, so that HDF5 visitors still find the EMD dataset first). HyperSpy picks its reader by the file
+  name's suffix (rosettasciio's ``specifications.yaml`` of each plug-in): name the file ``.hspy`` and
+  ``hyperspy.api.load(path)`` gives the 2 | 2-D signal with every calibration. ``.emd`` goes to rosettasciio's
+  EMD (NCEM) reader, which marks navigation axes only in prismatic files (``4DSTEM_simulation``) and maps no
+  instrument metadata, so it returns four signal axes (calibrated, Å and 1/Å) with py4DSTEM's calibration in
+  ``original_metadata.calibration``; ``.h5`` and ``.hdf5`` are each claimed by several plug-ins (Arina, Delmic,
+  TOFWERK, USID; hspy for ``.hdf5``) and HyperSpy asks which one. With those names pass ``file_format="hspy"``
+  (HyperSpy ≥ 2.4; ``reader="hspy"`` before).
 
 Codecs (:data:`COMPRESSIONS`): ``"lzf"`` (default: built into every h5py, so every reader opens it), ``None``, or
 ``"blosc-lz4"`` (Blosc LZ4 + bit-shuffle through hdf5plugin: ≈ 7× faster to decode and ≈ 40 % smaller on 256²
@@ -30,9 +42,11 @@ count patterns, but a reader must ``import hdf5plugin`` first; :func:`codec_erro
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Any
 
+import emdfile
 import h5py
 import numpy as np
 
@@ -40,6 +54,8 @@ from simkit.geometry import DetectorGeometry
 
 __all__ = [
     "COMPRESSIONS",
+    "Calibration",
+    "DataCube",
     "DEFAULT_COMPRESSION",
     "TRUTH_PATH",
     "camera_length_mm",
@@ -392,3 +408,54 @@ def read_truth(path) -> dict:
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# emdfile plug-in: the class names py4DSTEM writes, for sessions without py4DSTEM
+class DataCube(emdfile.Array):
+    """What ``emdfile.read`` returns for a ``python_class='DataCube'`` group when py4DSTEM is not imported.
+
+    An emdfile ``Array``: ``data`` (Rx, Ry, Qx, Qy) = (scan_y, scan_x, det_y, det_x) [counts] and the dim vectors
+    stored in the file (R [Å], Q = 1/d [Å⁻¹] about the direct beam). py4DSTEM's own class replaces it whenever
+    py4DSTEM is imported.
+    """
+
+    @property
+    def calibration(self):
+        """The root's :class:`Calibration` (py4DSTEM's place for it), or None."""
+        root = self.root
+        if root is None or "calibration" not in root.metadata:
+            return None
+        return root.metadata["calibration"]
+
+
+class Calibration(emdfile.Metadata):
+    """What emdfile makes of a ``python_class='Calibration'`` metadata group when py4DSTEM is not imported.
+
+    An emdfile ``Metadata`` (``cal["Q_pixel_size"]`` [Å⁻¹/px], ``cal["R_pixel_size"]`` [Å], ``qx0_mean``/``qy0_mean``
+    [px], ``convergence_semiangle_mrad`` [mrad], ``beam_energy_eV`` [eV], ``camera_length_mm`` [mm]).
+    """
+
+
+#: The py4DSTEM class names this module stands in for.
+_STAND_INS = ("DataCube", "Calibration")
+
+
+def _other_provider() -> bool:
+    """True when another imported emdfile plug-in (py4DSTEM) defines one of :data:`_STAND_INS`."""
+    me = sys.modules.get(__name__)
+    for mod in list(sys.modules.values()):
+        d = getattr(mod, "__dict__", None)
+        if mod is me or not isinstance(d, dict) or d.get("_emd_hook") is not True:
+            continue
+        if any(isinstance(d.get(n), type) for n in _STAND_INS):
+            return True
+    return False
+
+
+def __getattr__(name: str):
+    # emdfile looks for modules whose ``_emd_hook`` is True at every read and takes their Node/Metadata classes;
+    # computed, so that this module stands aside when py4DSTEM (or another provider of the names) is imported
+    if name == "_emd_hook":
+        return not _other_provider()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,11 +25,13 @@ at 6 nm, come out right (tests/test_library.py compares with a direct 1 mrad mul
 
 Kinematic entries:
 
-* amorphous regions and damage crystallites — Debye I(Q) of the model with electron scattering factors,
-  rendered on the detector with the exact probe convolution of :func:`simkit.kinematic.make_probe_convolution`,
-  plus the direct disc. The intensity per pixel is n_A · γ² λ² · I_atom(Q) · Δq² with n_A the areal atom
-  density [Å⁻²] of the column, γ the relativistic factor and I_atom the Debye intensity per atom [Å²]
-  (dσ/dΩ = γ²|f|² and dΩ = λ² d²Q). They have no speckle (they are the ensemble average).
+* amorphous regions and damage crystallites — Debye I(Q) of the model with electron scattering factors
+  (a shipped relaxed model: every seed on its own periodic cell, pair cut-off L/2, atom-weighted mean over the
+  seeds — a repeated cell would show its reciprocal lattice |n|/L), rendered on the detector with the exact
+  probe convolution of :func:`simkit.kinematic.make_probe_convolution`, plus the direct disc. The intensity per
+  pixel is n_A · γ² λ² · I_atom(Q) · Δq² with n_A the areal atom density [Å⁻²] of the column, γ the relativistic
+  factor and I_atom the Debye intensity per atom [Å²] (dσ/dΩ = γ²|f|² and dΩ = λ² d²Q). They have no speckle
+  (they are the ensemble average).
 * oriented bulk crystals (``li_metal``, ``cu``, ``li2o``) — a laterally infinite slab of the library
   thickness: every reflection of :func:`simkit.kinematic.kinematic_spots` is a disc of the probe semi-angle
   carrying the two-beam (Howie–Whelan) intensity I_g = K² sin²(π t s_eff)/(π s_eff)², K = λγ|F_g|/Ω = π/ξ_g,
@@ -98,7 +100,7 @@ __all__ = [
 ]
 
 #: Library format version (part of every cache key; bump when the meaning of an entry changes).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Simulation methods of an entry ("auto": chosen from the probe by :func:`resolve_method`).
 METHODS = ("multislice", "disc_multislice", "kinematic", "auto")
@@ -733,6 +735,49 @@ def _kinematic_nanocrystal_pattern(spec: EntrySpec, probe, geometry: DetectorGeo
     return pat, info
 
 
+def _relaxed_source(spec: EntrySpec) -> str | None:
+    """The shipped relaxed model an amorphous entry's builder uses by default (None: the builder packs)."""
+    from structures import relax
+
+    p = spec.params
+    if spec.kind == "sei_type1":
+        name = None if p.get("variant", "hce") != "hce" else "type1_default"
+    elif spec.kind == "type2_matrix":
+        name = "type2_matrix"
+    elif spec.kind == "electrolyte":
+        name = f"electrolyte_{p.get('electrolyte', 'hce')}"
+    else:
+        name = None
+    return name if name in relax.LIBRARY and relax.model_seeds(name) else None
+
+
+def _relaxed_debye(name: str, density: float | None, q: np.ndarray) -> tuple[np.ndarray, float, dict]:
+    """Seed-averaged Debye I(Q) [Å² per atom] and number density [atoms/Å³] of a shipped relaxed model.
+
+    Each seed is evaluated on its own periodic cell (minimum image, pair cut-off L/2, Lorch window): a repeated
+    cell would add the image pairs at the lattice vectors of the repeat and show its reciprocal lattice |n|/L.
+    The per-atom intensities are pooled over the seeds (atom-weighted mean), which lowers the seed noise; the
+    number density is the pooled one (ΣN/ΣV), so the column's scattering scales with the material, not the box.
+    """
+    from simkit.kinematic import debye_intensity
+    from structures import relax
+
+    models = relax.relaxed_seeds(name, density=density)
+    n = np.array([len(a) for a in models], dtype=float)
+    iqs = np.stack([debye_intensity(a, q, periodic=True) for a in models])
+    iq = np.sum(n[:, None] * iqs, axis=0) / n.sum()
+    vol = sum(a.get_volume() for a in models)
+    mass = sum(float(np.sum(a.get_masses())) for a in models)
+    info = {
+        "n_atoms": int(n.sum()),
+        "density": mass / vol * 1.66053906660,
+        "source": f"relaxed model {name} seeds {[int(a.info['seed']) for a in models]}: Debye I(Q) of each "
+        f"untiled periodic cell (pair cut-off L/2 = {0.5 * min(min(a.cell.lengths()) for a in models):.2f} Å, "
+        "minimum image, Lorch window), atom-weighted mean over the seeds",
+    }
+    return iq, float(n.sum() / vol), info
+
+
 def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thickness: float) -> tuple[np.ndarray, dict]:
     from simkit.damage import li2o_powder_profile
     from simkit.kinematic import debye_intensity, make_probe_convolution, relativistic_factor
@@ -755,6 +800,10 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
         mass = (2 * 6.941 + 15.999) / 3  # mean atomic mass [u]
         n_vol = density / (mass * 1.66053906660) * 1.0  # atoms/Å³ (1 u/Å³ = 1.6605 g/cm³)
         info = {"size": float(p["size"])}
+    elif _relaxed_source(spec) is not None:
+        # the builders' density defaults: Type 1 2.1 g/cm³, the others their relaxed density
+        rho = _opt_float(p.get("density", 2.1 if spec.kind == "sei_type1" else None))
+        iq, n_vol, info = _relaxed_debye(_relaxed_source(spec), rho if spec.kind != "electrolyte" else None, q)
     else:
         n_at = int(p.get("n_atoms", 1500))
         if spec.kind == "sei_type1" and p.get("variant", "hce") != "hce":

@@ -8,9 +8,13 @@ estimator (:func:`simkit.peak_estimator.sro_peak_position`, width and window fro
 :func:`simkit.peak_estimator.sro_window`,
 the same estimator as the ground truth of :mod:`simkit.synth` and ``fitting.peaks.sro_peak_map``).
 
-Small relaxed models (≈ 100 atoms, ≈ 10 Å boxes) would limit the pair cut-off of the periodic Debye sum to half
-the box (≈ 5 Å) and blur the peaks; :func:`model_peaks` therefore repeats the box up to ``min_box`` (default 30 Å)
-first. The repeated model is the same periodic structure, so this changes no physics, only the window.
+The Debye sum of a periodic model runs over pair distances ≤ L/2 of its own cell (minimum image, Lorch window);
+for the small relaxed models (≈ 100 atoms, L ≈ 11 Å) that is ≈ 5.5 Å, which broadens the peaks but measures the
+amorphous structure. Repeating the box first (``min_box`` > 0, :func:`tile_to`) does not widen the window for
+free: a repeat is a crystal with lattice constant L, and pairs beyond L/2 include every atom's own images at the
+lattice vectors, so the sum then shows that lattice's reciprocal vectors |n|/L (0.091, 0.129, 0.158 … Å⁻¹ for
+L = 11 Å) — shoulders at 2 mrad, ripples at small convergence — and a shifted first peak. The default is therefore
+``min_box=0``; a larger window needs a larger model, not a repeated one.
 
 :func:`scale_to_peak` matches a model to a requested first-peak position by an isotropic scaling of all
 coordinates and the cell (density ρ → ρ·s⁻³): for a homogeneous scaling every pair distance scales by s and the
@@ -59,7 +63,7 @@ def model_peaks(
     energy: float = 300e3,
     q_max: float = 1.2,
     n_q: int = 400,
-    min_box: float = 30.0,
+    min_box: float = 0.0,
     plan=None,
 ) -> dict:
     """First and second I·Q peak positions of a periodic model after the probe convolution.
@@ -77,7 +81,9 @@ def model_peaks(
     n_q : int
         Debye grid points (from 0.02 Å⁻¹).
     min_box : float  [Å]
-        The model is repeated until every cell width reaches this (pair cut-off = half of it).
+        0 (default): the model's own cell (pair cut-off L/2). A value repeats the model until every cell width
+        reaches it (cut-off half of it): for a periodic model this adds its image pairs and the peaks of its
+        repeat lattice at |n|/L (see the module docstring); only for comparison.
     plan : simkit.kinematic.ProbeConvolution or None
         Reuse a plan made for the same grid and probe.
 

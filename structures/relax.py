@@ -57,6 +57,7 @@ __all__ = [
     "model_names",
     "model_seeds",
     "relaxed_model",
+    "relaxed_seeds",
     "start_structure",
 ]
 
@@ -696,13 +697,127 @@ def _mass_density(atoms: Atoms) -> float:
     return _density(atoms)
 
 
-def _repeat(atoms: Atoms, reps) -> Atoms:
-    """``atoms.repeat`` with unit ids kept unique across the images."""
-    out = atoms.repeat(reps)
-    if "unit_id" in atoms.arrays:
-        uid = np.asarray(atoms.arrays["unit_id"])
-        image = np.arange(len(out)) // len(atoms)
-        out.arrays["unit_id"] = np.tile(uid, int(np.prod(reps))) + image * (int(uid.max()) + 1)
+def _cube_operations(cubic: bool) -> np.ndarray:
+    """Signed permutation matrices: the 48 operations of the cube's point group (proper and improper), or only the
+    8 axis reflections for a box that is not cubic (they map any orthorhombic cell onto itself)."""
+    import itertools
+
+    perms = list(itertools.permutations(range(3))) if cubic else [(0, 1, 2)]
+    ops = []
+    for p in perms:
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            m[np.arange(3), p] = signs
+            ops.append(m)
+    return np.stack(ops)
+
+
+def _wrap_whole_units(frac: np.ndarray, unit_id) -> np.ndarray:
+    """Fractional coordinates wrapped into the cell unit by unit: each unit (molecule or polyatomic ion) is made
+    whole by the minimum image about its first atom and moved by the lattice vector that brings its centroid
+    into [0, 1)³, so no unit is cut at the cell faces (its atoms may stick out by up to the unit's radius)."""
+    uid = np.arange(len(frac)) if unit_id is None else np.asarray(unit_id)
+    _, first, inv = np.unique(uid, return_index=True, return_inverse=True)
+    anchor = frac[first][inv]
+    d = frac - anchor
+    x = anchor + d - np.round(d)
+    cnt = np.bincount(inv)
+    cen = np.stack([np.bincount(inv, weights=x[:, c]) for c in range(3)], axis=1) / cnt[:, None]
+    return x - np.floor(cen)[inv]
+
+
+def relaxed_seeds(name: str, *, density: float | None = None) -> list[Atoms]:
+    """Every shipped seed of a relaxed model, each its own periodic cell (untiled), optionally rescaled to a density.
+
+    For quantities of a periodic model that must not see its period — a Debye I(Q) with pair distances ≤ L/2 of
+    the model's own cell — evaluate each seed on its own and average (seed noise falls as 1/√n_seeds).
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`LIBRARY` with shipped files.
+    density : float or None  [g/cm³]
+        None keeps each seed's relaxed density; a value rescales every seed isotropically to it.
+
+    Returns
+    -------
+    list of ase.Atoms
+        In seed order; ``info`` as :func:`load_model` plus ``density_relaxed`` [g/cm³] and ``linear_scale``.
+    """
+    out = []
+    for seed in model_seeds(name):
+        a = load_model(name, seed)
+        rho0 = _density(a)
+        s = 1.0 if density is None else (rho0 / _check_density(density)) ** (1.0 / 3.0)
+        if s != 1.0:
+            a.set_cell(a.cell.array * s, scale_atoms=True)
+        a.info.update({"density_relaxed": rho0, "linear_scale": float(s)})
+        out.append(a)
+    if not out:
+        raise ValueError(f"no shipped file for model {name!r}; shipped: {model_names()}")
+    return out
+
+
+def _check_density(density) -> float:
+    d = float(density)
+    if not (math.isfinite(d) and d > 0):
+        raise ValueError(f"density={density!r} g/cm³ must be positive and finite")
+    return d
+
+
+def _mosaic_tiles(name: str, first_seed: int, density: float | None) -> tuple[list[Atoms], float, float]:
+    """The tiles of a mosaic: the shipped seeds in cyclic order from ``first_seed``, each rescaled to one common
+    density (the given one, else the seeds' pooled relaxed density Σm/ΣV) so that their cells coincide.
+
+    Seeds whose composition differs from the first one's (their cells could not coincide) are left out.
+    Returns (tiles, common density [g/cm³], pooled relaxed density [g/cm³])."""
+    seeds = model_seeds(name)
+    k = seeds.index(first_seed)
+    models = [load_model(name, s) for s in seeds[k:] + seeds[:k]]
+    key = sorted(models[0].numbers.tolist())
+    models = [m for m in models if sorted(m.numbers.tolist()) == key and len(m) == len(models[0])]
+    mass = float(np.sum(models[0].get_masses()))
+    rho_pool = mass * len(models) / sum(m.get_volume() for m in models) * _AMU_PER_A3_TO_G_CM3
+    rho = rho_pool if density is None else _check_density(density)
+    v = mass / rho * _AMU_PER_A3_TO_G_CM3  # Å³ of every tile
+    for m in models:
+        m.set_cell(m.cell.array * (v / m.get_volume()) ** (1.0 / 3.0), scale_atoms=True)
+    return models, rho, rho_pool
+
+
+def _mosaic(tiles: list[Atoms], reps, gen: np.random.Generator) -> Atoms:
+    """A reps[0]×reps[1]×reps[2] mosaic of periodic tiles without a common period.
+
+    Tile t (in C order of its grid index) is ``tiles[t % len(tiles)]`` transformed by a random operation of the
+    cube's point group (:func:`_cube_operations`; exact for a periodic cube: the operated tile is again a periodic
+    structure on the same cell) and a random periodic shift (uniform in the cell), its units kept whole
+    (:func:`_wrap_whole_units`). The result is periodic with the mosaic's box; unit ids are unique across tiles.
+    """
+    cell = tiles[0].cell.array
+    lengths = np.diag(cell)
+    if not np.allclose(cell, np.diag(lengths)) or not all(np.allclose(t.cell.array, cell) for t in tiles):
+        raise ValueError("mosaic tiles must share one orthorhombic cell")
+    ops = _cube_operations(bool(np.allclose(lengths, lengths[0], rtol=1e-9)))
+    numbers, positions, uids = [], [], []
+    uid_next = 0
+    for t, index in enumerate(np.ndindex(*reps)):
+        tile = tiles[t % len(tiles)]
+        op = ops[int(gen.integers(len(ops)))]
+        shift = gen.random(3)
+        uid = np.asarray(tile.arrays["unit_id"]) if "unit_id" in tile.arrays else np.arange(len(tile))
+        frac = _wrap_whole_units(tile.get_scaled_positions(wrap=False) @ op.T + shift, uid)
+        positions.append((frac + np.asarray(index)) * lengths)
+        numbers.append(tile.numbers)
+        _, inv = np.unique(uid, return_inverse=True)
+        uids.append(inv + uid_next)
+        uid_next += int(inv.max()) + 1
+    out = Atoms(
+        numbers=np.concatenate(numbers),
+        positions=np.concatenate(positions),
+        cell=np.diag(lengths * np.asarray(reps)),
+        pbc=True,
+    )
+    out.new_array("unit_id", np.concatenate(uids))
     return out
 
 
@@ -714,30 +829,43 @@ def relaxed_model(
     density: float | None = None,
     rng=None,
 ) -> Atoms:
-    """A shipped relaxed model, optionally rescaled to a density, repeated to a size or cut to a box.
+    """A shipped relaxed model, optionally rescaled to a density, enlarged to a size or cut to a box.
+
+    A box larger than one model is a **mosaic**, not a repeat: a plain repeat of a periodic ≈ 11 Å model is a
+    crystal with that lattice (its Debye sum beyond L/2 and a multislice through it show the reciprocal lattice
+    |n|/L, not the amorphous structure). Each tile of the mosaic is a shipped seed (cycling through the seeds from
+    the one ``rng`` picks) transformed by a random operation of the cube's point group and a random periodic
+    shift — exact for a periodic cube, so there is no interface inside a tile — with its molecules and ions kept
+    whole. All tiles are rescaled to one density (``density``, else the seeds' pooled relaxed density Σm/ΣV) so
+    that their cells coincide. Caveat: the tile boundaries (planes L apart) are unrelaxed interfaces between
+    unrelated structures, with close contacts and gaps: they add small-angle scattering and pull the first I·Q
+    maximum down (measured in docs/measurements.md); the (1/L, 0) Fourier component they leave is at the level of
+    the amorphous speckle, far below a repeat's Bragg spots. Quantities that must not see the seams (the library's
+    kinematic I(Q)) use the untiled seeds (:func:`relaxed_seeds`).
 
     Parameters
     ----------
     name : str
         Key of :data:`LIBRARY` with shipped files.
     n_atoms : int or None
-        Target size: the periodic model is repeated k×k×k times with k = round((n_atoms/N)^(1/3)) ≥ 1, so the
-        result stays exactly periodic (the count is a multiple of the model's N).
+        Target size: k = round((n_atoms/N)^(1/3)) ≥ 1 tiles per axis; k = 1 is the picked seed itself, k > 1 a
+        k×k×k mosaic (periodic with its box; the count is k³·N).
     cell : array-like or None  [Å]
-        Orthorhombic box (3 lengths): the repeated model is cut to it after a seeded random shift; periodicity
+        Orthorhombic box (3 lengths): a mosaic covering it is cut to it after a seeded random shift; periodicity
         across the box faces is lost (a seam), the local structure and density are kept. Give at most one of
         ``n_atoms`` and ``cell``.
     density : float or None  [g/cm³]
         None keeps the relaxed density (the physical output). A value rescales all coordinates isotropically,
         ρ → density, which moves every SRO peak by (density/ρ)^(1/3) — a stated hypothesis, not physics.
     rng : numpy.random.Generator, int or None
-        Picks the seed among the shipped ones (and the cut's shift).
+        Picks the seed among the shipped ones, the mosaic's operations and shifts, and the cut's shift.
 
     Returns
     -------
     ase.Atoms
-        ``info`` holds the model's provenance plus ``source`` ("relaxed model <name> seed <s>"),
-        ``density_relaxed`` and ``density_g_cm3`` [g/cm³], ``repeats`` and ``linear_scale``.
+        ``info`` holds the model's provenance plus ``source`` ("relaxed model <name> seed <s>", for a mosaic
+        followed by its seeds), ``density_relaxed`` and ``density_g_cm3`` [g/cm³], ``repeats`` (tiles per axis),
+        ``linear_scale`` and, for a mosaic, ``mosaic`` (seeds, tile length [Å]).
     """
     if n_atoms is not None and cell is not None:
         raise ValueError("give at most one of n_atoms and cell")
@@ -750,10 +878,7 @@ def relaxed_model(
     rho0 = _density(base)
     scale = 1.0
     if density is not None:
-        d = float(density)
-        if not (math.isfinite(d) and d > 0):
-            raise ValueError(f"density={density!r} g/cm³ must be positive and finite")
-        scale = (rho0 / d) ** (1.0 / 3.0)
+        scale = (rho0 / _check_density(density)) ** (1.0 / 3.0)
         base.set_cell(base.cell.array * scale, scale_atoms=True)
     reps = (1, 1, 1)
     if n_atoms is not None:
@@ -761,27 +886,35 @@ def relaxed_model(
             raise ValueError(f"n_atoms={n_atoms!r} must be a positive int")
         k = max(1, int(round((n_atoms / len(base)) ** (1.0 / 3.0))))
         reps = (k, k, k)
-        out = _repeat(base, reps)
     elif cell is not None:
         box = np.asarray(cell, dtype=float)
         if box.shape == (3, 3):
             box = np.diag(box)
         if box.shape != (3,) or not np.all(np.isfinite(box)) or np.any(box <= 0):
             raise ValueError(f"cell={cell!r} must be 3 positive lengths [Å]")
-        lengths = base.cell.lengths()
-        reps = tuple(int(math.ceil(b / L)) + 1 for b, L in zip(box, lengths))
-        big = _repeat(base, reps)
-        pos = big.positions - gen.random(3) * lengths
-        keep = np.all((pos >= 0) & (pos < box), axis=1)
-        out = Atoms(numbers=big.numbers[keep], positions=pos[keep], cell=np.diag(box), pbc=True)
-        if "unit_id" in big.arrays:
-            out.new_array("unit_id", np.asarray(big.arrays["unit_id"])[keep])
-    else:
-        out = base
+        reps = tuple(int(math.ceil(b / L)) + 1 for b, L in zip(box, base.cell.lengths()))
     info = dict(base.info)
+    source = f"relaxed model {name} seed {seed}"
+    if reps == (1, 1, 1):
+        out = base
+    else:
+        tiles, rho, rho0 = _mosaic_tiles(name, seed, density)
+        out = _mosaic(tiles, reps, gen)
+        used = [int(t.info["seed"]) for t in tiles]
+        lengths = tiles[0].cell.lengths()
+        scale = float((rho0 / rho) ** (1.0 / 3.0))
+        source += f" (mosaic of {'×'.join(map(str, reps))} tiles of seeds {used}, random cube operations and shifts)"
+        info["mosaic"] = {"seeds": used, "tile_length": float(lengths[0]), "operations": "cube point group"}
+        if cell is not None:
+            pos = out.positions - gen.random(3) * lengths
+            pos -= np.floor(pos / out.cell.lengths()) * out.cell.lengths()
+            keep = np.all(pos < box, axis=1)
+            uid = np.asarray(out.arrays["unit_id"])[keep]
+            out = Atoms(numbers=out.numbers[keep], positions=pos[keep], cell=np.diag(box), pbc=True)
+            out.new_array("unit_id", uid)
     info.update(
         {
-            "source": f"relaxed model {name} seed {seed}",
+            "source": source,
             "density_relaxed": rho0,
             "density_g_cm3": _density(out),
             "repeats": list(reps),

@@ -288,8 +288,14 @@ def test_fit_and_refine_on_analysis(analysis, tmp_path, capsys):
     table = tmp_path / "rank.csv"
     rc, out, _ = run(capsys, "fit", analysis / "profiles.csv", "--class", cls, "--candidate",
                      f"t1={tmp_path / 't1.csv'}", "--candidate", f"t1+lif={tmp_path / 't1.csv'}+{tmp_path / 'lif.csv'}",
-                     "-o", table)  # fmt: skip
+                     "-o", table, "--curves", tmp_path / "curves.csv")  # fmt: skip
     assert rc == 0 and "ΔAIC" in out
+    with open(tmp_path / "curves.csv") as fh:
+        curves = list(csv.DictReader(fh))
+    assert "Q=1/d [1/Å]" in curves[0] and not any("q_A" in k for k in curves[0])  # not pyFAI's 2π/d name
+    with open(analysis / "profiles.csv") as fh:
+        q_prof = {r["Q=1/d [1/Å]"] for r in csv.DictReader(fh) if r["class"] == cls}
+    assert {r["Q=1/d [1/Å]"] for r in curves} <= q_prof  # the bins of profiles.csv (1/d), not rescaled
     with open(table) as fh:
         ranked = list(csv.DictReader(fh))
     assert {r["candidate"] for r in ranked} == {"t1", "t1+lif"}

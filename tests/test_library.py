@@ -168,7 +168,7 @@ def test_amorphous_entry_at_015_mrad_is_the_debye_profile(tmp_path):
     from simkit.kinematic import debye_intensity
     from simkit.peak_estimator import peak_position
     from simkit.synth import TRUTH_Q_RANGE
-    from structures.amorphous import type1_sei
+    from structures.relax import relaxed_seeds
 
     geom = DetectorGeometry(shape=(64, 64), pixel_size=0.016)
     specs = [EntrySpec(kind="vacuum"), EntrySpec(kind="sei_type1", params={"density": 2.1, "n_atoms": 400}, seed=5)]
@@ -185,7 +185,9 @@ def test_amorphous_entry_at_015_mrad_is_the_debye_profile(tmp_path):
     plan = make_plan_from_geometry(geom, n_bins=30, q_max=0.5)
     got = [float(peak_position(*_qi(plan, x.pattern), TRUTH_Q_RANGE).position) for x in (e, w)]
     q = np.linspace(0.15, 0.5, 71)
-    bare = debye_intensity(type1_sei(n_atoms=400, density=2.1, relax=True, rng=5), q, periodic=True)
+    # the entry's structure: every shipped seed on its own periodic cell (no repeat: see tests/test_tiling.py)
+    seeds = relaxed_seeds("type1_default", density=2.1)
+    bare = sum(len(a) * debye_intensity(a, q, periodic=True) for a in seeds) / sum(len(a) for a in seeds)
     want = float(peak_position(q, bare, TRUTH_Q_RANGE).position)
     assert abs(got[0] - want) < 0.006, (got, want)
     assert got[1] > got[0] + 0.01  # the wide disc shifts the I·Q maximum outwards

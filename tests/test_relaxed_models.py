@@ -96,15 +96,21 @@ def test_readme_first_peaks_all_models(name, seed):
     assert _agree(stated, measured), (stated, measured)
 
 
-def test_relaxed_builder_repeats_the_model_and_keeps_its_density():
+def test_relaxed_builder_tiles_the_seeds_and_keeps_their_density():
     from structures.amorphous import type1_sei
 
     big = type1_sei(n_atoms=8 * 99, rng=0)
     base = relax.load_model("type1_default", big.info["seed"])  # the shipped seed the builder picked
     assert len(big) % len(base) == 0 and big.info["source"].startswith("relaxed model type1_default")
     n_units = len(np.unique(base.arrays["unit_id"]))
-    assert len(np.unique(big.arrays["unit_id"])) == n_units * len(big) // len(base)  # unique across images
-    assert big.info["density_g_cm3"] == pytest.approx(float(base.info["density_g_cm3"]), rel=1e-9)
+    assert len(np.unique(big.arrays["unit_id"])) == n_units * len(big) // len(base)  # unique across tiles
+    # a mosaic of all seeds, each at their pooled density Σm/ΣV (same composition, so mass and volume add)
+    seeds = relax.relaxed_seeds("type1_default")
+    pooled = sum(float(np.sum(a.get_masses())) for a in seeds) / sum(a.get_volume() for a in seeds) * 1.66053906660
+    assert big.info["mosaic"]["seeds"][0] == base.info["seed"] and len(big.info["mosaic"]["seeds"]) == len(seeds)
+    assert big.info["density_g_cm3"] == pytest.approx(pooled, rel=1e-9)
+    one = type1_sei(n_atoms=99, rng=0)  # one tile: the picked seed itself, at its own relaxed density
+    assert one.info["density_g_cm3"] == pytest.approx(float(one.info["density_relaxed"]), rel=1e-12)
     dense = type1_sei(n_atoms=99, density=2.2, rng=0)
     rho = float(np.sum(dense.get_masses()) / dense.get_volume() * 1.66053906660)
     assert rho == pytest.approx(2.2, rel=1e-9)
