@@ -297,7 +297,7 @@ def _markers(ax, markers, step):
         return
     f = 1.0 if step is None else float(step) / 10.0
     for k, (iy, ix) in markers.items():
-        ax.plot(ix * f, iy * f, "o", ms=6, mfc="none", mec=CLASS_COLORS[k], mew=1.8)
+        ax.plot(ix * f, iy * f, "o", ms=6, mfc="none", mec=CLASS_COLORS[k], mew=1.8, clip_on=False)  # whole at edges
 
 
 def peak_map(

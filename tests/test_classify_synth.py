@@ -191,7 +191,7 @@ def test_type2_with_rare_lif_spots_small(tmp_path_factory):
     """CI-sized version: 8 random LiF orientations, 12 × 90 positions."""
     pred, off, truth, pure, own = _rare_spots_check(8, (12, 90), tmp_path_factory)
     t2 = pure & (truth == CLASSES.index("sei_type2"))
-    assert own < 0.6, own
+    assert own < 0.7, own  # 0.53–0.61 on the 0.83 Å⁻¹ detector (LiF 220 inside), 18–25 % inside 0.64
     assert np.mean(pred[pure] == truth[pure]) > 0.95, _confusion(pred, truth, pure)
     assert np.mean(pred[t2] == CLASSES.index("sei_type2")) > 0.85, _confusion(pred, truth, pure)
     assert np.mean(pred[t2] == CLASSES.index("sei_type2")) > np.mean(off[t2] == CLASSES.index("sei_type2"))
