@@ -4,7 +4,10 @@ unassigned for patterns that match no known phase) and layer thicknesses.
 Features (per probe position; :func:`features`)
 -----------------------------------------------
 ``scattered``
-    Fraction of the counts at Q ≥ ``q_direct`` (outside the direct beam) — a thickness/mass proxy.
+    Fraction of the counts at Q < ``q_scatter_max`` (0.64 Å⁻¹) that lie at Q ≥ ``q_direct`` (outside the direct
+    beam) — a thickness/mass proxy. The fixed upper end keeps it independent of the detector's reach (camera
+    length): amorphous matter scatters out to high Q, a grain into a few discs, so over a detector reaching
+    0.83 Å⁻¹ a Type 1 pixel's fraction grows by ≈ 30 % and a Li grain's hardly; the thresholds hold for 0.64.
 ``spot_z[phase]``
     Bragg-spot evidence for each crystal: from ``n_phi`` sector profiles (``simkit.radial``) the excess of the
     brightest sector over the sector median, in units of its noise,
@@ -12,8 +15,9 @@ Features (per probe position; :func:`features`)
     sector mean, smoothed over 3 Q bins; z is read at each reflection of the phase (linear interpolation) and
     the largest value over the phase's reflections is kept (not every reflection is excited in a given
     orientation): :data:`REFLECTIONS`, computed from the cryogenic lattice constants of
-    ``structures.crystals.LATTICE_CONSTANTS`` (Li 110 0.406 / 200 0.574, Cu 111 0.480 / 200 0.555, LiF 200
-    0.499 / 220 0.706, Li₂O 111 0.377 / 220 0.615 Å⁻¹); 0 (no evidence) outside the measured Q range.
+    ``structures.crystals.LATTICE_CONSTANTS`` (Li 110 0.406 / 200 0.574 / 211 0.703, Cu 111 0.480 / 200 0.555 /
+    220 0.785, LiF 200 0.499 / 220 0.706, Li₂O 111 0.377 / 220 0.615 Å⁻¹); 0 (no evidence) outside the measured Q
+    range.
 ``anisotropy``
     Mean relative azimuthal standard deviation (std over sectors / mean) over 0.15–0.75 Å⁻¹ minus its Poisson
     expectation — a single "how spotty" number for maps.
@@ -33,8 +37,15 @@ Features (per probe position; :func:`features`)
     matter at any dose. With a 2 mrad probe the discs have a radius of 0.10 Å⁻¹ at 300 keV, so they cover
     ±0.1 Å⁻¹ around each reflection and spot z-scores read at one Q (``spot_z``) cannot tell phases apart.
 ``bragg_q``
-    Q centroid [Å⁻¹] of that excess in the sector holding most of it: the |g| of the brightest disc (along one
-    sector, discs of g and 2g lie ≥ 0.37 Å⁻¹ apart, so one sector holds one disc in the window).
+    |g| [Å⁻¹] of the brightest disc: in the sector holding most of that excess, the midpoint of the disc's radial
+    extent — the run of Q bins around the largest excess whose excess exceeds ``DISC_EDGE_SHARE`` (10 %) of it.
+    A ray from the pattern centre through a disc centre crosses the disc from |g| − r to |g| + r, so the midpoint
+    is |g| whatever the intensity inside the disc (dynamical rocking across a 2 mrad disc of a 60 nm grain) and
+    whatever the pixel count per bin; the excess-weighted centroid is not (Cu 200 at 0.555 Å⁻¹ read at 0.568, nearer
+    Li 200 at 0.574, on a detector that holds the whole disc; the midpoint reads 0.554). Along one sector, discs of g
+    and 2g lie ≥ 0.37 Å⁻¹ apart, so their runs do not join. A run cut by the detector edge or the window (Cu 220
+    at 0.785 Å⁻¹ of a Cu [111] grain on a detector reaching 0.81) is placed one disc radius beyond its inner edge,
+    the radius measured on the scan's whole discs (median half-width of the runs; 0.10 Å⁻¹ at 2 mrad and 300 keV).
 ``ring_max``, ``ring_q``
     The strongest sharp isotropic ring anywhere in 0.2–0.9 Å⁻¹ (significance as ``ring_z``, ≥ 10 % above the
     running mean) and its Q [Å⁻¹] (NaN without one) — a ring of a phase the rules may not know.
@@ -44,8 +55,8 @@ Features (per probe position; :func:`features`)
 ``high_q``
     I·Q of the isotropic profile over 0.55–0.62 Å⁻¹ divided by that over 0.22–0.30 Å⁻¹: the second SRO ring of
     inorganic SEI Type 1 (≈ 0.6 Å⁻¹) keeps I·Q high there (ratio ≈ 0.6–0.9 on the simkit Type 1 and Type 2
-    matrices) while the molecular electrolyte's falls off (≈ 0.35–0.45). Read inside the 0.64 Å⁻¹ full-ring
-    limit of the default 256² × 0.005 Å⁻¹ detector.
+    matrices) while the molecular electrolyte's falls off (≈ 0.35–0.45). Both bands lie inside the full rings of
+    a 256² detector at 0.005 Å⁻¹/px (0.64 Å⁻¹) as of the default one (0.83 Å⁻¹).
 
 Rules (:func:`classify`, in this order of precedence; thresholds are fields of :class:`ClassifyRules`)
 -----------------------------------------------------------------------------------------------------
@@ -65,10 +76,11 @@ Rules (:func:`classify`, in this order of precedence; thresholds are fields of :
    column grazing a grain (the probe footprint of a Type 1 pixel next to Li: 4–11 % Li gives Bragg 0.07–0.25 and
    scattered 0.12–0.15, against 0.73 and 0.39 for the grain on the demo scan) and goes to the rules below. Both
    conditions, and scan-relative: a grain in a weakly diffracting orientation still scatters like its phase.
-   Li or Cu when the discs cannot tell: with 2 mrad discs (radius 0.10 Å⁻¹) a grain whose 111 discs overlap
-   into a near-ring leaves its Bragg-excess centroid at the ring's inner edge (0.436 Å⁻¹ for Cu on the full
-   ``bottom`` scan: nearer Li 110 than Cu 111). A metal pixel whose centroid lies within ``metal_tol`` (0.1 Å⁻¹,
-   a 2 mrad disc radius) of a Li and a Cu reflection moves to the other metal when its scattered fraction lies
+   Li or Cu when the discs cannot tell: Li 200 (0.574) and Cu 200 (0.555 Å⁻¹) lie 0.019 Å⁻¹ apart, Li 211
+   (0.703) and Cu 220 (0.785) 0.08. A metal pixel whose disc position lies within ``metal_tol`` (0.05 Å⁻¹, half a
+   2 mrad disc radius; the disc midpoint is good to about a bin, while the former excess centroid read a Cu grain
+   whose 111 discs overlap into a near-ring at 0.436 and needed 0.1) of a Li and a Cu reflection moves to the
+   other metal when its scattered fraction lies
    within 3 spreads (MAD) of that phase's scan median and more than 3 from its own (both phases with ≥ 10
    pixels; Cu = by its discs or by rule 3's scattering) — the scattering power, not the disc position, tells the
    element (full ``bottom`` scans: Cu 51–74 % → 100 % right).
@@ -83,12 +95,14 @@ Rules (:func:`classify`, in this order of precedence; thresholds are fields of :
    pixels → **SEI Type 2** (its own LiF crystallites are out of Bragg condition or absent from the column: on
    the demo-library `bottom` scene 26 % of pure Type 2 pixels show none; 74 → 96 % of them classified right).
    Where LiF spots are rarer still — only ≈ 25 % of random 3 nm LiF orientations show discs at 2 mrad (24 random
-   crystals measured), so 18–25 % of Type 2 pixels have spots of their own — the frequency of spots decides: an
-   SEI pixel (Type 1 or 2, no crystal, not dense) whose Gaussian-weighted (``lif_sigma`` = 2 px) share of SEI
-   pixels with spots reaches ``lif_level`` (½) of the scan's 95th percentile is **SEI Type 2** (needs ≥ 5 pixels
-   with spots and a 95th percentile ≥ 0.1; a Type 1 layer has none). On bottom scans with 24 random LiF
-   orientations: Type 2 18–25 % → 94–97 % right, Type 1 97–99 % → 75–87 % (its 15 nm layer is 4 pixels wide, the
-   window blurs the boundary by about one), all pure pixels 93 → 99 %.
+   crystals measured), so 18–25 % of Type 2 pixels have spots of their own inside 0.64 Å⁻¹ and 43 % on the
+   default detector (0.83 Å⁻¹, LiF 220 inside) — the frequency of spots decides: an SEI pixel (Type 1 or 2, no
+   crystal, not dense) whose Gaussian-weighted (``lif_sigma`` = 2 px) share of SEI pixels with spots reaches
+   ``lif_level`` (0.6) of the scan's 95th percentile is **SEI Type 2** (needs ≥ 5 pixels with spots and a 95th
+   percentile ≥ 0.1; a Type 1 layer has none). On a bottom scan (30 × 90, seed 5) with 24 random LiF orientations
+   on the default detector: Type 2 58 → 93 % right, Type 1 97 %, all pure pixels 96 → 99 %. Its 15 nm layer is 4
+   pixels wide and the window blurs the boundary by about one: at ``lif_level`` ½ half the pure Type 1 pixels
+   next to Type 2 read as Type 2 once LiF 220 spots are seen too (Type 2 with spots in 94 % of its pixels).
 Type 2 and electrolyte have close SRO positions (0.295 vs 0.285): they are told apart by the LiF spots, never by
 the position; nor is Type 1 told by its position (0.31–0.34 on the simkit scenes, overlapping Type 2). A Type 2
 pixel whose LiF crystallites are out of Bragg condition (or below the noise: at 10⁴ e/pattern the 5 % LiF spots
@@ -137,10 +151,10 @@ __all__ = [
 CLASSES = ("vacuum", "li_metal", "cu", "li2o", "sei_type1", "sei_type2", "electrolyte", "unassigned")
 
 #: (phase, (h, k, l)) of the reflections read for each phase's evidence (not every reflection is excited in a
-#: given orientation, so each phase has two).
+#: given orientation, so each phase has two or three: Li 211 and Cu 220 are the first discs of [111] grains).
 _REFLECTION_HKL = {
-    "li": (("Li", (1, 1, 0)), ("Li", (2, 0, 0))),
-    "cu": (("Cu", (1, 1, 1)), ("Cu", (2, 0, 0))),
+    "li": (("Li", (1, 1, 0)), ("Li", (2, 0, 0)), ("Li", (2, 1, 1))),
+    "cu": (("Cu", (1, 1, 1)), ("Cu", (2, 0, 0)), ("Cu", (2, 2, 0))),
     "lif": (("LiF", (2, 0, 0)), ("LiF", (2, 2, 0))),
     "li2o": (("Li2O", (1, 1, 1)), ("Li2O", (2, 2, 0))),
 }
@@ -153,7 +167,7 @@ def _reflections() -> dict[str, tuple[float, ...]]:
 
 
 #: Reflection positions Q = 1/d [Å⁻¹] of the spot and ring features, from the cryogenic (100 K) lattice constants
-#: of ``structures.crystals.LATTICE_CONSTANTS`` (Li 110/200, Cu 111/200, LiF 200/220, Li₂O 111/220).
+#: of ``structures.crystals.LATTICE_CONSTANTS`` (Li 110/200/211, Cu 111/200/220, LiF 200/220, Li₂O 111/220).
 REFLECTIONS = _reflections()
 _PHASE_CLASS = {"li": "li_metal", "cu": "cu", "lif": "sei_type2", "li2o": "li2o"}
 
@@ -205,6 +219,10 @@ def _running_sum(a, k):
 # ---------------------------------------------------------------------------------------------------------------
 # sector statistics kernel (NumPy twin: tests/reference.py, sector_statistics_reference)
 # ---------------------------------------------------------------------------------------------------------------
+#: Share of a disc's largest excess bin above which a neighbouring bin still belongs to the disc (``bragg_q``).
+DISC_EDGE_SHARE = 0.1
+
+
 @njit(cache=True, inline="always")
 def _excess(mv, sv, medv, n_sigma):
     """Excess pixel counts of one sector bin over the azimuthal median: max(m − med − n_sigma·s, 0)·m/s²."""
@@ -252,12 +270,15 @@ def _sort_columns(w, net, n_q):
 
 
 @njit(parallel=True, cache=True)
-def _k_sector_stats(m, s, q, w0, w1, n_sigma, net, counts, npx_tot, med, mx, noise, mu, sd, frac, qc):
+def _k_sector_stats(m, s, q, w0, w1, n_sigma, net, counts, npx_tot, med, mx, noise, mu, sd, frac, qlo, qhi, cutf):
     """Per pixel p (m, s: (P, n_phi, n_q) sector means and Poisson standard errors) and bin k, over the finite
     sectors: counts = Σ m·n (n = m/s² pixels, 0 where s <= 0), npx_tot = Σ n, med / mx = median / max of m,
     noise = median of s, mu / sd = mean / population std of m (NaN without a finite sector); then the Bragg
-    excess e = max(m − med − n_sigma·s, 0)·n over bins [w0, w1): frac = Σ e / Σ counts (0 when no counts), qc =
-    the e-weighted Q of the sector with the largest Σ e (the first on ties; NaN when it has none). Float64
+    excess e = max(m − med − n_sigma·s, 0)·n over bins [w0, w1): frac = Σ e / Σ counts (0 when no counts); in
+    the sector with the largest Σ e (the first on ties), the run of bins around its largest e (the first on ties)
+    whose e exceeds DISC_EDGE_SHARE of that largest: qlo, qhi = the Q of its first and last bin (NaN when it has
+    none), cutf = +1 when only its upper end and −1 when only its lower end meets the window's end or a bin
+    without pixels (the disc is cut there), else 0. Float64
     arithmetic, sums in sector order; medians and maxima from the sorted finite values (comparator network
     ``net`` of _sorting_network(n_phi), non-finite values as +inf sorted last)."""
     n_pix, n_phi, n_q = m.shape
@@ -341,13 +362,33 @@ def _k_sector_stats(m, s, q, w0, w1, n_sigma, net, counts, npx_tot, med, mx, noi
                     best = per
                     ib = a
             frac[p] = allper / tot if tot > 0.0 else 0.0
-            num = 0.0
-            den = 0.0
+            # the disc's radial extent in that sector: the run of bins around its largest excess above
+            # DISC_EDGE_SHARE of it; Q = the run's midpoint
+            kb = w0
+            top = 0.0
             for k in range(w0, w1):
                 ex = _excess(m[p, ib, k], s[p, ib, k], med[p, k], n_sigma)
-                num += ex * q[k]
-                den += ex
-            qc[p] = num / den if den != 0.0 else np.nan
+                if ex > top:
+                    top = ex
+                    kb = k
+            if top > 0.0:
+                cut = DISC_EDGE_SHARE * top
+                lo = kb
+                while lo > w0 and _excess(m[p, ib, lo - 1], s[p, ib, lo - 1], med[p, lo - 1], n_sigma) > cut:
+                    lo -= 1
+                hi = kb
+                while hi < w1 - 1 and _excess(m[p, ib, hi + 1], s[p, ib, hi + 1], med[p, hi + 1], n_sigma) > cut:
+                    hi += 1
+                qlo[p] = q[lo]
+                qhi[p] = q[hi]
+                # the run ends at the window or where the sector has no pixels: the disc is cut there
+                top_cut = hi == w1 - 1 or not (m[p, ib, hi + 1] - m[p, ib, hi + 1] == 0.0)
+                low_cut = lo == w0 or not (m[p, ib, lo - 1] - m[p, ib, lo - 1] == 0.0)
+                cutf[p] = 1.0 if top_cut and not low_cut else (-1.0 if low_cut and not top_cut else 0.0)
+            else:
+                qlo[p] = np.nan
+                qhi[p] = np.nan
+                cutf[p] = 0.0
 
 
 def _sector_statistics(q, m, s, window, n_sigma):
@@ -365,12 +406,33 @@ def _sector_statistics(q, m, s, window, n_sigma):
     w0, w1 = (int(w[0]), int(w[-1]) + 1) if w.size else (0, 0)
     names = ("counts", "pixels", "median", "max", "noise", "mean", "std")
     per_bin = [np.empty((sy * sx, n_q)) for _ in names]
-    frac, qc = np.empty(sy * sx), np.empty(sy * sx)
+    frac, qlo, qhi, cutf = (np.empty(sy * sx) for _ in range(4))
     net = _sorting_network(n_phi)
-    _k_sector_stats(mf, sf, np.ascontiguousarray(q, dtype=np.float64), w0, w1, float(n_sigma), net, *per_bin, frac, qc)
+    qf = np.ascontiguousarray(q, dtype=np.float64)
+    _k_sector_stats(mf, sf, qf, w0, w1, float(n_sigma), net, *per_bin, frac, qlo, qhi, cutf)
     out = {k: v.reshape(sy, sx, n_q) for k, v in zip(names, per_bin)}
-    out["bragg"], out["bragg_q"] = frac.reshape(sy, sx), qc.reshape(sy, sx)
+    out["bragg"] = frac.reshape(sy, sx)
+    out["bragg_q"] = _disc_position(qlo, qhi, cutf, frac, float(np.median(np.diff(qf))) if q.size > 1 else 0.0)
+    out["bragg_q"] = out["bragg_q"].reshape(sy, sx)
     return out
+
+
+#: Smallest Bragg fraction of a pixel whose whole disc run measures the scan's disc radius (``bragg_q``).
+DISC_RADIUS_MIN_BRAGG = 0.01
+
+
+def _disc_position(qlo, qhi, cutf, frac, dq):
+    """|g| [Å⁻¹] of each pixel's brightest disc from its radial run [qlo, qhi] (bin centres, bin width dq): the
+    midpoint of a whole run; a run cut at one end (cutf ±1) is placed one disc radius from its other edge, the
+    radius being the median half-width (qhi − qlo + dq)/2 of the whole runs of pixels with Bragg fraction
+    ≥ DISC_RADIUS_MIN_BRAGG (at least 5 of them; otherwise the midpoint)."""
+    mid = 0.5 * (qlo + qhi)
+    whole = (cutf == 0) & np.isfinite(qlo) & (frac >= DISC_RADIUS_MIN_BRAGG)
+    if np.count_nonzero(whole) < 5:
+        return mid
+    r = float(np.median(0.5 * (qhi[whole] - qlo[whole] + dq)))
+    out = np.where(cutf > 0, qlo - 0.5 * dq + r, mid)
+    return np.where(cutf < 0, qhi + 0.5 * dq - r, out)
 
 
 def _band(q, a, lo, hi):
@@ -389,6 +451,7 @@ def features(
     profiles=None,
     peak_map=None,
     q_direct: float = 0.15,
+    q_scatter_max: float = 0.64,
     ring_halfwidth: int = 4,
     bragg_window: tuple[float, float] = (0.2, 0.9),
     n_sigma: float = 2.0,
@@ -409,6 +472,8 @@ def features(
         SRO peak map (position in Å⁻¹); None leaves ``sro_position`` NaN.
     q_direct : float  [Å⁻¹]
         Q separating the direct beam from scattered signal (≈ 1.3·α/λ).
+    q_scatter_max : float  [Å⁻¹]
+        Upper end of the Q range of the scattered fraction (a detector reaching less measures it to its edge).
     ring_halfwidth : int  [bins]
         Half-width of the running mean used to find sharp rings.
     bragg_window : (float, float)  [Å⁻¹]
@@ -438,8 +503,10 @@ def features(
     st = _sector_statistics(q, m, s, bragg_window, n_sigma)
     counts, med, mx, noise = st["counts"], st["median"], st["max"], st["noise"]
     total = np.nansum(counts, axis=-1)
+    inside = q < q_scatter_max  # a fixed Q range: the fraction does not grow with the detector's reach
     with np.errstate(invalid="ignore", divide="ignore"):
-        scattered = np.where(total > 0, np.nansum(counts[..., q >= q_direct], axis=-1) / total, 0.0)
+        t_in = np.nansum(counts[..., inside], axis=-1)
+        scattered = np.where(t_in > 0, np.nansum(counts[..., inside & (q >= q_direct)], axis=-1) / t_in, 0.0)
         z = (mx - med) / np.sqrt(noise**2 + (0.05 * med) ** 2)
     measured = np.isfinite(med)  # bins with at least one pixel in this pattern (inside the detector)
     z = np.where(np.isfinite(z), z, 0.0)
@@ -525,7 +592,7 @@ def features(
 
 
 #: Version of the rule set and of :class:`ClassifyRules`' fields; a rules file of another version is refused.
-RULES_VERSION = 2
+RULES_VERSION = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -533,7 +600,10 @@ class ClassifyRules:
     """Every threshold of :func:`classify` in one versioned configuration (rules of the module docstring).
 
     The defaults were tuned on synthetic scenes (``simkit.synth`` scans of the study's geometry with the project's
-    pattern libraries, 10⁴–10⁶ e/pattern, 2 mrad probe, 60 nm lamella, 256² detector at 0.005 Å⁻¹/px); they are
+    pattern libraries, 10⁴–10⁶ e/pattern, 2 mrad probe, 60 nm lamella, 256² detector at 0.005 Å⁻¹/px; version 3
+    re-checked at the default 0.0065 Å⁻¹/px, which reaches 0.83 Å⁻¹: ``lif_level`` ½ → 0.6, ``bragg_q`` the disc
+    midpoint instead of its centroid, ``metal_tol`` 0.1 → 0.05, Li 211 and Cu 220 known, ``scattered`` over
+    Q < 0.64 Å⁻¹); they are
     not fitted to measured data. Scale ``dense_min`` with the lamella thickness and re-check ``vacuum_max``,
     ``crystal_min`` and ``lif_min`` for another dose, detector or probe. Save and load with :meth:`to_dict` /
     :meth:`from_dict` / :meth:`from_json` (``sei-send analyze --rules rules.json``).
@@ -571,7 +641,7 @@ class ClassifyRules:
         A Li/Cu pixel whose Bragg fraction and scattered fraction are both below this share of its phase's scan
         medians is an amorphous pixel grazing a grain (0 switches it off).
     metal_tol : float  [Å⁻¹]
-        A Li/Cu pixel whose disc centroid is within this of both a Li and a Cu reflection moves to the other metal
+        A Li/Cu pixel whose disc position is within this of both a Li and a Cu reflection moves to the other metal
         when its scattered fraction fits that phase's scan median (≤ 3 MAD) and not its own (0 switches it off).
     lif_sigma : float  [scan pixels]
         Gaussian radius over which the frequency of LiF spots among SEI pixels is measured (0 switches it off).
@@ -601,9 +671,9 @@ class ClassifyRules:
     lif_radius: int = 1
     lif_share: float = 0.5
     minority_ratio: float = 0.5
-    metal_tol: float = 0.1
+    metal_tol: float = 0.05
     lif_sigma: float = 2.0
-    lif_level: float = 0.5
+    lif_level: float = 0.6
     assign_tol: float = 0.06
     min_beam_contrast: float = 1.5
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from fitting import __version__
+from simkit.geometry import DEFAULT_PIXEL_SIZE  # the synthetic detector's pixel size, shown in --help
 
 #: Structure kinds of ``build``.
 BUILD_KINDS = ("crystal", "nanocrystal", "type1", "type2", "electrolyte")
@@ -624,8 +625,8 @@ def _add_plan_parser(sub, common) -> None:
                    help="sample thickness when a hypothesis is true [nm] (default 10)")  # fmt: skip
     p.add_argument("--detector", choices=PLAN_DETECTORS, default="merlin", help="detector model [-] (default merlin)")
     p.add_argument("--detector-px", type=int, default=256, help="detector side [px] (default 256)")
-    p.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=0.005,
-                   help="detector pixel size [Å⁻¹/px] (default 0.005)")  # fmt: skip
+    p.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=DEFAULT_PIXEL_SIZE,
+                   help=f"detector pixel size [Å⁻¹/px] (default {DEFAULT_PIXEL_SIZE:g})")  # fmt: skip
     p.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=300.0,
                    help="beam energy [keV] (default 300)")  # fmt: skip
     p.add_argument("--q-range", type=float, nargs=2, default=(0.15, 0.85), metavar=("QMIN", "QMAX"),
@@ -695,8 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multislice slice thickness [Å] (default 2)")  # fmt: skip
     s.add_argument("--phonons", type=int, default=1, help="frozen-phonon configurations [-] (default 1)")
     s.add_argument("--detector-px", type=int, default=256, help="detector side for the profile [px] (default 256)")
-    s.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=0.005,
-                   help="detector pixel size for the profile [Å⁻¹/px] (default 0.005)")  # fmt: skip
+    s.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=DEFAULT_PIXEL_SIZE,
+                   help=f"detector pixel size for the profile [Å⁻¹/px] (default {DEFAULT_PIXEL_SIZE:g})")  # fmt: skip
     s.add_argument("--profile-csv", default=None, help="write the radial profile (q [Å⁻¹], intensity per px) here")
     s.add_argument("--seed", type=int, default=0, help="frozen-phonon seed [-]")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -70,14 +70,16 @@ def _nice_length(total: float) -> float:
 
 
 def _real_scalebar(ax, shape, step):
-    """A scale bar in nm on a map drawn in nm (``_extent``); axes ticks off."""
+    """A scale bar in nm on a map drawn in nm (``_extent``), just below the map's lower right corner so that it
+    hides no pixel and no marker; axes ticks off."""
     from matplotlib_scalebar.scalebar import ScaleBar
 
     width_nm = shape[1] * float(step) / 10.0
     length = _nice_length(width_nm)
     ax.add_artist(
-        ScaleBar(1.0, units="nm", fixed_value=length, fixed_units="nm", location="lower right", box_alpha=0.7,
-                 font_properties={"size": 7}, scale_formatter=lambda v, u: f"{v:g} nm", pad=0.2, border_pad=0.3)
+        ScaleBar(1.0, units="nm", fixed_value=length, fixed_units="nm", location="upper right", frameon=False,
+                 bbox_to_anchor=(1.0, 0.0), bbox_transform=ax.transAxes, font_properties={"size": 7},
+                 scale_formatter=lambda v, u: f"{v:g} nm", label_loc="left", pad=0.1, border_pad=0.1, sep=2)
     )  # fmt: skip
     ax.set_xticks([])
     ax.set_yticks([])
@@ -93,9 +95,13 @@ def _colorbar(fig, ax, im, *, extend="neither", labelled=False):
     if flat:
         # the aspect-equal box is nx:ny, so a thickness of 1/25 of the width is nx/(25 ny) box heights; leave room
         # for the x tick labels and axis label when the map has axes instead of a scale bar
+        # without axes labels the map has a scale bar hanging below it (_real_scalebar): 16 pt further down
+        from matplotlib.transforms import offset_copy
+
         r = nx / max(ny, 1)
         h, gap = r / 25, (r / 6 if labelled else r / 40)
-        cax = ax.inset_axes((0.0, -(gap + h), 1.0, h))
+        down = offset_copy(ax.transAxes, fig=fig, y=0.0 if labelled else -16.0, units="points")
+        cax = ax.inset_axes((0.0, -(gap + h), 1.0, h), transform=down)
         cb = fig.colorbar(im, cax=cax, extend=extend, orientation="horizontal")
     else:
         cax = ax.inset_axes((1.03, 0.0, 0.045, 1.0))
@@ -291,7 +297,7 @@ def _markers(ax, markers, step):
         return
     f = 1.0 if step is None else float(step) / 10.0
     for k, (iy, ix) in markers.items():
-        ax.plot(ix * f, iy * f, "o", ms=6, mfc="none", mec=CLASS_COLORS[k], mew=1.8)
+        ax.plot(ix * f, iy * f, "o", ms=6, mfc="none", mec=CLASS_COLORS[k], mew=1.8, clip_on=False)  # whole at edges
 
 
 def peak_map(
@@ -671,6 +677,8 @@ def fit_figure(comparison, *, top: int = 3, title: str = "", fig=None) -> Figure
         One column per candidate: I·Q of the data (points) with the model and its components (top) and the
         Pearson residuals (data − model)/√model (bottom); a table of parameters ± 1σ below.
     """
+    from fitting.model.results import parameter_units
+
     rows = list(comparison.rows)[: max(1, int(top))]
     n = len(rows)
     if fig is None:
@@ -713,7 +721,9 @@ def fit_figure(comparison, *, top: int = 3, title: str = "", fig=None) -> Figure
         at.axis("off")
         bound = np.asarray(getattr(fit, "at_bound", np.zeros(len(fit.param_names), bool)), bool)
         xs, ses = np.asarray(fit.x, float), np.asarray(fit.stderr, float)
-        cells = [[k, _pm(v, se) + (" (at bound)" if b else "")] for k, v, se, b in zip(fit.param_names, xs, ses, bound)]
+        comps = tuple(getattr(fit, "component_names", ()))
+        cells = [[f"{k} [{parameter_units(k, comps)}]", _pm(v, se) + (" (at bound)" if b else "")]
+                 for k, v, se, b in zip(fit.param_names, xs, ses, bound)]  # fmt: skip
         if cells:
             tab = at.table(cellText=cells, colLabels=["parameter", "value ± 1σ"], loc="upper center",
                            cellLoc="left", colWidths=[0.42, 0.58])  # fmt: skip

@@ -36,7 +36,7 @@ from simkit.geometry import DetectorGeometry
 from simkit.kinematic import probe_convolve
 
 detector = medipix_merlin()  # 256² px, 12 bit, 1 µs dead time, σ = 0.6 px charge sharing
-geometry = DetectorGeometry(shape=(256, 256), pixel_size=0.005)  # [Å⁻¹/px]
+geometry = DetectorGeometry()  # the synthetic default: 256² px of DEFAULT_PIXEL_SIZE Å⁻¹/px
 damage = DamageModel()  # the study's thresholds read as scan fluence at 2 mrad, 4 nm (κ ≈ 24)
 electrons = np.geomspace(1e2, 1e6, 9)  # [e per pattern]
 settings = {"detector": detector, "damage": damage, "geometry": geometry, "steps": (40.0,), "n_sim": 200}

@@ -816,7 +816,9 @@ def plot_dose_series(series: DoseSeries, *, n: float = 1.0, probe: bool = True, 
         ax.axvline(x0, color="0.5", ls=":" if lab.startswith("SRO") else "--", lw=0.8)
         ax.text(x0, 1.0, lab, rotation=90, va="top", ha="right", fontsize=7, transform=ax.get_xaxis_transform())
     ax.set_xlabel("Q = 1/d [Å⁻¹]")
-    ax.set_ylabel(f"I·Q^{n:g} [Å^{2 - n:g} per atom]")
+    power = "" if n == 1 else f"$^{{{n:g}}}$"
+    unit = "Å" if 2 - n == 1 else ("1" if 2 - n == 0 else f"Å$^{{{2 - n:g}}}$")
+    ax.set_ylabel(f"I·Q{power} [{unit} per atom]")
     kind = f"{series.semiangle:g} mrad probe" if probe else "no probe"
     ax.set_title(f"SEI Type 1 under the beam ({kind}, step {series.step:g} Å)")
     ax.legend(fontsize=7)
@@ -831,5 +833,5 @@ def plot_dose_series(series: DoseSeries, *, n: float = 1.0, probe: bool = True, 
     ax3.set_ylabel("crystallite diameter [Å]", color="C3")
     h1, l1 = ax2.get_legend_handles_labels()
     h2, l2 = ax3.get_legend_handles_labels()
-    ax2.legend(h1 + h2, l1 + l2, fontsize=7, loc="center right")
+    ax2.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center")  # above the crossing curves
     return fig

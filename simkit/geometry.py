@@ -13,6 +13,13 @@ import numpy as np
 from simkit.units import mrad_to_q, wavelength
 from structures.checks import check_positive
 
+#: Default detector pixel size [Å⁻¹/px] of every synthetic detector (libraries, scans, planner, CLI): 256² pixels
+#: reach 127.5 px × 0.0065 = 0.83 Å⁻¹ at the edge of the inscribed circle, so full rings hold the second SRO peak of
+#: SEI Type 1 (≈ 0.6 Å⁻¹) and LiF 220 (0.706 Å⁻¹ at 100 K) with its whole 2 mrad disc (radius 0.10 Å⁻¹ at 300 keV).
+DEFAULT_PIXEL_SIZE = 0.0065
+#: Default detector shape (ny, nx) [px] of the synthetic detector.
+DEFAULT_DETECTOR_SHAPE = (256, 256)
+
 
 @dataclass(frozen=True, kw_only=True)
 class DetectorGeometry:
@@ -23,13 +30,13 @@ class DetectorGeometry:
     shape : tuple of int
         Detector shape ``(ny, nx)`` [px].
     pixel_size : float  [Å⁻¹]
-        Reciprocal-space size of one pixel (Q = 1/d per pixel).
+        Reciprocal-space size of one pixel (Q = 1/d per pixel); default :data:`DEFAULT_PIXEL_SIZE`.
     center : tuple of float or None  [px]
         Direct-beam position ``(cy, cx)`` in index coordinates; ``None`` means ``(ny // 2, nx // 2)``.
     """
 
-    shape: tuple[int, int] = (256, 256)
-    pixel_size: float = 0.005
+    shape: tuple[int, int] = DEFAULT_DETECTOR_SHAPE
+    pixel_size: float = DEFAULT_PIXEL_SIZE
     center: tuple[float, float] | None = field(default=None)
 
     def __post_init__(self) -> None:

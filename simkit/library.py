@@ -1037,7 +1037,8 @@ def build_library(
     probe : simkit.nbed.Probe or None
         Default ``Probe()`` (300 keV, 2 mrad).
     geometry : DetectorGeometry or None
-        Default: 256² pixels of 0.005 Å⁻¹ centred at (128, 128).
+        Default: ``DetectorGeometry()`` (256² pixels of ``simkit.geometry.DEFAULT_PIXEL_SIZE`` Å⁻¹ centred at
+        (128, 128)).
     thickness : float or None  [Å]
         Column thickness; default from the preset (60, 150 or 600 Å).
     ms : simkit.nbed.Multislice or None
@@ -1077,7 +1078,7 @@ def build_library(
     if not all(isinstance(s, EntrySpec) for s in specs):
         raise TypeError("specs must be EntrySpec objects or a preset name")
     probe = probe or Probe()
-    geometry = geometry or DetectorGeometry(shape=(256, 256), pixel_size=0.005)
+    geometry = geometry or DetectorGeometry()
     thickness = check_positive("thickness", thickness if thickness is not None else PRESETS["demo"]["thickness"], "Å")
     ms = ms or _default_ms(probe, 1)
     reasons = [_method_choice(s, probe, thickness, ms)[1] for s in specs]

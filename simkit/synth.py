@@ -1035,7 +1035,7 @@ def synthesize_scan(
     probe : simkit.nbed.Probe or None
         Used when ``library`` is a preset; default 300 keV, 2 mrad.
     geometry : DetectorGeometry or None
-        Used when ``library`` is a preset; default 256² × 0.005 Å⁻¹.
+        Used when ``library`` is a preset; default ``DetectorGeometry()`` (256² × ``DEFAULT_PIXEL_SIZE`` Å⁻¹).
     electrons_per_pattern : float  [e]
         Dose per pattern (default 10⁶ e = 16 pA × 10 ms: the dose at which the per-pixel SRO peak error is
         < 0.003 Å⁻¹ — see the module docstring; scan fluence = this / step²).

@@ -819,6 +819,30 @@ def sector_statistics_reference(q, m, s, window, n_sigma):
         bragg = np.where(tot > 0, per.sum(-1) / tot, 0.0)
         best = np.argmax(per, axis=-1)
         eb = np.take_along_axis(ex, best[..., None, None], axis=2)[..., 0, :]
-        bragg_q = (eb * q[w]).sum(-1) / eb.sum(-1)
+        # the disc's radial extent: the run of bins around the largest excess above 10 % of it; whole runs →
+        # their midpoint, a run cut at one end (window end or a bin without pixels) → one median whole-run
+        # half-width from its other edge (≥ 5 whole runs of pixels with Bragg fraction ≥ 0.01)
+        qw = q[w]
+        dq = float(np.median(np.diff(q)))
+        mw = np.take_along_axis(m[..., w], best[..., None, None], axis=2)[..., 0, :]  # that sector's means
+        lo_q, hi_q = np.full(eb.shape[:-1], np.nan), np.full(eb.shape[:-1], np.nan)
+        cut = np.zeros(eb.shape[:-1])
+        for idx in np.ndindex(*eb.shape[:-1]):
+            v = eb[idx]
+            if v.size == 0 or not v.max() > 0:
+                continue
+            k = int(np.argmax(v))
+            above = v > 0.1 * v[k]
+            lo = k - (np.argmin(above[k::-1]) if not above[k::-1].all() else k + 1) + 1
+            hi = k + (np.argmin(above[k:]) if not above[k:].all() else v.size - k) - 1
+            lo_q[idx], hi_q[idx] = qw[lo], qw[hi]
+            top = hi == v.size - 1 or not np.isfinite(mw[idx][hi + 1])
+            low = lo == 0 or not np.isfinite(mw[idx][lo - 1])
+            cut[idx] = 1.0 if top and not low else (-1.0 if low and not top else 0.0)
+        bragg_q = 0.5 * (lo_q + hi_q)
+        whole = (cut == 0) & np.isfinite(lo_q) & (bragg >= 0.01)
+        if np.count_nonzero(whole) >= 5:
+            r = np.median(0.5 * (hi_q[whole] - lo_q[whole] + dq))
+            bragg_q = np.where(cut > 0, lo_q - 0.5 * dq + r, np.where(cut < 0, hi_q + 0.5 * dq - r, bragg_q))
     return {"counts": counts, "pixels": pixels, "median": median, "max": mx, "noise": noise, "mean": mean,
             "std": std, "bragg": bragg, "bragg_q": bragg_q}  # fmt: skip

@@ -169,19 +169,19 @@ def test_type2_pixels_without_lif_discs_borrow_their_neighbours_evidence(all_reg
     assert (classify(g)[t1] == classify(g, lif_radius=0)[t1]).all()
 
 
-def test_li_or_cu_by_scattering_power_when_the_disc_centroid_cannot_tell(all_regions):
-    """At 2 mrad (disc radius 0.10 Å⁻¹) a Cu grain whose 111 discs overlap into a near-ring leaves its Bragg-excess
-    centroid at the ring's inner edge (0.436 Å⁻¹ on the full simkit bottom scan), nearer Li 110 (0.406) than Cu 111
-    (0.479). Its scattered fraction is Cu's, not Li's: the scan-relative rule gives it back to Cu; a grain unlike
-    both phases keeps its nearest reflection."""
+def test_li_or_cu_by_scattering_power_when_the_disc_position_cannot_tell(all_regions):
+    """Cu 200 (0.555 Å⁻¹) and Li 200 (0.574) lie 0.019 Å⁻¹ apart, a fifth of a 2 mrad disc radius: a Cu 200 disc
+    read at 0.568 (as the excess-weighted centroid of a whole disc did) is nearer Li 200. Its scattered fraction is
+    Cu's, not Li's: the scan-relative rule gives it back to Cu; a grain unlike both phases keeps its nearest
+    reflection."""
     import dataclasses
 
     classes, f, prof, pm, truth = all_regions
     cu = truth["regions"] == REGIONS.index("cu")
     li = truth["regions"] == REGIONS.index("li")
     iy, ix = np.indices(cu.shape)
-    ring = cu & (ix % 2 == 0)  # half of the Cu grain: centroid pulled to 0.436
-    g = dataclasses.replace(f, bragg_q=np.where(ring, 0.436, f.bragg_q))
+    ring = cu & (ix % 2 == 0)  # half of the Cu grain: its disc read at 0.568
+    g = dataclasses.replace(f, bragg_q=np.where(ring, 0.568, f.bragg_q))
     code_cu, code_li = CLASSES.index("cu"), CLASSES.index("li_metal")
     assert (classify(g, metal_tol=0)[ring] == code_li).all()  # the nearest reflection alone says Li
     assert (classify(g)[ring] == code_cu).all()
@@ -212,13 +212,41 @@ def test_sector_statistics_kernel_equals_numpy_twin():
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=k)
     assert got["bragg"][2, 2] > 0.3 and abs(got["bragg_q"][2, 2] - q[20:30].mean()) < 0.02
     # NUMBA_DISABLE_JIT=1 runs the Python function: same arithmetic, same numbers
-    out = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20), np.empty(20)]
-    nojit = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20), np.empty(20)]
+    out = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20) for _ in range(4)]
+    nojit = [np.empty((20, 60)) for _ in range(7)] + [np.empty(20) for _ in range(4)]
     args = (m.reshape(20, 9, 60), s.reshape(20, 9, 60), q, 16, 52, 2.0, _sorting_network(9))
     _k_sector_stats(*args, *out)
     _k_sector_stats.py_func(*args, *nojit)
     for a, b in zip(out, nojit):
         np.testing.assert_array_equal(a, b)
+
+
+def test_disc_position_is_the_midpoint_of_its_extent_and_a_cut_disc_is_placed_one_radius_in():
+    """bragg_q of a disc is the middle of its radial extent whatever the intensity inside it (a ramp across the disc
+    pulls the excess-weighted centroid outward, not the midpoint); a disc cut by the window's end is placed one
+    radius (measured on the scan's whole discs) beyond its inner edge: both at the disc centres built in."""
+    from fitting.classify import _sector_statistics
+    from tests.reference import sector_statistics_reference
+
+    r = np.random.default_rng(1)
+    q = np.arange(0.0025, 0.8, 0.005)
+    m = r.gamma(50.0, 1.0, (2, 4, 16, q.size))
+    whole = (q >= 0.35) & (q <= 0.45)  # bins 70…89
+    ramp = np.linspace(150.0, 400.0, whole.sum())  # dynamical intensity varying across the disc
+    m[0, :, 3, whole] += ramp[:, None]
+    cut0 = np.flatnonzero(q >= 0.62)[0]
+    cut = np.arange(cut0, cut0 + whole.sum())  # the same disc width, running past the window end (0.7)
+    m[1, 0, 5, cut[cut < q.size]] += 300.0
+    s = np.sqrt(m / 40.0)  # Poisson standard error of a 40-pixel sector mean
+    st = _sector_statistics(q, m, s, (0.2, 0.7), 2.0)
+    qw = q[whole]
+    centre = 0.5 * (qw[0] + qw[-1])
+    assert np.allclose(st["bragg_q"][0], centre, atol=1e-12)
+    centroid = np.sum(ramp * qw) / np.sum(ramp)
+    assert centroid - centre > 0.005  # what the weighted centroid would have read
+    assert st["bragg_q"][1, 0] == pytest.approx(q[cut0] + 0.5 * (qw[-1] - qw[0]), abs=1e-12)
+    ref = sector_statistics_reference(q, m, s, (0.2, 0.7), 2.0)
+    np.testing.assert_allclose(st["bragg_q"], ref["bragg_q"], rtol=1e-12, equal_nan=True)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 8, 9, 16])
@@ -278,9 +306,10 @@ def test_reflections_outside_the_measured_range_are_no_evidence():
 
 def test_discs_far_from_every_known_reflection_are_an_unknown_crystal():
     q = np.arange(0.0025, 0.9, 0.005)
-    disc = lambda q, k: (k in (5, 21)) * 400 * np.exp(-0.5 * ((q - 0.80) / 0.01) ** 2)  # noqa: E731
+    # 0.86 Å⁻¹: ≥ 0.075 from every known reflection (the nearest, Cu 220, at 0.785)
+    disc = lambda q, k: (k in (5, 21)) * 400 * np.exp(-0.5 * ((q - 0.86) / 0.01) ** 2)  # noqa: E731
     f = features(q, *_sector_scene(q, disc))
-    assert f.bragg[0, 0] > 0.025 and abs(f.bragg_q[0, 0] - 0.80) < 0.01
+    assert f.bragg[0, 0] > 0.025 and abs(f.bragg_q[0, 0] - 0.86) < 0.01
     assert classify(f)[0, 0] == CLASSES.index("unassigned")
     assert classify(f, assign_tol=0.5)[0, 0] != CLASSES.index("unassigned")  # with the rule off: a known phase
 

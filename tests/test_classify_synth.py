@@ -2,9 +2,9 @@
 amorphous entries, 2 mrad discs of radius 0.10 Å⁻¹) with known truth — issue 8, item 7: class accuracy > 95 % on
 pixels whose majority region fills ≥ 80 % of the probe volume.
 
-The library is the demo's reduced one (``tiny`` preset, one zone axis per metal, default 256² × 0.005 Å⁻¹
-detector) plus the kinematic electrolyte entry, cached in the project cache that ``tests/test_demo.py`` uses, so
-a full run builds it once (≈ 1 min cold, < 1 s warm).
+The library is the demo's reduced one (``tiny`` preset, one zone axis per metal, default 256² detector of
+``simkit.geometry.DEFAULT_PIXEL_SIZE``) plus the kinematic electrolyte entry, cached in the project cache that
+``tests/test_demo.py`` uses, so a full run builds it once (≈ 1 min cold, < 1 s warm).
 """
 
 from __future__ import annotations
@@ -95,12 +95,17 @@ def test_every_region_is_mostly_its_class(bottom, top):
 
 
 def test_bragg_disc_centroids_sit_at_the_metal_reflections(bottom):
-    # Li 110 at 0.406 Å⁻¹ (a = 3.483 Å at 100 K: √2/a); Cu discs between 111 (0.480) and 200 (0.555)
+    # Li 110 at 0.406 Å⁻¹ (a = 3.483 Å at 100 K: √2/a); Cu discs between 111 (0.480) and 200 (0.555); the disc
+    # midpoint reads |g| whatever the intensity inside the disc: Cu 200 is not read as Li 200 (0.574)
     pred, truth, pure, f, _ = bottom
     li = pure & (truth == CLASSES.index("li_metal"))
     cu = pure & (truth == CLASSES.index("cu"))
     assert abs(np.median(f.bragg_q[li]) - np.sqrt(2) / 3.483) < 0.01
     assert 0.47 < np.median(f.bragg_q[cu]) < 0.56
+    from fitting.classify import REFLECTIONS
+
+    qc = np.median(f.bragg_q[cu])
+    assert min(abs(qc - r) for r in REFLECTIONS["cu"]) < min(abs(qc - r) for r in REFLECTIONS["li"])
     # a 5 %-volume oxide does not outweigh the Li grain's discs, and a metal grain carries far more Bragg
     # intensity than the 5 % LiF crystallites of Type 2
     t2 = pure & (truth == CLASSES.index("sei_type2"))
@@ -170,22 +175,23 @@ def _rare_spots_check(n_lif, field, tmp_path_factory):
 
 @pytest.mark.slow
 def test_type2_with_rare_lif_spots_is_found_by_their_frequency(tmp_path_factory):
-    """24 random LiF orientations: only ≈ 20 % of the Type 2 pixels show spots of their own; the frequency rule
-    recovers the layer (measured: all pure pixels 93 → 99 %, Type 2 18–25 % → 94–97 %, Type 1 75–87 %)."""
+    """24 random LiF orientations: fewer than half the Type 2 pixels show spots of their own (43 % on the default
+    detector, LiF 220 inside; 18–25 % inside 0.64 Å⁻¹); the frequency rule recovers the layer (measured: all pure
+    pixels 96 → 99 %, Type 2 58 → 93 %, Type 1 97 %)."""
     pred, off, truth, pure, own = _rare_spots_check(24, (30, 90), tmp_path_factory)
-    assert own < 0.4, own  # the premise: spots are rare
+    assert own < 0.5, own  # the premise: spots are rare
     t1, t2 = (pure & (truth == CLASSES.index(c)) for c in ("sei_type1", "sei_type2"))
     assert np.mean(pred[pure] == truth[pure]) > 0.95, _confusion(pred, truth, pure)
     assert np.mean(pred[t2] == CLASSES.index("sei_type2")) > 0.9, _confusion(pred, truth, pure)
     assert np.mean(pred[t1] == CLASSES.index("sei_type1")) > 0.7, _confusion(pred, truth, pure)
-    assert np.mean(off[t2] == CLASSES.index("sei_type2")) < 0.5  # without the rule the layer is lost
+    assert np.mean(off[t2] == CLASSES.index("sei_type2")) < 0.7  # without the rule much of the layer is lost
 
 
 def test_type2_with_rare_lif_spots_small(tmp_path_factory):
     """CI-sized version: 8 random LiF orientations, 12 × 90 positions."""
     pred, off, truth, pure, own = _rare_spots_check(8, (12, 90), tmp_path_factory)
     t2 = pure & (truth == CLASSES.index("sei_type2"))
-    assert own < 0.6, own
+    assert own < 0.7, own  # 0.53–0.61 on the 0.83 Å⁻¹ detector (LiF 220 inside), 18–25 % inside 0.64
     assert np.mean(pred[pure] == truth[pure]) > 0.95, _confusion(pred, truth, pure)
     assert np.mean(pred[t2] == CLASSES.index("sei_type2")) > 0.85, _confusion(pred, truth, pure)
     assert np.mean(pred[t2] == CLASSES.index("sei_type2")) > np.mean(off[t2] == CLASSES.index("sei_type2"))

@@ -18,6 +18,7 @@ import pytest
 from ase.io import read
 
 from fitting.cli import main
+from simkit.geometry import DEFAULT_PIXEL_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The project's pattern-library cache (shared with the demo; reused between test runs).
@@ -141,8 +142,9 @@ def test_console_script_runs(tmp_path):
 # simulate (kinematic path in CI; multislice is slow)
 # ------------------------------------------------------------------------------------------------------------
 def test_simulate_kinematic_profile_has_lif_200_peak(tmp_path, capsys):
-    assert run(capsys, "build", "crystal", tmp_path / "lif.xyz", "--phase", "LiF", "--repeat", "4")[0] == 0
-    a = read(tmp_path / "lif.xyz").cell.lengths()[0] / 4
+    # 8 cells (33 Å): a 4-cell crystal's 200 hump merges with 111 and peaks 0.012 Å⁻¹ low
+    assert run(capsys, "build", "crystal", tmp_path / "lif.xyz", "--phase", "LiF", "--repeat", "8")[0] == 0
+    a = read(tmp_path / "lif.xyz").cell.lengths()[0] / 8
     rc, out, _ = run(capsys, "simulate", tmp_path / "lif.xyz", "--method", "kinematic", "--profile-csv",
                      tmp_path / "p.csv", "--semiangle", "0.5")  # fmt: skip
     assert rc == 0 and "Å⁻¹" in out
@@ -152,7 +154,7 @@ def test_simulate_kinematic_profile_has_lif_200_peak(tmp_path, capsys):
     i = np.array([float(r["intensity"]) for r in rows])
     win = (q > 0.46) & (q < 0.54)
     q200 = 2.0 / a  # LiF (200), Q = 1/d
-    assert abs(q[win][np.argmax(i[win] * q[win])] - q200) < 0.012  # within ~2 bins of 0.005 Å⁻¹
+    assert abs(q[win][np.argmax(i[win] * q[win])] - q200) < DEFAULT_PIXEL_SIZE  # within one bin (one pixel)
     rc, _, err = run(capsys, "simulate", tmp_path / "lif.xyz", tmp_path / "x.h5", "--method", "kinematic")
     assert rc == 1
     one_line_error(err, "--profile-csv")
@@ -217,7 +219,7 @@ def test_analyze_writes_summary_and_csv(analysis):
     s = json.loads((analysis / "summary.json").read_text())
     assert s["scan_shape"] == [3, 40]
     assert s["step_A"] == pytest.approx(40.0)
-    assert s["pixel_size_A^-1_per_px"] == pytest.approx(0.005, rel=1e-6)  # library detector geometry
+    assert s["pixel_size_A^-1_per_px"] == pytest.approx(DEFAULT_PIXEL_SIZE, rel=1e-6)  # the library detector's
     assert sum(s["class_counts"].values()) == 120
     cal = s["scan_calibration"]  # what the reader took from the file, and from where
     assert cal["energy"]["value"] == pytest.approx(300e3) and cal["energy"]["units"] == "eV" and cal["energy"]["source"]
@@ -364,8 +366,8 @@ def test_analyze_reads_merlin_mib_with_scan_shape_and_flyback(tiny_scan, analysi
     fly = np.zeros((sy, 2, ny, nx), data.dtype)
     frames = np.concatenate([fly, data], axis=1).reshape(-1, ny, nx)
     _write_mib(tmp_path / "s.mib", frames[:, ::-1])  # rosettasciio flips Merlin rows back (bottom-up readout)
-    args = ["analyze", tmp_path / "s.mib", "-o", tmp_path / "m", "--no-figures", "--pixel-size", "0.005",
-            "--step-nm", "4", "--energy-kev", "300", "--semiangle", "2"]  # fmt: skip
+    args = ["analyze", tmp_path / "s.mib", "-o", tmp_path / "m", "--no-figures", "--pixel-size",
+            str(DEFAULT_PIXEL_SIZE), "--step-nm", "4", "--energy-kev", "300", "--semiangle", "2"]  # fmt: skip
     rc, _, err = run(capsys, *args)
     assert rc == 1
     one_line_error(err, "--scan-shape")

@@ -2,7 +2,7 @@
 
 Oracles: the ground truth stored by simkit.synth in the scan file (SRO peak of the noise-free patterns per
 pixel), the study's Type 1 peak range (0.325–0.345 Å⁻¹ pixel to pixel, ≈ 0.33 mean, shared/README) and the
-detector calibration the library was simulated with (0.005 Å⁻¹/px).
+detector calibration the library was simulated with (``simkit.geometry.DEFAULT_PIXEL_SIZE``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fitting.demo import run_demo
+from simkit.geometry import DEFAULT_PIXEL_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".sei-send-cache" / "library"
@@ -38,7 +39,7 @@ def test_demo_writes_report_figures_and_summary(demo):
 def test_demo_type1_peak_matches_truth(demo):
     _, out = demo
     s = json.loads((out / "summary.json").read_text())
-    assert s["pixel_size_A^-1_per_px"] == pytest.approx(0.005, rel=1e-6)
+    assert s["pixel_size_A^-1_per_px"] == pytest.approx(DEFAULT_PIXEL_SIZE, rel=1e-6)  # what the library used
     t1 = s["truth_check"]["type1"]
     assert t1["fitted_pixels"] >= 0.5 * t1["truth_pixels"]
     assert abs(t1["recovered_A^-1"] - t1["truth_A^-1"]) < 0.003  # same pixels on both sides: no selection offset

@@ -88,7 +88,9 @@ def test_readme_outputs_exist_and_make_sense(walkthrough):
     ref = json.loads((work / "refine.json").read_text())
     lo, hi = ref["bounds_g_cm3"]
     assert lo <= ref["density_g_cm3"] <= hi
-    assert ref["density_1sigma_g_cm3"] is None or 0 < ref["density_1sigma_g_cm3"] < hi - lo
+    # the walkthrough's range brackets the optimum: converged inside it, with a profile-likelihood 1σ
+    assert ref["converged"] and not ref["at_bound"], ref["message"]
+    assert 0 < ref["density_1sigma_g_cm3"] < 0.25 * (hi - lo)
     # the fitted curves: the model's counts are the sum of its components and background (bins used only)
     rows = [r.split(",") for r in (work / "fit_curves.csv").read_text().splitlines()]
     head = rows[0]

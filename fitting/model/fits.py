@@ -321,8 +321,10 @@ def fit_profile(
         # statistics at the optimum: uncertainties from the observed information over the parameters not at a
         # bound (one convention with fit_scan, which uses the expected information)
         _, _, H, F = grad_hess(fwd, theta[None, :], yf, w, likelihood, sig2)
+        # a parameter the model no longer depends on (zero information: the exponent of a background whose
+        # amplitude sits at 0) is not estimable, like one at a bound: no σ, and not part of the free block
         bound = at_bound(theta, lo, hi)
-        stderr, cov, cov_ok = inverse_information(H, bound[None, :])
+        stderr, cov, cov_ok = inverse_information(H, (bound | ~(np.diagonal(H[0]) > 0))[None, :])
     stderr, cov = stderr[0], cov[0]
     if not cov_ok[0]:
         converged = False

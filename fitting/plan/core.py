@@ -388,7 +388,7 @@ def plan_experiment(
     max_damage : float
         Largest accepted damage fraction of the short-range order (1 − amorphous fraction), in (0, 1).
     geometry : DetectorGeometry or None
-        The detector in Q; None → the detector's shape (or 256²) at 0.005 Å⁻¹/px.
+        The detector in Q; None → the detector's shape (or 256²) at ``simkit.geometry.DEFAULT_PIXEL_SIZE``.
     energy : float  [eV]
     q_range : (float, float)  [Å⁻¹]
         Bins compared (outside the direct beam).
@@ -437,7 +437,7 @@ def plan_experiment(
         raise TypeError(f"damage={type(damage).__name__}: expected a simkit.damage.DamageModel or None")
     if geometry is None:
         shape = detector.shape if detector is not None and detector.shape is not None else (256, 256)
-        geometry = DetectorGeometry(shape=shape, pixel_size=0.005)
+        geometry = DetectorGeometry(shape=shape)
     q_lo, q_hi = float(q_range[0]), float(q_range[1])
     if not 0 <= q_lo < q_hi:
         raise ValueError(f"q_range={q_range!r}: give (q_min, q_max) with 0 ≤ q_min < q_max [Å⁻¹]")
