@@ -100,15 +100,9 @@ def test_every_preset_sro_request_is_covered():
 
 
 def _cases():
-    out = []
-    for k, q in sorted({(k, q) for _, k, q, _ in _preset_requests()}):
-        if k == "sei_type1" and q < 0.31:
-            # the top interface's outer Type 1 (0.295): dilating the relaxed Type 1 below ≈ 1.4 g/cm³ turns its
-            # I·Q maximum into a shoulder, so the library reaches no Type 1 peak below ≈ 0.32 Å⁻¹ on this detector
-            out.append(pytest.param(k, q, marks=pytest.mark.xfail(strict=True, reason="below the Type 1 span")))
-        else:
-            out.append((k, q))
-    return out
+    # every request, the top interface's outer Type 1 (0.295) included: on the default detector (256² at
+    # simkit.geometry.DEFAULT_PIXEL_SIZE) with the own-cell Debye entries the Type 1 span reaches it
+    return sorted({(k, q) for _, k, q, _ in _preset_requests()})
 
 
 @pytest.mark.parametrize("kind, q", _cases())
