@@ -16,91 +16,10 @@ import os
 import sys
 
 import numpy as np
-from numba import njit, prange
+
+from simkit.chunkio import lzf_decode_chunks, pattern_chunk_filters
 
 __all__ = ["ChunkReader", "ScanSource", "read_rows", "reader"]
-
-_SHUFFLE = 2
-_LZF = 32000
-
-
-@njit(cache=True, nogil=True)
-def _lzf_decode(src, s0, s1, dst):
-    """LZF-decode src[s0:s1] into dst (liblzf ``lzf_decompress``); returns the number of bytes written (−1 on a
-    corrupt stream)."""
-    ip = s0
-    op = 0
-    n_out = dst.size
-    while ip < s1:
-        ctrl = np.int64(src[ip])
-        ip += 1
-        if ctrl < 32:  # literal run of ctrl + 1 bytes
-            ctrl += 1
-            if op + ctrl > n_out or ip + ctrl > s1:
-                return -1
-            for k in range(ctrl):
-                dst[op + k] = src[ip + k]
-            op += ctrl
-            ip += ctrl
-        else:  # back reference
-            ln = ctrl >> 5
-            ref = op - ((ctrl & 0x1F) << 8) - 1
-            if ln == 7:
-                if ip >= s1:
-                    return -1
-                ln += np.int64(src[ip])
-                ip += 1
-            if ip >= s1:
-                return -1
-            ref -= np.int64(src[ip])
-            ip += 1
-            ln += 2
-            if ref < 0 or op + ln > n_out:
-                return -1
-            if ln >= 32 and op - ref >= ln:  # long and without overlap: a block copy
-                dst[op : op + ln] = dst[ref : ref + ln]
-            elif ln >= 32 and op - ref == 1:  # a long run of one byte (the high bytes of shuffled counts)
-                dst[op : op + ln] = dst[ref]
-            else:  # short, or overlapping the output: byte by byte (LZF's own semantics)
-                for k in range(ln):
-                    dst[op + k] = dst[ref + k]
-            op += ln
-    return op
-
-
-@njit(cache=True, parallel=True)
-def _decode_chunks(src, starts, sizes, lzf, shuffle, itemsize, out):
-    """Decode chunk k (bytes src[starts[k]:starts[k] + sizes[k]]) into out[k] (bytes); lzf/shuffle[k] say which
-    filters were applied to it (HDF5 skips a filter on a chunk it could not compress). Returns the count of
-    chunks that failed (corrupt or of the wrong length)."""
-    n, nbytes = out.shape
-    bad = np.zeros(n, np.int64)
-    for k in prange(n):
-        s0 = starts[k]
-        s1 = s0 + sizes[k]
-        tmp = np.empty(nbytes, np.uint8)
-        if lzf[k]:
-            got = _lzf_decode(src, s0, s1, tmp)
-        else:
-            got = min(sizes[k], nbytes)
-            tmp[:got] = src[s0 : s0 + got]
-        if got != nbytes:
-            bad[k] = 1
-            continue
-        if shuffle[k] and itemsize == 2:
-            m = nbytes // 2
-            o16 = out[k].view(np.uint16)
-            for i in range(m):  # little-endian: the first byte plane holds the low bytes
-                o16[i] = np.uint16(tmp[i]) | (np.uint16(tmp[m + i]) << np.uint16(8))
-        elif shuffle[k] and itemsize > 1:
-            m = nbytes // itemsize
-            for j in range(itemsize):
-                base = j * m
-                for i in range(m):
-                    out[k, i * itemsize + j] = tmp[base + i]
-        else:
-            out[k, :] = tmp
-    return bad.sum()
 
 
 class ChunkReader:
@@ -139,7 +58,7 @@ class ChunkReader:
         addr, size = idx["addr"][k0:k1], idx["size"][k0:k1]
         out = np.empty((k1 - k0, self.dtype.itemsize * int(np.prod(self.shape[2:]))), np.uint8)
         src, starts = _read_raw(idx["fd"], addr, size)
-        bad = _decode_chunks(src, starts, size, idx["lzf"][k0:k1], idx["shuffle"][k0:k1], self.dtype.itemsize, out)
+        bad = lzf_decode_chunks(src, starts, size, idx["lzf"][k0:k1], idx["shuffle"][k0:k1], self.dtype.itemsize, out)
         if bad:
             raise OSError(f"{idx['name']}: {bad} chunk(s) of patterns {k0}–{k1} could not be decoded (corrupt file?)")
         return out.view(self.dtype).reshape((k1 - k0,) + self.shape[2:])
@@ -179,12 +98,9 @@ def _chunk_index(ds):
     dt = ds.dtype
     if dt.kind not in "uif" or not dt.isnative or dt.itemsize not in (1, 2, 4, 8) or sys.byteorder != "little":
         return None
-    plist = ds.id.get_create_plist()
-    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-    if any(f not in (_SHUFFLE, _LZF) for f in filters) or len(set(filters)) != len(filters):
+    filters = pattern_chunk_filters(ds)
+    if filters is None:
         return None
-    if _SHUFFLE in filters and _LZF in filters and filters.index(_SHUFFLE) > filters.index(_LZF):
-        return None  # shuffle after compression: not what h5py writes
     pos = {f: i for i, f in enumerate(filters)}
     n = sy * sx
     addr = np.full(n, -1, np.int64)
@@ -209,7 +125,8 @@ def _chunk_index(ds):
 
     fd = os.open(ds.file.filename, os.O_RDONLY)
     return {
-        "addr": addr + base, "size": size, "lzf": applied(_LZF), "shuffle": applied(_SHUFFLE), "fd": fd,
+        "addr": addr + base, "size": size, "fd": fd,
+        "lzf": applied(h5py.h5z.FILTER_LZF), "shuffle": applied(h5py.h5z.FILTER_SHUFFLE),
         "name": f"{ds.file.filename}:{ds.name}",
     }  # fmt: skip
 

@@ -10,6 +10,8 @@ but decode to the same data. A chunk that would not shrink is stored shuffled bu
 the filter mask set, as HDF5 does for an optional filter that fails.
 
 Datasets with any other filter pipeline (e.g. Blosc through hdf5plugin) are written with ordinary h5py slicing.
+The decoder (:func:`lzf_decode_chunks`, liblzf's ``lzf_decompress`` and the inverse shuffle) lives here too, so one
+module holds the format both ways; ``fitting.chunks`` uses it to read scans in parallel.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import h5py
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["direct_chunk_codec", "lzf_compress_patterns", "write_patterns"]
+__all__ = [
+    "direct_chunk_codec",
+    "lzf_compress_patterns",
+    "lzf_decode_chunks",
+    "pattern_chunk_filters",
+    "write_patterns",
+]
 
 _HLOG = 14
 _MAX_OFF = 1 << 13
@@ -133,23 +141,111 @@ def lzf_compress_patterns(patterns: np.ndarray, *, shuffle: bool = True) -> tupl
     return out, sizes
 
 
+@njit(cache=True, nogil=True)
+def _lzf_decode(src, s0, s1, dst):
+    """LZF-decode src[s0:s1] into dst (liblzf ``lzf_decompress``); returns the number of bytes written (−1 on a
+    corrupt stream)."""
+    ip = s0
+    op = 0
+    n_out = dst.size
+    while ip < s1:
+        ctrl = np.int64(src[ip])
+        ip += 1
+        if ctrl < 32:  # literal run of ctrl + 1 bytes
+            ctrl += 1
+            if op + ctrl > n_out or ip + ctrl > s1:
+                return -1
+            for k in range(ctrl):
+                dst[op + k] = src[ip + k]
+            op += ctrl
+            ip += ctrl
+        else:  # back reference
+            ln = ctrl >> 5
+            ref = op - ((ctrl & 0x1F) << 8) - 1
+            if ln == 7:
+                if ip >= s1:
+                    return -1
+                ln += np.int64(src[ip])
+                ip += 1
+            if ip >= s1:
+                return -1
+            ref -= np.int64(src[ip])
+            ip += 1
+            ln += 2
+            if ref < 0 or op + ln > n_out:
+                return -1
+            if ln >= 32 and op - ref >= ln:  # long and without overlap: a block copy
+                dst[op : op + ln] = dst[ref : ref + ln]
+            elif ln >= 32 and op - ref == 1:  # a long run of one byte (the high bytes of shuffled counts)
+                dst[op : op + ln] = dst[ref]
+            else:  # short, or overlapping the output: byte by byte (LZF's own semantics)
+                for k in range(ln):
+                    dst[op + k] = dst[ref + k]
+            op += ln
+    return op
+
+
+@njit(cache=True, parallel=True)
+def lzf_decode_chunks(src, starts, sizes, lzf, shuffle, itemsize, out):
+    """Decode chunk k (bytes src[starts[k]:starts[k] + sizes[k]]) into out[k] (bytes), in parallel over chunks.
+
+    The inverse of :func:`lzf_compress_patterns` and of h5py's own ``shuffle`` + ``lzf`` filters: ``lzf[k]`` and
+    ``shuffle[k]`` say which filters were applied to chunk k (HDF5 skips a filter on a chunk it could not
+    compress, as :func:`write_patterns` does). Returns the count of chunks that failed (corrupt or of the wrong
+    length)."""
+    n, nbytes = out.shape
+    bad = np.zeros(n, np.int64)
+    for k in prange(n):
+        s0 = starts[k]
+        s1 = s0 + sizes[k]
+        tmp = np.empty(nbytes, np.uint8)
+        if lzf[k]:
+            got = _lzf_decode(src, s0, s1, tmp)
+        else:
+            got = min(sizes[k], nbytes)
+            tmp[:got] = src[s0 : s0 + got]
+        if got != nbytes:
+            bad[k] = 1
+            continue
+        if shuffle[k] and itemsize == 2:
+            m = nbytes // 2
+            o16 = out[k].view(np.uint16)
+            for i in range(m):  # little-endian: the first byte plane holds the low bytes
+                o16[i] = np.uint16(tmp[i]) | (np.uint16(tmp[m + i]) << np.uint16(8))
+        elif shuffle[k] and itemsize > 1:
+            m = nbytes // itemsize
+            for j in range(itemsize):
+                base = j * m
+                for i in range(m):
+                    out[k, i * itemsize + j] = tmp[base + i]
+        else:
+            out[k, :] = tmp
+    return bad.sum()
+
+
+def pattern_chunk_filters(ds: h5py.Dataset) -> list[int] | None:
+    """The filter pipeline of ``ds`` (HDF5 filter ids, in order) when its chunks hold whole patterns and the
+    pipeline is nothing, LZF, byte shuffle, or shuffle then LZF — the layouts this module encodes and decodes
+    outside h5py; None for anything else (other chunking or filters, shuffle after LZF)."""
+    if ds.ndim != 4 or ds.chunks is None or tuple(ds.chunks) != (1, 1, *ds.shape[2:]):
+        return None
+    plist = ds.id.get_create_plist()
+    codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    shuffle, lzf = h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_LZF
+    if codes in ([], [lzf], [shuffle], [shuffle, lzf]):
+        return codes
+    return None
+
+
 def direct_chunk_codec(ds: h5py.Dataset) -> str | None:
     """``"lzf"``, ``"shuffle+lzf"`` or ``"raw"`` when :func:`write_patterns` can write ``ds`` chunk by chunk, else None.
 
     Direct writing needs chunks of exactly one pattern, (1, 1, det_y, det_x), and a filter pipeline of nothing,
     LZF, or byte shuffle followed by LZF.
     """
-    if ds.chunks is None or tuple(ds.chunks) != (1, 1, *ds.shape[2:]):
-        return None
-    plist = ds.id.get_create_plist()
-    codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-    if codes == []:
-        return "raw"
-    if codes == [h5py.h5z.FILTER_LZF]:
-        return "lzf"
-    if codes == [h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_LZF]:
-        return "shuffle+lzf"
-    return None
+    codes = pattern_chunk_filters(ds)
+    names = {(): "raw", (h5py.h5z.FILTER_LZF,): "lzf", (h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_LZF): "shuffle+lzf"}
+    return None if codes is None else names.get(tuple(codes))  # shuffle alone: written through h5py
 
 
 def write_patterns(ds: h5py.Dataset, start: int, patterns: np.ndarray) -> None:
