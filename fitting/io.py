@@ -499,7 +499,7 @@ def _read_hdf5(p: Path, lazy: bool, dataset: str | None, scan_shape) -> Scan:
         if dataset is None and not is_emd and "entry" in f:
             f.close()
             return _read_rsciio(p, ".arina", lazy, scan_shape, 0)
-        if dataset is None and "4DSTEM_simulation" in f:  # prismatic (EMD 0.x): rosettasciio knows its layout
+        if dataset is None and not is_emd and "4DSTEM_simulation" in f:  # prismatic (EMD 0.x): rosettasciio reads it
             f.close()
             return _read_rsciio(p, ".prismatic", lazy, scan_shape, 0)
         if dataset is None and not is_emd and _attr(f, "file_format") == "HyperSpy":  # .hspy saved as .h5/.hdf5

@@ -304,7 +304,8 @@ def test_hyperspy_loads_our_hspy_file_without_reader(tmp_path, small):
     (tmp_path / "ours.emd").write_bytes(p.read_bytes())
     emd = hs.load(tmp_path / "ours.emd")
     assert emd.original_metadata.calibration.Q_pixel_size == 0.0125
-    assert sorted(a.scale for a in emd.axes_manager.signal_axes) == pytest.approx([0.0125, 0.0125, 40.0, 40.0])
+    assert [a.scale for a in emd.axes_manager.navigation_axes] == [40.0, 40.0]
+    assert [a.scale for a in emd.axes_manager.signal_axes] == pytest.approx([0.0125, 0.0125])
     s = load_scan(p)  # and ours reads the .hspy through its EMD tree
     assert s.metadata["reader"] == "emd" and s.pixel_size == 0.0125
 
