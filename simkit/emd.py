@@ -24,16 +24,19 @@ Layout (written by emdfile's own node writers and rosettasciio's HyperSpy writer
 * **Ground truth** (synthetic scans): an emdfile ``Metadata`` named ``truth`` in the datacube's metadata bundle
   (:data:`TRUTH_PATH`), so the whole file is one valid EMD tree.
 * **HyperSpy tree** (rosettasciio's ``hspy`` writer, without data): ``/Experiments/<title>`` with axes
-  (navigation: scan y, x [Å]; signal: Q_y, Q_x [1/Å]), ``metadata.Acquisition_instrument.TEM`` (``beam_energy``
-  [keV], ``convergence_angle`` [mrad], ``camera_length`` [mm]) and a *soft link* ``data`` to the datacube (no
-  copy; soft, so that HDF5 visitors still find the EMD dataset first). HyperSpy picks its reader by the file
-  name's suffix (rosettasciio's ``specifications.yaml`` of each plug-in): name the file ``.hspy`` and
-  ``hyperspy.api.load(path)`` gives the 2 | 2-D signal with every calibration. ``.emd`` goes to rosettasciio's
-  EMD (NCEM) reader, which marks navigation axes only in prismatic files (``4DSTEM_simulation``) and maps no
-  instrument metadata, so it returns four signal axes (calibrated, Å and 1/Å) with py4DSTEM's calibration in
-  ``original_metadata.calibration``; ``.h5`` and ``.hdf5`` are each claimed by several plug-ins (Arina, Delmic,
-  TOFWERK, USID; hspy for ``.hdf5``) and HyperSpy asks which one. With those names pass ``file_format="hspy"``
-  (HyperSpy ≥ 2.4; ``reader="hspy"`` before).
+  (navigation: ``scan_y``, ``scan_x`` [Å]; signal: ``ky``, ``kx`` [1/Å]), ``metadata.Acquisition_instrument.TEM``
+  (``beam_energy`` [keV], ``convergence_angle`` [mrad], ``camera_length`` [mm]) and a *soft link* ``data`` to the
+  datacube (no copy; soft, so that HDF5 visitors still find the EMD dataset first). HyperSpy picks its reader by
+  the file name's suffix (rosettasciio's ``specifications.yaml`` of each plug-in): ``.hspy`` goes to this tree.
+* **EMD (NCEM) view** for ``.emd`` (:data:`NCEM_VIEW`, :func:`_write_ncem_view`): rosettasciio's EMD reader marks
+  navigation axes only in prismatic's layout, so the datacube is hard-linked (no copy) once more in that layout;
+  ``hyperspy.api.load("scan.emd")`` then gives the same 2 | 2 signal (title, axes names, Å, 1/Å), with beam
+  energy, semi-angle and camera length in ``original_metadata`` (``simulation_parameters`` and py4DSTEM's
+  ``calibration``): that reader maps no instrument metadata into ``metadata`` (``EMD_NCEM._parse_metadata`` fills
+  ``General`` and ``Signal`` only). ``.h5`` and ``.hdf5`` are each claimed by several plug-ins (Arina, Delmic,
+  TOFWERK, USID; hspy for ``.hdf5``) and HyperSpy asks which one: pass ``file_format="hspy"`` (HyperSpy ≥ 2.4;
+  ``reader="hspy"`` before).
+* **HyperSpy zarr** (``.zspy``, a directory): :func:`write_zspy` (rosettasciio's ``ZspyWriter`` on a zarr-2 store).
 
 Codecs (:data:`COMPRESSIONS`): ``"lzf"`` (default: built into every h5py, so every reader opens it), ``None``, or
 ``"blosc-lz4"`` (Blosc LZ4 + bit-shuffle through hdf5plugin: ≈ 7× faster to decode and ≈ 40 % smaller on 256²

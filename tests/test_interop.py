@@ -250,3 +250,32 @@ def test_scan_axes_of_the_wrong_kind_are_errors_and_unknown_units_are_named(tmp_
         s = load_scan(q)
         assert s.step is None and s.pixel_size == pytest.approx(0.0125)
         assert repr(units) in s.metadata["uncalibrated_units"]
+
+
+def test_convert_cli_writes_files_hyperspy_and_emdfile_open_calibrated(tmp_path, small, capsys):
+    """`sei-send convert` of a bare .npy (calibrations from the options) → .emd and .zspy that HyperSpy opens
+    as scan_y, scan_x | ky, kx [Å, 1/Å] without reader=; missing calibrations are errors naming the option."""
+    import hyperspy.api as hs
+
+    from fitting.cli import main
+
+    np.save(tmp_path / "raw.npy", small)
+    common = ["--pixel-size", "0.0125", "--step-nm", "4", "--energy-kev", "200", "--semiangle", "1.5"]
+    for out in ("c.emd", "c.zspy"):
+        assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / out), *common]) == 0
+        sig = hs.load(tmp_path / out)
+        am = sig.axes_manager
+        assert (am.navigation_shape, am.signal_shape) == ((5, 4), (18, 16))
+        assert [a.scale for a in am._axes] == pytest.approx([40.0, 40.0, 0.0125, 0.0125], rel=1e-12)  # 4 nm = 40 Å
+        # no centre in a .npy: the detector's middle pixel (16 // 2, 18 // 2) is Q = 0
+        assert (am._axes[2].offset, am._axes[3].offset) == pytest.approx((-8 * 0.0125, -9 * 0.0125))
+        np.testing.assert_array_equal(np.asarray(sig.data), small)
+        s = load_scan(tmp_path / out)
+        assert (s.step, s.pixel_size, s.energy, s.semiangle) == (40.0, 0.0125, 200e3, 1.5)
+    assert "wrote" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / "c.emd"), *common]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / "d.emd")]) == 1
+    assert "missing calibration 'step'" in capsys.readouterr().err and not (tmp_path / "d.emd").exists()
+    assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / "d.mrc"), *common]) == 1
+    assert "'.mrc' unknown" in capsys.readouterr().err
