@@ -320,18 +320,25 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def cmd_convert(args) -> int:
-    from fitting.io import convert_scan, load_scan
+def _load_scan(args, src: Path):
+    """``fitting.io.load_scan`` with the options of :func:`_scan_options` (units converted: nm → Å, keV → eV)."""
+    from fitting.io import load_scan
 
-    src = _existing(args.scan, directory_ok=(".zspy",))
-    out = Path(args.output)
-    _check_new(out, args.overwrite)
-    scan = load_scan(
+    return load_scan(
         src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm,
         scan_shape=args.scan_shape, flyback=args.flyback, flyback_position=args.flyback_position,
         energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
         dataset=args.dataset,
     )  # fmt: skip
+
+
+def cmd_convert(args) -> int:
+    from fitting.io import convert_scan
+
+    src = _existing(args.scan, directory_ok=(".zspy",))
+    out = Path(args.output)
+    _check_new(out, args.overwrite)
+    scan = _load_scan(args, src)
     convert_scan(scan, out, compression=None if args.compression == "none" else args.compression, overwrite=True)
     print(f"wrote {out}: {scan.scan_shape[0]} × {scan.scan_shape[1]} positions at {scan.step:.4g} Å steps, "
           f"{scan.pixel_size:.5g} Å⁻¹/px (Q = 1/d)")  # fmt: skip
@@ -347,17 +354,11 @@ def _probe(semiangle: float):
 def cmd_analyze(args) -> int:
     from fitting.calibrate import load_mask
     from fitting.classify import ClassifyRules
-    from fitting.io import load_scan
     from fitting.pipeline import Q_COLUMN, analyze_scan, class_mean_profiles
     from simkit.instrument import Instrument
 
     src = _existing(args.scan, directory_ok=(".zspy",))
-    scan = load_scan(
-        src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm,
-        scan_shape=args.scan_shape, flyback=args.flyback, flyback_position=args.flyback_position,
-        energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
-        dataset=args.dataset,
-    )  # fmt: skip
+    scan = _load_scan(args, src)
     mask = None if args.mask is None else load_mask(_existing(args.mask), shape=tuple(scan.data.shape[-2:]))
     rules = None if args.rules is None else ClassifyRules.from_json(_existing(args.rules))
     out = Path(args.output)
