@@ -185,7 +185,6 @@ def analyze_scan(
     from fitting.chunks import ScanSource
     from fitting.classify import CLASSES, ClassifyRules, classify, features
     from fitting.io import load_scan
-    from fitting.peaks import fit_histogram
     from fitting.profiles import scan_profiles
 
     if not hasattr(scan, "scan_shape"):
@@ -272,7 +271,7 @@ def analyze_scan(
     pm = _amorphous_only(raw, classes)
     pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
-    mixture = fit_histogram(finite, rng=seed) if finite.size >= 5 else None
+    mixture = histogram_mixture(finite, seed=seed, warnings_out=caught)
     step = getattr(scan, "step", None)
 
     counts = {c: int(np.count_nonzero(classes == i)) for i, c in enumerate(CLASSES)}
@@ -596,6 +595,44 @@ def sro_positions(peak_map, classes: np.ndarray) -> np.ndarray:
 PIXELS_CSV_COLUMNS = ("SRO peak Q=1/d [1/Å]", "SRO peak error Q=1/d [1/Å]", "SRO fit ok")
 #: Column name of Q in every CSV sei-send writes (pyFAI's "q_A^-1" is 2π/d: never used).
 Q_COLUMN = "Q=1/d [1/Å]"
+
+
+#: Fewest SRO peaks for the BIC choice of a histogram mixture (3 values per component, up to 3 components).
+MIXTURE_MIN_PEAKS = 9
+
+
+def histogram_mixture(positions: np.ndarray, *, seed: int = 0, warnings_out: list | None = None):
+    """Gaussian mixture of the SRO peak positions [Å⁻¹] (:func:`fitting.peaks.fit_histogram`, k by BIC).
+
+    With fewer than :data:`MIXTURE_MIN_PEAKS` positions a 3-component BIC choice is not possible: 5–8 positions
+    get a single Gaussian (their mean and spread) and a note in ``warnings_out``; fewer than 5 get none (None).
+
+    Parameters
+    ----------
+    positions : ndarray  [Å⁻¹]
+        Finite per-pixel SRO peak positions.
+    seed : int
+        Seed of the mixture's initialisation.
+    warnings_out : list of str or None
+        Where the note goes (``summary["warnings"]`` of :func:`analyze_scan`).
+
+    Returns
+    -------
+    fitting.peaks.GaussianMixture or None
+    """
+    from fitting.peaks import fit_histogram
+
+    n = int(np.size(positions))
+    if n < 5 or np.ptp(positions) == 0:
+        return None
+    if n < MIXTURE_MIN_PEAKS:
+        if warnings_out is not None:
+            warnings_out.append(
+                f"only {n} pixels have an SRO peak: the histogram gets a single Gaussian (a mixture chosen by BIC "
+                f"needs at least {MIXTURE_MIN_PEAKS})"
+            )
+        return fit_histogram(positions, n_components=1, rng=seed)
+    return fit_histogram(positions, rng=seed)
 
 
 def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
