@@ -803,12 +803,13 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
         Candidate name → components. An amorphous structure (Type 1 of the HCE, the Type 2 matrix, the HCE
         electrolyte; other variants are named in brackets) is its whole family of library dilations, one
         component per density (:func:`_dilation_family`): the hypothesis is the structure, its density
-        distribution over the class is fitted. "Type 1 SRO" and the single densities "Type 1 SRO <ρ> g/cm³"
-        (which density explains the ring), "Type 2 matrix", "Type 2 matrix + LiF", "Type 1 + Type 2 matrix",
-        "Type 1 SRO + LiF", "Type 1 SRO + Li metal", "Type 2 matrix + LiF + Cu metal" (the Type 2 layer borders
-        Cu: mixed pixels carry its discs) and "electrolyte" when the library has the entries. Crystals (LiF,
-        Li, Cu) are orientation means of their entries. Profiles are integrated on the library's detector
-        geometry by :mod:`simkit.radial` with the data's bin edges.
+        distribution over the class is fitted (the amplitudes per density say which densities explain the
+        ring). "Type 1 SRO", "Type 2 matrix", "Type 2 matrix + LiF", "Type 1 + Type 2 matrix", "Type 1 SRO +
+        LiF", "Type 1 SRO + Li metal", "Type 2 matrix + LiF + Cu metal" (the Type 2 layer borders Cu: mixed
+        pixels carry its discs) and "electrolyte" when the library has the entries. LiF is the mean of its
+        entries (random orientations); Li and Cu grains are one component per zone axis (:func:`_orientations`).
+        Profiles are integrated on the library's detector geometry by :mod:`simkit.radial` with the data's bin
+        edges.
     """
     from simkit.radial import make_plan_from_geometry
 
