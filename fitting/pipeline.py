@@ -155,9 +155,10 @@ def analyze_scan(
         A lazy (file-backed) scan no larger than this is read into memory once; larger scans are streamed block
         by block of scan rows (:class:`fitting.chunks.ScanSource`: lzf chunks decoded in parallel, transient hot
         pixels taken out of every frame as in memory), with the same results. The streamed analysis reads the
-        data three times — centres; profiles and sector features fused in one pass; the profiles again after an
-        ellipse refinement — plus the selected pixels of the refinement once; it keeps per pixel the radial
-        profiles (4 float64 arrays of n_q bins) and the features, never the sector profiles. 0 always streams.
+        data once for the profiles and sector features (fused in one pass), again for the profiles after an
+        ellipse refinement, plus :data:`DESCAN_ROWS` scan rows for the descan surface and the selected pixels
+        of the refinement; it keeps per pixel the radial profiles (4 float64 arrays of n_q bins) and the
+        features, never the sector profiles. 0 always streams.
     figures : bool
         Write the PNG figures when ``out_dir`` is given.
     seed : int
@@ -226,7 +227,10 @@ def analyze_scan(
 
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", UserWarning)
-        cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False)
+        cal = calibrate(
+            scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False,
+            descan_rows=DESCAN_ROWS,
+        )  # fmt: skip
     _record(w)
     cal = _apply_instrument(cal, given, scan.scan_shape)
     # one pass over the data: per block of rows the radial profiles (exact sub-pixel descan) and the 32-sector
@@ -446,6 +450,10 @@ ELLIPSE_MIN_COUNTS = 3.0e6
 ELLIPSE_MIN_PIXELS = 5
 
 
+#: Evenly spaced scan rows whose per-pattern centres fit the descan plane (fitting.calibrate.calibrate
+#: ``descan_rows``): ≥ 16 × 60 centres fit it to ≲ 0.01 px of the all-pattern fit, and a big scan is not read
+#: whole for its centres; smaller scans use every pattern.
+DESCAN_ROWS = 16
 #: Azimuthal sectors of the classification features and of the ellipse refinement.
 N_PHI = 32
 #: Patterns per block of the profile passes (rounded to whole scan rows, at least one): ≈ 16 MB of 256² uint16
