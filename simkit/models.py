@@ -36,6 +36,7 @@ __all__ = [
     "model_peaks",
     "relaxed_table",
     "scale_to_peak",
+    "second_feature",
     "tile_to",
     "markdown_table",
     "type1_ranking",
@@ -90,10 +91,12 @@ def model_peaks(
     Returns
     -------
     dict
-        ``q1``, ``q2`` [Å⁻¹]: maxima of the probe-convolved I·Q (NaN where the estimator finds no maximum
-        inside its range — with electron scattering factors falling steeply the ≈ 0.6 Å⁻¹ feature is often a
-        shoulder of I·Q); ``q2_shoulder`` [Å⁻¹]: where the slope of I·Q is largest in the second range (a
-        shoulder's position; a maximum's, if there is one, lies within a few bins); ``q`` [Å⁻¹], ``iq`` and
+        ``q1``, ``q2`` [Å⁻¹]: maxima of the probe-convolved I·Q by the SRO estimator (NaN where it finds none
+        inside its range; ``q2`` also NaN unless the profile has a local maximum strictly inside
+        :data:`SECOND_PEAK_RANGE` — with electron scattering factors falling steeply the ≈ 0.6 Å⁻¹ feature is
+        often only a shoulder of I·Q); ``q2_shoulder`` [Å⁻¹]: the second feature's position by
+        :func:`second_feature` (the maximum if there is one, else the shoulder; NaN if neither lies inside the
+        range — a rise or a flattening that continues up to the range's edge is no feature); ``q`` [Å⁻¹], ``iq`` and
         ``reduced_q`` (Q·(I − ⟨f²⟩)/⟨f⟩², distinct pairs only;
         the convolved, radially integrated curves); ``density`` [g/cm³] of the model.
     """
@@ -112,23 +115,82 @@ def model_peaks(
     prof = probe_convolve(qg, np.stack([iq, reduced]), semiangle=semiangle, energy=energy, plan=plan)
     w, h = sro_window(semiangle, energy)
     out = {"q": prof.q, "iq": prof.mean[0] * prof.q, "reduced_q": prof.mean[1] * prof.q}
-    for key, rng in (("q1", FIRST_PEAK_RANGE), ("q2", SECOND_PEAK_RANGE)):
-        fit = sro_peak_position(prof.q, prof.mean[0], rng, width=w, half_width=h, n=1)
-        out[key] = float(fit.position) if bool(fit.ok) else float("nan")
-    # a shoulder on a falling curve has no maximum: its position is where the slope of I·Q is least negative
-    # (maximum of the first derivative), on the profile smoothed by a Gaussian of half the estimator's width
-    y = out["iq"]
-    ok = np.isfinite(y)
-    qs, ys = prof.q[ok], y[ok]
-    dq = float(np.median(np.diff(qs)))
-    k = np.arange(-int(3 * w / dq), int(3 * w / dq) + 1) * dq
-    g = np.exp(-0.5 * (k / (0.5 * w)) ** 2)
-    ysm = np.convolve(ys, g / g.sum(), mode="same")
-    d1 = np.gradient(ysm, qs)
-    inner = (qs > SECOND_PEAK_RANGE[0]) & (qs < SECOND_PEAK_RANGE[1]) & (qs < qs[-1] - 3 * w)
-    out["q2_shoulder"] = float(qs[inner][np.argmax(d1[inner])]) if np.any(inner) else float("nan")
+    fit = sro_peak_position(prof.q, prof.mean[0], FIRST_PEAK_RANGE, width=w, half_width=h, n=1)
+    out["q1"] = float(fit.position) if bool(fit.ok) else float("nan")
+    maximum, shoulder = second_feature(prof.q, out["iq"], width=w)
+    out["q2"], out["q2_shoulder"] = float("nan"), shoulder
+    if math.isfinite(maximum):  # the estimator's position of a maximum the profile really has inside the range
+        fit = sro_peak_position(prof.q, prof.mean[0], SECOND_PEAK_RANGE, width=w, half_width=h, n=1)
+        out["q2"] = float(fit.position) if bool(fit.ok) else float("nan")
     out["density"] = float(np.sum(atoms.get_masses()) / atoms.get_volume() * 1.66053906660)
     return out
+
+
+def second_feature(q, iq, *, width: float, q_range: tuple[float, float] = SECOND_PEAK_RANGE) -> tuple[float, float]:
+    """Position of a maximum, and of a maximum-or-shoulder, of a profile strictly inside ``q_range``.
+
+    The profile is smoothed by a Gaussian of σ = ``width``/2 (the last 3·``width`` of the grid, where the
+    smoothing runs off the data, are not searched). A *maximum* is a local maximum of the smoothed profile; a
+    *shoulder* is where a falling profile is flattest: a local maximum of its slope at which the slope is still
+    negative (an inflection pair enclosing a hump too weak to make a maximum). Both must be local extrema of
+    the curve itself, with neighbours on both sides: the largest value of a quantity that is still rising at
+    the edge of ``q_range`` is the edge, not a feature, and gives NaN. Positions are refined by a parabola
+    through the three bins around the extremum.
+
+    Parameters
+    ----------
+    q : array_like, shape (n,)  [Å⁻¹]
+        Increasing, evenly spaced grid.
+    iq : array_like, shape (n,)  [arbitrary]
+        Profile (I·Q); NaN bins are dropped.
+    width : float  [Å⁻¹]
+        Width of the feature sought (the SRO estimator's peak width); the smoothing σ is half of it.
+    q_range : tuple of float  [Å⁻¹]
+        Where the feature must lie.
+
+    Returns
+    -------
+    maximum : float  [Å⁻¹]
+        The highest local maximum of the smoothed profile inside the range, NaN if none.
+    feature : float  [Å⁻¹]
+        ``maximum`` if there is one, else the flattest shoulder (largest negative slope among the local maxima of
+        the slope), NaN if neither.
+    """
+    q, y = np.asarray(q, dtype=float), np.asarray(iq, dtype=float)
+    if q.ndim != 1 or q.shape != y.shape:
+        raise ValueError(f"q and iq must be 1-D of one length; got shapes {q.shape} and {y.shape}")
+    if not (math.isfinite(width) and width > 0):
+        raise ValueError(f"width={width!r} Å⁻¹ must be a positive finite number")
+    lo, hi = (float(v) for v in q_range)
+    if not lo < hi:
+        raise ValueError(f"q_range={q_range!r} Å⁻¹ must be increasing (lo, hi)")
+    ok = np.isfinite(y)
+    qs, ys = q[ok], y[ok]
+    if qs.size < 5:
+        return float("nan"), float("nan")
+    dq = float(np.median(np.diff(qs)))
+    k = np.arange(-int(3 * width / dq), int(3 * width / dq) + 1) * dq
+    g = np.exp(-0.5 * (k / (0.5 * width)) ** 2)
+    ysm = np.convolve(ys, g / g.sum(), mode="same")
+    d1 = np.gradient(ysm, qs)
+    trusted = (qs > qs[0] + 3 * width) & (qs < qs[-1] - 3 * width)
+    i = np.arange(1, qs.size - 1)
+    i = i[trusted[i - 1] & trusted[i + 1] & (qs[i] > lo) & (qs[i] < hi)]
+
+    def refine(f, j) -> float:
+        den = f[j - 1] - 2 * f[j] + f[j + 1]
+        off = 0.5 * (f[j - 1] - f[j + 1]) / den if den < 0 else 0.0
+        x = float(qs[j] + np.clip(off, -0.5, 0.5) * dq)
+        return x if lo < x < hi else float("nan")
+
+    peaks = i[(ysm[i] >= ysm[i - 1]) & (ysm[i] > ysm[i + 1])]
+    if peaks.size:
+        x = refine(ysm, int(peaks[np.argmax(ysm[peaks])]))
+        return x, x
+    sh = i[(d1[i] >= d1[i - 1]) & (d1[i] > d1[i + 1]) & (d1[i] < 0)]
+    if sh.size:
+        return float("nan"), refine(d1, int(sh[np.argmax(d1[sh])]))
+    return float("nan"), float("nan")
 
 
 def scale_to_peak(atoms, target: float, *, tol: float = 0.001, max_iter: int = 10, **peak_kwargs):
@@ -240,7 +302,9 @@ def type1_ranking(rows) -> list[tuple[str, float]]:
     """C-free Type 1 candidates ordered by their distance [Å⁻¹] to the study's (0.33, 0.60) pair.
 
     Distance = √((Q₁ − 0.33)² + (Q₂ − 0.60)²) of the seed-averaged Q₁ and Q₂ (the I·Q maximum if there is one,
-    else the shoulder position).
+    else the shoulder position; seeds without a value are left out of that mean). A candidate without any
+    second feature inside :data:`SECOND_PEAK_RANGE` in every seed has no distance (NaN) and is ranked last:
+    it does not give the pair at all.
     """
     by: dict = {}
     for r in rows:
@@ -250,9 +314,10 @@ def type1_ranking(rows) -> list[tuple[str, float]]:
         by.setdefault(r["model"], []).append((r["q1"], q2))
     out = []
     for name, v in by.items():
-        a = np.nanmean(np.array(v), axis=0)
-        out.append((name, float(np.hypot(a[0] - 0.33, a[1] - 0.60))))
-    return sorted(out, key=lambda t: t[1])
+        a = np.array(v, dtype=float)
+        m = [float(np.mean(c[np.isfinite(c)])) if np.any(np.isfinite(c)) else float("nan") for c in a.T]
+        out.append((name, float(np.hypot(m[0] - 0.33, m[1] - 0.60))))
+    return sorted(out, key=lambda t: (not math.isfinite(t[1]), t[1]))
 
 
 def _fmt(x, nd=3):
@@ -274,8 +339,12 @@ def markdown_table(rows) -> str:
         )
     lines += ["", "Ranking of the C-free Type 1 candidates by distance to (0.33, 0.60) Å⁻¹"]
     lines += ["(seed means; Q₂ = the maximum, else the shoulder):", ""]
+    lo, hi = SECOND_PEAK_RANGE
     for k, (name, d) in enumerate(type1_ranking(rows), 1):
-        lines.append(f"{k}. `{name}` — {d:.3f} Å⁻¹")
+        if math.isfinite(d):
+            lines.append(f"{k}. `{name}` — {d:.3f} Å⁻¹")
+        else:
+            lines.append(f"{k}. `{name}` — no second maximum or shoulder inside {lo:.2f}–{hi:.2f} Å⁻¹ in any seed")
     return "\n".join(lines)
 
 
