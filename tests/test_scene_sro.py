@@ -100,9 +100,16 @@ def test_every_preset_sro_request_is_covered():
 
 
 def _cases():
-    # every request, the top interface's outer Type 1 (0.295) included: on the default detector (256² at
-    # simkit.geometry.DEFAULT_PIXEL_SIZE) with the own-cell Debye entries the Type 1 span reaches it
-    return sorted({(k, q) for _, k, q, _ in _preset_requests()})
+    # every request; the top interface's outer Type 1 (0.295 Å⁻¹) is not reachable by the 0 GPa-minimised Type 1
+    # model: under uniform dilation its convolved I·Q maximum bottoms out at ≈ 0.298 Å⁻¹ near 0.9 g/cm³ (0.8: 0.299;
+    # 0.6–0.7: no maximum), so the compositor clips that request to the span's end (README)
+    out = []
+    for k, q in sorted({(k, q) for _, k, q, _ in _preset_requests()}):
+        if k == "sei_type1" and q < 0.297:
+            out.append(pytest.param(k, q, marks=pytest.mark.xfail(strict=True, reason="below the Type 1 span")))
+        else:
+            out.append((k, q))
+    return out
 
 
 @pytest.mark.parametrize("kind, q", _cases())
