@@ -1163,6 +1163,37 @@ def find_center(
 
 # ---------------------------------------------------------------------------------------------------------------
 # 2. smooth descan
+def _descan_rows(sy: int, n_rows: int | None, order: int):
+    """Indices of ``n_rows`` evenly spaced scan rows (first and last included, at least ``order`` + 2 rows) whose
+    centres fit the descan surface, or None for every row."""
+    if n_rows is None:
+        return None
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
+        raise ValueError(f"descan_rows={n_rows!r}: a positive number of scan rows, or None for every pattern")
+    n = max(int(n_rows), int(order) + 2)
+    if n >= sy:
+        return None
+    return np.unique(np.round(np.linspace(0, sy - 1, n)).astype(np.int64))
+
+
+class _ScanRows:
+    """The scan rows ``rows`` of a 4-D scan as a 4-D array-like (integer index of the first axis), read on demand:
+    what :func:`find_centers` needs of the rows it measures, without copying them."""
+
+    def __init__(self, data, rows):
+        self.data = data
+        self.rows = np.asarray(rows, np.int64)
+        self.shape = (int(self.rows.size),) + tuple(int(v) for v in data.shape[1:])
+        self.dtype = np.dtype(data.dtype)
+        self.ndim = 4
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if not isinstance(key[0], (int, np.integer)):
+            raise TypeError("_ScanRows: the first index must be an integer row")
+        return np.asarray(self.data[(int(self.rows[int(key[0])]),) + tuple(key[1:])])
+
+
 def _design(sy, sx, order):
     iy, ix = np.mgrid[:sy, :sx].astype(float)
     u = (iy - (sy - 1) / 2) / max(1.0, (sy - 1) / 2)
@@ -2033,6 +2064,7 @@ def calibrate(
     n_bins: int | None = None,
     mask=None,
     bad_pixels: bool = True,
+    descan_rows: int | None = None,
 ) -> Calibration:
     """Calibrate a scan end to end: bad pixels → centres → smooth descan → (ellipse) → (Q scale) → ``RadialPlan``.
 
@@ -2059,6 +2091,12 @@ def calibrate(
     bad_pixels : bool
         Find static hot and dead pixels (:func:`find_bad_pixels`) and exclude them everywhere; transient hot
         pixels are excluded frame by frame from the centres. Reported in ``info["bad_pixels"]``.
+    descan_rows : int or None
+        Measure the centres on this many evenly spaced whole scan rows (first and last included) only and fit
+        the descan surface to them; ``centers`` is NaN on the other rows. The surface is smooth by construction,
+        so its coefficients need far fewer centres than a big scan has (16 rows of ≥ 60 centres fit a plane to
+        ≲ 0.01 px of the all-pattern fit), and a lazy scan is then not read whole for its centres. None (default)
+        or at least the scan's rows: every pattern.
 
     Returns
     -------
@@ -2079,12 +2117,19 @@ def calibrate(
         bp = find_bad_pixels(data, mask=use)
         use = bp.mask if (use is not None or not bp.mask.all()) else None
         info["bad_pixels"] = bp.summary()
+    rows = _descan_rows(data.shape[0], descan_rows, descan_order)
     try:
-        centers = find_centers(data, method=center_method, mask=use)
+        if rows is None:
+            centers = find_centers(data, method=center_method, mask=use)
+            where = "per pattern"
+        else:
+            centers = np.full(tuple(data.shape[:2]) + (2,), np.nan)
+            centers[rows] = find_centers(_ScanRows(data, rows), method=center_method, mask=use)
+            where = f"per pattern of {rows.size} evenly spaced scan rows"
         smooth = fit_descan(centers, order=descan_order)
         center = (float(np.mean(smooth[..., 0])), float(np.mean(smooth[..., 1])))
         shifts = descan_shifts(smooth, center)
-        info["center_source"] = f"direct beam per pattern ({center_method}), descan surface of degree {descan_order}"
+        info["center_source"] = f"direct beam {where} ({center_method}), descan surface of degree {descan_order}"
         info["descan_rms_residual_px"] = float(np.sqrt(np.nanmean((centers - smooth) ** 2)))
     except CenterError as e:
         fit = find_center(data, mask=use, method="auto")

@@ -1,9 +1,10 @@
 """The ``sei-send`` command: argument parsing only; the work is done by the library functions.
 
 Subcommands: ``build`` (structures → .xyz/.cif/.traj), ``simulate`` (NBED multislice or kinematic profile of a
-structure file), ``synth`` (a synthetic scan of a default scene → EMD 1.0), ``analyze`` (scan → profiles, peak
-map, classes, figures, JSON + CSV summary), ``fit`` (a measured profile vs candidate profiles → ranked table),
-``refine`` (a structure parameter against a measured profile), ``demo``.
+structure file), ``synth`` (a synthetic scan of a default scene → EMD 1.0), ``convert`` (a scan in any readable
+format → EMD 1.0 or HyperSpy ``.zspy``, calibrated), ``analyze`` (scan → profiles, peak map, classes, figures,
+JSON + CSV summary), ``fit`` (a measured profile vs candidate profiles → ranked table), ``refine`` (a structure
+parameter against a measured profile), ``demo``.
 
 Units at the command line are named in every option (``--step-nm``, ``--diameter-nm``, ``--energy-kev`` …) and
 converted once to the library's units (Å, eV). Errors exit with code 2 (bad arguments, from argparse) or 1 (bad
@@ -312,10 +313,35 @@ def cmd_synth(args) -> int:
     print(f"wrote {res.path}: {args.scene} scene, {scene.field_shape[0]} × {scene.field_shape[1]} positions at "
           f"{step:.0f} Å steps, {res.electrons_per_pattern:.0f} e per pattern (scan fluence "
           f"{res.scan_fluence:.2f} e/Å²)")  # fmt: skip
-    hs = "hs.load(path)" if out.suffix.lower() == ".hspy" else "hs.load(path, file_format='hspy')"
+    hs = "hs.load(path)" if out.suffix.lower() in (".hspy", ".emd") else "hs.load(path, file_format='hspy')"
     codec = "" if args.compression != "blosc-lz4" else "; other readers: import hdf5plugin first (blosc-lz4)"
     print(f"  opens in py4DSTEM.read(path) (DataCube + Calibration), HyperSpy {hs}, emdfile.read(path) after "
           f"`import simkit.emd`, and fitting.io.load_scan{codec}")  # fmt: skip
+    return 0
+
+
+def _load_scan(args, src: Path):
+    """``fitting.io.load_scan`` with the options of :func:`_scan_options` (units converted: nm → Å, keV → eV)."""
+    from fitting.io import load_scan
+
+    return load_scan(
+        src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm,
+        scan_shape=args.scan_shape, flyback=args.flyback, flyback_position=args.flyback_position,
+        energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
+        dataset=args.dataset,
+    )  # fmt: skip
+
+
+def cmd_convert(args) -> int:
+    from fitting.io import convert_scan
+
+    src = _existing(args.scan, directory_ok=(".zspy",))
+    out = Path(args.output)
+    _check_new(out, args.overwrite)
+    scan = _load_scan(args, src)
+    convert_scan(scan, out, compression=None if args.compression == "none" else args.compression, overwrite=True)
+    print(f"wrote {out}: {scan.scan_shape[0]} × {scan.scan_shape[1]} positions at {scan.step:.4g} Å steps, "
+          f"{scan.pixel_size:.5g} Å⁻¹/px (Q = 1/d)")  # fmt: skip
     return 0
 
 
@@ -328,17 +354,11 @@ def _probe(semiangle: float):
 def cmd_analyze(args) -> int:
     from fitting.calibrate import load_mask
     from fitting.classify import ClassifyRules
-    from fitting.io import load_scan
     from fitting.pipeline import Q_COLUMN, analyze_scan, class_mean_profiles
     from simkit.instrument import Instrument
 
     src = _existing(args.scan, directory_ok=(".zspy",))
-    scan = load_scan(
-        src, pixel_size=args.pixel_size, step=None if args.step_nm is None else NM * args.step_nm,
-        scan_shape=args.scan_shape, flyback=args.flyback, flyback_position=args.flyback_position,
-        energy=None if args.energy_kev is None else 1e3 * args.energy_kev, semiangle=args.semiangle,
-        dataset=args.dataset,
-    )  # fmt: skip
+    scan = _load_scan(args, src)
     mask = None if args.mask is None else load_mask(_existing(args.mask), shape=tuple(scan.data.shape[-2:]))
     rules = None if args.rules is None else ClassifyRules.from_json(_existing(args.rules))
     out = Path(args.output)
@@ -641,6 +661,27 @@ def _add_plan_parser(sub, common) -> None:
     p.set_defaults(func=cmd_plan)
 
 
+def _scan_options(p) -> None:
+    """The reading options of a scan (calibrations over the file's, scan shape, flyback, dataset)."""
+    p.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=None,
+                   help="detector pixel size [Å⁻¹/px] (overrides the file)")  # fmt: skip
+    p.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=None,
+                   help="scan step [nm] (overrides the file)")  # fmt: skip
+    p.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=None,
+                   help="beam energy [keV] (overrides the file)")  # fmt: skip
+    p.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=None,
+                   help="probe convergence semi-angle [mrad] (overrides the file)")  # fmt: skip
+    p.add_argument("--scan-shape", type=_count("--scan-shape"), nargs=2, default=None, metavar=("NY", "NX"),
+                   help="scan positions (slow, fast) without flyback frames [-]: needed for Merlin .mib and 3-D "
+                        "stacks of frames")  # fmt: skip
+    p.add_argument("--flyback", type=_count("--flyback", minimum=0), default=0,
+                   help="extra (flyback) frames per scan row, dropped [-] (default 0)")  # fmt: skip
+    p.add_argument("--flyback-position", choices=("start", "end"), default="start",
+                   help="whether the flyback frames open or close each row [-] (default start)")  # fmt: skip
+    p.add_argument("--dataset", default=None,
+                   help="HDF5 path of the 4-D array when a file holds several [-]")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``sei-send`` command."""
     parser = _Parser(
@@ -706,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     y = sub.add_parser(
         "synth", parents=[common], help="synthetic SEND scan of a default scene → EMD 1.0 file with ground truth"
     )
-    y.add_argument("output", help="output file: .emd/.h5 (py4DSTEM, emdfile) or .hspy (hs.load); same content")
+    y.add_argument("output", help="output file: .emd/.h5 (py4DSTEM, emdfile) or .emd/.hspy (hs.load); same content")
     y.add_argument("--scene", choices=("bottom", "top"), default="bottom",
                    help="bottom: Li|Type 1|Type 2|Cu; top: Li|Type 1|electrolyte [-]")  # fmt: skip
     y.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=2.0,
@@ -737,23 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("scan", help="4D scan file (EMD 1.0 .h5/.emd, .npy, or formats read through rosettasciio)")
     a.add_argument("-o", "--output", default="analysis", help="output directory (default ./analysis)")
-    a.add_argument("--pixel-size", type=_positive("--pixel-size", "Å⁻¹/px"), default=None,
-                   help="detector pixel size [Å⁻¹/px] (overrides the file)")  # fmt: skip
-    a.add_argument("--step-nm", type=_positive("--step-nm", "nm"), default=None,
-                   help="scan step [nm] (overrides the file)")  # fmt: skip
-    a.add_argument("--energy-kev", type=_positive("--energy-kev", "keV"), default=None,
-                   help="beam energy [keV] (overrides the file)")  # fmt: skip
-    a.add_argument("--semiangle", type=_positive("--semiangle", "mrad"), default=None,
-                   help="probe convergence semi-angle [mrad] (overrides the file)")  # fmt: skip
-    a.add_argument("--scan-shape", type=_count("--scan-shape"), nargs=2, default=None, metavar=("NY", "NX"),
-                   help="scan positions (slow, fast) without flyback frames [-]: needed for Merlin .mib and 3-D "
-                        "stacks of frames")  # fmt: skip
-    a.add_argument("--flyback", type=_count("--flyback", minimum=0), default=0,
-                   help="extra (flyback) frames per scan row, dropped [-] (default 0)")  # fmt: skip
-    a.add_argument("--flyback-position", choices=("start", "end"), default="start",
-                   help="whether the flyback frames open or close each row [-] (default start)")  # fmt: skip
-    a.add_argument("--dataset", default=None,
-                   help="HDF5 path of the 4-D array when a file holds several [-]")  # fmt: skip
+    _scan_options(a)
     a.add_argument("--ellipse-window", type=float, nargs=2, default=None, metavar=("QMIN", "QMAX"),
                    help="ring window for the ellipse fit [Å⁻¹] (default: no ellipse fit)")  # fmt: skip
     a.add_argument("--exclude-direct", type=_positive("--exclude-direct", "Å⁻¹"), default=0.15,
@@ -766,6 +791,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0, help="seed of the histogram mixture [-]")
     _instrument_options(a, "a known", "(default: measured from the data)")
     a.set_defaults(func=cmd_analyze)
+
+    c = sub.add_parser(
+        "convert", parents=[common], help="scan in any readable format → .emd/.h5/.hspy (EMD 1.0) or .zspy, calibrated"
+    )
+    c.add_argument("scan", help="4D scan file (any format analyze reads)")
+    c.add_argument("output", help=".emd (py4DSTEM, emdfile, hs.load), .h5, .hspy or .zspy (HyperSpy zarr)")
+    _scan_options(c)
+    c.add_argument("--compression", choices=("lzf", "blosc-lz4", "none"), default="lzf",
+                   help="codec of the EMD patterns [-] (default lzf: every HDF5 reader opens it)")  # fmt: skip
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    c.set_defaults(func=cmd_convert)
 
     f = sub.add_parser("fit", parents=[common], help="a measured profile vs candidate profiles → table ranked by AIC")
     f.add_argument("profiles", help="profiles.csv from 'analyze' (class, Q=1/d [1/Å], counts, exposure_px)")

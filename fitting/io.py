@@ -21,8 +21,9 @@ Supported formats (see :data:`SUPPORTED_FORMATS`):
 * Through **rosettasciio** (≥ 0.15): Quantum Detectors Merlin ``.mib`` (with its ``.hdr``; the file does not store
   the scan shape — give ``scan_shape`` — and may hold ``flyback`` extra frames per scan row, which are dropped),
   Gatan ``.dm4``/``.dm3``, EMPAD ``.xml`` (+ ``.raw``), FEI/Thermo Fisher TIA ``.emi``/``.ser``, Dectris Arina
-  ``.h5`` (needs hdf5plugin), prismatic EMD (``4DSTEM_simulation``; Q axes in mrad are converted with the beam
-  energy ``E0`` of its simulation parameters).
+  ``.h5`` (needs hdf5plugin), prismatic EMD (an EMD 0.x file with a top-level ``4DSTEM_simulation`` group;
+  sei-send's EMD 1.0 files carry one only as HyperSpy's view of their datacube; Q axes in mrad are converted with
+  the beam energy ``E0`` of its simulation parameters).
 * **Other layouts**: EMD 0.x (e.g. fpd/pixstem: ``emd_group_type=1``, dims ``dim1..dim4``), plain HDF5 with one 3-D
   or 4-D dataset, and single 2-D frames (any reader), which become a 1 × 1 scan. A 3-D stack of frames needs
   ``scan_shape``.
@@ -49,7 +50,7 @@ import numpy as np
 
 from structures.checks import check_positive
 
-__all__ = ["SUPPORTED_FORMATS", "Scan", "load_scan"]
+__all__ = ["CONVERT_FORMATS", "SUPPORTED_FORMATS", "Scan", "convert_scan", "load_scan"]
 
 #: Suffix → format name of every supported input.
 SUPPORTED_FORMATS: dict[str, str] = {
@@ -469,6 +470,64 @@ def _attr(obj, key, default=None):
     return v
 
 
+#: Output suffix → what :func:`convert_scan` writes there.
+CONVERT_FORMATS: dict[str, str] = {
+    ".emd": "EMD 1.0 (py4DSTEM, emdfile; hs.load without reader=)",
+    ".h5": "EMD 1.0 (py4DSTEM, emdfile; hs.load(path, file_format='hspy'))",
+    ".hspy": "EMD 1.0 file with its HyperSpy tree, named for hs.load",
+    ".zspy": "HyperSpy zarr directory (rosettasciio's zspy writer)",
+}
+
+
+def convert_scan(scan: Scan, path, *, compression: str | None = "lzf", overwrite: bool = False) -> Path:
+    """Write a scan with its calibrations in a format that py4DSTEM / emdfile / HyperSpy open as they are.
+
+    Parameters
+    ----------
+    scan : Scan
+        From :func:`load_scan` (any readable format); ``step`` [Å] and ``pixel_size`` [Å⁻¹/px] must be known
+        (give them to ``load_scan``). The direct-beam centre [px] and camera length [mm] are taken from
+        ``scan.metadata["calibration"]`` when recorded (centre otherwise: the detector's middle pixel).
+    path : path-like
+        Output; the suffix picks the format (:data:`CONVERT_FORMATS`).
+    compression : {"lzf", "blosc-lz4", None}
+        Codec of the EMD patterns (:data:`simkit.emd.COMPRESSIONS`; ignored for ``.zspy``).
+    overwrite : bool
+        Replace an existing output.
+
+    Returns
+    -------
+    pathlib.Path
+        The file (or ``.zspy`` directory), complete: written under a temporary name and renamed.
+    """
+    import h5py
+
+    from simkit.atomic import atomic_path
+    from simkit.emd import write_emd_header, write_zspy
+    from simkit.geometry import DetectorGeometry
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CONVERT_FORMATS:
+        raise ValueError(f"path={str(path)!r}: output suffix {suffix!r} unknown; one of {sorted(CONVERT_FORMATS)}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    step, pixel_size = scan.require("step"), scan.require("pixel_size")
+    cal = scan.metadata.get("calibration", {})
+    center = cal.get("center", {}).get("value")
+    camera_length = cal.get("camera_length", {}).get("value")
+    geom = DetectorGeometry(shape=scan.detector_shape, pixel_size=pixel_size,
+                            center=None if center is None else tuple(float(c) for c in center))  # fmt: skip
+    kw = dict(energy=scan.energy, semiangle=scan.semiangle, camera_length=camera_length)
+    if suffix == ".zspy":
+        return write_zspy(path, scan.data, step=step, pixel_size=pixel_size, center=geom.center, overwrite=True, **kw)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = write_emd_header(f, scan.scan_shape, geom, step, dtype=scan.data.dtype, compression=compression, **kw)
+        for r in range(scan.scan_shape[0]):  # one scan row at a time: never the whole scan in memory
+            ds[r] = np.asarray(scan.data[r])
+    return path
+
+
 def _is_emd1(p: Path) -> bool:
     import h5py
 
@@ -499,7 +558,7 @@ def _read_hdf5(p: Path, lazy: bool, dataset: str | None, scan_shape) -> Scan:
         if dataset is None and not is_emd and "entry" in f:
             f.close()
             return _read_rsciio(p, ".arina", lazy, scan_shape, 0)
-        if dataset is None and "4DSTEM_simulation" in f:  # prismatic (EMD 0.x): rosettasciio knows its layout
+        if dataset is None and not is_emd and "4DSTEM_simulation" in f:  # prismatic (EMD 0.x): rosettasciio reads it
             f.close()
             return _read_rsciio(p, ".prismatic", lazy, scan_shape, 0)
         if dataset is None and not is_emd and _attr(f, "file_format") == "HyperSpy":  # .hspy saved as .h5/.hdf5

@@ -155,9 +155,10 @@ def analyze_scan(
         A lazy (file-backed) scan no larger than this is read into memory once; larger scans are streamed block
         by block of scan rows (:class:`fitting.chunks.ScanSource`: lzf chunks decoded in parallel, transient hot
         pixels taken out of every frame as in memory), with the same results. The streamed analysis reads the
-        data three times — centres; profiles and sector features fused in one pass; the profiles again after an
-        ellipse refinement — plus the selected pixels of the refinement once; it keeps per pixel the radial
-        profiles (4 float64 arrays of n_q bins) and the features, never the sector profiles. 0 always streams.
+        data once for the profiles and sector features (fused in one pass), again for the profiles after an
+        ellipse refinement, plus :data:`DESCAN_ROWS` scan rows for the descan surface and the selected pixels
+        of the refinement; it keeps per pixel the radial profiles (4 float64 arrays of n_q bins) and the
+        features, never the sector profiles. 0 always streams.
     figures : bool
         Write the PNG figures when ``out_dir`` is given.
     seed : int
@@ -185,7 +186,6 @@ def analyze_scan(
     from fitting.chunks import ScanSource
     from fitting.classify import CLASSES, ClassifyRules, classify, features
     from fitting.io import load_scan
-    from fitting.peaks import fit_histogram
     from fitting.profiles import scan_profiles
 
     if not hasattr(scan, "scan_shape"):
@@ -227,7 +227,10 @@ def analyze_scan(
 
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", UserWarning)
-        cal = calibrate(scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False)
+        cal = calibrate(
+            scan, pixel_size=pixel_size, ellipse_q_range=ellipse_q_range, mask=use, bad_pixels=False,
+            descan_rows=DESCAN_ROWS,
+        )  # fmt: skip
     _record(w)
     cal = _apply_instrument(cal, given, scan.scan_shape)
     # one pass over the data: per block of rows the radial profiles (exact sub-pixel descan) and the 32-sector
@@ -272,7 +275,7 @@ def analyze_scan(
     pm = _amorphous_only(raw, classes)
     pos = sro_positions(pm, classes)
     finite = pos[np.isfinite(pos)]
-    mixture = fit_histogram(finite, rng=seed) if finite.size >= 5 else None
+    mixture = histogram_mixture(finite, seed=seed, warnings_out=caught)
     step = getattr(scan, "step", None)
 
     counts = {c: int(np.count_nonzero(classes == i)) for i, c in enumerate(CLASSES)}
@@ -447,6 +450,10 @@ ELLIPSE_MIN_COUNTS = 3.0e6
 ELLIPSE_MIN_PIXELS = 5
 
 
+#: Evenly spaced scan rows whose per-pattern centres fit the descan plane (fitting.calibrate.calibrate
+#: ``descan_rows``): ≥ 16 × 60 centres fit it to ≲ 0.01 px of the all-pattern fit, and a big scan is not read
+#: whole for its centres; smaller scans use every pattern.
+DESCAN_ROWS = 16
 #: Azimuthal sectors of the classification features and of the ellipse refinement.
 N_PHI = 32
 #: Patterns per block of the profile passes (rounded to whole scan rows, at least one): ≈ 16 MB of 256² uint16
@@ -598,6 +605,44 @@ PIXELS_CSV_COLUMNS = ("SRO peak Q=1/d [1/Å]", "SRO peak error Q=1/d [1/Å]", "S
 Q_COLUMN = "Q=1/d [1/Å]"
 
 
+#: Fewest SRO peaks for the BIC choice of a histogram mixture (3 values per component, up to 3 components).
+MIXTURE_MIN_PEAKS = 9
+
+
+def histogram_mixture(positions: np.ndarray, *, seed: int = 0, warnings_out: list | None = None):
+    """Gaussian mixture of the SRO peak positions [Å⁻¹] (:func:`fitting.peaks.fit_histogram`, k by BIC).
+
+    With fewer than :data:`MIXTURE_MIN_PEAKS` positions a 3-component BIC choice is not possible: 5–8 positions
+    get a single Gaussian (their mean and spread) and a note in ``warnings_out``; fewer than 5 get none (None).
+
+    Parameters
+    ----------
+    positions : ndarray  [Å⁻¹]
+        Finite per-pixel SRO peak positions.
+    seed : int
+        Seed of the mixture's initialisation.
+    warnings_out : list of str or None
+        Where the note goes (``summary["warnings"]`` of :func:`analyze_scan`).
+
+    Returns
+    -------
+    fitting.peaks.GaussianMixture or None
+    """
+    from fitting.peaks import fit_histogram
+
+    n = int(np.size(positions))
+    if n < 5 or np.ptp(positions) == 0:
+        return None
+    if n < MIXTURE_MIN_PEAKS:
+        if warnings_out is not None:
+            warnings_out.append(
+                f"only {n} pixels have an SRO peak: the histogram gets a single Gaussian (a mixture chosen by BIC "
+                f"needs at least {MIXTURE_MIN_PEAKS})"
+            )
+        return fit_histogram(positions, n_components=1, rng=seed)
+    return fit_histogram(positions, rng=seed)
+
+
 def _write_analysis(res: AnalysisResult, out: Path, *, figures: bool) -> None:
     """Write the tables and figures into a staging folder, then move them into ``out`` (nothing partial there)."""
     with atomic_dir(out) as stage:
@@ -714,6 +759,39 @@ def _entry_profile(entries, plan):
     return component_from_pattern(pat, plan, name="entry")
 
 
+def _dilation_family(entries, plan, label: str) -> dict:
+    """One component per density of an amorphous model's uniform dilations (entries without a density: one).
+
+    A library holds each amorphous structure as uniform dilations over a density span (the compositor of
+    :mod:`simkit.synth` places a requested SRO peak by mixing the two neighbouring dilations); the mean over the
+    span is no structure at all (its first ring is smeared over 0.285–0.315 Å⁻¹ for the Type 2 matrix). As
+    separate components with non-negative amplitudes the family spans every such mixture, i.e. any distribution
+    of density over the pixels of a class, while the structure stays fixed.
+
+    Returns
+    -------
+    dict[str, Component]
+        ``"<label> <ρ> g/cm³"`` per density (densest last), ``label`` for entries without one (pooled).
+    """
+    groups: dict = {}
+    for e in entries:
+        rho = e.spec.params.get("density")
+        groups.setdefault(None if rho is None else round(float(rho), 4), []).append(e)
+    out = {}
+    for rho in sorted(groups, key=lambda r: -1.0 if r is None else r):
+        out[label if rho is None else f"{label} {rho:.2f} g/cm³"] = _entry_profile(groups[rho], plan)
+    return out
+
+
+def _orientations(library, kind: str, plan, label: str) -> dict:
+    """One component per zone axis of an oriented bulk crystal (a grain at the class edge shows one zone's discs,
+    whose azimuthal mean differs from zone to zone); {} when the library has no such entry."""
+    groups: dict = {}
+    for e in library.by_kind(kind) if kind in set(library.kinds) else ():
+        groups.setdefault(tuple(e.spec.params.get("zone_axis", ())), []).append(e)
+    return {f"{label} [{''.join(map(str, z))}]" if z else label: _entry_profile(es, plan) for z, es in groups.items()}
+
+
 #: Q-scale bounds of the hypothesis fits [1] (calibrated data: ±1 %).
 HYPOTHESIS_Q_SCALE_BOUNDS = (0.99, 1.01)
 
@@ -730,48 +808,59 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
     Returns
     -------
     dict[str, dict[str, Component]]
-        "Type 1 SRO" (mean of the Type 1 entries), "Type 1 SRO <ρ> g/cm³" (each density alone),
-        "Type 2 matrix", "Type 2 matrix + LiF", "Type 1 + Type 2
-        matrix", and "electrolyte" when the library has it. Profiles are integrated on the library's detector
-        geometry by :mod:`simkit.radial` with the data's bin edges.
+        Candidate name → components. An amorphous structure (Type 1 of the HCE, the Type 2 matrix, the HCE
+        electrolyte; other variants are named in brackets) is its whole family of library dilations, one
+        component per density (:func:`_dilation_family`): the hypothesis is the structure, its density
+        distribution over the class is fitted (the amplitudes per density say which densities explain the
+        ring). "Type 1 SRO", "Type 2 matrix", "Type 2 matrix + LiF", "Type 1 + Type 2 matrix", "Type 1 SRO +
+        LiF", "Type 1 SRO + Li metal", "Type 2 matrix + LiF + Cu metal" (the Type 2 layer borders Cu: mixed
+        pixels carry its discs) and "electrolyte" when the library has the entries. LiF is the mean of its
+        entries (random orientations); Li and Cu grains are one component per zone axis (:func:`_orientations`).
+        Profiles are integrated on the library's detector geometry by :mod:`simkit.radial` with the data's bin
+        edges.
     """
     from simkit.radial import make_plan_from_geometry
 
     plan = make_plan_from_geometry(library.geometry, edges=np.asarray(edges))
     have = set(library.kinds)
-    parts = {}
-    for label, kind in (
-        ("type1", "sei_type1"),
-        ("type2", "type2_matrix"),
-        ("lif", "lif"),
-        ("electrolyte", "electrolyte"),
-    ):
-        if kind in have:
-            parts[label] = _entry_profile(library.by_kind(kind), plan)
+
+    def variants(kind, key):
+        found: dict = {}
+        for e in library.by_kind(kind) if kind in have else ():
+            found.setdefault(e.spec.params.get(key, "hce"), []).append(e)
+        return found
+
+    t1s = variants("sei_type1", "variant")
+    els = variants("electrolyte", "electrolyte")
+    t1 = _dilation_family(t1s["hce"], plan, "type1") if "hce" in t1s else {}
+    t2 = _dilation_family(library.by_kind("type2_matrix"), plan, "type2") if "type2_matrix" in have else {}
+    lif = {"lif": _entry_profile(library.by_kind("lif"), plan)} if "lif" in have else {}
+    li = _orientations(library, "li_metal", plan, "li")
+    cu = _orientations(library, "cu", plan, "cu")
     cands: dict[str, dict] = {}
-    if "type1" in parts:
-        cands["Type 1 SRO"] = {"type1": parts["type1"]}
-        # one candidate per simulated density, so the ranking says which density explains the ring
-        t1 = [e for e in library.by_kind("sei_type1") if e.spec.params.get("variant", "hce") == "hce"]
-        for e in sorted(t1, key=lambda e: e.spec.params.get("density", 0.0)):
-            rho = e.spec.params.get("density")
-            if rho is not None and len(t1) > 1:
-                cands[f"Type 1 SRO {float(rho):.2f} g/cm³"] = {"type1": _entry_profile([e], plan)}
-    if "type2" in parts:
-        cands["Type 2 matrix"] = {"type2": parts["type2"]}
-        if "lif" in parts:
-            cands["Type 2 matrix + LiF"] = {"type2": parts["type2"], "lif": parts["lif"]}
-        if "type1" in parts:
-            cands["Type 1 + Type 2 matrix"] = {"type1": parts["type1"], "type2": parts["type2"]}
-    if "type1" in parts and "lif" in parts:
+    if t1:
+        cands["Type 1 SRO"] = t1
+    for v, entries in t1s.items():
+        if v != "hce":
+            cands[f"Type 1 SRO ({v})"] = _dilation_family(entries, plan, f"type1 ({v})")
+    if t2:
+        cands["Type 2 matrix"] = t2
+        if lif:
+            cands["Type 2 matrix + LiF"] = {**t2, **lif}
+            if cu:
+                # the Type 2 layer borders Cu through a tilted, rough interface: mixed pixels carry Cu discs
+                cands["Type 2 matrix + LiF + Cu metal"] = {**t2, **lif, **cu}
+        if t1:
+            cands["Type 1 + Type 2 matrix"] = {**t1, **t2}
+    if t1 and lif:
         # the 15 nm Type 1 layer borders LiF-bearing Type 2 through a tilted, rough interface
-        cands["Type 1 SRO + LiF"] = {"type1": parts["type1"], "lif": parts["lif"]}
-    if "electrolyte" in parts:
-        cands["electrolyte"] = {"electrolyte": parts["electrolyte"]}
-    if "type1" in parts and "li_metal" in have:
+        cands["Type 1 SRO + LiF"] = {**t1, **lif}
+    for v, entries in els.items():
+        label = "electrolyte" if v == "hce" else f"electrolyte ({v})"
+        cands[label] = _dilation_family(entries, plan, label)
+    if t1 and li:
         # a 15 nm layer next to Li: mixed pixels carry the Li grain's discs (the probe and the tilted interface)
-        li = _entry_profile(library.by_kind("li_metal"), plan)
-        cands["Type 1 SRO + Li metal"] = {"type1": parts["type1"], "li": li}
+        cands["Type 1 SRO + Li metal"] = {**t1, **li}
     return cands
 
 

@@ -65,11 +65,12 @@ fit_figure(t2, top=3, title="class sei_type2 (summed counts)")
 # %% [markdown]
 # Physical consistency: the best candidate must have converged, and the Type 2 class (whose patterns carry LiF
 # spots) should be explained better with LiF than without it. The scan was synthesised from the same library,
-# yet no candidate is expected to fit within noise (deviance/dof ≈ 1): a class sum adds up 10⁶ e patterns of
-# pixels whose probe takes in different shares of Type 1, Type 2 and LiF crystallites in several orientations
-# (and, at the class edges, Li or Cu discs), a mixture no single candidate holds, so deviance/dof ≫ 1 and the
-# residuals above show where. The ranking still answers the question asked — which components are needed —
-# and the verdict below says in words whether the best candidate also fits.
+# and every amorphous candidate is its structure's whole family of library dilations (its density distribution
+# over the class is fitted), so a candidate holding everything a class sum adds up — the class's own structure,
+# LiF, and at the class edges the neighbouring Li or Cu grain's discs (one component per zone axis) — comes
+# close to noise (deviance/dof ≈ 2 for "Type 2 matrix + LiF + Cu metal" in the demo); one that misses a piece
+# does not (≈ 21 without Cu), and the residuals above show where. The ranking answers the question asked — which
+# components are needed — and the verdict below says in words whether the best candidate also fits.
 
 # %%
 for cls, comp in tests.items():

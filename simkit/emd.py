@@ -24,16 +24,19 @@ Layout (written by emdfile's own node writers and rosettasciio's HyperSpy writer
 * **Ground truth** (synthetic scans): an emdfile ``Metadata`` named ``truth`` in the datacube's metadata bundle
   (:data:`TRUTH_PATH`), so the whole file is one valid EMD tree.
 * **HyperSpy tree** (rosettasciio's ``hspy`` writer, without data): ``/Experiments/<title>`` with axes
-  (navigation: scan y, x [Å]; signal: Q_y, Q_x [1/Å]), ``metadata.Acquisition_instrument.TEM`` (``beam_energy``
-  [keV], ``convergence_angle`` [mrad], ``camera_length`` [mm]) and a *soft link* ``data`` to the datacube (no
-  copy; soft, so that HDF5 visitors still find the EMD dataset first). HyperSpy picks its reader by the file
-  name's suffix (rosettasciio's ``specifications.yaml`` of each plug-in): name the file ``.hspy`` and
-  ``hyperspy.api.load(path)`` gives the 2 | 2-D signal with every calibration. ``.emd`` goes to rosettasciio's
-  EMD (NCEM) reader, which marks navigation axes only in prismatic files (``4DSTEM_simulation``) and maps no
-  instrument metadata, so it returns four signal axes (calibrated, Å and 1/Å) with py4DSTEM's calibration in
-  ``original_metadata.calibration``; ``.h5`` and ``.hdf5`` are each claimed by several plug-ins (Arina, Delmic,
-  TOFWERK, USID; hspy for ``.hdf5``) and HyperSpy asks which one. With those names pass ``file_format="hspy"``
-  (HyperSpy ≥ 2.4; ``reader="hspy"`` before).
+  (navigation: ``scan_y``, ``scan_x`` [Å]; signal: ``ky``, ``kx`` [1/Å]), ``metadata.Acquisition_instrument.TEM``
+  (``beam_energy`` [keV], ``convergence_angle`` [mrad], ``camera_length`` [mm]) and a *soft link* ``data`` to the
+  datacube (no copy; soft, so that HDF5 visitors still find the EMD dataset first). HyperSpy picks its reader by
+  the file name's suffix (rosettasciio's ``specifications.yaml`` of each plug-in): ``.hspy`` goes to this tree.
+* **EMD (NCEM) view** for ``.emd`` (:data:`NCEM_VIEW`, :func:`_write_ncem_view`): rosettasciio's EMD reader marks
+  navigation axes only in prismatic's layout, so the datacube is hard-linked (no copy) once more in that layout;
+  ``hyperspy.api.load("scan.emd")`` then gives the same 2 | 2 signal (title, axes names, Å, 1/Å), with beam
+  energy, semi-angle and camera length in ``original_metadata`` (``simulation_parameters`` and py4DSTEM's
+  ``calibration``): that reader maps no instrument metadata into ``metadata`` (``EMD_NCEM._parse_metadata`` fills
+  ``General`` and ``Signal`` only). ``.h5`` and ``.hdf5`` are each claimed by several plug-ins (Arina, Delmic,
+  TOFWERK, USID; hspy for ``.hdf5``) and HyperSpy asks which one: pass ``file_format="hspy"`` (HyperSpy ≥ 2.4;
+  ``reader="hspy"`` before).
+* **HyperSpy zarr** (``.zspy``, a directory): :func:`write_zspy` (rosettasciio's ``ZspyWriter`` on a zarr-2 store).
 
 Codecs (:data:`COMPRESSIONS`): ``"lzf"`` (default: built into every h5py, so every reader opens it), ``None``, or
 ``"blosc-lz4"`` (Blosc LZ4 + bit-shuffle through hdf5plugin: ≈ 7× faster to decode and ≈ 40 % smaller on 256²
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import emdfile
@@ -64,6 +68,7 @@ __all__ = [
     "read_truth",
     "write_emd_header",
     "write_truth",
+    "write_zspy",
 ]
 
 #: Codec names of the pattern chunks.
@@ -74,6 +79,11 @@ DEFAULT_COMPRESSION = "lzf"
 TRUTH_PATH = "root/datacube/metadatabundle/truth"
 #: Title of the HyperSpy signal (group ``/Experiments/<title>``).
 HSPY_TITLE = "sei-send 4D-STEM scan"
+#: Group of the datacube's view for rosettasciio's EMD (NCEM) reader; its last four characters are the reader's
+#: stack index, so the signal's title is :data:`HSPY_TITLE`.
+NCEM_VIEW = f"4DSTEM_simulation/data/datacubes/{HSPY_TITLE}0000"
+#: Dataset names that rosettasciio's EMD (NCEM) reader loads as signals (``EMD_NCEM.find_dataset_paths``).
+_NCEM_DATA_PREFIXES = ("data", "counted_datacube", "datacube", "diffractionslice", "realslice", "pointlist")
 #: Detector pixel pitch [µm] assumed for the camera length when none is given (Medipix3 / Merlin).
 DEFAULT_PIXEL_PITCH = 55.0
 
@@ -294,25 +304,60 @@ def write_emd_header(
     for k, v in (attrs or {}).items():
         g.attrs[k] = v
     _write_hspy_tree(f, ds, step, geometry, energy, semiangle, camera_length)
+    _write_ncem_view(f, ds, step, geometry, energy, semiangle, camera_length)
     return ds
 
 
-def _write_hspy_tree(f, ds, step, geometry, energy, semiangle, camera_length) -> None:
-    """HyperSpy's tree (rosettasciio's writer, no data) with a soft link to the EMD dataset."""
-    try:
-        from rsciio._hierarchical import version as hspy_version
-        from rsciio.hspy._api import HyperspyWriter
-    except ImportError:  # rosettasciio is a dependency; a stripped install still gets a valid EMD file
-        return
+def _write_ncem_view(f, ds, step, geometry, energy, semiangle, camera_length) -> None:
+    """The datacube once more, as rosettasciio's EMD (NCEM) reader marks navigation axes: a hard link, no copy.
+
+    That reader (``rsciio/emd/_emd_ncem.py``, ``EMD_NCEM._read_data_from_groups``) sets ``navigate`` only when
+    the file has a top-level ``4DSTEM_simulation`` group (``_is_prismatic_file``) and then takes a dataset named
+    ``datacube`` with 1-based, untransposed ``dim1..dim4`` as (navigation, navigation, signal, signal); in every
+    other layout all axes are signal axes. HDF5 visits an object once, in name order, so the reader meets the
+    data first under :data:`NCEM_VIEW` and skips the EMD 1.0 path ``/root/datacube/data``: ``hs.load`` returns
+    one (scan_x, scan_y | kx, ky) signal. ``_parse_original_metadata`` requires the prismatic parameter group;
+    it carries the beam energy [keV], semi-angle [mrad] and camera length [mm] (and py4DSTEM's calibration
+    reaches ``original_metadata.calibration``). emdfile and py4DSTEM read only groups marked
+    ``emd_group_type='root'`` at the top level, so they never see this group.
+    """
     cy, cx = geometry.center
     ps = float(geometry.pixel_size)
-    sy, sx, ny, nx = ds.shape
+    g = f.require_group(NCEM_VIEW)
+    g.attrs["emd_group_type"] = 1
+    g.attrs["note"] = "HyperSpy/rosettasciio view of /root/datacube/data (hard link); not a prismatic simulation"
+    g["datacube"] = ds  # hard link: the same HDF5 object as the EMD 1.0 dataset
+    dims = (
+        ("scan_y", "Å", 0.0, step),
+        ("scan_x", "Å", 0.0, step),
+        ("ky", "1/Å", -cy * ps, ps),
+        ("kx", "1/Å", -cx * ps, ps),
+    )
+    for k, (nm, unit, v0, dv) in enumerate(dims):
+        d = g.create_dataset(f"dim{k + 1}", data=np.asarray([v0, v0 + float(dv)], dtype=np.float64))
+        d.attrs["name"] = nm
+        d.attrs["units"] = unit
+    par = f.require_group(NCEM_VIEW.split("/")[0] + "/metadata/metadata_0/original/simulation_parameters")
+    for k, v in (("beam_energy_keV", None if energy is None else energy / 1e3), ("convergence_angle_mrad", semiangle),
+                 ("camera_length_mm", camera_length)):  # fmt: skip
+        if v is not None:
+            par.attrs[k] = float(v)
+
+
+def _hspy_signal(shape, step, pixel_size, center, energy, semiangle, camera_length, *, data=None, title=HSPY_TITLE):
+    """rosettasciio's signal dictionary of a (scan_y, scan_x, det_y, det_x) scan: axes [Å, 1/Å] and TEM metadata."""
+    cy, cx = center if center is not None else (0.0, 0.0)
+    ps = 1.0 if pixel_size is None else float(pixel_size)
+    dr = 1.0 if step is None else float(step)
+    sy, sx, ny, nx = shape
     axes = [
-        {"name": "y", "size": sy, "offset": 0.0, "scale": float(step), "units": "Å", "navigate": True},
-        {"name": "x", "size": sx, "offset": 0.0, "scale": float(step), "units": "Å", "navigate": True},
-        {"name": "qy", "size": ny, "offset": -cy * ps, "scale": ps, "units": "1/Å", "navigate": False},
-        {"name": "qx", "size": nx, "offset": -cx * ps, "scale": ps, "units": "1/Å", "navigate": False},
-    ]
+        {"name": "scan_y", "size": sy, "offset": 0.0, "scale": dr, "units": "Å" if step else None, "navigate": True},
+        {"name": "scan_x", "size": sx, "offset": 0.0, "scale": dr, "units": "Å" if step else None, "navigate": True},
+        {"name": "ky", "size": ny, "offset": -cy * ps, "scale": ps, "units": "1/Å" if pixel_size else None,
+         "navigate": False},
+        {"name": "kx", "size": nx, "offset": -cx * ps, "scale": ps, "units": "1/Å" if pixel_size else None,
+         "navigate": False},
+    ]  # fmt: skip
     for i, a in enumerate(axes):
         a["_type"] = "UniformDataAxis"
         a["index_in_array"] = i
@@ -326,28 +371,132 @@ def _write_hspy_tree(f, ds, step, geometry, energy, semiangle, camera_length) ->
         tem["camera_length"] = float(camera_length)  # mm
         tem["Detector"] = {"Diffraction": {"camera_length": float(camera_length)}}  # pyxem's place
     metadata = {
-        "General": {"title": HSPY_TITLE},
+        "General": {"title": title},
         "Signal": {"signal_type": "", "quantity": "Counts (Q = 1/d, no 2π)"},
         "_HyperSpy": {"Folding": {"unfolded": False, "signal_unfolded": False}},
     }
     if tem:
         metadata["Acquisition_instrument"] = {"TEM": tem}
-    signal = {
-        "data": None,
+    return {
+        "data": data,
         "axes": axes,
         "metadata": metadata,
-        "original_metadata": {"emd_datacube": ds.name},
+        "original_metadata": {},
         "learning_results": {},
         "models": {},
         "attributes": {"_lazy": False},
         "tmp_parameters": {},
         "package_info": {"package": "", "package_version": ""},
     }
+
+
+def _write_hspy_tree(f, ds, step, geometry, energy, semiangle, camera_length) -> None:
+    """HyperSpy's tree (rosettasciio's writer, no data) with a soft link to the EMD dataset."""
+    try:
+        from rsciio._hierarchical import version as hspy_version
+        from rsciio.hspy._api import HyperspyWriter
+    except ImportError:  # rosettasciio is a dependency; a stripped install still gets a valid EMD file
+        return
+    signal = _hspy_signal(ds.shape, step, geometry.pixel_size, geometry.center, energy, semiangle, camera_length)
+    signal["original_metadata"] = {"emd_datacube": ds.name}
     f.attrs["file_format"] = "HyperSpy"
     f.attrs["file_format_version"] = hspy_version
     expg = f.require_group("Experiments").require_group(HSPY_TITLE)
     HyperspyWriter(f, signal, expg, write_dataset=False).write()
     expg["data"] = h5py.SoftLink(ds.name)
+
+
+def write_zspy(
+    path,
+    data,
+    *,
+    step: float | None,
+    pixel_size: float | None,
+    center: tuple[float, float] | None,
+    energy: float | None = None,
+    semiangle: float | None = None,
+    camera_length: float | None = None,
+    overwrite: bool = False,
+    title: str = HSPY_TITLE,
+) -> Path:
+    """Write a 4D scan as a HyperSpy zarr (``.zspy``) directory that ``hyperspy.api.load(path)`` opens.
+
+    rosettasciio's own ``ZspyWriter`` writes the tree (axes, ``Acquisition_instrument.TEM``, the data in
+    signal-aligned chunks, Blosc-zstd as HyperSpy does); only the store differs from its ``file_writer``, which
+    builds a zarr-2 ``NestedDirectoryStore``: here zarr ≥ 3 opens a ``LocalStore`` with ``zarr_format=2``, the
+    format rosettasciio's reader expects. The directory is written beside ``path`` under a hidden name and renamed
+    into place when complete, so an interrupted write leaves nothing under ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        Output directory, name ending in ``.zspy``.
+    data : array-like, shape (scan_y, scan_x, det_y, det_x)  [counts]
+        NumPy, h5py or dask array (copied block by block; never loaded whole when lazy).
+    step : float or None  [Å]
+        Scan step; None: uncalibrated scan axes (scale 1, no units).
+    pixel_size : float or None  [Å⁻¹/px]
+        Detector pixel size in Q = 1/d; None: uncalibrated.
+    center : (float, float) or None  [px]
+        Direct-beam position (det_y, det_x): the signal axes are 0 there.
+    energy : float or None  [eV]
+    semiangle : float or None  [mrad]
+    camera_length : float or None  [mm]
+    overwrite : bool
+        Replace an existing ``path``.
+    title : str
+        HyperSpy title (group ``Experiments/<title>``).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import os
+    import shutil
+    import tempfile
+    import warnings
+
+    import dask.array as da
+    import numcodecs
+    import zarr
+    from rsciio._hierarchical import version as hspy_version
+    from rsciio.zspy._api import ZspyWriter
+
+    path = Path(path)
+    if path.suffix.lower() != ".zspy":
+        raise ValueError(f"path={str(path)!r}: a HyperSpy zarr store must be named *.zspy")
+    if getattr(data, "ndim", None) != 4:
+        raise ValueError(f"data: expected (scan_y, scan_x, det_y, det_x), got shape {getattr(data, 'shape', None)}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
+    if int(zarr.__version__.split(".")[0]) < 3:
+        raise RuntimeError("write_zspy needs zarr >= 3 (zarr 2: use hyperspy's own signal.save(path))")
+    lazy = data if isinstance(data, da.Array) else da.from_array(data, chunks=(1, -1, -1, -1))
+    signal = _hspy_signal(lazy.shape, step, pixel_size, center, energy, semiangle, camera_length, data=lazy,
+                          title=title)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)
+        store = zarr.storage.LocalStore(stage)
+        f = zarr.open_group(store=store, mode="w", zarr_format=2)
+        f.attrs["file_format"] = "ZSpy"
+        f.attrs["file_format_version"] = hspy_version
+        expg = f.require_group("Experiments").require_group(title.replace("/", "-"))
+        compressor = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)  # HyperSpy's default
+        with warnings.catch_warnings():
+            # rosettasciio calls zarr 2's Group.require_dataset, which zarr 3 keeps (same result) but deprecates
+            warnings.filterwarnings("ignore", category=zarr.errors.ZarrDeprecationWarning)
+            ZspyWriter(f, signal, expg, chunks=None, compressor=compressor, show_progressbar=False).write()
+        zarr.consolidate_metadata(store)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(stage, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return path
 
 
 def write_truth(f: h5py.File, truth: dict) -> None:
@@ -363,6 +512,12 @@ def write_truth(f: h5py.File, truth: dict) -> None:
     """
     from emdfile import Metadata
 
+    bad = sorted(k for k in truth if k.startswith(_NCEM_DATA_PREFIXES))
+    if bad:
+        raise ValueError(
+            f"truth keys {bad}: rosettasciio's EMD reader loads every dataset whose name starts with one of "
+            f"{_NCEM_DATA_PREFIXES} as a signal, so hs.load would fail on the file; rename them"
+        )
     md = Metadata(name="truth")
     for k, v in truth.items():
         md[k] = v

@@ -125,6 +125,7 @@ def analyze_in_child(path, out, *, memory_budget: float = 0.0, warm=None) -> Non
     if warm is not None:
         analyze_scan(warm, None, figures=False, memory_budget=memory_budget)
     base = _status_kib("VmRSS") * 1024
+    life = _status_kib("VmHWM") * 1024  # this process image's peak so far (imports, warm-up)
     try:
         with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS (Linux ≥ 4.0)
             f.write("5")
@@ -139,7 +140,8 @@ def analyze_in_child(path, out, *, memory_budget: float = 0.0, warm=None) -> Non
         out, classes=res.classes, position=res.peak_map.position, raw_position=res.raw_peak_map.position,
         intensity=res.profiles.intensity, shifts=res.calibration.shifts, summary=json.dumps(res.summary),
         peak_rss=hwm, base_rss=base, hwm_reset=reset, wall=wall, cpu=cpu,
-        ru_maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        life_hwm=max(life, hwm),  # the whole life of this process image: warm-up and analysis
+        ru_maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # see tests/test_streaming.py
     )  # fmt: skip
 
 

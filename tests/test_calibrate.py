@@ -266,3 +266,23 @@ def test_isolated_hot_kernel_equals_numpy_rule(rng):
     u = np.nan_to_num(f).astype(np.uint16)  # integer frames take the same rule
     nb_u = maximum_filter(u.astype(float), footprint=fp, mode="constant", cval=-np.inf)
     np.testing.assert_array_equal(cal.isolated_hot(u), u > 8.0 * (np.maximum(nb_u, 0.0) + 1.0))
+
+
+def test_descan_plane_from_evenly_spaced_rows(type1_scan):
+    # the descan surface from the centres of 4 of 12 scan rows: only those rows are measured, and the plane stays
+    # within the centre-of-mass noise of the all-pattern fit and of the true linear descan
+    data, truth = type1_scan
+    full = cal.calibrate(data, pixel_size=0.0065, bad_pixels=False)
+    sub = cal.calibrate(data, pixel_size=0.0065, bad_pixels=False, descan_rows=4)
+    measured = np.isfinite(sub.centers[..., 0]).any(axis=1)
+    np.testing.assert_array_equal(np.flatnonzero(measured), [0, 4, 7, 11])
+    assert np.isfinite(sub.centers[measured]).all() and np.isfinite(full.centers).all()
+    c_full = np.asarray(full.plan.center) + full.shifts
+    c_sub = np.asarray(sub.plan.center) + sub.shifts
+    assert np.abs(c_sub - truth["centers"]).max() < 0.02
+    assert np.abs(c_sub - c_full).max() < 0.01
+    # as many rows as the scan has (or more): every pattern, the same calibration
+    same = cal.calibrate(data, pixel_size=0.0065, bad_pixels=False, descan_rows=12)
+    np.testing.assert_array_equal(same.shifts, full.shifts)
+    with pytest.raises(ValueError, match="descan_rows=0"):
+        cal.calibrate(data, pixel_size=0.0065, bad_pixels=False, descan_rows=0)

@@ -98,30 +98,69 @@ def test_py4dstem_classes_win_over_the_stand_ins_in_either_import_order(tmp_path
 
 
 def test_hyperspy_reader_follows_the_suffix(tmp_path, small):
-    """``.hspy``: the 2 | 2 signal; ``.emd``: rosettasciio's EMD reader (four signal axes, calibrated, py4DSTEM's
-    calibration in original_metadata); ``.h5``: several plug-ins claim it; ``file_format="hspy"`` opens every name."""
+    """``.hspy`` (hspy reader) and ``.emd`` (EMD NCEM reader, through the datacube's view): the 2 | 2 signal with
+    every calibration; ``.h5``: several plug-ins claim it; ``file_format="hspy"`` opens every name."""
     import hyperspy.api as hs
 
     p = _our_file(tmp_path / "ours.hspy", small)
     for suffix in (".emd", ".h5"):
         (tmp_path / f"ours{suffix}").write_bytes(p.read_bytes())
-    emd = hs.load(tmp_path / "ours.emd")
-    am = emd.axes_manager
-    assert (am.navigation_dimension, am.signal_dimension) == (0, 4)
-    assert [a.scale for a in am.signal_axes] == pytest.approx([PS, PS, STEP, STEP])
-    assert [str(a.units) for a in am.signal_axes] == ["1 / Å", "1 / Å", "Å", "Å"]
-    assert emd.original_metadata.calibration.beam_energy_eV == 300e3
     with pytest.raises(ValueError, match="multiple file readers"):
         hs.load(tmp_path / "ours.h5")
-    for suffix in (".hspy", ".emd", ".h5"):
-        sig = hs.load(tmp_path / f"ours{suffix}", file_format=None if suffix == ".hspy" else "hspy")
+    for suffix, fmt in ((".hspy", None), (".emd", None), (".emd", "hspy"), (".h5", "hspy")):
+        sig = hs.load(tmp_path / f"ours{suffix}", file_format=fmt)
         am = sig.axes_manager
         assert (am.navigation_shape, am.signal_shape) == ((5, 4), (18, 16))  # HyperSpy lists x before y
-        assert [a.scale for a in am.signal_axes] == [PS, PS] and am.signal_axes[1].offset == -CENTER[0] * PS
-        assert sig.metadata.Acquisition_instrument.TEM.beam_energy == 300.0  # keV
+        assert [a.name for a in am._axes] == ["scan_y", "scan_x", "ky", "kx"]  # array order
+        assert [a.scale for a in am.navigation_axes] == [STEP, STEP]
+        assert [str(a.units) for a in am.navigation_axes] == ["Å", "Å"]
+        assert [a.scale for a in am.signal_axes] == pytest.approx([PS, PS], rel=1e-12)  # .emd: dim[1] - dim[0]
+        assert [str(a.units).replace(" ", "") for a in am.signal_axes] == ["1/Å"] * 2  # pint writes "1 / Å"
+        ky, kx = am._axes[2], am._axes[3]
+        assert (ky.offset, kx.offset) == pytest.approx((-CENTER[0] * PS, -CENTER[1] * PS))  # Q = 0 on the beam
         np.testing.assert_array_equal(np.asarray(sig.data), small)
+        assert sig.metadata.General.title == "sei-send 4D-STEM scan"
+        if sig.metadata.General.FileIO["0"].io_plugin == "rsciio.emd":
+            # the EMD (NCEM) reader maps no instrument metadata: the values are in its original_metadata
+            assert emd_md(sig) == (300.0, 2.0, 300e3, 2.0)
+        else:
+            assert sig.metadata.Acquisition_instrument.TEM.beam_energy == 300.0  # keV
+            assert sig.metadata.Acquisition_instrument.TEM.convergence_angle == 2.0  # mrad
         s = load_scan(tmp_path / f"ours{suffix}")
         assert (s.step, s.pixel_size, s.energy) == (STEP, PS, 300e3)
+
+
+def emd_md(sig):
+    om = sig.original_metadata
+    sp = om.simulation_parameters
+    return (
+        sp.beam_energy_keV,
+        sp.convergence_angle_mrad,
+        om.calibration.beam_energy_eV,
+        om.calibration.convergence_semiangle_mrad,
+    )
+
+
+def test_hyperspy_opens_the_emd_file_as_one_signal_with_truth_and_blosc(tmp_path, small):
+    """A synthetic scan's file (ground truth in its tree) named .emd is one signal for HyperSpy, whichever codec."""
+    import hdf5plugin  # noqa: F401  (blosc-lz4 needs it in any reader)
+    import hyperspy.api as hs
+
+    for compression in ("lzf", "blosc-lz4"):
+        p = _our_file(tmp_path / f"{compression}.emd", small, compression=compression)
+        with h5py.File(p, "a") as f:
+            from simkit.emd import write_truth
+
+            with pytest.raises(ValueError, match=r"truth keys \['data_note'\].*hs\.load"):
+                write_truth(f, {"sro_peak": np.zeros(small.shape[:2]), "data_note": "x"})  # would break hs.load
+            write_truth(f, {"sro_peak": np.full(small.shape[:2], 0.31), "density": np.ones(small.shape[:2]), "seed": 7})
+        sig = hs.load(p)
+        assert not isinstance(sig, list) and sig.axes_manager.navigation_shape == (5, 4)
+        np.testing.assert_array_equal(np.asarray(sig.data), small)
+        with h5py.File(p) as f:  # the view is the same HDF5 object (hard link), not a copy
+            from simkit.emd import NCEM_VIEW
+
+            assert f[f"{NCEM_VIEW}/datacube"].id == f["root/datacube/data"].id
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -211,3 +250,32 @@ def test_scan_axes_of_the_wrong_kind_are_errors_and_unknown_units_are_named(tmp_
         s = load_scan(q)
         assert s.step is None and s.pixel_size == pytest.approx(0.0125)
         assert repr(units) in s.metadata["uncalibrated_units"]
+
+
+def test_convert_cli_writes_files_hyperspy_and_emdfile_open_calibrated(tmp_path, small, capsys):
+    """`sei-send convert` of a bare .npy (calibrations from the options) → .emd and .zspy that HyperSpy opens
+    as scan_y, scan_x | ky, kx [Å, 1/Å] without reader=; missing calibrations are errors naming the option."""
+    import hyperspy.api as hs
+
+    from fitting.cli import main
+
+    np.save(tmp_path / "raw.npy", small)
+    common = ["--pixel-size", "0.0125", "--step-nm", "4", "--energy-kev", "200", "--semiangle", "1.5"]
+    for out in ("c.emd", "c.zspy"):
+        assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / out), *common]) == 0
+        sig = hs.load(tmp_path / out)
+        am = sig.axes_manager
+        assert (am.navigation_shape, am.signal_shape) == ((5, 4), (18, 16))
+        assert [a.scale for a in am._axes] == pytest.approx([40.0, 40.0, 0.0125, 0.0125], rel=1e-12)  # 4 nm = 40 Å
+        # no centre in a .npy: the detector's middle pixel (16 // 2, 18 // 2) is Q = 0
+        assert (am._axes[2].offset, am._axes[3].offset) == pytest.approx((-8 * 0.0125, -9 * 0.0125))
+        np.testing.assert_array_equal(np.asarray(sig.data), small)
+        s = load_scan(tmp_path / out)
+        assert (s.step, s.pixel_size, s.energy, s.semiangle) == (40.0, 0.0125, 200e3, 1.5)
+    assert "wrote" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / "c.emd"), *common]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / "d.emd")]) == 1
+    assert "missing calibration 'step'" in capsys.readouterr().err and not (tmp_path / "d.emd").exists()
+    assert main(["convert", str(tmp_path / "raw.npy"), str(tmp_path / "d.mrc"), *common]) == 1
+    assert "'.mrc' unknown" in capsys.readouterr().err

@@ -304,7 +304,8 @@ def test_hyperspy_loads_our_hspy_file_without_reader(tmp_path, small):
     (tmp_path / "ours.emd").write_bytes(p.read_bytes())
     emd = hs.load(tmp_path / "ours.emd")
     assert emd.original_metadata.calibration.Q_pixel_size == 0.0125
-    assert sorted(a.scale for a in emd.axes_manager.signal_axes) == pytest.approx([0.0125, 0.0125, 40.0, 40.0])
+    assert [a.scale for a in emd.axes_manager.navigation_axes] == [40.0, 40.0]
+    assert [a.scale for a in emd.axes_manager.signal_axes] == pytest.approx([0.0125, 0.0125])
     s = load_scan(p)  # and ours reads the .hspy through its EMD tree
     assert s.metadata["reader"] == "emd" and s.pixel_size == 0.0125
 
@@ -367,6 +368,57 @@ def test_hspy_and_zspy_written_by_hyperspy_round_trip(tmp_path, small, suffix):
     assert cal["center"]["value"] == pytest.approx((1.0 / 0.125, 1.125 / 0.125))  # (det_y, det_x) [px]
     assert "TEM/beam_energy" in cal["energy"]["source"]
     assert s.metadata["reader"] == f"rosettasciio.{suffix[1:] if suffix != '.h5' else 'hspy'}"
+
+
+def test_write_zspy_round_trips_through_hyperspy_and_load_scan(tmp_path, small):
+    """rosettasciio's zspy writer on a zarr-2 store opened by zarr 3: HyperSpy (the independent reader) and
+    load_scan get the data, the 2 | 2 axes and the TEM metadata back; an existing store is not replaced silently."""
+    import hyperspy.api as hs
+    import zarr
+
+    from simkit.emd import write_zspy
+
+    p = tmp_path / "scan.zspy"
+    kw = dict(step=40.0, pixel_size=0.0125, center=(7.5, 9.0), energy=300e3, semiangle=2.0, camera_length=250.0)
+    with h5py.File(_our_file(tmp_path / "src.emd", small), "r") as f:
+        write_zspy(p, f["root/datacube/data"], **kw)  # lazy source: copied block by block
+    assert zarr.open_group(str(p), mode="r").metadata.zarr_format == 2  # the format rosettasciio's reader expects
+    sig = hs.load(p)
+    am = sig.axes_manager
+    assert (am.navigation_shape, am.signal_shape) == ((5, 4), (18, 16))
+    assert [a.name for a in am._axes] == ["scan_y", "scan_x", "ky", "kx"]
+    assert [a.scale for a in am._axes] == [40.0, 40.0, 0.0125, 0.0125]
+    assert [str(a.units) for a in am._axes] == ["Å", "Å", "1/Å", "1/Å"]
+    assert (am._axes[2].offset, am._axes[3].offset) == (-7.5 * 0.0125, -9.0 * 0.0125)  # Q = 0 on the direct beam
+    tem = sig.metadata.Acquisition_instrument.TEM
+    assert (tem.beam_energy, tem.convergence_angle, tem.camera_length) == (300.0, 2.0, 250.0)  # keV, mrad, mm
+    np.testing.assert_array_equal(np.asarray(sig.data), small)
+    s = load_scan(p)
+    assert (s.step, s.pixel_size, s.energy, s.semiangle) == (40.0, 0.0125, 300e3, 2.0)
+    assert s.metadata["calibration"]["center"]["value"] == pytest.approx((7.5, 9.0))
+    np.testing.assert_array_equal(np.asarray(s.data), small)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_zspy(p, small, **kw)
+    write_zspy(p, small[:2], overwrite=True, **kw)
+    assert hs.load(p).axes_manager.navigation_shape == (5, 2)
+    with pytest.raises(ValueError, match=r"\.zspy"):
+        write_zspy(tmp_path / "scan.zarr", small, **kw)
+
+
+def test_write_zspy_leaves_nothing_behind_when_interrupted(tmp_path, small):
+    from simkit.emd import write_zspy
+
+    class Broken:  # an array whose last frames cannot be read (a truncated source)
+        shape, dtype, ndim = small.shape, small.dtype, 4
+
+        def __getitem__(self, key):
+            if key[0].start is not None and key[0].start >= 3:
+                raise OSError("truncated")
+            return small[key]
+
+    with pytest.raises(OSError, match="truncated"):
+        write_zspy(tmp_path / "scan.zspy", Broken(), step=40.0, pixel_size=0.0125, center=(7.5, 9.0))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_single_frames_are_one_by_one_scans(tmp_path, small):

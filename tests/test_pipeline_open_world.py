@@ -63,3 +63,35 @@ def test_analyze_scan_takes_rules_and_a_mask_file(metal_scan, tmp_path):
         analyze_scan(path, None, rules={"vacuum_mx": 1.0}, figures=False)
     with pytest.raises(ValueError, match="mask.shape"):
         analyze_scan(path, None, mask=np.ones((5, 5), bool), figures=False)
+
+
+@pytest.mark.parametrize("n_sro", [5, 8])
+def test_few_sro_pixels_get_a_single_gaussian_and_a_warning(n_sro, tmp_path):
+    """5–8 pixels with an SRO peak are too few for the BIC mixture (3 values per component, k ≤ 3): the analysis
+    finishes with one Gaussian whose mean is the mean of the mapped peaks, and says so in the summary."""
+    from fitting.pipeline import analyze_scan
+
+    codes = np.full((3, 4), REGIONS.index("li"))
+    codes.ravel()[:n_sro] = REGIONS.index("type2")
+    data, truth = make_scan(codes, rng=5, electrons=1e5, det_shape=(96, 96))
+    write_emd(tmp_path / "few.h5", data, step=40.0, pixel_size=truth["pixel_size"])
+    res = analyze_scan(tmp_path / "few.h5", None, figures=False)
+    s = res.summary
+    n = s["sro_peak_fitted_pixels"]
+    assert 5 <= n < 9, f"the scene should give 5-8 mapped SRO peaks, got {n}"
+    assert len(s["histogram_components"]) == 1
+    assert s["histogram_components"][0]["mean_A^-1"] == pytest.approx(s["sro_peak_mean_A^-1"], abs=1e-9)
+    assert any("single Gaussian" in w and f"only {n} pixels" in w for w in s["warnings"])
+
+
+def test_histogram_mixture_by_number_of_peaks():
+    from fitting.pipeline import histogram_mixture
+
+    rng = np.random.default_rng(0)
+    two = np.concatenate([rng.normal(0.295, 0.002, 30), rng.normal(0.335, 0.002, 30)])
+    notes: list[str] = []
+    assert histogram_mixture(two[:4], warnings_out=notes) is None and not notes  # < 5: no histogram fit
+    assert len(histogram_mixture(two, warnings_out=notes).means) > 1 and not notes  # ≥ 9: BIC over k = 1–3
+    one = histogram_mixture(two[::8], warnings_out=notes)  # 8 values
+    assert len(one.means) == 1 and one.means[0] == pytest.approx(np.mean(two[::8]), abs=1e-9)
+    assert len(notes) == 1 and "only 8 pixels" in notes[0]

@@ -654,6 +654,30 @@ def test_uint16_sums_never_overflow():
     np.testing.assert_array_equal(prof.mean, 65535.0)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_fixed_centre_packed_sums_exact(rng, dtype):
+    """The fixed-centre kernel for unsigned integer data packs Σ I and Σ I² into one word when a pattern's maximum
+    allows it and falls back to separate sums otherwise (per group of patterns and for the remainder): every
+    pattern equals the same data as float64 (integer sums < 2^53 exact, a different kernel) bit for bit, and the
+    NumPy reference."""
+    shape = (40, 44)
+    mask = rng.random(shape) > 0.05
+    plan = make_plan(shape, center=(19.3, 22.6), pixel_size=0.01, n_bins=18, q_max=0.2, mask=mask)
+    top = np.iinfo(dtype).max
+    data = rng.integers(0, 40, (10,) + shape).astype(dtype)
+    data[5, 20, 20] = top  # too large to pack: pattern 5's group of patterns falls back
+    data[9, 3, 30] = top  # ... and one of the remainder
+    data[7] = rng.integers(0, top + 1, shape).astype(dtype)  # whole range
+    prof = plan.integrate(data)
+    exact = plan.integrate(data.astype(np.float64))
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(prof, f), getattr(exact, f), err_msg=f)
+    for n in (0, 5, 7, 9):
+        ref = radial_reference(data[n], center=(19.3, 22.6), pixel_size=0.01, edges=plan.edges, mask=mask)
+        for f in FIELDS:
+            assert_close(getattr(prof, f)[n], ref[f][0], what=f"{f} pattern {n}")
+
+
 def test_clipped_and_median_reject_bragg_spots(rng):
     """Amorphous background (Poisson, mean 50) plus a few bright Bragg spots: the clipped mean and the median
     stay at the background, the plain mean does not."""

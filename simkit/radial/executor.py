@@ -17,6 +17,7 @@ from .kernels import (
     _k_entries,
     _k_finish,
     _k_finish_parallel,
+    _k_fixed,
     _k_offset,
     _k_offset_mean,
     _k_robust,
@@ -187,7 +188,11 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
         elif ish is not None:
             # fixed centre: the plan's table with the mask applied
             table, spans = plan._fast_table(n_phi)
-            _k_offset(block, ish, ny, nx, 0, table, spans, nb, valid, False, out)
+            if block.dtype in (np.uint8, np.uint16):
+                counts = plan._bin_counts(n_phi)
+                _k_fixed(block, ny, nx, table, spans, nb, counts, int(counts.max(initial=0)), valid, out)
+            else:
+                _k_offset(block, ish, ny, nx, 0, table, spans, nb, valid, False, out)
         elif statistic != "mean":
             sh = np.zeros((1, 2)) if shifts is None else shifts
             _k_robust(

@@ -314,6 +314,127 @@ def _k_offset_mean(data, ishifts, ny, nx, pad, table, spans, nb, valid, use_mask
             _store(out, n, b, c, a, q2)
 
 
+@njit(cache=True)
+def _pattern_max(img):
+    """Largest value of an unsigned integer pattern (a vectorised reduction) [counts]."""
+    m = img[0]
+    for p in range(1, img.size):
+        m = max(m, img[p])  # in the data's own dtype: packed vector maxima
+    return np.uint64(m)
+
+
+@njit(cache=True, inline="always")
+def _packed_shift(cmax, vmax):
+    """Bit position of Σ I² in one uint64 word holding (Σ I, Σ I²) of a bin of at most ``cmax`` pixels of values
+    <= ``vmax``: the smallest s with cmax·vmax < 2^s; 0 when Σ I² cannot fit above it (cmax·vmax² >= 2^(64 − s)),
+    so that neither field can overflow into the other (exact integer sums)."""
+    lo = cmax * vmax
+    s = 1
+    while s < 40 and (lo >> np.uint64(s)) != 0:
+        s += 1
+    if s >= 40 or ((cmax * vmax * vmax) >> np.uint64(64 - s)) != 0:
+        return 0
+    return s
+
+
+#: patterns of one sweep over the table in _k_fixed (the table index is read once for all of them)
+_GROUP = 4
+
+
+@njit(cache=True)
+def _fixed_packed_one(img, ny, nx, table, spans, sh, acc):
+    """One pattern about the plan's fixed centre: acc[table[p]] += I + (I² << sh), one add per used pixel (the
+    count of a bin is the plan's, as no pixel of unsigned integer data can be skipped)."""
+    for a in range(ny):
+        base = a * nx
+        for j in range(spans[a, 0], spans[a, 1]):
+            p = np.uint64(base + j)
+            v = np.uint64(img[p])
+            acc[np.uint64(table[p])] += v + ((v * v) << sh)
+
+
+@njit(cache=True)
+def _fixed_packed_group(i0, i1, i2, i3, ny, nx, table, spans, sh, acc, off):
+    """_fixed_packed_one for four patterns in one sweep: pattern k adds to acc[k·off + table[p]]."""
+    o1 = np.uint64(off)
+    o2 = o1 + o1
+    o3 = o2 + o1
+    for a in range(ny):
+        base = a * nx
+        for j in range(spans[a, 0], spans[a, 1]):
+            p = np.uint64(base + j)
+            t = np.uint64(table[p])
+            v = np.uint64(i0[p])
+            acc[t] += v + ((v * v) << sh)
+            v = np.uint64(i1[p])
+            acc[t + o1] += v + ((v * v) << sh)
+            v = np.uint64(i2[p])
+            acc[t + o2] += v + ((v * v) << sh)
+            v = np.uint64(i3[p])
+            acc[t + o3] += v + ((v * v) << sh)
+
+
+@njit(cache=True)
+def _store_packed(out, n, acc, o, nb, counts, sh):
+    """Write the bins of pattern n from its packed words acc[o + b·_W + u] (Σ I below bit sh, Σ I² above)."""
+    ush = np.uint64(sh)
+    low = (np.uint64(1) << ush) - np.uint64(1)
+    for b in range(nb):
+        a = np.uint64(0)
+        for u in range(_W):
+            a += acc[o + b * _W + u]
+        _store(out, n, b, counts[b], np.int64(a & low), np.int64(a >> ush))
+
+
+@njit(cache=True)
+def _fixed_single(data, n, ny, nx, table, spans, nb, counts, cmax, valid, out):
+    """Pattern n alone: packed when its maximum allows (_packed_shift), else the two accumulators of _k_offset."""
+    img = data[n]
+    sh = _packed_shift(np.uint64(cmax), _pattern_max(img))
+    if sh > 0:
+        acc = np.zeros((nb + 1) * _W, np.uint64)
+        _fixed_packed_one(img, ny, nx, table, spans, np.uint64(sh), acc)
+        _store_packed(out, n, acc, 0, nb, counts, sh)
+    else:
+        s0, s1, s2 = _acc_zeros(data, (nb + 1) * _W, True)
+        _offset_one(img, ny, nx, 0, nx, 0, 0, table, spans, valid, False, s0, s1, s2)
+        for b in range(nb):
+            c, a, q2 = _acc_bin(s0, s1, s2, b, True, _W)
+            _store(out, n, b, c, a, q2)
+
+
+@njit(parallel=True, cache=True)
+def _k_fixed(data, ny, nx, table, spans, nb, counts, cmax, valid, out):
+    """Fixed centre, uint8/uint16 data, no splitting: _k_offset with zero shifts and the mask in the table, and
+    bit-identical to it (exact integer sums), with Σ I and Σ I² sharing one uint64 add per pixel whenever the
+    maximum of the patterns allows it (_packed_shift; the count of bin b is counts[b], the plan's, cmax their
+    maximum), and _GROUP patterns per sweep over the table. Patterns whose maximum is too large for the packing
+    take _k_offset's two accumulators."""
+    n_pat = data.shape[0]
+    n_grp = n_pat // _GROUP
+    off = (nb + 1) * _W
+    for g in prange(n_grp + n_pat % _GROUP):
+        if g >= n_grp:  # the remainder, one pattern at a time
+            _fixed_single(data, n_grp * _GROUP + g - n_grp, ny, nx, table, spans, nb, counts, cmax, valid, out)
+            continue
+        n = g * _GROUP
+        vmax = max(
+            max(_pattern_max(data[n]), _pattern_max(data[n + 1])),
+            max(_pattern_max(data[n + 2]), _pattern_max(data[n + 3])),
+        )
+        sh = _packed_shift(np.uint64(cmax), vmax)
+        if sh == 0:
+            for k in range(_GROUP):
+                _fixed_single(data, n + k, ny, nx, table, spans, nb, counts, cmax, valid, out)
+            continue
+        acc = np.zeros(_GROUP * off, np.uint64)
+        _fixed_packed_group(
+            data[n], data[n + 1], data[n + 2], data[n + 3], ny, nx, table, spans, np.uint64(sh), acc, off
+        )
+        for k in range(_GROUP):
+            _store_packed(out, n + k, acc, k * off, nb, counts, sh)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # sub-pixel shifts, no splitting
 # ----------------------------------------------------------------------------------------------------------

@@ -287,6 +287,16 @@ class RadialPlan:
 
         return self._cached(("table", n_phi), build)
 
+    def _bin_counts(self, n_phi: int) -> np.ndarray:
+        """Used (unmasked) pixels of each of the n_phi·n_q bins without splitting (int64): the count of every
+        pattern of unsigned integer data about the fixed centre."""
+
+        def build():
+            nb = n_phi * self.n_q
+            return np.bincount(self._sector_entries(n_phi), minlength=nb)[:nb].astype(np.int64)
+
+        return self._cached(("counts", n_phi), build)
+
     def _offset_table(self, n_phi: int, pad: int):
         """Interleaved unsigned bins (bin·_W + column % _W, unused → n_phi·n_q) of the pixel centres of a grid that
         extends the detector by ``pad`` pixels on every side (mask not applied: the kernels test the detector
