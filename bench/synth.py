@@ -29,12 +29,12 @@ TARGET_MS = 1.5
 TARGET_GB = 2.0
 TARGET_SHAPE = (512, 512)
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/_honest.py, also under `python -P`
+from _honest import peak_rss_bytes  # noqa: E402
 
 
 def _child(args) -> None:
     """One size in this (fresh) process; prints one JSON line."""
-    import resource
-
     import numpy as np
 
     from simkit.geometry import DetectorGeometry
@@ -60,13 +60,7 @@ def _child(args) -> None:
         best = min(best, time.perf_counter() - t)
     size = path.stat().st_size
     path.unlink()
-    # this process image's own peak: VmHWM, not ru_maxrss (Linux keeps maxrss across fork + execve: a child reports
-    # its parent's peak; bench/_honest.peak_rss_bytes)
-    try:
-        with open("/proc/self/status") as f:
-            rss = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss_bytes()  # this process image's own peak (VmHWM), not its parent's
     print(json.dumps({"shape": shape, "n": shape[0] * shape[1], "seconds": best, "rss": rss, "bytes": size}))
 
 

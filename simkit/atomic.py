@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_dir", "atomic_path", "atomic_write_text"]
+__all__ = ["atomic_dir", "atomic_path", "atomic_tree", "atomic_write_text"]
 
 
 @contextmanager
@@ -96,3 +96,41 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(f, path / f.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextmanager
+def atomic_tree(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``path``; on success the whole folder *becomes* ``path``.
+
+    For outputs that are one directory tree (a zarr store): unlike :func:`atomic_dir`, which moves files into an
+    existing folder and keeps the others, the finished tree replaces any previous ``path`` whole, so no stale file
+    of an earlier tree survives. The previous tree is renamed aside before the new one is renamed into place and
+    removed after, so ``path`` is always either the old or the new tree. An exception or Ctrl-C inside the block
+    removes the staging folder and leaves ``path`` untouched. The folder gets the permissions of an ordinary
+    ``mkdir`` (0777 minus the process umask), not ``mkdtemp``'s private 0700.
+
+    Parameters
+    ----------
+    path : path-like
+        Final folder.
+
+    Yields
+    ------
+    pathlib.Path
+        The staging folder (same file system as ``path``, so the renames are atomic).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    os.chmod(stage, 0o777 & ~_umask())
+    old = None
+    try:
+        yield stage
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(stage, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -54,6 +54,7 @@ import emdfile
 import h5py
 import numpy as np
 
+from simkit.atomic import atomic_tree
 from simkit.geometry import DetectorGeometry
 
 __all__ = [
@@ -451,9 +452,6 @@ def write_zspy(
     -------
     pathlib.Path
     """
-    import os
-    import shutil
-    import tempfile
     import warnings
 
     import dask.array as da
@@ -474,12 +472,7 @@ def write_zspy(
     lazy = data if isinstance(data, da.Array) else da.from_array(data, chunks=(1, -1, -1, -1))
     signal = _hspy_signal(lazy.shape, step, pixel_size, center, energy, semiangle, camera_length, data=lazy,
                           title=title)  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)
+    with atomic_tree(path) as stage:
         store = zarr.storage.LocalStore(stage)
         f = zarr.open_group(store=store, mode="w", zarr_format=2)
         f.attrs["file_format"] = "ZSpy"
@@ -491,11 +484,6 @@ def write_zspy(
             warnings.filterwarnings("ignore", category=zarr.errors.ZarrDeprecationWarning)
             ZspyWriter(f, signal, expg, chunks=None, compressor=compressor, show_progressbar=False).write()
         zarr.consolidate_metadata(store)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(stage, path)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return path
 
 

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from simkit.atomic import atomic_path, atomic_write_text
+from simkit.atomic import atomic_path, atomic_tree, atomic_write_text
 
 
 @pytest.fixture
@@ -45,3 +45,23 @@ def test_failure_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("interrupted")
     assert p.read_text() == "old"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_tree_replaces_the_whole_folder_and_keeps_it_on_failure(tmp_path, umask):
+    """A directory output (zarr store) is replaced whole: no stale file of the previous tree survives, an
+    interrupted write leaves the previous tree as it was, and the folder has the mode of an ordinary mkdir."""
+    umask(0o022)
+    p = tmp_path / "store.zspy"
+    with atomic_tree(p) as stage:
+        (stage / "a").write_text("1")
+        (stage / "sub").mkdir()
+        (stage / "sub" / "stale").write_text("x")
+    assert p.stat().st_mode & 0o777 == 0o755
+    with atomic_tree(p) as stage:
+        (stage / "a").write_text("2")
+    assert sorted(x.name for x in p.rglob("*")) == ["a"] and (p / "a").read_text() == "2"
+    with pytest.raises(KeyboardInterrupt), atomic_tree(p) as stage:
+        (stage / "a").write_text("half")
+        raise KeyboardInterrupt
+    assert (p / "a").read_text() == "2"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["store.zspy"]
