@@ -55,15 +55,7 @@ def test_provenance_is_complete_and_consistent(name, seed):
 
 
 def _minimisation_cases():
-    # files still holding the NPT anneal's last frame (not yet minimised) are strict xfails: minimising them
-    # turns the case into a pass that must then be made plain
-    out = []
-    for n, s in _shipped():
-        if "minimisation" in relax.load_model(n, s).info:
-            out.append(pytest.param(n, s))
-        else:
-            out.append(pytest.param(n, s, marks=pytest.mark.xfail(strict=True, reason="shipped unminimised (NPT)")))
-    return out
+    return list(_shipped())
 
 
 @pytest.mark.parametrize("name, seed", _minimisation_cases())
