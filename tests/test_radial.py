@@ -886,3 +886,66 @@ def test_other_dtypes_and_progress(rng, capsys):
             np.testing.assert_array_equal(plan.mean_profiles(big, sh, n_phi=n_phi)[0], b.mean.astype(np.float32))
     flags = rng.random((3, 24, 24)) > 0.5
     np.testing.assert_allclose(plan.integrate(flags).sum, plan.integrate(flags.astype(float)).sum)
+
+
+# --------------------------------------------------------------------------------------------------------
+# direct float32 bins of the sub-pixel shifted sector kernel
+# --------------------------------------------------------------------------------------------------------
+def test_direct_angle_error_bound():
+    """The float32 polynomial arctangent of the direct kernel stays within the bound its margins assume."""
+    from simkit.radial.geometry import _ATAN_ERR, _atan01
+
+    t = np.linspace(0.0, 1.0, 100001).astype(np.float32)
+    got = np.array([_atan01(v) for v in t[::50]], np.float64)
+    err = np.abs(got - np.arctan(t[::50].astype(np.float64)))
+    assert err.max() < _ATAN_ERR
+
+
+def _shift_vs_direct(plan, data, shifts, n_phi):
+    from simkit.radial.kernels import _NF, _k_direct, _k_shift
+
+    m00, m01, m11 = plan._geo()
+    ny, nx = plan.shape
+    thr, lut, inv_h = plan._s_tables()
+    prm = plan._direct_params(n_phi)
+    assert prm is not None
+    block = np.ascontiguousarray(data.reshape(data.shape[0], -1))
+    nb = n_phi * plan.n_q
+    a, b = np.empty((data.shape[0], _NF, nb)), np.empty((data.shape[0], _NF, nb))
+    args = (block, shifts, ny, nx, plan.center[0], plan.center[1], m00, m01, m11, thr, lut, inv_h, n_phi)
+    _k_shift(*args, plan._phi_lookup(n_phi), plan.mask.ravel(), a)
+    _k_direct(*args, prm, plan.mask.ravel(), b)
+    return a, b
+
+
+@pytest.mark.parametrize("n_phi", [1, 4, 8, 32, 7])
+def test_direct_sector_bins_equal_lookup_kernel(rng, n_phi):
+    """The direct kernel (float32 bins, exact arithmetic within a margin of every boundary) gives the look-up
+    kernel's accumulators bit for bit: integer centres with bins and sectors whose boundaries pass exactly
+    through pixel centres (ties on axes, diagonals and Pythagorean radii), shifts of ±0.5 px and several px,
+    a centre near and off the detector edge, a mask, an ellipse, uint16 and float64 data."""
+    shape = (37, 41)
+    data = rng.poisson(40.0, (12,) + shape).astype(np.uint16)
+    mask = rng.random(shape) > 0.1
+    shifts = np.array(
+        [[0.0, 0.0], [0.5, -0.5], [-0.5, 0.5], [3.0, -4.0], [2.7, 5.3], [-6.2, 1.1], [1e-12, -1e-12]]
+        + rng.normal(0.0, 1.5, (5, 2)).tolist()
+    )
+    for center, ratio, angle in (((18.0, 20.0), 1.0, 0.0), ((17.3, 21.6), 1.08, 0.5), ((1.2, 39.5), 0.93, -1.0)):
+        for edges in (np.arange(0, 19) * 0.25, np.linspace(0.1, 4.0, 23)):
+            plan = make_plan(
+                shape, center=center, pixel_size=0.25, edges=edges, mask=mask, ellipse_ratio=ratio,
+                ellipse_angle=angle,
+            )  # fmt: skip
+            for d in (data, data.astype(np.float64)):
+                a, b = _shift_vs_direct(plan, d, shifts, n_phi)
+                np.testing.assert_array_equal(a, b, err_msg=f"{center} {ratio} {edges[:2]} {d.dtype}")
+
+
+def test_direct_falls_back_for_many_bins_or_uneven_edges():
+    """Margins above the limit (40000 bins) and non-uniform edges take the look-up kernel (params None)."""
+    plan = make_plan((21, 19), center=(10.0, 9.0), pixel_size=0.01, edges=np.linspace(0.0, 0.1, 40001))
+    assert plan._direct_params(8) is None
+    uneven = make_plan((21, 19), center=(10.0, 9.0), pixel_size=0.01, edges=[0.0, 0.01, 0.03, 0.07])
+    assert uneven._direct_params(8) is None
+    assert make_plan((21, 19), center=(10.0, 9.0), pixel_size=0.01, n_bins=9)._direct_params(8) is not None

@@ -14,6 +14,7 @@ from .geometry import whole_pixel_shifts
 from .kernels import (
     _NF,
     _PARALLEL_FINISH_BINS,
+    _k_direct,
     _k_entries,
     _k_finish,
     _k_finish_parallel,
@@ -208,6 +209,10 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
             )  # fmt: skip
         else:
             thr, lut, inv_h = plan._s_tables()
+            prm = plan._direct_params(n_phi) if n_phi > 1 else None
+            if prm is not None:  # sectors: direct float32 bins, exact near boundaries (same bins bit for bit)
+                _k_direct(block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, prm, valid, out)
+                return out
             plut = plan._phi_lookup(n_phi)
             _k_shift(block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, plut, valid, out)
     return out

@@ -493,3 +493,135 @@ def phi_lookup(n_phi: int) -> np.ndarray:
         near |= (lo <= d + _PHI_GUARD) & (hi >= d - _PHI_GUARD)
     plut[near] = -1
     return plut
+
+
+# ----------------------------------------------------------------------------------------------------------
+# direct bins for sub-pixel shifts: float32 arithmetic with an exact fallback near every boundary
+# ----------------------------------------------------------------------------------------------------------
+#: atan(t) ≈ t·P(t²) on [0, 1] (P of degree 5, fitted for the smallest largest error), float32 coefficients
+_ATAN_C = tuple(
+    np.float32(c)
+    for c in (
+        0.9999772310256958,
+        -0.3326232433319092,
+        0.19354304671287537,
+        -0.11643341928720474,
+        0.052655115723609924,
+        -0.01172225084155798,
+    )
+)
+_A0, _A1, _A2, _A3, _A4, _A5 = _ATAN_C
+#: bound [rad] of |_atan01(t) − atan(t)| on [0, 1] evaluated in float32 (measured largest error 1.8e-6; the test
+#: test_direct_angle_error_bound checks the bound on a dense grid)
+_ATAN_ERR = 4e-6
+_HALF_PI32 = np.float32(0.5 * math.pi)
+_PI32 = np.float32(math.pi)
+_TWO_PI32 = np.float32(2.0 * math.pi)
+#: pixels closer than this to the centre [px, corrected] take the exact path (their float32 angle would be
+#: dominated by the rounding of tiny offsets)
+_DIRECT_TINY = np.float32(1e-6)
+#: largest margin [bins] the direct radius may need (otherwise, e.g. for very many bins, the look-up kernels run)
+_DIRECT_MAX_EPS = 0.02
+
+
+def direct_params(edges: np.ndarray, pixel_size: float, thr: np.ndarray, n_phi: int):
+    """Constants of the direct-bin kernels, or None when they do not apply (non-uniform edges, an edge no
+    finite radius reaches, or a margin above _DIRECT_MAX_EPS bins).
+
+    The direct kernels compute, in float32, the fractional bin f = √s·(pixel_size·n_q / span) − e0·n_q / span of
+    a pixel (s its squared corrected radius [px²]) and its fractional sector g = φ·n_phi / 2π (φ from a polynomial
+    arctangent); a pixel whose f or g lies within a margin of an integer takes the exact arithmetic of the
+    look-up kernels (thresholds, atan2), every other one floor(f), floor(g). The margins bound the float32
+    rounding of every step, the polynomial's error and the edges' deviation from uniform, so the bins are
+    bit for bit those of the exact arithmetic.
+
+    Returns
+    -------
+    tuple (a, b, eps_r, c_phi, eps_phi) of float32, or None
+        f = √s·a − b; margin eps_r [bins]; g = φ·c_phi; margin eps_phi [sectors].
+    """
+    e = np.asarray(edges, np.float64)
+    nq = e.size - 1
+    inv_dq = uniform_inv_dq(e)
+    if not inv_dq > 0.0 or not np.isfinite(thr[-1]):
+        return None
+    dev = float(np.max(np.abs((e - e[0]) * inv_dq - np.arange(nq + 1))))
+    a = pixel_size * inv_dq
+    b = float(e[0]) * inv_dq
+    f_top = math.sqrt(float(thr[-1])) * a + 2.0 * a  # largest f of a pixel in the row spans (≥ 1 px margin)
+    eps_r = 2.0**-24 * 16.0 * (f_top + abs(b)) + 4.0 * dev + 1e-7
+    if eps_r > _DIRECT_MAX_EPS:
+        return None
+    c_phi = n_phi / (2.0 * math.pi)
+    eps_phi = c_phi * (_ATAN_ERR + 2e-6) + n_phi * 2.0**-20
+    if n_phi > 1 and eps_phi > _DIRECT_MAX_EPS:
+        return None
+    return tuple(np.float32(v) for v in (a, b, eps_r, c_phi, eps_phi))
+
+
+@njit(cache=True, inline="always")
+def _atan01(t):
+    """atan(t) for t in [0, 1] in float32 (error <= _ATAN_ERR) [rad]."""
+    u = t * t
+    return t * (_A0 + u * (_A1 + u * (_A2 + u * (_A3 + u * (_A4 + u * _A5)))))
+
+
+@njit(cache=True, inline="always")
+def _row_direct(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, a, b, eps_r, nq, spare, trow):
+    """Bin of columns [j0, j1) of a row, no sectors: floor(f) (``spare`` outside the bins or masked), −1 where f
+    lies within eps_r of an integer (the exact path decides). A separate pass so that it vectorises."""
+    bx = m01 * dy
+    by = m11 * dy
+    one = np.float32(1.0)
+    hi = one - eps_r
+    for j in range(j0, j1):
+        dx = cols[np.uint64(j)] - cxn
+        xc = m00 * dx + bx
+        yc = m01 * dx + by
+        f = np.sqrt(np.float32(xc * xc + yc * yc)) * a - b
+        fk = np.floor(f)
+        fr = f - fk
+        k = np.int32(fk)
+        t = k if ((k >= 0) & (k < nq)) else spare
+        t = t if ((fr > eps_r) & (fr < hi)) else np.int32(-1)
+        trow[np.uint64(j)] = t if valid[np.uint64(base + j)] else spare
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_direct_sectors(
+    j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, a, b, eps_r, nq, c_phi, eps_phi, spare, trow
+):
+    """_row_direct with sectors: sector·n_q + k, the sector floor(g), −1 where f or g lies within its margin
+    of an integer or the pixel within _DIRECT_TINY of the centre (the exact path decides)."""
+    bx = m01 * dy
+    by = m11 * dy
+    one = np.float32(1.0)
+    hi = one - eps_r
+    hi_phi = one - eps_phi
+    zero = np.float32(0.0)
+    for j in range(j0, j1):
+        dx = cols[np.uint64(j)] - cxn
+        xc = m00 * dx + bx
+        yc = m01 * dx + by
+        f = np.sqrt(np.float32(xc * xc + yc * yc)) * a - b
+        fk = np.floor(f)
+        fr = f - fk
+        k = np.int32(fk)
+        x = np.float32(xc)
+        y = np.float32(yc)
+        ax = abs(x)
+        ay = abs(y)
+        mn = ax if ax < ay else ay
+        mx = ay if ax < ay else ax
+        ang = _atan01(mn / mx)
+        ang = _HALF_PI32 - ang if ay > ax else ang
+        ang = _PI32 - ang if x < zero else ang
+        ang = _TWO_PI32 - ang if y < zero else ang
+        g = ang * c_phi
+        gk = np.floor(g)
+        gr = g - gk
+        inside = (k >= 0) & (k < nq)
+        t = np.int32(gk) * np.int32(nq) + k if inside else spare
+        ok = (fr > eps_r) & (fr < hi) & (~inside | ((gr > eps_phi) & (gr < hi_phi) & (mx > _DIRECT_TINY)))
+        t = t if ok else np.int32(-1)
+        trow[np.uint64(j)] = t if valid[np.uint64(base + j)] else spare

@@ -34,6 +34,8 @@ from .geometry import (
     _pixel_entries,
     _pixel_extent,
     _row_cells,
+    _row_direct,
+    _row_direct_sectors,
     _row_s,
     _row_span,
     _sector,
@@ -525,6 +527,76 @@ def _k_shift(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi
                 data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi,
                 plut, valid, cols, srow, crow, prow, w, s0, s1, s2,
             )  # fmt: skip
+        for b in range(nb):
+            c, a, q2 = _acc_bin(s0, s1, s2, b, True, w)
+            _store(out, n, b, c, a, q2)
+
+
+@njit(cache=True, inline="always")
+def _direct_exact(j, dy, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, cols):
+    """Bin (sector·n_q + k, n_phi·n_q outside) of column j of the row at offset dy by the exact arithmetic of
+    _shift_one_sectors (squared-radius thresholds through the look-up table, atan2 for the sector), for the
+    pixels the direct pass leaves undecided."""
+    nq = thr.size - 1
+    dx = cols[np.uint64(j)] - cxn
+    bx = m01 * dy
+    by = m11 * dy
+    xc = m00 * dx + bx
+    yc = m01 * dx + by
+    s = xc * xc + yc * yc
+    cmax = lut.size - 1.0
+    k = np.int64(lut[np.uint64(np.int32(min(s * inv_h, cmax)))])
+    if k < 0:
+        k = _exact_bin(s, k, thr, nq, thr[0], thr[nq])
+    if k >= nq:
+        return np.int64(n_phi * nq)
+    if n_phi > 1:
+        k += _sector(m00 * dx + m01 * dy, m01 * dx + m11 * dy, n_phi) * nq
+    return k
+
+
+@njit(cache=True, error_model="numpy")
+def _direct_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, valid, cols, trow, w, s0, s1, s2):
+    """One pattern about centre (cyn, cxn) by direct bins (geometry.direct_params): a vectorised pass per row
+    computes every pixel's bin in float32 (−1 near a boundary), then one scatter pass adds the pixels, taking
+    _direct_exact for the undecided ones; slot = bin·w + j % w, spare bin n_phi·n_q. Bins bit for bit those of
+    _shift_one / _shift_one_sectors."""
+    nq = thr.size - 1
+    nb = n_phi * nq
+    tn = thr[nq]
+    a, b, eps_r, c_phi, eps_phi = prm
+    for i in range(ny):
+        dy = i - cyn
+        j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+        base = i * nx
+        if n_phi > 1:
+            _row_direct_sectors(
+                j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, a, b, eps_r, nq, c_phi, eps_phi, nb, trow
+            )
+        else:
+            _row_direct(j0, j1, dy, cxn, m00, m01, m11, valid, base, cols, a, b, eps_r, nq, nb, trow)
+        for j in range(j0, j1):
+            k = np.int64(trow[np.uint64(j)])
+            if k < 0:
+                k = _direct_exact(j, dy, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, cols)
+            _acc_add(img, np.uint64(base + j), np.uint64(k * w + (j & (w - 1))), s0, s1, s2)
+
+
+@njit(parallel=True, cache=True)
+def _k_direct(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, prm, valid, out):
+    """_k_shift by direct bins (see _direct_one; geometry.direct_params gives ``prm``): the same bins, sums and
+    outputs bit for bit, with the per-pixel look-ups replaced by vectorised float32 arithmetic."""
+    n_pat = data.shape[0]
+    nb = n_phi * (thr.size - 1)
+    w = _shift_w(data)
+    for n in prange(n_pat):
+        s0, s1, s2 = _acc_zeros(data, (nb + 1) * w, True)
+        trow = np.empty(nx, np.int32)
+        cols = np.arange(nx).astype(np.float64)
+        _direct_one(
+            data[n], ny, nx, cy + shifts[n, 0], cx + shifts[n, 1], m00, m01, m11, thr, lut, inv_h, n_phi, prm,
+            valid, cols, trow, w, s0, s1, s2,
+        )  # fmt: skip
         for b in range(nb):
             c, a, q2 = _acc_bin(s0, s1, s2, b, True, w)
             _store(out, n, b, c, a, q2)

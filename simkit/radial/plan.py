@@ -16,6 +16,7 @@ from .geometry import (
     _grid_table,
     _pixel_entries,
     correction_matrix,
+    direct_params,
     phi_lookup,
     radius_px,
     row_spans,
@@ -329,6 +330,12 @@ class RadialPlan:
             return (thr,) + s_lookup(thr)
 
         return self._cached("s_tables", build)
+
+    def _direct_params(self, n_phi: int):
+        """Constants of the direct-bin sector kernel, or None where it does not apply (geometry.direct_params)."""
+        return self._cached(
+            ("direct", n_phi), lambda: direct_params(self.edges, self.pixel_size, self._s_tables()[0], n_phi)
+        )
 
     def _capacity(self) -> int:
         """Upper bound of the number of (pixel, bin) entries."""
