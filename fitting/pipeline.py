@@ -809,7 +809,8 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
     -------
     dict[str, dict[str, Component]]
         Candidate name → components. An amorphous structure (Type 1 of the HCE, the Type 2 matrix, the HCE
-        electrolyte; other variants are named in brackets) is its whole family of library dilations, one
+        electrolyte; other variants and other Type 1 candidate models, ``params["model"]``, are named in
+        brackets) is its whole family of library dilations, one
         component per density (:func:`_dilation_family`): the hypothesis is the structure, its density
         distribution over the class is fitted (the amplitudes per density say which densities explain the
         ring). "Type 1 SRO", "Type 2 matrix", "Type 2 matrix + LiF", "Type 1 + Type 2 matrix", "Type 1 SRO +
@@ -827,7 +828,8 @@ def library_candidates(library, edges: np.ndarray) -> dict[str, dict]:
     def variants(kind, key):
         found: dict = {}
         for e in library.by_kind(kind) if kind in have else ():
-            found.setdefault(e.spec.params.get(key, "hce"), []).append(e)
+            # a Type 1 candidate composition (params["model"]) is its own structure hypothesis
+            found.setdefault(e.spec.params.get("model", e.spec.params.get(key, "hce")), []).append(e)
         return found
 
     t1s = variants("sei_type1", "variant")

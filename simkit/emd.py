@@ -524,8 +524,8 @@ def read_truth(path) -> dict:
     -------
     dict
         Arrays (``sro_peak`` [Å⁻¹], ``region``, ``fractions``, ``descan`` [px], …), scalars, and the JSON entries
-        decoded (``region_names``, ``region_kinds``, ``settings``, ``instrument``). Also reads files of the earlier
-        layout (a top-level ``truth`` group with JSON attributes).
+        decoded (``region_names``, ``region_kinds``, ``sei_type1_models``, ``settings``, ``instrument``). Also reads
+        files of the earlier layout (a top-level ``truth`` group with JSON attributes).
     """
     import json
 
@@ -547,7 +547,7 @@ def read_truth(path) -> dict:
         for k, v in g.attrs.items():
             if k not in ("emd_group_type", "python_class"):
                 out[k] = plain(v)
-    for k in ("region_names", "region_kinds", "settings", "instrument"):
+    for k in ("region_names", "region_kinds", "sei_type1_models", "settings", "instrument"):
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
     return out

@@ -128,15 +128,22 @@ ENTRY_KINDS = (
     "li2o_damage",
 )
 
-#: Density span [g/cm³] of the Type 1 entries (uniform dilations of the relaxed model; see preset_specs). Wide on
-#: purpose: the relaxed Type 1 model (1.78 g/cm³) peaks at ≈ 0.30 Å⁻¹ after the 2 mrad convolution and the I·Q
-#: maximum responds weakly to dilation (the falling ⟨f²⟩ self term holds it back), so a scene asking for
-#: 0.33–0.345 Å⁻¹ needs ≈ 3 g/cm³ and the top interface's outer 0.295 Å⁻¹ ≈ 1.2 g/cm³ (0.9 g/cm³ gives
-#: 0.288 Å⁻¹, the lowest position the library reaches; more dilute models show a shoulder, no maximum) — the
-#: truth's density says so; these are not plausible SEI densities, they are what the requested peaks cost.
+#: Density span [g/cm³] of the Type 1 entries (uniform dilations of the relaxed model ``type1_default``; see
+#: preset_specs). Wide on purpose: the I·Q maximum after the 2 mrad convolution responds weakly to dilation (the
+#: falling ⟨f²⟩ self term and the probe disc hold it back), so the ends are what extreme requests cost, not
+#: plausible SEI densities — the truth's density says what a request cost. Below ≈ 0.30 Å⁻¹ no density of this
+#: model has a maximum there (it bottoms out near 0.9–1.0 g/cm³); such requests go to TYPE1_CANDIDATE_DENSITIES.
 TYPE1_DENSITY_SPAN = (0.9, 3.6)
 #: Densities [g/cm³] of the Type 2 matrix entries.
 TYPE2_DENSITIES = (1.5, 2.0, 2.6)
+#: Other C-free Type 1 candidate compositions in the presets (shipped relaxed model → densities [g/cm³] of its
+#: uniform dilations; entries carry ``params["model"]``). The compositor takes a Type 1 region's own model wherever
+#: the requested SRO peak lies inside that model's dilation span and, outside it, the candidate whose span holds
+#: the request with the smallest dilation from its relaxed density (``simkit.synth``; the truth records model and
+#: density). No density of the default model peaks below ≈ 0.30 Å⁻¹ after the 2 mrad convolution, but the top
+#: interface asks for 0.295 Å⁻¹ (± 2 % local variation): ``type1_nso`` (FSI⁻ fragments NSO₂F²⁻/SO₂F⁻ with F⁻, O²⁻),
+#: the candidate whose relaxed Q₁ lies nearest 0.295 Å⁻¹, spans it at 0.7–1.1× its relaxed density.
+TYPE1_CANDIDATE_DENSITIES: dict[str, tuple[float, ...]] = {"type1_nso": (1.2, 1.6, 2.0)}
 #: Densities [g/cm³] of the dilated HCE electrolyte entries (uniform dilations of the relaxed model
 #: ``electrolyte_hce``, ≈ 1.25 g/cm³): the first HCE entry is the relaxed model itself (no ``density`` param, the
 #: physical one, ≈ 0.25 Å⁻¹ after the 2 mrad convolution); these reach past the study's 0.285 Å⁻¹, which the
@@ -229,7 +236,8 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
         Crystal entries have method ``"auto"`` (multislice at 2 mrad, kinematic at 0.15 mrad; amorphous ones
         too in the ``full`` preset, kinematic otherwise). Vacuum; Li metal along [001], [011], [111]; Cu along
         [001], [011], [111], [112]; Li₂O (oxide artefact, [011]); Type 1 at densities spanning TYPE1_DENSITY_SPAN
-        (so that the compositor can interpolate the SRO peak, Q₁ ∝ ρ^(1/3)); Type 2 matrix; LiF nanocrystals
+        (so that the compositor can interpolate the SRO peak, Q₁ ∝ ρ^(1/3)); dilations of the other Type 1
+        candidates of TYPE1_CANDIDATE_DENSITIES (``params["model"]``); Type 2 matrix; LiF nanocrystals
         (3 nm, random orientations, 0–30 % F vacancies); electrolyte configurations; Li₂O damage crystallites of
         2, 3.5 and 5 nm.
     """
@@ -257,6 +265,16 @@ def preset_specs(preset: str = "demo", *, seed: int = 0, electrolytes: Sequence[
                 seed=seed + 100 + k,
             )
         )
+    for i, (model, densities) in enumerate(TYPE1_CANDIDATE_DENSITIES.items()):
+        for k, rho in enumerate(densities):
+            specs.append(
+                EntrySpec(
+                    kind="sei_type1",
+                    method=amorphous_method,
+                    params={"density": float(rho), "n_atoms": n_at, "model": model},
+                    seed=seed + 700 + 20 * i + k,
+                )
+            )
     for k, rho in enumerate(TYPE2_DENSITIES):
         specs.append(
             EntrySpec(
@@ -400,6 +418,10 @@ def _structure(spec: EntrySpec, thickness: float, lateral: float):
         )
     if kind in ("sei_type1", "type2_matrix", "electrolyte"):
         cell = (lateral, lateral, thickness)
+        if kind == "sei_type1" and "model" in p:
+            from structures import relax
+
+            return relax.relaxed_model(_type1_model(p), density=_opt_float(p.get("density")), cell=cell, rng=spec.seed)
         if kind == "sei_type1" and p.get("variant", "hce") != "hce":
             from structures.sei_variants import sei_variant
 
@@ -772,6 +794,8 @@ def _relaxed_source(spec: EntrySpec) -> str | None:
     from structures import relax
 
     p = spec.params
+    if spec.kind == "sei_type1" and "model" in p:
+        return _type1_model(p)
     if spec.kind == "sei_type1":
         name = None if p.get("variant", "hce") != "hce" else "type1_default"
     elif spec.kind == "type2_matrix":
@@ -781,6 +805,18 @@ def _relaxed_source(spec: EntrySpec) -> str | None:
     else:
         name = None
     return name if name in relax.LIBRARY and relax.model_seeds(name) else None
+
+
+def _type1_model(p: Mapping) -> str:
+    """The shipped Type 1 candidate an entry's ``params["model"]`` names (checked)."""
+    from structures import relax
+
+    name = str(p["model"])
+    spec = relax.LIBRARY.get(name)
+    if spec is None or spec.kind != "type1" or not relax.model_seeds(name):
+        valid = sorted(n for n, m in relax.LIBRARY.items() if m.kind == "type1" and relax.model_seeds(n))
+        raise ValueError(f"params['model']={name!r} is not a shipped Type 1 model; choose one of {valid}")
+    return name
 
 
 def _relaxed_debye(name: str, density: float | None, q: np.ndarray) -> tuple[np.ndarray, float, dict]:
@@ -834,7 +870,7 @@ def _kinematic_pattern(spec: EntrySpec, probe, geometry: DetectorGeometry, thick
     elif _relaxed_source(spec) is not None:
         # the builders' density defaults: Type 1 2.1 g/cm³, the others their relaxed density (an electrolyte
         # entry with "density" is a uniform dilation of its relaxed seeds)
-        rho = _opt_float(p.get("density", 2.1 if spec.kind == "sei_type1" else None))
+        rho = _opt_float(p.get("density", 2.1 if spec.kind == "sei_type1" and "model" not in p else None))
         iq, n_vol, info = _relaxed_debye(_relaxed_source(spec), rho, q)
     else:
         n_at = int(p.get("n_atoms", 1500))

@@ -270,7 +270,9 @@ def relaxed_table(names=None, *, semiangle: float = 2.0, energy: float = 300e3) 
     -------
     list of dict
         One row per model and seed: ``model``, ``kind``, ``seed``, ``n_atoms``, ``density`` [g/cm³],
-        ``q1``, ``q2``, ``q2_shoulder`` [Å⁻¹] (see :func:`model_peaks`), ``study_q1``, ``study_q2``.
+        ``q1``, ``q2``, ``q2_shoulder`` [Å⁻¹] (see :func:`model_peaks`), ``study_q1``, ``study_q2``,
+        ``minimised`` (the file is the converged 0 GPa minimum of :func:`structures.relax.minimise`, not the NPT
+        anneal's last frame).
     """
     from structures import relax
 
@@ -293,6 +295,7 @@ def relaxed_table(names=None, *, semiangle: float = 2.0, energy: float = 300e3) 
                     "q2_shoulder": p["q2_shoulder"],
                     "study_q1": sq1,
                     "study_q2": sq2,
+                    "minimised": bool(atoms.info.get("minimisation", {}).get("converged", False)),
                 }
             )
     return rows
@@ -328,14 +331,14 @@ def markdown_table(rows) -> str:
     """The README table (one row per model and seed) followed by the Type 1 ranking."""
     lines = [
         "| model | seed | atoms | density [g/cm³] | Q₁ [Å⁻¹] | Q₂ max [Å⁻¹] | Q₂ shoulder [Å⁻¹] "
-        "| study Q₁ / Q₂ [Å⁻¹] |",
-        "|---|---|---|---|---|---|---|---|",
+        "| study Q₁ / Q₂ [Å⁻¹] | 0 GPa minimised |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         study = _fmt(r["study_q1"]) + (" / " + _fmt(r["study_q2"], 2) if r["study_q2"] else "")
         lines.append(
             f"| {r['model']} | {r['seed']} | {r['n_atoms']} | {_fmt(r['density'])} | {_fmt(r['q1'])} | "
-            f"{_fmt(r['q2'])} | {_fmt(r['q2_shoulder'])} | {study} |"
+            f"{_fmt(r['q2'])} | {_fmt(r['q2_shoulder'])} | {study} | {'yes' if r.get('minimised') else 'no (NPT)'} |"
         )
     lines += ["", "Ranking of the C-free Type 1 candidates by distance to (0.33, 0.60) Å⁻¹"]
     lines += ["(seed means; Q₂ = the maximum, else the shoulder):", ""]

@@ -16,12 +16,17 @@ into a 4D dataset, pixel by pixel:
    and demo presets) is scaled down to it.
 2. **Per-pixel variation.** Type 1: interpolation between library entries (uniform dilations of one model) so
    that the pattern's first SRO peak, measured with the truth estimator along the mixing path of the two
-   neighbouring entries, is the scene's per-pixel ``sro_peak`` (else its density); the Type 2 matrix likewise
-   when the scene gives ``sro_peak``. Type 2: the amorphous matrix plus LiF nanocrystals — their
-   number along the beam follows the LiF volume fraction, each one a library crystal chosen by the pixel's
-   seed and rotated in plane by a seeded angle (so orientations change from pixel to pixel); a probe wider
-   than a crystal (effective area 1/∫P² above the crystal's π d²/4: 0.15 mrad) lights proportionally more
-   crystals, each more weakly, so the LiF scattering is the same and one pattern shows more orientations.
+   neighbouring entries, is the scene's per-pixel ``sro_peak`` (else its density). The entries are the region's
+   own model wherever its dilation span holds the request; outside it, another shipped Type 1 candidate of the
+   library (entries with ``params["model"]``) whose span holds it, the one needing the smallest dilation
+   |ln(ρ/ρ_relaxed)| (the default model peaks nowhere below ≈ 0.30 Å⁻¹; the top interface asks for 0.295):
+   ``truth["sei_type1_model"]`` indexes ``truth["sei_type1_models"]`` per pixel and ``truth["density"]`` is that
+   model's density. The Type 2 matrix follows the requested peak likewise when the scene gives ``sro_peak``.
+   Type 2: the amorphous matrix plus LiF nanocrystals — their number along the beam follows the LiF volume fraction,
+   each one a library crystal chosen by the pixel's seed and rotated in plane by a seeded angle (so orientations
+   change from pixel to pixel); a probe wider than a crystal (effective area 1/∫P² above the crystal's π d²/4: 0.15
+   mrad) lights proportionally more crystals, each more weakly, so the LiF scattering is the same and one pattern
+   shows more orientations.
    Li and Cu grains: the entry of the grain's index. Electrolyte: like Type 1 when the scene gives ``sro_peak``
    (the library's dilations of the relaxed model), else an undilated entry chosen by the pixel's seed.
 3. **Beam damage.** The local accumulated fluence of the raster (simkit.dose.accumulated_fluence_map, scan
@@ -538,11 +543,30 @@ class _Prepared:
     el_plain: dict | None = None  # variant tag -> offsets of the undilated electrolyte entries (no "density")
     el_density: dict | None = None  # variant tag -> densities [g/cm³] of the electrolyte entries, in entry order
     t2_density: np.ndarray | None = None  # densities [g/cm³] of the Type 2 matrix entries, in entry order
+    t1_model: dict | None = None  # variant tag -> what the Type 1 entries are (shipped model name, or the packing)
+    t1_relaxed: dict | None = None  # variant tag -> pooled relaxed density [g/cm³] of that model (NaN: packing)
 
 
 def _tag(params) -> str:
-    """Electrolyte variant an entry or region belongs to ("hce" when untagged)."""
+    """Group an entry or region belongs to: its Type 1 candidate ``model`` if named, else its electrolyte variant
+    ("hce" when untagged)."""
+    if "model" in params:
+        return str(params["model"])
     return str(params.get("variant", params.get("sei_variant", params.get("electrolyte", "hce"))))
+
+
+def _type1_source(entries) -> tuple[str, float]:
+    """What a group of Type 1 entries is (shipped relaxed model name, or "packing (variant)") and that model's
+    pooled relaxed density Σm/ΣV over its seeds [g/cm³] (NaN for a packing)."""
+    from simkit.library import _relaxed_source
+    from structures import relax
+
+    name = _relaxed_source(entries[0].spec)
+    if name is None:
+        return f"packing ({_tag(entries[0].spec.params)})", float("nan")
+    seeds = relax.relaxed_seeds(name)
+    mass = sum(float(np.sum(a.get_masses())) for a in seeds)
+    return name, mass / sum(a.get_volume() for a in seeds) * 1.66053906660
 
 
 def _peak_path(patterns, library: PatternLibrary, n_t: int = 9):
@@ -579,6 +603,43 @@ def _on_path(path, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return j, uu - j
 
 
+def _type1_models(prepared: _Prepared) -> list[str]:
+    """What the Type 1 entry groups of a prepared library are, in the order that ``truth["sei_type1_model"]``
+    indexes: a shipped relaxed model name (``type1_default``, ``type1_nso``, …) or ``"packing (variant)"``."""
+    return [prepared.t1_model[t] for t in sorted(prepared.t1_model or {})]
+
+
+def _type1_choice(prep: _Prepared, own: str, q: np.ndarray) -> np.ndarray:
+    """Per requested SRO peak q [Å⁻¹]: the Type 1 group (tag) whose entries compose it.
+
+    The region's own model wherever its mixing path spans q; elsewhere, of the other shipped Type 1 candidates in
+    the library (groups named by a ``model``) whose path spans q, the one that needs the smallest dilation
+    |ln(ρ/ρ_relaxed)|; the own model (clipped to its span's end) where none does.
+    """
+    from structures import relax
+
+    choice = np.full(q.shape, own, dtype=object)
+    lo, hi = prep.t1_peak[own][0][[0, -1]]
+    out = (q < lo) | (q > hi)
+    if not out.any():
+        return choice
+    best = np.full(q.shape, np.inf)
+    for g, path in prep.t1_peak.items():
+        if g == own or g not in relax.LIBRARY or len(path) != 2 or not np.isfinite(prep.t1_relaxed[g]):
+            continue
+        peaks, _ = path
+        inside = out & (q >= peaks[0]) & (q <= peaks[-1])
+        if not inside.any():
+            continue
+        jg, tg = _on_path(path, q)
+        xg = prep.t1_density[g]
+        rho = xg[jg] * (1 - tg) + xg[np.minimum(jg + 1, xg.size - 1)] * tg
+        cost = np.where(inside, np.abs(np.log(rho / prep.t1_relaxed[g])), np.inf)
+        better = cost < best
+        choice[better], best[better] = g, cost[better]
+    return choice
+
+
 def _bracket(x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index j and weight t of linear interpolation of v on increasing nodes x (clipped to [x₀, x₋₁])."""
     vc = np.clip(v, x[0], x[-1])
@@ -596,6 +657,7 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
     for e in library.entries:
         groups.setdefault((e.spec.kind, _tag(e.spec.params)), []).append(e)
     t1_density, t1_peak, t2_peak = {}, {}, ()
+    t1_model, t1_relaxed = {}, {}
     el_peak, el_plain, el_density = {}, {}, {}
     t2_density = None
     for (kind, tag), entries in groups.items():
@@ -629,6 +691,7 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
             path = _peak_path([entries[i].pattern for i in range(len(entries))], library)
             if kind == "sei_type1":
                 t1_density[tag], t1_peak[tag] = dens[order], path
+                t1_model[tag], t1_relaxed[tag] = _type1_source(entries)
             elif tag == "hce":
                 t2_peak, t2_density = path, dens[order]
         if kind == "lif":
@@ -657,6 +720,8 @@ def _prepare(library: PatternLibrary, n_rot: int = 12) -> _Prepared:
         el_plain,
         el_density,
         t2_density,
+        t1_model,
+        t1_relaxed,
     )
 
 
@@ -695,10 +760,12 @@ def compose(
     patterns : ndarray, shape (n_rows, nx, det_y, det_x)  [fraction of incident per pixel], float32
     truth : dict of ndarray
         ``fractions`` (n_rows, nx, n_regions), ``density`` [g/cm³], ``lif_entry``, ``lif_angle`` [rad],
-        ``lif_f_vacancy``, ``lif_count``, ``li2o_damage_fraction``.
+        ``lif_f_vacancy``, ``lif_count``, ``li2o_damage_fraction``, ``sei_type1_model`` (index into the list
+        ``sei_type1_models`` of the Type 1 model a Type 1 pixel is composed of, −1 elsewhere).
     """
     prep = prepared or _prepare(library)
     w, truth = _weights(scene, library, rows, damage_state, seed, footprint, prep)
+    truth["sei_type1_models"] = _type1_models(prep)
     shape = truth["fractions"].shape[:2]
     return _dense(w, prep).reshape(*shape, *library.geometry.shape), truth
 
@@ -729,6 +796,7 @@ def _weights(scene, library: PatternLibrary, rows, damage_state, seed: int, foot
         "lif_f_vacancy": np.full(npx, np.nan),
         "lif_count": np.zeros(npx, dtype=np.int32),
         "li2o_damage_fraction": np.zeros(npx),
+        "sei_type1_model": np.full(npx, -1, dtype=np.int16),
     }
     r_idx, c_idx, vals = [], [], []
 
@@ -757,13 +825,23 @@ def _weights(scene, library: PatternLibrary, rows, damage_state, seed: int, foot
         if region.kind == "sei_type1":
             rho_map = params.get(f"{region.name}.density")
             q_map = params.get(f"{region.name}.sro_peak")
-            xd = prep.t1_density[_tag(region.params)]
-            xq = prep.t1_peak[_tag(region.params)]
+            own = _tag(region.params)
+            xd = prep.t1_density[own]
+            xq = prep.t1_peak[own]
             # a requested SRO peak wins (it is what the scene means); else the density; both interpolate
             # linearly between the two neighbouring entries
             if q_map is not None and len(xq) == 2:
-                j, t = _on_path(xq, q_map.reshape(-1))
-                rho = xd[j] * (1 - t) + xd[np.minimum(j + 1, nb - 1)] * t
+                tags = _type1_choice(prep, own, q_map.reshape(-1))
+                names = sorted(prep.t1_model)
+                j, t = np.zeros(npx, int), np.zeros(npx)
+                rho = np.full(npx, np.nan)
+                for g in np.unique(tags):
+                    sel = tags == g
+                    jg, tg = _on_path(prep.t1_peak[g], q_map.reshape(-1)[sel])
+                    xg, (bg, ng) = prep.t1_density[g], prep.base[("sei_type1", g)]
+                    j[sel], t[sel] = jg + (bg - b0), tg  # offsets from this region's own block
+                    rho[sel] = xg[jg] * (1 - tg) + xg[np.minimum(jg + 1, ng - 1)] * tg
+                    truth["sei_type1_model"][on & sel] = names.index(g)
             else:
                 rho = rho_map.reshape(-1) if rho_map is not None else np.full(npx, np.nanmean(xd))
                 if nb == 1 or not np.all(np.diff(xd) > 0):
@@ -784,6 +862,8 @@ def _weights(scene, library: PatternLibrary, rows, damage_state, seed: int, foot
             add(b0 + j, f * amorph * (1 - t), on)
             if nb > 1:
                 add(b0 + j + 1, f * amorph * t, on)
+            if q_map is None or len(xq) != 2:
+                truth["sei_type1_model"][on] = sorted(prep.t1_model).index(own)
         elif region.kind == "sei_type2":
             v = float(region.params.get("lif_volume_fraction", 0.0))
             q_map = params.get(f"{region.name}.sro_peak")
@@ -1140,6 +1220,7 @@ def synthesize_scan(
         "lif_f_vacancy": np.full((ny_s, nx_s), np.nan),
         "lif_count": np.zeros((ny_s, nx_s), np.int32),
         "li2o_damage_fraction": np.zeros((ny_s, nx_s)),
+        "sei_type1_model": np.full((ny_s, nx_s), -1, np.int16),
     }
     settings = {
         "scene": json.loads(scene.to_json()),
@@ -1186,7 +1267,8 @@ def synthesize_scan(
             for r0 in range(0, ny_s, rows_per_chunk):
                 sl = slice(r0, min(ny_s, r0 + rows_per_chunk))
                 w, t = _weights(scene, library, sl, damage_state, seed, foot, prep)
-                for k in ("density", "lif_entry", "lif_angle", "lif_f_vacancy", "lif_count", "li2o_damage_fraction"):
+                for k in ("density", "lif_entry", "lif_angle", "lif_f_vacancy", "lif_count", "li2o_damage_fraction",
+                          "sei_type1_model"):  # fmt: skip
                     truth[k][sl] = t[k]
                 truth["fractions"][sl] = t["fractions"]
                 sro = np.zeros(t["fractions"].shape[:2], bool)
@@ -1228,6 +1310,7 @@ def synthesize_scan(
                 "region_fraction": np.take_along_axis(truth["fractions"], maj[..., None], -1)[..., 0],
                 "region_names": json.dumps(names),
                 "region_kinds": json.dumps([r.kind for r in scene.regions]),
+                "sei_type1_models": json.dumps(_type1_models(prep)),
                 **truth,
                 "descan": shifts,
                 "ellipse_ratio": ratio,
@@ -1244,6 +1327,7 @@ def synthesize_scan(
     maj = np.argmax(truth["fractions"], axis=-1)
     truth["region"] = maj
     truth["region_names"] = names
+    truth["sei_type1_models"] = _type1_models(prep)
     truth["descan"] = shifts
     if fluence is not None:
         truth["fluence"] = fluence

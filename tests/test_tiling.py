@@ -112,7 +112,9 @@ def test_mosaic_is_seeded_and_keeps_density_and_units():
     assert sorted(a.numbers) == sorted(np.tile(seeds[0].numbers, 8))
     # units stay whole: without any periodic wrapping, no atom of the mosaic is farther from its unit's first atom
     # than the largest such minimum-image distance in the seeds (a unit cut at a tile face would span ≈ L)
-    assert _unit_span(a, periodic=False) <= max(_unit_span(s, periodic=True) for s in seeds) + 1e-9
+    # (the tiles are the seeds rescaled to the pooled density: compare with the seeds at that density)
+    tiles = relax.relaxed_seeds("type1_default", density=a.info["density_g_cm3"])
+    assert _unit_span(a, periodic=False) <= max(_unit_span(s, periodic=True) for s in tiles) + 1e-9
     assert len(np.unique(a.arrays["unit_id"])) == 8 * len(np.unique(seeds[0].arrays["unit_id"]))
     # a cut box is covered at the density of the tiles
     box = relax.relaxed_model("type1_default", cell=(25.0, 25.0, 40.0), density=1.9, rng=3)
