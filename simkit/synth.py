@@ -564,9 +564,7 @@ def _type1_source(entries) -> tuple[str, float]:
     name = _relaxed_source(entries[0].spec)
     if name is None:
         return f"packing ({_tag(entries[0].spec.params)})", float("nan")
-    seeds = relax.relaxed_seeds(name)
-    mass = sum(float(np.sum(a.get_masses())) for a in seeds)
-    return name, mass / sum(a.get_volume() for a in seeds) * 1.66053906660
+    return name, relax.pooled_density(name)
 
 
 def _peak_path(patterns, library: PatternLibrary, n_t: int = 9):

@@ -46,6 +46,7 @@ import numpy as np
 from ase import Atoms, units
 
 __all__ = [
+    "pooled_density",
     "LIBRARY",
     "MODEL_DIR",
     "ModelSpec",
@@ -884,6 +885,23 @@ def relaxed_seeds(name: str, *, density: float | None = None) -> list[Atoms]:
     return out
 
 
+def pooled_density(name: str) -> float:
+    """Pooled relaxed density Σm/ΣV of a model's shipped seeds [g/cm³] (what a seed-averaged entry stands for).
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`LIBRARY` with shipped files.
+    """
+    return _pooled_density([load_model(name, s) for s in model_seeds(name)])
+
+
+def _pooled_density(models: list[Atoms]) -> float:
+    """Σm/ΣV of periodic cells [g/cm³]."""
+    mass = sum(float(np.sum(m.get_masses())) for m in models)
+    return mass / sum(m.get_volume() for m in models) * _AMU_PER_A3_TO_G_CM3
+
+
 def _check_density(density) -> float:
     d = float(density)
     if not (math.isfinite(d) and d > 0):
@@ -903,7 +921,7 @@ def _mosaic_tiles(name: str, first_seed: int, density: float | None) -> tuple[li
     key = sorted(models[0].numbers.tolist())
     models = [m for m in models if sorted(m.numbers.tolist()) == key and len(m) == len(models[0])]
     mass = float(np.sum(models[0].get_masses()))
-    rho_pool = mass * len(models) / sum(m.get_volume() for m in models) * _AMU_PER_A3_TO_G_CM3
+    rho_pool = _pooled_density(models)
     rho = rho_pool if density is None else _check_density(density)
     v = mass / rho * _AMU_PER_A3_TO_G_CM3  # Å³ of every tile
     for m in models:
