@@ -1096,6 +1096,7 @@ def build_library(
     -------
     PatternLibrary
     """
+    import abtem
     import dask
     from tqdm.auto import tqdm
 
@@ -1135,22 +1136,26 @@ def build_library(
 
             client = Client(scheduler_address)
         bar = tqdm(total=len(tasks), desc="pattern library", unit="entry", disable=not progress)
-        try:
-            if client is not None:
-                from dask.distributed import as_completed
+        # the planner effort is set here, once, in the calling thread: each simulation also sets it (with other
+        # abTEM settings) for its own duration, and two worker threads leaving their settings in the wrong order
+        # would otherwise put the process default (FFTW_MEASURE, not reproducible) back under a running one
+        with abtem.config.set({"fftw.planning_effort": ms.fft_planning}):
+            try:
+                if client is not None:
+                    from dask.distributed import as_completed
 
-                futures = client.compute(tasks)
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update(1)
-            else:
-                # batches of num_workers so the bar moves; each task runs with one inner thread
-                for b in range(0, len(tasks), max(1, num_workers)):
-                    chunk = tasks[b : b + max(1, num_workers)]
-                    dask.compute(*chunk, scheduler="threads", num_workers=max(1, num_workers))
-                    bar.update(len(chunk))
-        finally:
-            bar.close()
+                    futures = client.compute(tasks)
+                    for fut in as_completed(futures):
+                        fut.result()
+                        bar.update(1)
+                else:
+                    # batches of num_workers so the bar moves; each task runs with one inner thread
+                    for b in range(0, len(tasks), max(1, num_workers)):
+                        chunk = tasks[b : b + max(1, num_workers)]
+                        dask.compute(*chunk, scheduler="threads", num_workers=max(1, num_workers))
+                        bar.update(len(chunk))
+            finally:
+                bar.close()
     entries = []
     for spec, key, path in zip(specs, keys, paths):
         pat, _, info = _read_entry(path)

@@ -33,8 +33,10 @@ Performance notes
 -----------------
 Grids are rounded up to FFT-friendly sizes (:func:`fft_friendly`; a prime 401² grid is ≈ 4× slower than
 405², bench/nbed.py). abTEM's default FFTW planner (``FFTW_MEASURE``) spends seconds planning each new grid
-and batch size in a process; for one-off patterns ``abtem.config.set({"fftw.planning_effort":
-"FFTW_ESTIMATE"})`` avoids that (the tests do). Computations run on dask's threaded scheduler with 2 workers.
+and batch size in a process and is not reproducible across processes (it times candidate algorithms); the
+multislice here plans with ``Multislice.fft_planning`` = "FFTW_ESTIMATE" by default, so a pattern is the same
+bit for bit in every process (cached library entries equal fresh ones). Computations run on dask's threaded
+scheduler with 2 workers.
 Defaults (sampling 0.1 Å, 2 Å slices, 4 phonon configurations) come from docs/convergence.md.
 """
 
@@ -58,6 +60,7 @@ from structures.checks import check_finite, check_positive
 __all__ = [
     "ABTEM_VERSION",
     "DEFAULT_DISPLACEMENT",
+    "FFT_PLANNERS",
     "DetectorGeometry",
     "MAX_CRYSTAL_PERIOD",
     "Multislice",
@@ -232,6 +235,10 @@ class Probe:
         return cls(**_known_keys(cls, d))
 
 
+#: FFTW planner efforts accepted by :class:`Multislice` (``fft_planning``).
+FFT_PLANNERS = ("FFTW_ESTIMATE", "FFTW_MEASURE", "FFTW_PATIENT", "FFTW_EXHAUSTIVE")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Multislice:
     """Multislice settings (defaults chosen by the convergence study in docs/convergence.md).
@@ -252,6 +259,14 @@ class Multislice:
         abTEM's antialias limit ``(2/3) · λ / (2 · sampling)``.
     parametrization : str
         abTEM scattering-factor parametrization: "lobato" (default) or "kirkland".
+    fft_planning : str
+        FFTW planner effort of the multislice FFTs: "FFTW_ESTIMATE" (default), "FFTW_MEASURE", "FFTW_PATIENT"
+        or "FFTW_EXHAUSTIVE". Only "FFTW_ESTIMATE" is reproducible bit for bit from one process to the next:
+        the others pick their algorithm by timing it, so the same simulation in a new process differs in the
+        last bits (measured: ≈ 4·10⁻⁶ of the largest pixel of a Li metal library entry). That is enough to
+        re-randomise every Poisson draw of a synthetic scan made from the pattern, so cached and freshly
+        simulated library entries would give different scans. The measuring planners can be faster for long
+        runs on one grid (they spend seconds planning each new grid and batch size).
     """
 
     sampling: float = 0.1
@@ -260,6 +275,7 @@ class Multislice:
     displacement: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DISPLACEMENT))
     max_angle: float = 40.0
     parametrization: str = "lobato"
+    fft_planning: str = "FFTW_ESTIMATE"
 
     def __post_init__(self) -> None:
         for name in ("sampling", "slice_thickness", "max_angle"):
@@ -278,6 +294,11 @@ class Multislice:
         object.__setattr__(self, "displacement", disp)
         if self.parametrization not in ("lobato", "kirkland"):
             raise ValueError(f"parametrization={self.parametrization!r}: use 'lobato' or 'kirkland'")
+        if self.fft_planning not in FFT_PLANNERS:
+            raise ValueError(
+                f"fft_planning={self.fft_planning!r}: use one of {', '.join(FFT_PLANNERS)} (only 'FFTW_ESTIMATE' "
+                "is reproducible bit for bit across processes)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict; ``displacement`` stays a dict (stored as JSON in HDF5)."""
@@ -704,7 +725,11 @@ def _run_batches(atoms, probe: Probe, ms: Multislice, positions: np.ndarray, see
 
     wave_bytes = 16 * gpts[0] * gpts[1]
     chunk = max(parse_bytes(str(abtem.config.get("dask.chunk-size"))), 2 * wave_bytes)
-    settings = {"diagnostics.progress_bar": False, "dask.chunk-size": f"{chunk} B"}
+    settings = {
+        "diagnostics.progress_bar": False,
+        "dask.chunk-size": f"{chunk} B",
+        "fftw.planning_effort": ms.fft_planning,
+    }
     with dask.config.set(scheduler="threads", num_workers=2), abtem.config.set(settings):
         if method == "prism":
             # One S-matrix per frozen-phonon configuration, built once and reduced for every batch of

@@ -33,13 +33,7 @@ P2 = nbed.Probe(semiangle=2.0)
 P015 = nbed.Probe(semiangle=0.15)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_fft_planning():
-    """FFTW_MEASURE planning costs seconds per new grid; results do not depend on the planner."""
-    import abtem
-
-    with abtem.config.set({"fftw.planning_effort": "FFTW_ESTIMATE"}):
-        yield
+# (Multislice plans its FFTs with FFTW_ESTIMATE by default: no seconds of planning per new grid here)
 
 
 def lif_sphere(diameter, cell_xy, *, axis="011", f_vacancy=0.0, rng=None, a=A_LIF, margin=4.0):
