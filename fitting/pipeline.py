@@ -555,16 +555,19 @@ def _selected_sector_mean(data, cal, select, *, batch: int = 64) -> np.ndarray:
         return np.where(cnt > 0, tot / cnt, np.nan)
 
 
-def _ellipse_pixels(feats, classes):
+def _ellipse_pixels(feats, classes, *, min_pixels=None, min_counts=None):
     """Bragg-free amorphous pixels (mask of the scan) for the ellipse refinement, or None when they are fewer than
-    :data:`ELLIPSE_MIN_PIXELS` or hold fewer than :data:`ELLIPSE_MIN_COUNTS` counts."""
+    ``min_pixels`` (default :data:`ELLIPSE_MIN_PIXELS`) or hold fewer than ``min_counts`` counts (default
+    :data:`ELLIPSE_MIN_COUNTS`)."""
+    min_pixels = ELLIPSE_MIN_PIXELS if min_pixels is None else min_pixels
+    min_counts = ELLIPSE_MIN_COUNTS if min_counts is None else min_counts
     from fitting.classify import CLASSES
 
     amorph = np.isin(classes, [CLASSES.index(c) for c in ("sei_type1", "sei_type2", "electrolyte")])
     bragg = np.where(np.isfinite(feats.bragg), feats.bragg, np.inf)
     sel = amorph & (bragg <= ELLIPSE_MAX_BRAGG)
     total = np.where(np.isfinite(feats.total), feats.total, 0.0)
-    if np.count_nonzero(sel) < ELLIPSE_MIN_PIXELS or float(np.sum(total[sel])) < ELLIPSE_MIN_COUNTS:
+    if np.count_nonzero(sel) < max(min_pixels, 1) or float(np.sum(total[sel])) < min_counts:
         return None
     return sel
 
@@ -614,10 +617,17 @@ ELLIPSE_MAX_RATIO = 1.15
 #: refined after the pass as before. 0 switches the early measurement off.
 EARLY_ELLIPSE_ROWS = DESCAN_ROWS
 #: Leftover distortion [1] the whole scan's Bragg-free amorphous pixels may show under the early ellipse for
-#: the single pass to stand (|ρ − 1|, ρ the residual ratio measured on them): a ring at Q₀ then reads at most
-#: ≈ Q₀·(ρ − 1)/2 off in the azimuthal mean (≈ 0.00045 Å⁻¹ at the 0.3 Å⁻¹ SRO ring). Beyond it the profiles are
-#: made again with the whole scan's ellipse (the former second pass).
-EARLY_ELLIPSE_TOL = 0.003
+#: the single pass to stand (ρ − 1, ρ the residual ratio measured on them). A ring at Q₀ then reads at most
+#: ≈ Q₀·(ρ − 1)/2 off in the azimuthal mean; the estimator's class-mean SRO peaks moved by ≤ 0.00065 Å⁻¹ at a
+#: leftover of 0.003 (tests/test_pipeline_single_pass.py), so 0.002 keeps them within ≈ 0.0005 Å⁻¹. Beyond it
+#: the profiles are made again with the whole scan's ellipse (the former second pass).
+EARLY_ELLIPSE_TOL = 0.002
+#: Counts [e] the early ellipse's pixels should hold (5 × ELLIPSE_MIN_COUNTS: ≈ ±0.001 in the ratio, a third of
+#: EARLY_ELLIPSE_TOL), and the largest share of the columns its strips may take to find them.
+EARLY_ELLIPSE_COUNTS = 5 * ELLIPSE_MIN_COUNTS
+EARLY_ELLIPSE_MAX_COLUMNS = 0.5
+#: Extra measurements of the strip's ellipse under the plan corrected so far (first-order estimates converge).
+EARLY_ELLIPSE_ITERATIONS = 2
 
 
 class _Columns:
@@ -636,10 +646,14 @@ class _Columns:
 
 
 def _early_ellipse(scan, cal, rules, exclude_direct):
-    """The Calibration with the ellipse measured on a strip of central columns (all scan rows, about
-    :data:`EARLY_ELLIPSE_ROWS` rows' worth of patterns): profiles and sector features of the strip, its classes,
-    the residual ellipse of its Bragg-free amorphous pixels. None when the scan has at most :data:`DESCAN_ROWS`
-    rows or the strip gives no ellipse (then the ellipse is refined after the main pass, as before)."""
+    """The Calibration with the ellipse measured before the main pass on strips of columns (all scan rows, about
+    :data:`EARLY_ELLIPSE_ROWS` rows' worth of patterns each, the middle one first, then alternately right and
+    left of it): profiles and sector features of each strip, its classes, its Bragg-free amorphous pixels —
+    strips are added until those hold :data:`EARLY_ELLIPSE_COUNTS` counts or cover
+    :data:`EARLY_ELLIPSE_MAX_COLUMNS` of the columns —, then the residual ellipse of their summed sector
+    profiles, measured again under the corrected plan while it is not well inside :data:`EARLY_ELLIPSE_TOL`.
+    None when the scan has at most :data:`DESCAN_ROWS` rows or the strips give no ellipse (then the ellipse is
+    refined after the main pass, as before)."""
     from fitting.classify import classify, features
     from fitting.profiles import scan_profiles
 
@@ -647,31 +661,48 @@ def _early_ellipse(scan, cal, rules, exclude_direct):
     if EARLY_ELLIPSE_ROWS <= 0 or sy <= DESCAN_ROWS:
         return None
     w = int(min(sx, max(1, round(EARLY_ELLIPSE_ROWS * sx / sy))))
-    c0 = (sx - w) // 2
-    shifts = None if cal.shifts is None else np.asarray(cal.shifts)[:, c0 : c0 + w]
-    parts = []
-
-    def sector_features(r0, r1, block, sh, rows):
-        m = np.empty((r1 - r0, block.shape[1], N_PHI, cal.plan.n_q), np.float32)
-        s = np.empty_like(m)
-        cal.plan.mean_profiles(block, None if sh is None else np.rint(sh), n_phi=N_PHI, out=(m, s))
-        parts.append(features(cal.plan.q, m, s, profiles=rows))
-
-    scan_profiles(
-        _Columns(scan.data, c0, c0 + w), cal.plan, shifts=shifts, exclude_direct=exclude_direct,
-        on_block=sector_features, chunk=BLOCK_PATTERNS,
-    )  # fmt: skip
-    feats = _stack_features(parts)
-    sel = _ellipse_pixels(feats, classify(feats, rules))
-    if sel is None:
-        return None
+    mid = (sx - w) // 2
+    starts = [mid]
+    for k in range(1, sx // w + 2):  # alternately right and left of the middle strip, inside the scan
+        starts += [c for c in (mid + k * w, mid - k * w) if 0 <= c < sx and c + w <= sx]
     full = np.zeros((sy, sx), bool)
-    full[:, c0 : c0 + w] = sel
-    ell = _residual_ellipse(scan.data, cal, full)
-    if ell is None or not ell.ratio < ELLIPSE_MAX_RATIO:
+    counts, used = 0.0, []
+    for c0 in starts:
+        if used and (counts >= EARLY_ELLIPSE_COUNTS or (len(used) + 1) * w > EARLY_ELLIPSE_MAX_COLUMNS * sx):
+            break
+        used.append(c0)
+        shifts = None if cal.shifts is None else np.asarray(cal.shifts)[:, c0 : c0 + w]
+        parts = []
+
+        def sector_features(r0, r1, block, sh, rows, parts=parts):
+            m = np.empty((r1 - r0, block.shape[1], N_PHI, cal.plan.n_q), np.float32)
+            s = np.empty_like(m)
+            cal.plan.mean_profiles(block, None if sh is None else np.rint(sh), n_phi=N_PHI, out=(m, s))
+            parts.append(features(cal.plan.q, m, s, profiles=rows))
+
+        scan_profiles(
+            _Columns(scan.data, c0, c0 + w), cal.plan, shifts=shifts, exclude_direct=exclude_direct,
+            on_block=sector_features, chunk=BLOCK_PATTERNS,
+        )  # fmt: skip
+        feats = _stack_features(parts)
+        sel = _ellipse_pixels(feats, classify(feats, rules), min_pixels=1, min_counts=0.0)
+        if sel is not None:
+            full[:, c0 : c0 + w] = sel
+            counts += float(np.sum(np.where(np.isfinite(feats.total), feats.total, 0.0)[sel]))
+    n = int(np.count_nonzero(full))
+    if n < ELLIPSE_MIN_PIXELS or counts < ELLIPSE_MIN_COUNTS:
         return None
-    src = f"sector profiles of {int(np.count_nonzero(sel))} Bragg-free amorphous pixels of columns {c0}–{c0 + w - 1}"
-    return _with_ellipse(cal, ell, src)
+    src = f"sector profiles of {n} Bragg-free amorphous pixels of {len(used)} strip(s) of {w} columns"
+    # ellipse_from_sectors is first order in the distortion: measured again under the corrected plan (only the
+    # selected pixels are read) until what is left is well inside the check's tolerance
+    for _ in range(1 + EARLY_ELLIPSE_ITERATIONS):
+        ell = _residual_ellipse(scan.data, cal, full)
+        if ell is None or not ell.ratio < ELLIPSE_MAX_RATIO:
+            return None
+        if cal.ellipse is not None and ell.ratio - 1.0 <= EARLY_ELLIPSE_TOL / 3:
+            break
+        cal = _with_ellipse(cal, ell, src)
+    return cal
 
 
 def _check_early_ellipse(scan, cal, feats, classes):
