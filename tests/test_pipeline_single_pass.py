@@ -60,7 +60,8 @@ def _class_means(res, other=None, where=True):
 
 def test_leftover_ellipse_of_the_tolerance_moves_the_sro_peak_by_under_5e_4(layered):
     path, _ = layered
-    base = analyze_scan(path, None, figures=False, instrument=Instrument(ellipse=Ellipse(ratio=TRUE_ELLIPSE[0], angle=TRUE_ELLIPSE[1])))
+    true = Instrument(ellipse=Ellipse(ratio=TRUE_ELLIPSE[0], angle=TRUE_ELLIPSE[1]))
+    base = analyze_scan(path, None, figures=False, instrument=true)
     for extra in (0.0, np.pi / 4, np.pi / 2):  # leftover along, diagonal to and across the true axis
         ratio, angle = compose_ellipse(*TRUE_ELLIPSE, 1.0 + EARLY_ELLIPSE_TOL, TRUE_ELLIPSE[1] + extra)
         res = analyze_scan(path, None, figures=False, instrument=Instrument(ellipse=Ellipse(ratio=ratio, angle=angle)))
