@@ -618,12 +618,12 @@ ELLIPSE_MAX_RATIO = 1.15
 EARLY_ELLIPSE_ROWS = DESCAN_ROWS
 #: Leftover distortion [1] the whole scan's Bragg-free amorphous pixels may show under the early ellipse for
 #: the single pass to stand (ρ − 1, ρ the residual ratio measured on them). A ring at Q₀ then reads at most
-#: ≈ Q₀·(ρ − 1)/2 off in the azimuthal mean; the estimator's class-mean SRO peaks moved by ≤ 0.00065 Å⁻¹ at a
-#: leftover of 0.003 (tests/test_pipeline_single_pass.py), so 0.002 keeps them within ≈ 0.0005 Å⁻¹. Beyond it
-#: the profiles are made again with the whole scan's ellipse (the former second pass).
-EARLY_ELLIPSE_TOL = 0.002
+#: ≈ Q₀·(ρ − 1)/2 off in the azimuthal mean (0.00045 Å⁻¹ at 0.3 Å⁻¹); the estimator's class-mean SRO peaks
+#: moved by ≤ 0.00065 Å⁻¹ at this leftover (0.00043 at 0.002; tests/test_pipeline_single_pass.py). Beyond it the
+#: profiles are made again with the whole scan's ellipse (the former second pass).
+EARLY_ELLIPSE_TOL = 0.003
 #: Counts [e] the early ellipse's pixels should hold (5 × ELLIPSE_MIN_COUNTS: ≈ ±0.001 in the ratio, a third of
-#: EARLY_ELLIPSE_TOL), and the largest share of the columns its strips may take to find them.
+#: EARLY_ELLIPSE_TOL), and the largest share of the columns its strips may take to find them (small scans).
 EARLY_ELLIPSE_COUNTS = 5 * ELLIPSE_MIN_COUNTS
 EARLY_ELLIPSE_MAX_COLUMNS = 0.5
 #: Extra measurements of the strip's ellipse under the plan corrected so far (first-order estimates converge).
