@@ -145,20 +145,26 @@ def analyze_scan(
     q_range : (float, float) or None  [Å⁻¹]
         SRO peak window (default: that of :func:`fitting.peaks.sro_peak_map`).
     refine_ellipse : bool
-        When no ``ellipse_q_range`` is given: after classification, measure the elliptical distortion on the
-        sector profiles of the amorphous pixels without Bragg discs (:func:`fitting.calibrate.
-        ellipse_from_sectors`: cheap, and blind to the Li/Cu spots that bias a whole-scan ring fit) and, if such
-        pixels (at least 5) hold ≥ 3 × 10⁶ counts (:data:`ELLIPSE_MIN_COUNTS`: 30 pixels at 10⁵ e) and give a
-        ratio below 1.15, recompute the profiles and the peak map with it. An
-        uncorrected 2 % ellipse moves the azimuthally averaged SRO peak by ≈ +1 % (≈ 0.003 Å⁻¹).
+        When no ``ellipse_q_range`` is given: measure the elliptical distortion on the sector profiles of the
+        amorphous pixels without Bragg discs (:func:`fitting.calibrate.ellipse_from_sectors`: cheap, and blind to
+        the Li/Cu spots that bias a whole-scan ring fit), if such pixels (at least 5) hold ≥ 3 × 10⁶ counts
+        (:data:`ELLIPSE_MIN_COUNTS`: 30 pixels at 10⁵ e) and give a ratio below 1.15. On a scan of more than
+        :data:`DESCAN_ROWS` rows it is measured *before* the main pass, on strips of columns classified on their
+        own (:func:`_early_ellipse`), so that the one pass makes the final profiles; after classification the
+        whole scan's Bragg-free amorphous pixels check it, and if they still show a distortion above
+        :data:`EARLY_ELLIPSE_TOL` (0.3 %: class-mean SRO peaks ≤ 0.00065 Å⁻¹ off) the profiles are made again
+        with theirs (``summary["ellipse_check"]`` says which). Smaller scans, and scans whose strips give no
+        ellipse, measure it after the first pass and make the profiles again with it. An uncorrected 2 %
+        ellipse moves the azimuthally averaged SRO peak by ≈ +1 % (≈ 0.003 Å⁻¹).
     memory_budget : float  [bytes]
         A lazy (file-backed) scan no larger than this is read into memory once; larger scans are streamed block
         by block of scan rows (:class:`fitting.chunks.ScanSource`: lzf chunks decoded in parallel, transient hot
         pixels taken out of every frame as in memory), with the same results. The streamed analysis reads the
-        data once for the profiles and sector features (fused in one pass), again for the profiles after an
-        ellipse refinement, plus :data:`DESCAN_ROWS` scan rows for the descan surface and the selected pixels
-        of the refinement; it keeps per pixel the radial profiles (4 float64 arrays of n_q bins) and the
-        features, never the sector profiles. 0 always streams.
+        data once for the profiles and sector features (fused in one pass), plus :data:`DESCAN_ROWS` scan rows
+        for the descan surface, the column strips of the early ellipse and the selected pixels of its
+        measurements and check (≈ 1.1 reads of every pattern at 256 × 256 and up), and again for the profiles
+        only when the ellipse is refined after the pass; it keeps per pixel the radial profiles (4 float64
+        arrays of n_q bins) and the features, never the sector profiles. 0 always streams.
     figures : bool
         Write the PNG figures when ``out_dir`` is given.
     seed : int
