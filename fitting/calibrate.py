@@ -251,7 +251,7 @@ def _neighbour_third_dimmest(frame):
     return np.sort(nb, axis=0)[2]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _k_repair(block, use, factor, rnd, apply, hits):
     """Per frame k of ``block`` (m, ny, nx), in place: every isolated hot pixel (_left_out's rule on the original
     values) takes the mean of its finite non-hot neighbours, rounded when ``rnd`` (integer frames); ``apply``
