@@ -251,7 +251,7 @@ def _neighbour_third_dimmest(frame):
     return np.sort(nb, axis=0)[2]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _k_repair(block, use, factor, rnd, apply, hits):
     """Per frame k of ``block`` (m, ny, nx), in place: every isolated hot pixel (_left_out's rule on the original
     values) takes the mean of its finite non-hot neighbours, rounded when ``rnd`` (integer frames); ``apply``
@@ -260,6 +260,12 @@ def _k_repair(block, use, factor, rnd, apply, hits):
     for k in prange(m):
         n = 0
         for i in range(ny):
+            # most rows hold no pixel above ``factor`` (a hot pixel must exceed it): a branch-free count first
+            above = 0
+            for j in range(nx):
+                above += float(block[k, i, j]) > factor
+            if above == 0:
+                continue
             for j in range(nx):
                 if use[i, j] and float(block[k, i, j]) > factor and _left_out(block, use, factor, k, i, j):
                     n += 1

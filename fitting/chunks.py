@@ -164,7 +164,8 @@ class ScanSource:
     integers or slices, the detector axes by anything NumPy takes) and returns ndarrays; reads go through a
     :class:`ChunkReader` (parallel raw-chunk decoding where the layout allows). Each frame read is repaired by
     :func:`fitting.calibrate.repair_hot` with ``repair_mask`` (None: no repair); ``hot_taken_out`` counts the
-    pixels taken out since the last :meth:`reset_count`.
+    pixels taken out since the last :meth:`reset_count`; ``patterns_read`` counts every pattern read (decoded)
+    since it was made, so that a caller can check how many times a pass over the scan read each pattern.
 
     Parameters
     ----------
@@ -184,6 +185,7 @@ class ScanSource:
         self.nbytes = self.size * self.dtype.itemsize
         self.repair_mask = None if repair_mask is None else np.ascontiguousarray(repair_mask, dtype=bool)
         self.hot_taken_out = 0
+        self.patterns_read = 0
         # isolated hot pixels per frame (−1: not yet read): later reads repair only the frames that have some
         self._hits = np.full(self.shape[0] * self.shape[1], -1, np.int32)
 
@@ -222,6 +224,7 @@ class ScanSource:
         """Patterns [k0, k1) of the flattened scan index, as (k1 − k0, det_y, det_x), repaired."""
         sy, sx = self.shape[:2]
         r0, r1 = k0 // sx, (k1 - 1) // sx + 1
+        self.patterns_read += k1 - k0
         if self._reader.fast:
             blocks = self._reader.read_flat(k0, k1)  # a fresh array: repaired in place
         else:  # the caller's array (or h5py's) is never changed: repaired in a copy

@@ -145,20 +145,26 @@ def analyze_scan(
     q_range : (float, float) or None  [Å⁻¹]
         SRO peak window (default: that of :func:`fitting.peaks.sro_peak_map`).
     refine_ellipse : bool
-        When no ``ellipse_q_range`` is given: after classification, measure the elliptical distortion on the
-        sector profiles of the amorphous pixels without Bragg discs (:func:`fitting.calibrate.
-        ellipse_from_sectors`: cheap, and blind to the Li/Cu spots that bias a whole-scan ring fit) and, if such
-        pixels (at least 5) hold ≥ 3 × 10⁶ counts (:data:`ELLIPSE_MIN_COUNTS`: 30 pixels at 10⁵ e) and give a
-        ratio below 1.15, recompute the profiles and the peak map with it. An
-        uncorrected 2 % ellipse moves the azimuthally averaged SRO peak by ≈ +1 % (≈ 0.003 Å⁻¹).
+        When no ``ellipse_q_range`` is given: measure the elliptical distortion on the sector profiles of the
+        amorphous pixels without Bragg discs (:func:`fitting.calibrate.ellipse_from_sectors`: cheap, and blind to
+        the Li/Cu spots that bias a whole-scan ring fit), if such pixels (at least 5) hold ≥ 3 × 10⁶ counts
+        (:data:`ELLIPSE_MIN_COUNTS`: 30 pixels at 10⁵ e) and give a ratio below 1.15. On a scan of more than
+        :data:`DESCAN_ROWS` rows it is measured *before* the main pass, on strips of columns classified on their
+        own (:func:`_early_ellipse`), so that the one pass makes the final profiles; after classification the
+        whole scan's Bragg-free amorphous pixels check it, and if they still show a distortion above
+        :data:`EARLY_ELLIPSE_TOL` (0.3 %: class-mean SRO peaks ≤ 0.00065 Å⁻¹ off) the profiles are made again
+        with theirs (``summary["ellipse_check"]`` says which). Smaller scans, and scans whose strips give no
+        ellipse, measure it after the first pass and make the profiles again with it. An uncorrected 2 %
+        ellipse moves the azimuthally averaged SRO peak by ≈ +1 % (≈ 0.003 Å⁻¹).
     memory_budget : float  [bytes]
         A lazy (file-backed) scan no larger than this is read into memory once; larger scans are streamed block
         by block of scan rows (:class:`fitting.chunks.ScanSource`: lzf chunks decoded in parallel, transient hot
         pixels taken out of every frame as in memory), with the same results. The streamed analysis reads the
-        data once for the profiles and sector features (fused in one pass), again for the profiles after an
-        ellipse refinement, plus :data:`DESCAN_ROWS` scan rows for the descan surface and the selected pixels
-        of the refinement; it keeps per pixel the radial profiles (4 float64 arrays of n_q bins) and the
-        features, never the sector profiles. 0 always streams.
+        data once for the profiles and sector features (fused in one pass), plus :data:`DESCAN_ROWS` scan rows
+        for the descan surface, the column strips of the early ellipse and the selected pixels of its
+        measurements and check (≈ 1.1 reads of every pattern at 256 × 256 and up), and again for the profiles
+        only when the ellipse is refined after the pass; it keeps per pixel the radial profiles (4 float64
+        arrays of n_q bins) and the features, never the sector profiles. 0 always streams.
     figures : bool
         Write the PNG figures when ``out_dir`` is given.
     seed : int
@@ -233,6 +239,15 @@ def analyze_scan(
         )  # fmt: skip
     _record(w)
     cal = _apply_instrument(cal, given, scan.scan_shape)
+    # the ellipse measured before the main pass, on a strip of columns, so that the one pass over the data is
+    # made with it (checked against the whole scan's Bragg-free amorphous pixels after classification)
+    early = None
+    if refine_ellipse and cal.ellipse is None and given.ellipse is None:
+        with warnings.catch_warnings():  # the strip's classification warns about frames the main pass reports
+            warnings.simplefilter("ignore", UserWarning)
+            early = _early_ellipse(scan, cal, rules, exclude_direct)
+        if early is not None:
+            cal = early
     # one pass over the data: per block of rows the radial profiles (exact sub-pixel descan) and the 32-sector
     # profiles (whole-pixel descan), reduced at once to the per-pixel features; the sector profiles are dropped
     parts = []
@@ -261,14 +276,18 @@ def analyze_scan(
     _record(w)
     for msg in caught:  # the caller sees them once, and the summary keeps them
         warnings.warn(msg, UserWarning, stacklevel=2)
-    if refine_ellipse and cal.ellipse is None and given.ellipse is None:
+    refined = None
+    if early is not None:
+        cal, again = _check_early_ellipse(scan, cal, feats, classes)
+        refined = cal if again else None
+    elif refine_ellipse and cal.ellipse is None and given.ellipse is None:
         refined = _refine_ellipse(scan, cal, feats, classes)
-        if refined is not None:
-            cal = refined
-            prof = None  # the first profiles are freed before the refined ones are made (peak memory)
-            prof = scan_profiles(
-                scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, chunk=BLOCK_PATTERNS
-            )
+    if refined is not None:  # a second pass with the refined ellipse
+        cal = refined
+        prof = None  # the first profiles are freed before the refined ones are made (peak memory)
+        prof = scan_profiles(
+            scan.data, cal.plan, shifts=cal.shifts, exclude_direct=exclude_direct, chunk=BLOCK_PATTERNS
+        )
     # the estimator's window follows the probe (simkit.peak_estimator.sro_window), as in the synthetic scans' truth
     probe = {"semiangle": getattr(scan, "semiangle", None), "energy": getattr(scan, "energy", None)}
     raw = _peak_map_by_rows(prof, q_range, probe)
@@ -298,6 +317,9 @@ def analyze_scan(
         "beam_center_px": [float(c) for c in cal.plan.center],
         "ellipse_ratio": None if cal.ellipse is None else float(cal.ellipse.ratio),
         "ellipse_angle_rad": None if cal.ellipse is None else float(cal.ellipse.angle),
+        # where the ellipse came from and, when measured before the main pass, its check on the whole scan
+        "ellipse_source": cal.info.get("ellipse_source"),
+        "ellipse_check": cal.info.get("ellipse_check"),
         "instrument": used.to_dict(),
         "instrument_given": {"descan": given.descan is not None, "ellipse": given.ellipse is not None},
         # SRO peaks exist for the amorphous classes only; count, mean and std are over the same pixels
@@ -539,26 +561,40 @@ def _selected_sector_mean(data, cal, select, *, batch: int = 64) -> np.ndarray:
         return np.where(cnt > 0, tot / cnt, np.nan)
 
 
-def _refine_ellipse(scan, cal, feats, classes):
-    """A Calibration whose plan corrects the ellipse measured on Bragg-free amorphous pixels, or None."""
-    import dataclasses
-
-    from fitting.calibrate import calibrated_plan, compose_ellipse, ellipse_from_sectors
+def _ellipse_pixels(feats, classes, *, min_pixels=None, min_counts=None):
+    """Bragg-free amorphous pixels (mask of the scan) for the ellipse refinement, or None when they are fewer than
+    ``min_pixels`` (default :data:`ELLIPSE_MIN_PIXELS`) or hold fewer than ``min_counts`` counts (default
+    :data:`ELLIPSE_MIN_COUNTS`)."""
+    min_pixels = ELLIPSE_MIN_PIXELS if min_pixels is None else min_pixels
+    min_counts = ELLIPSE_MIN_COUNTS if min_counts is None else min_counts
     from fitting.classify import CLASSES
 
     amorph = np.isin(classes, [CLASSES.index(c) for c in ("sei_type1", "sei_type2", "electrolyte")])
     bragg = np.where(np.isfinite(feats.bragg), feats.bragg, np.inf)
     sel = amorph & (bragg <= ELLIPSE_MAX_BRAGG)
     total = np.where(np.isfinite(feats.total), feats.total, 0.0)
-    if np.count_nonzero(sel) < ELLIPSE_MIN_PIXELS or float(np.sum(total[sel])) < ELLIPSE_MIN_COUNTS:
+    if np.count_nonzero(sel) < max(min_pixels, 1) or float(np.sum(total[sel])) < min_counts:
         return None
+    return sel
+
+
+def _residual_ellipse(data, cal, sel):
+    """The distortion the plan of ``cal`` leaves on the ``sel``-ected patterns of ``data``
+    (:func:`fitting.calibrate.ellipse_from_sectors` of their mean sector profiles), or None when not measurable."""
+    from fitting.calibrate import ellipse_from_sectors
+
     try:
-        avg = _selected_sector_mean(scan.data, cal, sel)
+        avg = _selected_sector_mean(data, cal, sel)
         ell = ellipse_from_sectors(cal.plan.q, avg[None], pixel_size=cal.plan.pixel_size)
     except ValueError:
         return None
-    if not (np.isfinite(ell.ratio) and ell.ratio < 1.15):
-        return None
+    return ell if np.isfinite(ell.ratio) else None
+
+
+def _with_ellipse(cal, ell, source: str):
+    """``cal`` with the residual ellipse ``ell`` composed into its plan's ellipse (ratio, angle [rad])."""
+    from fitting.calibrate import calibrated_plan, compose_ellipse
+
     p = cal.plan
     ratio, angle = compose_ellipse(p.ellipse_ratio, p.ellipse_angle, ell.ratio, ell.angle)
     plan = calibrated_plan(
@@ -566,8 +602,132 @@ def _refine_ellipse(scan, cal, feats, classes):
         mask=p.mask, split_pixels=p.split_pixels,
     )  # fmt: skip
     ell = dataclasses.replace(ell, ratio=float(ratio), angle=float(angle))
-    info = dict(cal.info, ellipse_source=f"sector profiles of {int(np.count_nonzero(sel))} Bragg-free amorphous pixels")
-    return dataclasses.replace(cal, plan=plan, ellipse=ell, info=info)
+    return dataclasses.replace(cal, plan=plan, ellipse=ell, info=dict(cal.info, ellipse_source=source))
+
+
+def _refine_ellipse(scan, cal, feats, classes):
+    """A Calibration whose plan corrects the ellipse measured on Bragg-free amorphous pixels, or None."""
+    sel = _ellipse_pixels(feats, classes)
+    if sel is None:
+        return None
+    ell = _residual_ellipse(scan.data, cal, sel)
+    if ell is None or not ell.ratio < ELLIPSE_MAX_RATIO:
+        return None
+    return _with_ellipse(cal, ell, f"sector profiles of {int(np.count_nonzero(sel))} Bragg-free amorphous pixels")
+
+
+#: Largest ellipse ratio [1] the refinement accepts (a larger one is a failed measurement, not the instrument).
+ELLIPSE_MAX_RATIO = 1.15
+#: Patterns of the column strip on which the ellipse is measured before the main pass, in scan rows' worth
+#: (:data:`DESCAN_ROWS` rows: as many patterns as the descan centres); scans of at most DESCAN_ROWS rows are
+#: refined after the pass as before. 0 switches the early measurement off.
+EARLY_ELLIPSE_ROWS = DESCAN_ROWS
+#: Leftover distortion [1] the whole scan's Bragg-free amorphous pixels may show under the early ellipse for
+#: the single pass to stand (ρ − 1, ρ the residual ratio measured on them). A ring at Q₀ then reads at most
+#: ≈ Q₀·(ρ − 1)/2 off in the azimuthal mean (0.00045 Å⁻¹ at 0.3 Å⁻¹); the estimator's class-mean SRO peaks
+#: moved by ≤ 0.00065 Å⁻¹ at this leftover (0.00043 at 0.002; tests/test_pipeline_single_pass.py). Beyond it the
+#: profiles are made again with the whole scan's ellipse (the former second pass).
+EARLY_ELLIPSE_TOL = 0.003
+#: Counts [e] the early ellipse's pixels should hold (5 × ELLIPSE_MIN_COUNTS: ≈ ±0.001 in the ratio, a third of
+#: EARLY_ELLIPSE_TOL), and the largest share of the columns its strips may take to find them (small scans).
+EARLY_ELLIPSE_COUNTS = 5 * ELLIPSE_MIN_COUNTS
+EARLY_ELLIPSE_MAX_COLUMNS = 0.5
+#: Extra measurements of the strip's ellipse under the plan corrected so far (first-order estimates converge).
+EARLY_ELLIPSE_ITERATIONS = 2
+
+
+class _Columns:
+    """Columns [c0, c1) of every scan row of a 4-D scan as a 4-D array-like (scan rows by slices), read on demand."""
+
+    def __init__(self, data, c0: int, c1: int):
+        self.data, self.c0, self.c1 = data, int(c0), int(c1)
+        self.shape = (int(data.shape[0]), self.c1 - self.c0) + tuple(int(v) for v in data.shape[2:])
+        self.dtype = np.dtype(data.dtype)
+        self.ndim = 4
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            raise TypeError("_Columns: scan rows by a slice only")
+        return np.asarray(self.data[key, self.c0 : self.c1])
+
+
+def _early_ellipse(scan, cal, rules, exclude_direct):
+    """The Calibration with the ellipse measured before the main pass on strips of columns (all scan rows, about
+    :data:`EARLY_ELLIPSE_ROWS` rows' worth of patterns each, the middle one first, then alternately right and
+    left of it): profiles and sector features of each strip, its classes, its Bragg-free amorphous pixels —
+    strips are added until those hold :data:`EARLY_ELLIPSE_COUNTS` counts or cover
+    :data:`EARLY_ELLIPSE_MAX_COLUMNS` of the columns —, then the residual ellipse of their summed sector
+    profiles, measured again under the corrected plan while it is not well inside :data:`EARLY_ELLIPSE_TOL`.
+    None when the scan has at most :data:`DESCAN_ROWS` rows or the strips give no ellipse (then the ellipse is
+    refined after the main pass, as before)."""
+    from fitting.classify import classify, features
+    from fitting.profiles import scan_profiles
+
+    sy, sx = (int(v) for v in scan.data.shape[:2])
+    if EARLY_ELLIPSE_ROWS <= 0 or sy <= DESCAN_ROWS:
+        return None
+    w = int(min(sx, max(1, round(EARLY_ELLIPSE_ROWS * sx / sy))))
+    mid = (sx - w) // 2
+    starts = [mid]
+    for k in range(1, sx // w + 2):  # alternately right and left of the middle strip, inside the scan
+        starts += [c for c in (mid + k * w, mid - k * w) if 0 <= c < sx and c + w <= sx]
+    full = np.zeros((sy, sx), bool)
+    counts, used = 0.0, []
+    for c0 in starts:
+        if used and (counts >= EARLY_ELLIPSE_COUNTS or (len(used) + 1) * w > EARLY_ELLIPSE_MAX_COLUMNS * sx):
+            break
+        used.append(c0)
+        shifts = None if cal.shifts is None else np.asarray(cal.shifts)[:, c0 : c0 + w]
+        parts = []
+
+        def sector_features(r0, r1, block, sh, rows, parts=parts):
+            m = np.empty((r1 - r0, block.shape[1], N_PHI, cal.plan.n_q), np.float32)
+            s = np.empty_like(m)
+            cal.plan.mean_profiles(block, None if sh is None else np.rint(sh), n_phi=N_PHI, out=(m, s))
+            parts.append(features(cal.plan.q, m, s, profiles=rows))
+
+        scan_profiles(
+            _Columns(scan.data, c0, c0 + w), cal.plan, shifts=shifts, exclude_direct=exclude_direct,
+            on_block=sector_features, chunk=BLOCK_PATTERNS,
+        )  # fmt: skip
+        feats = _stack_features(parts)
+        sel = _ellipse_pixels(feats, classify(feats, rules), min_pixels=1, min_counts=0.0)
+        if sel is not None:
+            full[:, c0 : c0 + w] = sel
+            counts += float(np.sum(np.where(np.isfinite(feats.total), feats.total, 0.0)[sel]))
+    n = int(np.count_nonzero(full))
+    if n < ELLIPSE_MIN_PIXELS or counts < ELLIPSE_MIN_COUNTS:
+        return None
+    src = f"sector profiles of {n} Bragg-free amorphous pixels of {len(used)} strip(s) of {w} columns"
+    # ellipse_from_sectors is first order in the distortion: measured again under the corrected plan (only the
+    # selected pixels are read) until what is left is well inside the check's tolerance
+    for _ in range(1 + EARLY_ELLIPSE_ITERATIONS):
+        ell = _residual_ellipse(scan.data, cal, full)
+        if ell is None or not ell.ratio < ELLIPSE_MAX_RATIO:
+            return None
+        if cal.ellipse is not None and ell.ratio - 1.0 <= EARLY_ELLIPSE_TOL / 3:
+            break
+        cal = _with_ellipse(cal, ell, src)
+    return cal
+
+
+def _check_early_ellipse(scan, cal, feats, classes):
+    """The early ellipse of ``cal`` checked on the whole scan's Bragg-free amorphous pixels: (cal, False) when the
+    distortion it leaves on them is within :data:`EARLY_ELLIPSE_TOL` (or cannot be measured) — the single pass
+    stands —, else (cal with the composed ellipse, True): the profiles are to be made again."""
+    sel = _ellipse_pixels(feats, classes)
+    ell = None if sel is None else _residual_ellipse(scan.data, cal, sel)
+    if ell is None:
+        return dataclasses.replace(cal, info=dict(cal.info, ellipse_check="not measurable on the whole scan")), False
+    n = int(np.count_nonzero(sel))
+    left = float(ell.ratio) - 1.0
+    note = f"leftover ratio {1 + left:.4f} on {n} Bragg-free amorphous pixels of the scan"
+    if left <= EARLY_ELLIPSE_TOL:
+        return dataclasses.replace(cal, info=dict(cal.info, ellipse_check=note + ": single pass")), False
+    if not ell.ratio < ELLIPSE_MAX_RATIO:
+        return dataclasses.replace(cal, info=dict(cal.info, ellipse_check=note + ": not used")), False
+    refined = _with_ellipse(cal, ell, f"sector profiles of {n} Bragg-free amorphous pixels (after an early ellipse)")
+    return dataclasses.replace(refined, info=dict(refined.info, ellipse_check=note + ": profiles made again")), True
 
 
 #: Classes whose SRO peak is defined (amorphous).

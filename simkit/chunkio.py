@@ -185,7 +185,7 @@ def _lzf_decode(src, s0, s1, dst):
     return op
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def lzf_decode_chunks(src, starts, sizes, lzf, shuffle, itemsize, out):
     """Decode chunk k (bytes src[starts[k]:starts[k] + sizes[k]]) into out[k] (bytes), in parallel over chunks.
 

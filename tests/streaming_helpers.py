@@ -112,10 +112,27 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+def _record_sources() -> list:
+    """Every :class:`fitting.chunks.ScanSource` made from now on in this process, in a list (for its
+    ``patterns_read``: how many patterns a streamed analysis read)."""
+    from fitting.chunks import ScanSource
+
+    made: list = []
+    init = ScanSource.__init__
+
+    def recording(self, *a, **kw):
+        init(self, *a, **kw)
+        made.append(self)
+
+    ScanSource.__init__ = recording
+    return made
+
+
 def analyze_in_child(path, out, *, memory_budget: float = 0.0, warm=None) -> None:
     """Body of the child process of the bounded-memory tests and bench: warm up (imports, numba caches) on the
     small file ``warm``, reset the peak RSS (``/proc/self/clear_refs``), stream ``path`` through
-    :func:`fitting.pipeline.analyze_scan` and save the results with the peak RSS [bytes] to ``out`` (.npz)."""
+    :func:`fitting.pipeline.analyze_scan` and save the results with the peak RSS [bytes] and the number of
+    patterns the streamed analysis read (``patterns_read``) to ``out`` (.npz)."""
     import json
     import resource
     import time
@@ -132,6 +149,7 @@ def analyze_in_child(path, out, *, memory_budget: float = 0.0, warm=None) -> Non
         reset = True
     except OSError:
         reset = False
+    sources = _record_sources()
     t0, c0 = time.perf_counter(), time.process_time()
     res = analyze_scan(path, None, figures=False, memory_budget=memory_budget)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -140,6 +158,7 @@ def analyze_in_child(path, out, *, memory_budget: float = 0.0, warm=None) -> Non
         out, classes=res.classes, position=res.peak_map.position, raw_position=res.raw_peak_map.position,
         intensity=res.profiles.intensity, shifts=res.calibration.shifts, summary=json.dumps(res.summary),
         peak_rss=hwm, base_rss=base, hwm_reset=reset, wall=wall, cpu=cpu,
+        patterns_read=sum(src.patterns_read for src in sources),
         life_hwm=max(life, hwm),  # the whole life of this process image: warm-up and analysis
         ru_maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # see tests/test_streaming.py
     )  # fmt: skip

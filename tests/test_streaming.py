@@ -23,6 +23,7 @@ import pytest
 
 from fitting.calibrate import repair_hot
 from fitting.chunks import ScanSource, reader
+from fitting.pipeline import DESCAN_ROWS, EARLY_ELLIPSE_ITERATIONS, EARLY_ELLIPSE_ROWS
 from tests.streaming_helpers import write_scan_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +158,18 @@ def test_streamed_analysis_bounded_memory_same_numbers(tmp_path):
     assert mem.summary["bad_pixels"]["transient_hot_taken_out"] > 0  # the repair is exercised in both paths
     assert mem.summary["ellipse_ratio"] is not None  # so is the ellipse refinement
     _compare(out, mem)
+    # the ellipse was measured before the main pass (column strips) and checked on the whole scan: every pattern is
+    # read once — twice when the check sent the profiles to a second pass —, plus the descan rows, the strips, the
+    # selected pixels of the ellipse measurements and the calibration's mean pattern (≤ 256 patterns)
+    s = json.loads(str(out["summary"]))
+    passes = 1 if s["ellipse_check"].endswith("single pass") else 2
+    sy, sx = 64, 48
+    amorphous = s["class_counts"]["sei_type1"] + s["class_counts"]["sei_type2"] + s["class_counts"]["electrolyte"]
+    strips = sy * round(EARLY_ELLIPSE_ROWS * sx / sy) * 2  # at most half the columns
+    extra = DESCAN_ROWS * sx + strips + (2 + EARLY_ELLIPSE_ITERATIONS) * amorphous + 256
+    n, got = sy * sx, int(out["patterns_read"])
+    print(f"patterns read {got} of {n} ({got / n:.2f} per pattern, {passes} pass(es)): {s['ellipse_check']}")
+    assert passes * n <= got <= passes * n + extra
 
 
 @pytest.mark.slow
