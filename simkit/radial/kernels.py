@@ -695,11 +695,12 @@ def _row_segments(j0, j1, dy, cxn, nx, sq, sinv, sseg, n_cross, nq, prow):
 def _row_radial_seg(j0, j1, x0, y0, m00f, m01f, colsf, valid, base, a, b, eps, nqf, sparef, prow, trow):
     """Bin of columns [j0, j1) of a row in float32 (8 lanes): sector offset prow[j] (from _row_segments) +
     floor(f), f = |(m00·j + x0, m01·j + y0)|·a − b; ``sparef`` outside the bins or masked, −1 where f lies within
-    eps of an integer or the sector is undecided (the exact path decides)."""
+    eps of an integer or the sector is undecided (the exact path decides). Returns the number of those."""
     one = np.float32(1.0)
     zero = np.float32(0.0)
     hi = one - eps
     neg = np.float32(-1.0)
+    undecided = 0
     for j in range(j0, j1):
         cj = colsf[np.uint64(j)]
         xc = m00f * cj + x0
@@ -713,12 +714,18 @@ def _row_radial_seg(j0, j1, x0, y0, m00f, m01f, colsf, valid, base, a, b, eps, n
         ok = (fr > eps) & (fr < hi) & ((sec >= 0) | ~inside)
         t = t if ok else neg
         t = t if valid[np.uint64(base + j)] else sparef
+        undecided += t < zero
         trow[np.uint64(j)] = np.int32(t)
+    return undecided
 
 
 @njit(cache=True, inline="always")
-def _seg_row(i, nx, cyn, cxn, m00, m01, m11, tn, nq, prm, sq, sgain, sseg, n_cross, valid, colsf, prow, trow):
-    """Both row passes of the segment sector kernel for row i: (j0, j1, dy, base) with trow[j0:j1] filled."""
+def _seg_row(i, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross, valid, cols, colsf,
+             prow, trow):  # fmt: skip
+    """Both row passes of the segment sector kernel for row i, then _direct_exact for the undecided columns:
+    (j0, j1, base) with the bins in trow[j0:j1]."""
+    nq = thr.size - 1
+    tn = thr[nq]
     a, b, eps_base = prm
     dy = i - cyn
     j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
@@ -729,11 +736,15 @@ def _seg_row(i, nx, cyn, cxn, m00, m01, m11, tn, nq, prm, sq, sgain, sseg, n_cro
     # float32 rounding of the row's corrected offsets m·j + x0: |error| <= u·(3·|m|·j1 + 2·|x0|) each [px]
     ex = _U32 * 1.01 * (3.0 * abs(m00) * j1 + 2.0 * abs(x0) + 3.0 * abs(m01) * j1 + 2.0 * abs(y0))
     eps = np.float32(eps_base + 1.5 * np.float64(a) * ex)
-    _row_radial_seg(
+    undecided = _row_radial_seg(
         j0, j1, np.float32(x0), np.float32(y0), np.float32(m00), np.float32(m01), colsf, valid, base, a, b, eps,
         np.float32(nq), np.float32(nq * (sseg.shape[1] - 1)), prow, trow,
     )  # fmt: skip
-    return j0, j1, dy, base
+    if undecided > 0:  # the exact arithmetic of _k_shift for the undecided columns (a few per pattern)
+        for j in range(j0, j1):
+            if trow[np.uint64(j)] < 0:
+                trow[np.uint64(j)] = np.int32(_direct_exact(j, dy, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, cols))
+    return j0, j1, base
 
 
 @njit(cache=True, error_model="numpy")
@@ -741,19 +752,15 @@ def _seg_one_packed(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi
                     valid, cols, colsf, prow, trow, s1, one, acc):  # fmt: skip
     """One pattern of uint8/uint16 data by segment sectors and float32 radii, (count, Σ I, Σ I²) packed:
     acc[bin] += I + (I² << s1) + one (_sector_pack; the spare bin n_phi·n_q may wrap, it is never read)."""
-    nq = thr.size - 1
-    tn = thr[nq]
     sh = np.uint64(s1)
     for i in range(ny):
-        j0, j1, dy, base = _seg_row(
-            i, nx, cyn, cxn, m00, m01, m11, tn, nq, prm, sq, sgain, sseg, n_cross, valid, colsf, prow, trow
-        )
+        j0, j1, base = _seg_row(
+            i, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross, valid, cols,
+            colsf, prow, trow,
+        )  # fmt: skip
         for j in range(j0, j1):
-            k = np.int64(trow[np.uint64(j)])
-            if k < 0:
-                k = _direct_exact(j, dy, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, cols)
             v = np.uint64(img[np.uint64(base + j)])
-            acc[np.uint64(k)] += v + ((v * v) << sh) + one
+            acc[np.uint64(trow[np.uint64(j)])] += v + ((v * v) << sh) + one
 
 
 @njit(cache=True, error_model="numpy")
@@ -761,17 +768,13 @@ def _seg_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, 
              valid, cols, colsf, prow, trow, s0, s1, s2):  # fmt: skip
     """_seg_one_packed with the separate accumulators of _acc_add (one copy per bin; patterns too bright to
     pack)."""
-    nq = thr.size - 1
-    tn = thr[nq]
     for i in range(ny):
-        j0, j1, dy, base = _seg_row(
-            i, nx, cyn, cxn, m00, m01, m11, tn, nq, prm, sq, sgain, sseg, n_cross, valid, colsf, prow, trow
-        )
+        j0, j1, base = _seg_row(
+            i, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross, valid, cols,
+            colsf, prow, trow,
+        )  # fmt: skip
         for j in range(j0, j1):
-            k = np.int64(trow[np.uint64(j)])
-            if k < 0:
-                k = _direct_exact(j, dy, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, cols)
-            _acc_add(img, np.uint64(base + j), np.uint64(k), s0, s1, s2)
+            _acc_add(img, np.uint64(base + j), np.uint64(trow[np.uint64(j)]), s0, s1, s2)
 
 
 @njit(cache=True)
