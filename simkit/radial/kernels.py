@@ -789,6 +789,50 @@ def _store_sector_packed(out, n, acc, nb, s1, s2):
         _store(out, n, b, np.int64(wd >> u2), np.int64(wd & low), np.int64((wd >> u1) & mid))
 
 
+@njit(cache=True, error_model="numpy")
+def _profiles_packed(out, n, acc, nb, s1, s2):
+    """_store_sector_packed for out = the five finished fields: the arithmetic of _store_profiles (so the same
+    values bit for bit, NaN where _mean_sem / _sem_azimuthal give it) with selects instead of branches, so that
+    the loop over the bins vectorises (NumPy's error model: an empty bin's 0/0 raises nothing; it is replaced)."""
+    mean, total, count, sem_p, sem_a = out
+    u1 = np.uint64(s1)
+    u2 = np.uint64(s2)
+    low = (np.uint64(1) << u1) - np.uint64(1)
+    mid = (np.uint64(1) << (u2 - u1)) - np.uint64(1)
+    nan = np.nan
+    for b in range(nb):
+        wd = acc[b]
+        c = np.float64(np.int64(wd >> u2))
+        a = np.float64(np.int64(wd & low))
+        q2 = np.float64(np.int64((wd >> u1) & mid))
+        total[n, b] = a
+        count[n, b] = c
+        filled = c > 0.0
+        m = a / c
+        mean[n, b] = m if filled else nan
+        sp = math.sqrt(a) / c
+        sem_p[n, b] = sp if filled else nan
+        n_eff = c * c / c
+        v = math.sqrt(max(q2 / c - m * m, 0.0) / (n_eff - 1.0))
+        sem_a[n, b] = v if filled & (n_eff > 1 + 1e-12) else nan
+
+
+def _finish_packed(out, n, acc, nb, s1, s2):
+    """Write pattern n from its packed words: the five finished fields (_profiles_packed) or any other output of
+    _store (_store_sector_packed)."""
+    if isinstance(out, tuple) and len(out) == 5:
+        _profiles_packed(out, n, acc, nb, s1, s2)
+    else:
+        _store_sector_packed(out, n, acc, nb, s1, s2)
+
+
+@overload(_finish_packed, inline="always")
+def _ov_finish_packed(out, n, acc, nb, s1, s2):
+    if isinstance(out, types.BaseTuple) and len(out) == 5:
+        return lambda out, n, acc, nb, s1, s2: _profiles_packed(out, n, acc, nb, s1, s2)
+    return lambda out, n, acc, nb, s1, s2: _store_sector_packed(out, n, acc, nb, s1, s2)
+
+
 @njit(parallel=True, cache=True)
 def _k_sectors(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg,
                n_cross, valid, cb, out):  # fmt: skip
@@ -820,7 +864,7 @@ def _k_sectors(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_p
                 img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross,
                 valid, cols, colsf, prow, trow, s1, one, acc,
             )  # fmt: skip
-            _store_sector_packed(out, n, acc, nb, s1, s2)
+            _finish_packed(out, n, acc, nb, s1, s2)
             continue
         s0, sa, sqq = _acc_zeros(data, nb + 1, True)
         _seg_one(
