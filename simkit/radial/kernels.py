@@ -6,7 +6,9 @@ patterns, each thread owns its patterns' rows). Geometry paths:
 * table (fixed centre or whole-pixel shifts), no splitting: :func:`_k_offset` / :func:`_k_offset_mean` read a
   per-pixel interleaved table ``bin·_W + column % _W`` (the fixed centre is the table moved by zero);
 * sub-pixel shifts, no splitting: :func:`_k_shift` (squared-radius thresholds through a look-up table,
-  optionally sectors through the diamond-angle table);
+  optionally sectors through the diamond-angle table); for sectors with uniform bins the same bins computed
+  directly: :func:`_k_direct` (float data) and :func:`_k_sectors` (uint8/uint16: row crossings of the sector
+  boundaries, float32 radii, packed sums);
 * split pixels: :func:`_k_entries` (fixed entries) and :func:`_k_shifted` (extents on the fly);
 * median and sigma clipping: :func:`_k_robust`;
 * finishing pass: accumulators → statistics (:func:`_k_finish`); the table and shifted kernels can write the
