@@ -663,7 +663,7 @@ def _row_segments(j0, j1, dy, cxn, nx, sq, sinv, sseg, n_cross, nq, prow):
             break
         if first < 0:
             first = k
-        jh = int(math.ceil(xk))
+        jh = int(np.ceil(xk))
         if jh < j1:
             prow[np.uint64(jh)] += np.int32((sseg[r, k + 1] - sseg[r, k]) * nq)
     if first < 0:  # no crossing inside: the segment of the span is the one after the last crossing left of it
@@ -685,11 +685,11 @@ def _row_segments(j0, j1, dy, cxn, nx, sq, sinv, sseg, n_cross, nq, prow):
         if xk - dk >= fj1:
             break
         if dk < 0.5:  # at most the nearest column lies within the margin
-            jn = math.floor(xk + 0.5)
+            jn = np.floor(xk + 0.5)
             if abs(jn - xk) <= dk and jn >= fj0 and jn < fj1:
                 prow[np.uint64(int(jn))] = -1
-        else:
-            for jj in range(int(max(math.ceil(xk - dk), fj0)), int(min(math.floor(xk + dk) + 1.0, fj1))):
+        else:  # (clamped as floats: dk may be far beyond the int64 range for a ray almost parallel to the rows)
+            for jj in range(int(max(np.ceil(xk - dk), fj0)), int(min(np.floor(xk + dk) + 1.0, fj1))):
                 prow[np.uint64(jj)] = -1
 
 
