@@ -795,7 +795,7 @@ def _store_sector_packed(out, n, acc, nb, s1, s2):
 def _profiles_packed(out, n, acc, nb, s1, s2):
     """_store_sector_packed for out = the five finished fields: the arithmetic of _store_profiles (so the same
     values bit for bit, NaN where _mean_sem / _sem_azimuthal give it) with selects instead of branches, so that
-    the loop over the bins vectorises (NumPy's error model: an empty bin's 0/0 raises nothing; it is replaced)."""
+    the loop over the bins vectorises."""
     mean, total, count, sem_p, sem_a = out
     u1 = np.uint64(s1)
     u2 = np.uint64(s2)
@@ -810,13 +810,15 @@ def _profiles_packed(out, n, acc, nb, s1, s2):
         total[n, b] = a
         count[n, b] = c
         filled = c > 0.0
-        m = a / c
+        cs = c if filled else 1.0  # (an empty bin's quotients are replaced by NaN: no 0/0 evaluated)
+        m = a / cs
         mean[n, b] = m if filled else nan
-        sp = math.sqrt(a) / c
+        sp = math.sqrt(a) / cs
         sem_p[n, b] = sp if filled else nan
-        n_eff = c * c / c
-        v = math.sqrt(max(q2 / c - m * m, 0.0) / (n_eff - 1.0))
-        sem_a[n, b] = v if filled & (n_eff > 1 + 1e-12) else nan
+        n_eff = c * c / cs
+        multi = n_eff > 1 + 1e-12
+        v = math.sqrt(max(q2 / cs - m * m, 0.0) / ((n_eff if multi else 2.0) - 1.0))
+        sem_a[n, b] = v if filled & multi else nan
 
 
 def _finish_packed(out, n, acc, nb, s1, s2):
