@@ -949,3 +949,107 @@ def test_direct_falls_back_for_many_bins_or_uneven_edges():
     uneven = make_plan((21, 19), center=(10.0, 9.0), pixel_size=0.01, edges=[0.0, 0.01, 0.03, 0.07])
     assert uneven._direct_params(8) is None
     assert make_plan((21, 19), center=(10.0, 9.0), pixel_size=0.01, n_bins=9)._direct_params(8) is not None
+
+
+# --------------------------------------------------------------------------------------------------------
+# segment sectors, float32 radii and packed sums (uint8/uint16, sub-pixel shifts, n_phi > 1)
+# --------------------------------------------------------------------------------------------------------
+def _shift_vs_sectors(plan, data, shifts, n_phi):
+    from simkit.radial.kernels import _NF, _k_sectors, _k_shift
+
+    m00, m01, m11 = plan._geo()
+    ny, nx = plan.shape
+    thr, lut, inv_h = plan._s_tables()
+    sp = plan._segment_params(n_phi)
+    assert sp is not None
+    block = np.ascontiguousarray(data.reshape(data.shape[0], -1))
+    nb = n_phi * plan.n_q
+    a, b = np.empty((data.shape[0], _NF, nb)), np.empty((data.shape[0], _NF, nb))
+    args = (block, shifts, ny, nx, plan.center[0], plan.center[1], m00, m01, m11, thr, lut, inv_h, n_phi)
+    _k_shift(*args, plan._phi_lookup(n_phi), plan.mask.ravel(), a)
+    _k_sectors(*args, *sp, plan.mask.ravel(), plan._sector_cmax(n_phi), b)
+    return a, b
+
+
+@pytest.mark.parametrize("n_phi", [2, 4, 8, 32, 7])
+def test_segment_sector_bins_equal_lookup_kernel(rng, n_phi):
+    """The segment sector kernel (sectors from each row's boundary crossings, radii in float32, exact arithmetic
+    within a margin of every boundary, packed sums) gives the look-up kernel's accumulators bit for bit: integer
+    centres whose rows and sector boundaries pass exactly through pixel centres (ties on axes, diagonals and
+    Pythagorean radii), shifts of ±0.5 px and several px, centres near and off the detector edge, a mask, an
+    ellipse, uint8 and uint16 data, a pattern too bright to pack (65535 counts)."""
+    shape = (37, 41)
+    data = rng.poisson(40.0, (12,) + shape).astype(np.uint16)
+    data[3, 5, 7] = 65535  # too bright to pack: the separate accumulators
+    mask = rng.random(shape) > 0.1
+    shifts = np.array(
+        [[0.0, 0.0], [0.5, -0.5], [-0.5, 0.5], [3.0, -4.0], [2.7, 5.3], [-6.2, 1.1], [1e-12, -1e-12]]
+        + rng.normal(0.0, 1.5, (5, 2)).tolist()
+    )
+    for center, ratio, angle in (
+        ((18.0, 20.0), 1.0, 0.0), ((17.3, 21.6), 1.08, 0.5), ((1.2, 39.5), 0.93, -1.0), ((18.0, 20.0), 1.0, 0.3),
+        ((-3.0, 44.0), 1.0, 0.0),
+    ):  # fmt: skip
+        for edges in (np.arange(0, 19) * 0.25, np.linspace(0.1, 4.0, 23)):
+            plan = make_plan(
+                shape, center=center, pixel_size=0.25, edges=edges, mask=mask, ellipse_ratio=ratio,
+                ellipse_angle=angle,
+            )  # fmt: skip
+            for d in (data, data.clip(0, 255).astype(np.uint8)):
+                a, b = _shift_vs_sectors(plan, d, shifts, n_phi)
+                np.testing.assert_array_equal(a, b, err_msg=f"{center} {ratio} {edges[:2]} {d.dtype}")
+
+
+@pytest.mark.parametrize("ratio, angle, n_phi", [(1.0, 0.0, 32), (1.1, 0.7, 8), (0.9, -0.4, 3), (1.0, 0.0, 2)])
+def test_sector_count_bound_holds_for_any_centre(rng, ratio, angle, n_phi):
+    """The packed sector sums size their fields from geometry.sector_count_bound: no (sector, bin) of the slow
+    reference ever holds more pixels, for random sub-pixel centres, integer centres (ties) and half-integer ones."""
+    shape = (64, 64)
+    plan = make_plan(
+        shape, center=(31.5, 31.5), pixel_size=0.01, n_bins=28, q_max=0.3, ellipse_ratio=ratio, ellipse_angle=angle
+    )  # fmt: skip
+    bound = plan._sector_cmax(n_phi)
+    iy, ix = np.indices(shape, dtype=float)
+    centres = rng.uniform(28.0, 36.0, (40, 2)).tolist() + [[32.0, 32.0], [31.5, 32.0], [32.5, 31.5]]
+    most = 0
+    for cy, cx in centres:
+        xc, yc = radial_corrected_offsets(iy - cy, ix - cx, ratio, angle)
+        q = np.hypot(xc, yc) * 0.01
+        k = np.searchsorted(plan.edges, q, side="right") - 1
+        phi = np.mod(np.arctan2(yc, xc), 2 * np.pi)
+        s = np.minimum((phi * n_phi / (2 * np.pi)).astype(int), n_phi - 1)
+        inside = (k >= 0) & (k < plan.n_q)
+        most = max(most, np.bincount((s * plan.n_q + k)[inside]).max())
+    assert most <= bound
+    assert bound < 2.5 * most + 12  # and not uselessly loose
+
+
+def test_packed_sector_sums_exact_at_the_packing_limit(rng):
+    """uint16 patterns whose maximum is the largest that still packs (count, Σ I, Σ I² in one word, every pixel
+    of some bins at that maximum: the fields filled as far as the data allow) and the next value (separate
+    accumulators): integrate equals the same data as float64 (the float kernel, integer sums exact) bit for bit,
+    and the slow reference."""
+    from simkit.radial.kernels import _sector_pack
+
+    shape = (40, 44)
+    center = (19.3, 22.6)
+    kw = dict(pixel_size=0.01, mask=rng.random(shape) > 0.05, ellipse_ratio=1.05, ellipse_angle=0.3)
+    plan = make_plan(shape, center=center, n_bins=6, q_max=0.2, **kw)
+    cb = np.uint64(plan._sector_cmax(4))
+    top = max(v for v in range(1, 65536) if _sector_pack(cb, np.uint64(v))[1] > 0)
+    assert top < 65535 and _sector_pack(cb, np.uint64(top + 1))[1] == 0
+    data = rng.integers(0, 50, (6,) + shape).astype(np.uint16)
+    data[0] = top  # every bin at the limit
+    data[1, :, :20] = top
+    data[2] = top + 1  # one above: not packed
+    data[3, 10, 10] = top + 1
+    shifts = rng.normal(0.0, 1.2, (6, 2))
+    prof = plan.integrate(data, shifts, n_phi=4)
+    exact = plan.integrate(data.astype(np.float64), shifts, n_phi=4)
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(prof, f), getattr(exact, f), err_msg=f)
+    for n in (0, 1, 2, 4):
+        c = (center[0] + shifts[n, 0], center[1] + shifts[n, 1])
+        ref = radial_reference(data[n], center=c, edges=plan.edges, n_phi=4, **kw)
+        for f in FIELDS:
+            assert_close(getattr(prof, f)[n], ref[f], what=f"{f} pattern {n}")

@@ -63,7 +63,12 @@ Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' 
   sub-pixel shifted kernels up to ties broken by the last bit of the centre offset.
 * sectors with sub-pixel shifts: as the shifted kernels plus the sector of each pixel from a look-up table
   over its "diamond angle" (one division in a vectorised pass); the ≈ 1 % of pixels whose table cell holds a
-  sector boundary take the exact atan2, so the sectors are atan2's bit for bit.
+  sector boundary take the exact atan2, so the sectors are atan2's bit for bit. For uniform bins the bins are
+  computed directly instead (exact arithmetic only within a rounding margin of a boundary, the same bins bit
+  for bit): float data by a float32 radius and polynomial arctangent per pixel; uint8/uint16 data by each row's
+  crossings of the sector boundaries (the azimuth is monotone along a row, so the sector is constant between
+  crossings: no angle per pixel) and a float32 radius on 8 lanes, with count, Σ I and Σ I² of a bin packed in
+  one uint64 add per pixel when the pattern's maximum and a bound of the pixels any bin can hold allow it.
 * median and sigma clipping: general entry lists (per pattern with shifts).
 * finishing: without splitting and for ``statistic="mean"`` the table and shifted kernels write the finished
   fields (or only mean and sem_poisson for ``mean_profiles``) straight from their per-pattern sums, with the

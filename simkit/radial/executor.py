@@ -22,6 +22,7 @@ from .kernels import (
     _k_offset,
     _k_offset_mean,
     _k_robust,
+    _k_sectors,
     _k_shift,
     _k_shifted,
 )
@@ -210,6 +211,14 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
         else:
             thr, lut, inv_h = plan._s_tables()
             prm = plan._direct_params(n_phi) if n_phi > 1 else None
+            if prm is not None and block.dtype in (np.uint8, np.uint16):
+                # sectors, unsigned integer data: segment sectors, float32 radii, packed (count, Σ I, Σ I²)
+                sprm, sq, sgain, sseg, n_cross = plan._segment_params(n_phi)
+                _k_sectors(
+                    block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, sprm, sq, sgain, sseg,
+                    n_cross, valid, plan._sector_cmax(n_phi), out,
+                )  # fmt: skip
+                return out
             if prm is not None:  # sectors: direct float32 bins, exact near boundaries (same bins bit for bit)
                 _k_direct(block, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, prm, valid, out)
                 return out

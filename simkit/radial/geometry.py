@@ -625,3 +625,106 @@ def _row_direct_sectors(
         ok = (fr > eps_r) & (fr < hi) & (~inside | ((gr > eps_phi) & (gr < hi_phi) & (mx > _DIRECT_TINY)))
         t = t if ok else np.int32(-1)
         trow[np.uint64(j)] = t if valid[np.uint64(base + j)] else spare
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sectors: the most pixels one bin can hold for any centre (packed sums of the sub-pixel shifted sector kernel)
+# ----------------------------------------------------------------------------------------------------------
+def sector_count_bound(edges: np.ndarray, pixel_size: float, m00: float, m01: float, m11: float, n_phi: int) -> int:
+    """Upper bound of the number of pixel centres any one (sector, radial bin) cell can hold, for every centre
+    position [pixels] (n_phi >= 2).
+
+    In corrected coordinates x' = M·(dx, dy) the pixel centres form a lattice whose cells M·[−½, ½]² are disjoint,
+    of area det M, each within h (half its longer diagonal) of its centre. The cells of the centres inside a bin
+    region K (radii [r_lo, r_hi) [px], a wedge of angle α = 2π/n_phi <= π) lie inside K grown by h, whose area is
+    at most the annular sector of radii [r_lo − h, r_hi + h] plus the two half-strips of width h along the
+    wedge's sides and the disc of radius h at its apex, so the count is at most that area / det M. Radii are
+    widened by 1e-9 relative (the rounding of the binning arithmetic is far below).
+
+    Parameters
+    ----------
+    edges : ndarray  [Å⁻¹]
+    pixel_size : float  [Å⁻¹/px]
+    m00, m01, m11 : float
+        Entries of the symmetric ellipse-correction matrix M.
+    n_phi : int
+        Number of sectors (>= 2).
+
+    Returns
+    -------
+    int
+        The bound over all bins [pixels].
+    """
+    e = np.asarray(edges, np.float64) / pixel_size
+    h = 0.5 * max(math.hypot(m00 + m01, m01 + m11), math.hypot(m00 - m01, m01 - m11)) + 1e-6
+    slack = 1e-9 * float(np.abs(e).max()) + 1e-9
+    r0 = np.maximum(e[:-1] - h - slack, 0.0)
+    r1 = e[1:] + h + slack
+    alpha = 2.0 * math.pi / n_phi
+    area = 0.5 * alpha * (r1 * r1 - r0 * r0) + 2.0 * h * (r1 - np.maximum(r0 - h, 0.0)) + math.pi * h * h
+    det = abs(m00 * m11 - m01 * m01)
+    return int(math.floor(float(area.max()) / det)) + 1
+
+
+def sector_segments(m00: float, m01: float, m11: float, n_phi: int):
+    """Where the rows of the detector cross the sector boundaries, for the direct sector kernel (n_phi >= 2).
+
+    Along a row at offset dy (≠ 0) from the centre the corrected offset M·(dx, dy) moves on a straight line that
+    misses the origin, so its azimuth is monotone in dx and the row crosses each boundary ray φ_s = 2π s / n_phi
+    at most once, at dx = dy·r_s with r_s = −(M e₂ × u_s) / (M e₁ × u_s) (u_s the ray's direction) — which rays
+    a row crosses, and in which order, depends only on the sign of dy (scaling dy scales the crossing points).
+    Between two crossings the sector is constant; it is found here once per sign from a point inside each segment.
+
+    Returns
+    -------
+    q : ndarray (2, n_phi) float64
+        For dy > 0 (row 0) and dy < 0 (row 1): crossing k at column cx + |dy|·q[·, k], ascending in k.
+    gain : ndarray (2, n_phi) float64
+        |M e₁ × u_s| of crossing k: a pixel at distance t [px] along the row from a crossing lies t·gain from the
+        boundary line (the margins of the kernel).
+    seg : ndarray (2, n_phi + 1) int64
+        Sector of segment k (before crossing k; the last after the last crossing).
+    n_cross : ndarray (2,) int64
+        Crossings per sign.
+    """
+    q = np.zeros((2, n_phi))
+    gain = np.ones((2, n_phi))
+    seg = np.zeros((2, n_phi + 1), np.int64)
+    n_cross = np.zeros(2, np.int64)
+    e1 = (m00, m01)
+    e2 = (m01, m11)
+
+    def sector_at(dx, dy):
+        x = e1[0] * dx + e2[0] * dy
+        y = e1[1] * dx + e2[1] * dy
+        phi = math.atan2(y, x) % (2.0 * math.pi)
+        return min(int(phi * n_phi / (2.0 * math.pi)), n_phi - 1)
+
+    for row, dy in enumerate((1.0, -1.0)):
+        cross = []
+        for s in range(n_phi):
+            phi = 2.0 * math.pi * s / n_phi
+            ux, uy = math.cos(phi), math.sin(phi)
+            a = e1[0] * uy - e1[1] * ux
+            b = e2[0] * uy - e2[1] * ux
+            if a == 0.0:
+                continue  # the ray is parallel to the rows: never crossed
+            dx = -dy * b / a
+            if (e1[0] * dx + e2[0] * dy) * ux + (e1[1] * dx + e2[1] * dy) * uy > 0.0:  # the ray, not its opposite
+                cross.append((dx, abs(a), s))
+        cross.sort()
+        k = len(cross)
+        n_cross[row] = k
+        rays = [c[2] for c in cross]
+        for i, (dx, a, _) in enumerate(cross):
+            q[row, i] = dx
+            gain[row, i] = a
+        # the azimuth decreases along rows below the centre (dy > 0: d φ / d dx = −dy·det M / |M·(dx, dy)|²) and
+        # increases above it, so crossing ray s leads from sector s into s − 1 (dy > 0) or from s − 1 into s
+        if k == 0:
+            seg[row, 0] = sector_at(0.0, dy)
+        for i, ray in enumerate(rays):
+            if i == 0:
+                seg[row, 0] = ray if dy > 0 else (ray - 1) % n_phi
+            seg[row, i + 1] = (ray - 1) % n_phi if dy > 0 else ray
+    return q, gain, seg, n_cross

@@ -6,7 +6,9 @@ patterns, each thread owns its patterns' rows). Geometry paths:
 * table (fixed centre or whole-pixel shifts), no splitting: :func:`_k_offset` / :func:`_k_offset_mean` read a
   per-pixel interleaved table ``bin·_W + column % _W`` (the fixed centre is the table moved by zero);
 * sub-pixel shifts, no splitting: :func:`_k_shift` (squared-radius thresholds through a look-up table,
-  optionally sectors through the diamond-angle table);
+  optionally sectors through the diamond-angle table); for sectors with uniform bins the same bins computed
+  directly: :func:`_k_direct` (float data) and :func:`_k_sectors` (uint8/uint16: row crossings of the sector
+  boundaries, float32 radii, packed sums);
 * split pixels: :func:`_k_entries` (fixed entries) and :func:`_k_shifted` (extents on the fly);
 * median and sigma clipping: :func:`_k_robust`;
 * finishing pass: accumulators → statistics (:func:`_k_finish`); the table and shifted kernels can write the
@@ -599,6 +601,282 @@ def _k_direct(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_ph
         )  # fmt: skip
         for b in range(nb):
             c, a, q2 = _acc_bin(s0, s1, s2, b, True, w)
+            _store(out, n, b, c, a, q2)
+
+
+@njit(cache=True, inline="always")
+def _bit_length(x):
+    """Bits of the unsigned integer x (0 for 0)."""
+    s = 0
+    while s < 64 and (x >> np.uint64(s)) != 0:
+        s += 1
+    return s
+
+
+@njit(cache=True, inline="always")
+def _sector_pack(cb, vmax):
+    """Bit positions (s1, s2) of Σ I² and of the count in one uint64 word per bin holding (count, Σ I, Σ I²) of
+    at most ``cb`` pixels of values <= ``vmax`` (Σ I below s1): Σ I <= cb·vmax < 2^s1, Σ I² <= cb·vmax² <
+    2^(s2 − s1), count <= cb < 2^(64 − s2), so that no field carries into the next (exact integer sums); (0, 0)
+    when they do not fit in 64 bits, a sum would exceed 2^52 (the exact float conversion of the finishing) or cb
+    >= 2^20."""
+    if cb >= np.uint64(1 << 20):
+        return 0, 0
+    w1 = _bit_length(cb * vmax)
+    w2 = _bit_length(cb * vmax * vmax)
+    wc = _bit_length(cb)
+    if w1 + w2 + wc > 64 or w2 > 52:
+        return 0, 0
+    return max(w1, 1), max(w1, 1) + w2
+
+
+#: unit roundoff of float32
+_U32 = 2.0**-24
+
+
+@njit(cache=True, inline="always")
+def _row_segments(j0, j1, dy, cxn, nx, sq, sinv, sseg, n_cross, nq, prow):
+    """Sector offset sector·n_q of columns [j0, j1) of the row at offset dy from the segments between the row's
+    crossings of the sector boundaries (geometry.sector_segments; crossing k at column x_k = cxn + |dy|·sq[r, k]);
+    −1 for a column within a margin d_k of a crossing (its azimuth is too close to a boundary for anything but
+    the exact atan2) and for every column of a row within 1e-9 px of the centre. sinv = 1 / gain."""
+    if abs(dy) < 1e-9:
+        for j in range(j0, j1):
+            prow[np.uint64(j)] = -1
+        return
+    r = 0 if dy > 0 else 1
+    ady = abs(dy)
+    # the kernel's float64 azimuth of a pixel carries rounding errors far below 1e-11·(|coordinates| + 1) px
+    scale = 1e-11 * (1.0 + abs(cxn) + ady + nx)
+    kc = n_cross[r]
+    fj0 = float(j0)
+    fj1 = float(j1)
+    for j in range(j0, j1):
+        prow[np.uint64(j)] = 0
+    # sector steps at the first column after each crossing of the span, then a running sum along the row
+    first = -1
+    for k in range(kc):
+        xk = cxn + ady * sq[r, k]
+        if xk < fj0:  # left of the span: every column lies after it
+            continue
+        if xk >= fj1:  # right of the span, and so are the later crossings
+            break
+        if first < 0:
+            first = k
+        jh = int(np.ceil(xk))
+        if jh < j1:
+            prow[np.uint64(jh)] += np.int32((sseg[r, k + 1] - sseg[r, k]) * nq)
+    if first < 0:  # no crossing inside: the segment of the span is the one after the last crossing left of it
+        first = kc
+        for k in range(kc):
+            if cxn + ady * sq[r, k] >= fj0:
+                first = k
+                break
+    run = np.int32(sseg[r, first] * nq)
+    for j in range(j0, j1):
+        run += prow[np.uint64(j)]
+        prow[np.uint64(j)] = run
+    # columns within the margin d_k of a crossing: the exact path decides
+    for k in range(kc):
+        xk = cxn + ady * sq[r, k]
+        dk = (scale + 1e-11 * ady * abs(sq[r, k])) * sinv[r, k]
+        if xk + dk < fj0:
+            continue
+        if xk - dk >= fj1:
+            break
+        if dk < 0.5:  # at most the nearest column lies within the margin
+            jn = np.floor(xk + 0.5)
+            if abs(jn - xk) <= dk and jn >= fj0 and jn < fj1:
+                prow[np.uint64(int(jn))] = -1
+        else:  # (clamped as floats: dk may be far beyond the int64 range for a ray almost parallel to the rows)
+            for jj in range(int(max(np.ceil(xk - dk), fj0)), int(min(np.floor(xk + dk) + 1.0, fj1))):
+                prow[np.uint64(jj)] = -1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_radial_seg(j0, j1, x0, y0, m00f, m01f, colsf, valid, base, a, b, eps, nqf, sparef, prow, trow):
+    """Bin of columns [j0, j1) of a row in float32 (8 lanes): sector offset prow[j] (from _row_segments) +
+    floor(f), f = |(m00·j + x0, m01·j + y0)|·a − b; ``sparef`` outside the bins or masked, −1 where f lies within
+    eps of an integer or the sector is undecided (the exact path decides). Returns the number of those."""
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    hi = one - eps
+    neg = np.float32(-1.0)
+    undecided = 0
+    for j in range(j0, j1):
+        cj = colsf[np.uint64(j)]
+        xc = m00f * cj + x0
+        yc = m01f * cj + y0
+        f = np.sqrt(xc * xc + yc * yc) * a - b
+        fk = np.floor(f)
+        fr = f - fk
+        sec = prow[np.uint64(j)]
+        inside = (fk >= zero) & (fk < nqf)
+        t = np.float32(sec) + fk if inside else sparef
+        ok = (fr > eps) & (fr < hi) & ((sec >= 0) | ~inside)
+        t = t if ok else neg
+        t = t if valid[np.uint64(base + j)] else sparef
+        undecided += t < zero
+        trow[np.uint64(j)] = np.int32(t)
+    return undecided
+
+
+@njit(cache=True, inline="always")
+def _seg_row(i, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross, valid, cols, colsf,
+             prow, trow):  # fmt: skip
+    """Both row passes of the segment sector kernel for row i, then _direct_exact for the undecided columns:
+    (j0, j1, base) with the bins in trow[j0:j1]."""
+    nq = thr.size - 1
+    tn = thr[nq]
+    a, b, eps_base = prm
+    dy = i - cyn
+    j0, j1 = _row_span(nx, dy, cxn, m00, m01, m11, tn)
+    base = i * nx
+    _row_segments(j0, j1, dy, cxn, nx, sq, sgain, sseg, n_cross, nq, prow)
+    x0 = m01 * dy - m00 * cxn
+    y0 = m11 * dy - m01 * cxn
+    # float32 rounding of the row's corrected offsets m·j + x0: |error| <= u·(3·|m|·j1 + 2·|x0|) each [px]
+    ex = _U32 * 1.01 * (3.0 * abs(m00) * j1 + 2.0 * abs(x0) + 3.0 * abs(m01) * j1 + 2.0 * abs(y0))
+    eps = np.float32(eps_base + 1.5 * np.float64(a) * ex)
+    undecided = _row_radial_seg(
+        j0, j1, np.float32(x0), np.float32(y0), np.float32(m00), np.float32(m01), colsf, valid, base, a, b, eps,
+        np.float32(nq), np.float32(nq * (sseg.shape[1] - 1)), prow, trow,
+    )  # fmt: skip
+    if undecided > 0:  # the exact arithmetic of _k_shift for the undecided columns (a few per pattern)
+        for j in range(j0, j1):
+            if trow[np.uint64(j)] < 0:
+                trow[np.uint64(j)] = np.int32(_direct_exact(j, dy, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, cols))
+    return j0, j1, base
+
+
+@njit(cache=True, error_model="numpy")
+def _seg_one_packed(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross,
+                    valid, cols, colsf, prow, trow, s1, one, acc):  # fmt: skip
+    """One pattern of uint8/uint16 data by segment sectors and float32 radii, (count, Σ I, Σ I²) packed:
+    acc[bin] += I + (I² << s1) + one (_sector_pack; the spare bin n_phi·n_q may wrap, it is never read)."""
+    sh = np.uint64(s1)
+    for i in range(ny):
+        j0, j1, base = _seg_row(
+            i, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross, valid, cols,
+            colsf, prow, trow,
+        )  # fmt: skip
+        for j in range(j0, j1):
+            v = np.uint64(img[np.uint64(base + j)])
+            acc[np.uint64(trow[np.uint64(j)])] += v + ((v * v) << sh) + one
+
+
+@njit(cache=True, error_model="numpy")
+def _seg_one(img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross,
+             valid, cols, colsf, prow, trow, s0, s1, s2):  # fmt: skip
+    """_seg_one_packed with the separate accumulators of _acc_add (one copy per bin; patterns too bright to
+    pack)."""
+    for i in range(ny):
+        j0, j1, base = _seg_row(
+            i, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross, valid, cols,
+            colsf, prow, trow,
+        )  # fmt: skip
+        for j in range(j0, j1):
+            _acc_add(img, np.uint64(base + j), np.uint64(trow[np.uint64(j)]), s0, s1, s2)
+
+
+@njit(cache=True)
+def _store_sector_packed(out, n, acc, nb, s1, s2):
+    """Write the bins of pattern n from their packed words (Σ I below bit s1, Σ I² from s1, count from s2)."""
+    u1 = np.uint64(s1)
+    u2 = np.uint64(s2)
+    low = (np.uint64(1) << u1) - np.uint64(1)
+    mid = (np.uint64(1) << (u2 - u1)) - np.uint64(1)
+    for b in range(nb):
+        wd = acc[b]
+        _store(out, n, b, np.int64(wd >> u2), np.int64(wd & low), np.int64((wd >> u1) & mid))
+
+
+@njit(cache=True, error_model="numpy")
+def _profiles_packed(out, n, acc, nb, s1, s2):
+    """_store_sector_packed for out = the five finished fields: the arithmetic of _store_profiles (so the same
+    values bit for bit, NaN where _mean_sem / _sem_azimuthal give it) with selects instead of branches, so that
+    the loop over the bins vectorises."""
+    mean, total, count, sem_p, sem_a = out
+    u1 = np.uint64(s1)
+    u2 = np.uint64(s2)
+    low = (np.uint64(1) << u1) - np.uint64(1)
+    mid = (np.uint64(1) << (u2 - u1)) - np.uint64(1)
+    nan = np.nan
+    for b in range(nb):
+        wd = acc[b]
+        c = np.float64(np.int64(wd >> u2))
+        a = np.float64(np.int64(wd & low))
+        q2 = np.float64(np.int64((wd >> u1) & mid))
+        total[n, b] = a
+        count[n, b] = c
+        filled = c > 0.0
+        cs = c if filled else 1.0  # (an empty bin's quotients are replaced by NaN: no 0/0 evaluated)
+        m = a / cs
+        mean[n, b] = m if filled else nan
+        sp = math.sqrt(a) / cs
+        sem_p[n, b] = sp if filled else nan
+        n_eff = c * c / cs
+        multi = n_eff > 1 + 1e-12
+        v = math.sqrt(max(q2 / cs - m * m, 0.0) / ((n_eff if multi else 2.0) - 1.0))
+        sem_a[n, b] = v if filled & multi else nan
+
+
+def _finish_packed(out, n, acc, nb, s1, s2):
+    """Write pattern n from its packed words: the five finished fields (_profiles_packed) or any other output of
+    _store (_store_sector_packed)."""
+    if isinstance(out, tuple) and len(out) == 5:
+        _profiles_packed(out, n, acc, nb, s1, s2)
+    else:
+        _store_sector_packed(out, n, acc, nb, s1, s2)
+
+
+@overload(_finish_packed, inline="always")
+def _ov_finish_packed(out, n, acc, nb, s1, s2):
+    if isinstance(out, types.BaseTuple) and len(out) == 5:
+        return lambda out, n, acc, nb, s1, s2: _profiles_packed(out, n, acc, nb, s1, s2)
+    return lambda out, n, acc, nb, s1, s2: _store_sector_packed(out, n, acc, nb, s1, s2)
+
+
+@njit(parallel=True, cache=True)
+def _k_sectors(data, shifts, ny, nx, cy, cx, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg,
+               n_cross, valid, cb, out):  # fmt: skip
+    """Sub-pixel shifted sectors of uint8/uint16 data (n_phi > 1): _k_shift's bins, sums and outputs bit for bit.
+
+    Per row the sector of every column comes from the row's crossings of the sector boundaries (no azimuth per
+    pixel, geometry.sector_segments) and the radial bin from a float32 pass (8 lanes); pixels within a margin of
+    a crossing or of a bin edge take the exact arithmetic of _k_shift (_direct_exact). (count, Σ I, Σ I²) of a bin
+    share one uint64 word (one add per pixel) whenever the pattern's maximum allows it (_sector_pack with the
+    count bound ``cb``, geometry.sector_count_bound), else the separate accumulators. Exact integer sums.
+    ``prm`` = (a, b, eps) of the radial pass: f = √s·a − b, base margin eps [bins].
+    """
+    n_pat = data.shape[0]
+    nb = n_phi * (thr.size - 1)
+    ucb = np.uint64(cb)
+    for n in prange(n_pat):
+        img = data[n]
+        trow = np.empty(nx, np.int32)
+        prow = np.empty(nx, np.int32)
+        cols = np.arange(nx).astype(np.float64)
+        colsf = cols.astype(np.float32)
+        cyn = cy + shifts[n, 0]
+        cxn = cx + shifts[n, 1]
+        s1, s2 = _sector_pack(ucb, _pattern_max(img))
+        if s2 > 0:
+            acc = np.zeros(nb + 1, np.uint64)
+            one = np.uint64(1) << np.uint64(s2)
+            _seg_one_packed(
+                img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross,
+                valid, cols, colsf, prow, trow, s1, one, acc,
+            )  # fmt: skip
+            _finish_packed(out, n, acc, nb, s1, s2)
+            continue
+        s0, sa, sqq = _acc_zeros(data, nb + 1, True)
+        _seg_one(
+            img, ny, nx, cyn, cxn, m00, m01, m11, thr, lut, inv_h, n_phi, prm, sq, sgain, sseg, n_cross, valid,
+            cols, colsf, prow, trow, s0, sa, sqq,
+        )  # fmt: skip
+        for b in range(nb):
+            c, a, q2 = _acc_bin(s0, sa, sqq, b, True, 1)
             _store(out, n, b, c, a, q2)
 
 

@@ -22,6 +22,8 @@ from .geometry import (
     row_spans,
     s_lookup,
     s_thresholds,
+    sector_count_bound,
+    sector_segments,
     uniform_inv_dq,
 )
 
@@ -336,6 +338,35 @@ class RadialPlan:
         return self._cached(
             ("direct", n_phi), lambda: direct_params(self.edges, self.pixel_size, self._s_tables()[0], n_phi)
         )
+
+    def _segment_params(self, n_phi: int):
+        """Constants of the segment sector kernel (kernels._k_sectors): ((a, b, eps), q, 1 / gain, seg, n_cross) with
+        f = √s·a − b the fractional bin and eps its base margin [bins] (geometry.direct_params, plus the float32
+        rounding of the squared radius) and the row crossings of geometry.sector_segments; None where the direct
+        bins do not apply."""
+
+        def build():
+            prm = self._direct_params(n_phi)
+            if prm is None:
+                return None
+            a, b, eps_r = (float(v) for v in prm[:3])
+            f_top = math.sqrt(float(self._s_tables()[0][-1])) * a + 2.0 * a
+            eps = eps_r + 4.0 * 2.0**-24 * (f_top + abs(b))
+            q, gain, seg, n_cross = sector_segments(*self._geo(), n_phi)
+            return (prm[0], prm[1], eps), q, 1.0 / gain, seg, n_cross
+
+        return self._cached(("segments", n_phi), build)
+
+    def _sector_cmax(self, n_phi: int) -> int:
+        """Most pixels one (sector, radial bin) can hold for any centre (geometry.sector_count_bound), capped at the
+        unmasked pixels [pixels]: the field widths of the packed sector sums."""
+
+        def build():
+            m00, m01, m11 = self._geo()
+            cb = sector_count_bound(self.edges, self.pixel_size, m00, m01, m11, n_phi)
+            return min(cb, int(self.mask.sum()))
+
+        return self._cached(("cmax", n_phi), build)
 
     def _capacity(self) -> int:
         """Upper bound of the number of (pixel, bin) entries."""
