@@ -12,6 +12,7 @@ from numba import get_num_threads, set_num_threads
 
 from .geometry import whole_pixel_shifts
 from .kernels import (
+    _GROUP8,
     _NF,
     _PARALLEL_FINISH_BINS,
     _k_direct,
@@ -19,6 +20,7 @@ from .kernels import (
     _k_finish,
     _k_finish_parallel,
     _k_fixed,
+    _k_fixed8,
     _k_offset,
     _k_offset_mean,
     _k_robust,
@@ -191,7 +193,8 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
             table, spans = plan._fast_table(n_phi)
             if block.dtype in (np.uint8, np.uint16):
                 counts = plan._bin_counts(n_phi)
-                _k_fixed(block, ny, nx, table, spans, nb, counts, int(counts.max(initial=0)), valid, out)
+                kernel = _k_fixed8 if m >= _GROUP8 else _k_fixed
+                kernel(block, ny, nx, table, spans, nb, counts, int(counts.max(initial=0)), valid, out)
             else:
                 _k_offset(block, ish, ny, nx, 0, table, spans, nb, valid, False, out)
         elif statistic != "mean":
