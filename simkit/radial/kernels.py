@@ -491,17 +491,21 @@ def _ov_vadd4(acc, t, w, sh):
 @njit(cache=True, inline="always")
 def _row_words(i0, i1, i2, i3, base, j0, j1, buf):
     """buf[j] = the pixels base + j of four patterns as the 16-bit fields of one uint64 word (pattern k in bits
-    16k up), columns [j0, j1); returns their largest value [counts]. A separate pass so that it vectorises."""
-    m = np.uint64(0)
+    16k up), columns [j0, j1); returns their largest value [counts] (0 for an empty span). A separate pass so
+    that it vectorises; the maximum is taken in the data's dtype (packed vector maxima: uint64 has none on AVX2)."""
+    if j1 <= j0:
+        return np.uint64(0)
+    m = i0[np.uint64(base + j0)]
     for j in range(j0, j1):
         p = np.uint64(base + j)
-        a0 = np.uint64(i0[p])
-        a1 = np.uint64(i1[p])
-        a2 = np.uint64(i2[p])
-        a3 = np.uint64(i3[p])
+        a0 = i0[p]
+        a1 = i1[p]
+        a2 = i2[p]
+        a3 = i3[p]
         m = max(m, max(max(a0, a1), max(a2, a3)))
-        buf[np.uint64(j)] = a0 | (a1 << np.uint64(16)) | (a2 << np.uint64(32)) | (a3 << np.uint64(48))
-    return m
+        w = np.uint64(a0) | (np.uint64(a1) << np.uint64(16))
+        buf[np.uint64(j)] = w | (np.uint64(a2) << np.uint64(32)) | (np.uint64(a3) << np.uint64(48))
+    return np.uint64(m)
 
 
 @njit(cache=True)
