@@ -512,6 +512,72 @@ def _row_words(i0, i1, i2, i3, base, j0, j1, buf):
     return np.uint64(m)
 
 
+def _words16(i0, i1, i2, i3, p, buf, j, mx):
+    """_row_words for the 16 pixels p .. p + 15 into buf[j .. j + 15], their maxima into mx (16 lanes, the data's
+    dtype): compiled (_ov_words16) as four 16-lane loads, the interleaving shuffles and four maxima."""
+    for q in range(16):
+        a0, a1, a2, a3 = i0[p + q], i1[p + q], i2[p + q], i3[p + q]
+        mx[q] = max(mx[q], max(max(a0, a1), max(a2, a3)))
+        w = np.uint64(a0) | (np.uint64(a1) << np.uint64(16))
+        buf[j + q] = w | (np.uint64(a2) << np.uint64(32)) | (np.uint64(a3) << np.uint64(48))
+
+
+@intrinsic
+def _words16_ir(typingctx, i0, i1, i2, i3, p, buf, j, mx):
+    dts = (types.uint8, types.uint16)
+    if not (
+        all(isinstance(a, types.Array) and a.ndim == 1 and a.dtype in dts for a in (i0, i1, i2, i3, mx))
+        and len({a.dtype for a in (i0, i1, i2, i3, mx)}) == 1
+        and isinstance(buf, types.Array) and buf.dtype == types.uint64 and buf.ndim == 1
+        and p == types.uint64 and j == types.uint64
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptrs = {
+            k: context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 1, 2, 3, 5, 7)
+        }
+        pi, ji = args[4], args[6]
+        ew = signature.args[0].dtype.bitwidth
+        i32 = ir.IntType(32)
+        vin = ir.VectorType(ir.IntType(ew), 16)
+        v16 = ir.VectorType(ir.IntType(16), 16)
+        rows = [builder.load(builder.bitcast(builder.gep(ptrs[k], [pi]), vin.as_pointer()), align=1) for k in range(4)]
+        mp = builder.bitcast(ptrs[7], vin.as_pointer())
+        m = builder.load(mp, align=1)
+        for r in rows:
+            m = builder.select(builder.icmp_unsigned(">", r, m), r, m)
+        builder.store(m, mp, align=1)
+        rows = [builder.zext(r, v16) if ew < 16 else r for r in rows]
+        ab = builder.shuffle_vector(rows[0], rows[1], ir.Constant(ir.VectorType(i32, 32), list(range(32))))
+        cd = builder.shuffle_vector(rows[2], rows[3], ir.Constant(ir.VectorType(i32, 32), list(range(32))))
+        order = [16 * k + q for q in range(16) for k in range(4)]
+        out = builder.shuffle_vector(ab, cd, ir.Constant(ir.VectorType(i32, 64), order))
+        dst = builder.bitcast(builder.gep(ptrs[5], [ji]), ir.VectorType(ir.IntType(16), 64).as_pointer())
+        builder.store(out, dst, align=8)
+        return context.get_dummy_value()
+
+    return types.void(i0, i1, i2, i3, p, buf, j, mx), codegen
+
+
+@overload(_words16, inline="always")
+def _ov_words16(i0, i1, i2, i3, p, buf, j, mx):
+    def impl(i0, i1, i2, i3, p, buf, j, mx):
+        _words16_ir(i0, i1, i2, i3, p, buf, j, mx)
+
+    return impl
+
+
+@njit(cache=True, inline="always")
+def _row_words16(i0, i1, i2, i3, base, j0, j1, buf, mx):
+    """_row_words by blocks of 16 columns (_words16; maxima into mx), the last < 16 columns one by one."""
+    j = j0
+    while j + 16 <= j1:
+        _words16(i0, i1, i2, i3, np.uint64(base + j), buf, np.uint64(j), mx)
+        j += 16
+    return _row_words(i0, i1, i2, i3, base, j, j1, buf)
+
+
 @njit(cache=True)
 def _packed_bound(cmax):
     """(vmax, s): the largest value vmax <= 65535 [counts] whose bins of at most ``cmax`` pixels pack (Σ I, Σ I²)
@@ -541,17 +607,18 @@ def _fixed8_group(data, n, ny, nx, table, spans, sh, acc, b0, b1):
     ush = np.uint64(sh)
     four = np.uint64(4)
     m = np.uint64(0)
+    mx = np.zeros(16, data.dtype)
     for a in range(ny):
         base = a * nx
         j0 = spans[a, 0]
         j1 = spans[a, 1]
-        m = max(m, _row_words(i0, i1, i2, i3, base, j0, j1, b0))
-        m = max(m, _row_words(i4, i5, i6, i7, base, j0, j1, b1))
+        m = max(m, _row_words16(i0, i1, i2, i3, base, j0, j1, b0, mx))
+        m = max(m, _row_words16(i4, i5, i6, i7, base, j0, j1, b1, mx))
         for j in range(j0, j1):
             t = np.uint64(table[np.uint64(base + j)]) << np.uint64(3)
             _vadd4(acc, t, b0[np.uint64(j)], ush)
             _vadd4(acc, t + four, b1[np.uint64(j)], ush)
-    return m
+    return max(m, np.uint64(mx.max()))
 
 
 @njit(cache=True)
