@@ -534,9 +534,7 @@ def _words16_ir(typingctx, i0, i1, i2, i3, p, buf, j, mx):
         return None
 
     def codegen(context, builder, signature, args):
-        ptrs = {
-            k: context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 1, 2, 3, 5, 7)
-        }
+        ptrs = {k: context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 1, 2, 3, 5, 7)}
         pi, ji = args[4], args[6]
         ew = signature.args[0].dtype.bitwidth
         i32 = ir.IntType(32)
@@ -633,6 +631,58 @@ def _store_packed8(out, n, acc, k, nb, counts, sh):
         _store(out, n, b, counts[b], np.int64(a & low), np.int64(a >> ush))
 
 
+@njit(cache=True, error_model="numpy")
+def _store_profiles8(out, n, acc, k, nb, counts, sh):
+    """_store_packed8 into the finished profiles (a 5-tuple, see _store) with the arithmetic of _store_profiles,
+    branch-free over the bins (selects instead of branches; NumPy's error model, so empty bins divide by zero
+    instead of raising) so that the divisions and square roots vectorise: the same IEEE operations, the same
+    bits."""
+    mean, total, count, sem_p, sem_a = out
+    ush = np.uint64(sh)
+    low = (np.uint64(1) << ush) - np.uint64(1)
+    s1 = np.empty(nb)
+    s2 = np.empty(nb)
+    for b in range(nb):
+        a = np.uint64(0)
+        for u in range(_W):
+            a += acc[(b * _W + u) * _GROUP8 + k]
+        s1[b] = np.float64(np.int64(a & low))
+        s2[b] = np.float64(np.int64(a >> ush))
+    for b in range(nb):
+        c = np.float64(counts[b])
+        x = s1[b]
+        m = x / c
+        sp = math.sqrt(abs(x)) / c
+        n_eff = c * c / c
+        sa = math.sqrt(max(s2[b] / c - m * m, 0.0) / (n_eff - 1.0))
+        pos = c > 0
+        mean[n, b] = m if pos else np.nan
+        total[n, b] = x
+        count[n, b] = c
+        sem_p[n, b] = sp if pos and x >= 0 else np.nan
+        sem_a[n, b] = sa if pos and n_eff > 1 + 1e-12 else np.nan
+
+
+def _store8(out, n, acc, k, nb, counts, sh):
+    """_store_packed8; compiled (_ov_store8), finished profiles take _store_profiles8 (same values)."""
+    _store_packed8(out, n, acc, k, nb, counts, sh)
+
+
+@overload(_store8, inline="always")
+def _ov_store8(out, n, acc, k, nb, counts, sh):
+    if isinstance(out, types.BaseTuple) and len(out) == 5:
+
+        def impl(out, n, acc, k, nb, counts, sh):
+            _store_profiles8(out, n, acc, k, nb, counts, sh)
+
+    else:
+
+        def impl(out, n, acc, k, nb, counts, sh):
+            _store_packed8(out, n, acc, k, nb, counts, sh)
+
+    return impl
+
+
 @njit(parallel=True, cache=True)
 def _k_fixed8(data, ny, nx, table, spans, nb, counts, cmax, valid, out):
     """_k_fixed with eight patterns per sweep and pattern-major accumulators, bit-identical to it (exact integer
@@ -656,7 +706,7 @@ def _k_fixed8(data, ny, nx, table, spans, nb, counts, cmax, valid, out):
             packed = _fixed8_group(data, n, ny, nx, table, spans, sh, acc, b0, b1) <= vb
         for k in range(_GROUP8):
             if packed:
-                _store_packed8(out, n + k, acc, k, nb, counts, sh)
+                _store8(out, n + k, acc, k, nb, counts, sh)
             else:
                 _fixed_single(data, n + k, ny, nx, table, spans, nb, counts, cmax, valid, out)
 
