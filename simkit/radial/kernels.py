@@ -8,7 +8,8 @@ patterns, each thread owns its patterns' rows). Geometry paths:
 * fixed centre, uint8/uint16: :func:`_k_fixed8` (eight patterns per sweep, chunks of fewer patterns
   :func:`_k_fixed`): Σ I and Σ I² packed into one uint64 per pixel (the count is the plan's), accumulators
   pattern-major (``8·slot + pattern``) so that four patterns take one 4 × uint64 vector add (an llvmlite
-  intrinsic, :func:`_vadd4`: numba runs no SLP vectoriser);
+  intrinsic, :func:`_vadd4`: numba runs no SLP vectoriser), fed by per-row words of four patterns' pixels
+  (:func:`_words16`, another intrinsic); the finished fields written branch-free (:func:`_store_profiles8`);
 * sub-pixel shifts, no splitting: :func:`_k_shift` (squared-radius thresholds through a look-up table,
   optionally sectors through the diamond-angle table);
 * split pixels: :func:`_k_entries` (fixed entries) and :func:`_k_shifted` (extents on the fly);
