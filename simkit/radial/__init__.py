@@ -43,7 +43,12 @@ Kernels (numba, ``parallel=True`` over patterns, each thread owns its patterns' 
   accumulator copies break the store-to-load chains of scatter-adds into the same bin), visited only over the
   columns of each row that hold used pixels; uint8/uint16 data are summed exactly in int64 (no overflow, no
   float conversion of the stack; count and sum share one accumulator, the count in the bits from 2⁴⁰ up);
-  other dtypes in float64. It is the whole-pixel-shift kernel below with a zero shift.
+  other dtypes in float64. It is the whole-pixel-shift kernel below with a zero shift. For uint8/uint16 the count
+  of a bin is the plan's, and Σ I and Σ I² share one uint64 add per pixel (Σ I² from bit s up, s fixed by the
+  plan's largest bin and the largest value that still packs; a group of patterns above that value falls back
+  to separate sums); eight patterns per sweep over the table, their accumulators side by side so that the
+  pixels of four patterns (interleaved per row into one 64-bit word each, in a vectorised pass that also
+  takes the group's maximum) make one vector add of four uint64 lanes.
 * per-pattern centres (``shifts``), no splitting: per row only the columns that can reach a bin (the roots of
   a quadratic), a vectorised pass for the squared corrected radius s, then the bin of s from a look-up table
   whose cells are exact except where a threshold falls inside (then an exact comparison). The thresholds are

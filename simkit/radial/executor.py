@@ -5,6 +5,7 @@ kernel for each chunk and the finishing pass.
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 
 import numpy as np
@@ -12,6 +13,7 @@ from numba import get_num_threads, set_num_threads
 
 from .geometry import whole_pixel_shifts
 from .kernels import (
+    _GROUP8,
     _NF,
     _PARALLEL_FINISH_BINS,
     _k_direct,
@@ -19,6 +21,7 @@ from .kernels import (
     _k_finish,
     _k_finish_parallel,
     _k_fixed,
+    _k_fixed8,
     _k_offset,
     _k_offset_mean,
     _k_robust,
@@ -33,6 +36,11 @@ _MIN_PARALLEL = 4
 #: dtypes the table and shifted kernels take as they are (uint8/uint16 summed exactly in int64, the others in
 #: float64; uint32 counts at high dose are exact below 2^53); every other dtype is converted chunk by chunk
 _FAST_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
+
+
+#: _k_fixed8's intrinsics read four 16-bit pixels as the lanes of one uint64 word (pattern k in bits 16k up):
+#: little-endian hosts only (elsewhere _k_fixed)
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -192,7 +200,8 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
             table, spans = plan._fast_table(n_phi)
             if block.dtype in (np.uint8, np.uint16):
                 counts = plan._bin_counts(n_phi)
-                _k_fixed(block, ny, nx, table, spans, nb, counts, int(counts.max(initial=0)), valid, out)
+                kernel = _k_fixed8 if m >= _GROUP8 and _LITTLE_ENDIAN else _k_fixed
+                kernel(block, ny, nx, table, spans, nb, counts, int(counts.max(initial=0)), valid, out)
             else:
                 _k_offset(block, ish, ny, nx, 0, table, spans, nb, valid, False, out)
         elif statistic != "mean":

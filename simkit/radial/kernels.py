@@ -5,6 +5,11 @@ patterns, each thread owns its patterns' rows). Geometry paths:
 
 * table (fixed centre or whole-pixel shifts), no splitting: :func:`_k_offset` / :func:`_k_offset_mean` read a
   per-pixel interleaved table ``bin·_W + column % _W`` (the fixed centre is the table moved by zero);
+* fixed centre, uint8/uint16: :func:`_k_fixed8` (eight patterns per sweep, chunks of fewer patterns
+  :func:`_k_fixed`): Σ I and Σ I² packed into one uint64 per pixel (the count is the plan's), accumulators
+  pattern-major (``8·slot + pattern``) so that four patterns take one 4 × uint64 vector add (an llvmlite
+  intrinsic, :func:`_vadd4`: numba runs no SLP vectoriser), fed by per-row words of four patterns' pixels
+  (:func:`_words16`, another intrinsic); the finished fields written branch-free (:func:`_store_profiles8`);
 * sub-pixel shifts, no splitting: :func:`_k_shift` (squared-radius thresholds through a look-up table,
   optionally sectors through the diamond-angle table); for sectors with uniform bins the same bins computed
   directly: :func:`_k_direct` (float data) and :func:`_k_sectors` (uint8/uint16: row crossings of the sector
@@ -25,8 +30,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from .geometry import (
     _W,
@@ -437,6 +443,275 @@ def _k_fixed(data, ny, nx, table, spans, nb, counts, cmax, valid, out):
         )
         for k in range(_GROUP):
             _store_packed(out, n + k, acc, k * off, nb, counts, sh)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fixed centre, uint8/uint16, eight patterns per sweep with pattern-major accumulators (one vector add per pixel
+# for four patterns)
+# ----------------------------------------------------------------------------------------------------------
+#: patterns of one sweep of _k_fixed8: two words of four 16-bit pixels per table cell
+_GROUP8 = 8
+
+
+def _vadd4(acc, t, w, sh):
+    """acc[t + k] += v_k + (v_k² << sh) for k = 0..3, v_k the 16-bit field k of the uint64 word w (bits 16k up).
+
+    Compiled (see _ov_vadd4) as one load, add and store of four uint64 lanes: numba does not run LLVM's SLP
+    vectoriser, so four scalar adds would stay four read-modify-writes."""
+    for k in range(4):
+        v = (w >> np.uint64(16 * k)) & np.uint64(0xFFFF)
+        acc[t + np.uint64(k)] += v + ((v * v) << sh)
+
+
+@intrinsic
+def _vadd4_ir(typingctx, acc, t, w, sh):
+    if not (
+        isinstance(acc, types.Array) and acc.dtype == types.uint64 and acc.ndim == 1 and acc.layout == "C"
+        and all(x == types.uint64 for x in (t, w, sh))
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, signature, args):
+        a, ti, x, s = args
+        data = context.make_array(signature.args[0])(context, builder, a).data
+        i32 = ir.IntType(32)
+        vt = ir.VectorType(ir.IntType(64), 4)
+        v = builder.zext(builder.bitcast(x, ir.VectorType(ir.IntType(16), 4)), vt)
+        sv = builder.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(i32, 0))
+        sv = builder.shuffle_vector(sv, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, 4), [0] * 4))
+        word = builder.add(v, builder.shl(builder.mul(v, v), sv))
+        ptr = builder.bitcast(builder.gep(data, [ti]), vt.as_pointer())
+        builder.store(builder.add(builder.load(ptr, align=8), word), ptr, align=8)
+        return context.get_dummy_value()
+
+    return types.void(acc, t, w, sh), codegen
+
+
+@overload(_vadd4, inline="always")
+def _ov_vadd4(acc, t, w, sh):
+    def impl(acc, t, w, sh):
+        _vadd4_ir(acc, t, w, sh)
+
+    return impl
+
+
+@njit(cache=True, inline="always")
+def _row_words(i0, i1, i2, i3, base, j0, j1, buf):
+    """buf[j] = the pixels base + j of four patterns as the 16-bit fields of one uint64 word (pattern k in bits
+    16k up), columns [j0, j1); returns their largest value [counts] (0 for an empty span). A separate pass so
+    that it vectorises; the maximum is taken in the data's dtype (packed vector maxima: uint64 has none on AVX2)."""
+    if j1 <= j0:
+        return np.uint64(0)
+    m = i0[np.uint64(base + j0)]
+    for j in range(j0, j1):
+        p = np.uint64(base + j)
+        a0 = i0[p]
+        a1 = i1[p]
+        a2 = i2[p]
+        a3 = i3[p]
+        m = max(m, max(max(a0, a1), max(a2, a3)))
+        w = np.uint64(a0) | (np.uint64(a1) << np.uint64(16))
+        buf[np.uint64(j)] = w | (np.uint64(a2) << np.uint64(32)) | (np.uint64(a3) << np.uint64(48))
+    return np.uint64(m)
+
+
+def _words16(i0, i1, i2, i3, p, buf, j, mx):
+    """_row_words for the 16 pixels p .. p + 15 into buf[j .. j + 15], their maxima into mx (16 lanes, the data's
+    dtype): compiled (_ov_words16) as four 16-lane loads, the interleaving shuffles and four maxima."""
+    for q in range(16):
+        a0, a1, a2, a3 = i0[p + q], i1[p + q], i2[p + q], i3[p + q]
+        mx[q] = max(mx[q], max(max(a0, a1), max(a2, a3)))
+        w = np.uint64(a0) | (np.uint64(a1) << np.uint64(16))
+        buf[j + q] = w | (np.uint64(a2) << np.uint64(32)) | (np.uint64(a3) << np.uint64(48))
+
+
+@intrinsic
+def _words16_ir(typingctx, i0, i1, i2, i3, p, buf, j, mx):
+    dts = (types.uint8, types.uint16)
+    if not (
+        all(isinstance(a, types.Array) and a.ndim == 1 and a.dtype in dts for a in (i0, i1, i2, i3, mx))
+        and len({a.dtype for a in (i0, i1, i2, i3, mx)}) == 1
+        and isinstance(buf, types.Array) and buf.dtype == types.uint64 and buf.ndim == 1
+        and p == types.uint64 and j == types.uint64
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptrs = {k: context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 1, 2, 3, 5, 7)}
+        pi, ji = args[4], args[6]
+        ew = signature.args[0].dtype.bitwidth
+        i32 = ir.IntType(32)
+        vin = ir.VectorType(ir.IntType(ew), 16)
+        v16 = ir.VectorType(ir.IntType(16), 16)
+        rows = [builder.load(builder.bitcast(builder.gep(ptrs[k], [pi]), vin.as_pointer()), align=1) for k in range(4)]
+        mp = builder.bitcast(ptrs[7], vin.as_pointer())
+        m = builder.load(mp, align=1)
+        for r in rows:
+            m = builder.select(builder.icmp_unsigned(">", r, m), r, m)
+        builder.store(m, mp, align=1)
+        rows = [builder.zext(r, v16) if ew < 16 else r for r in rows]
+        ab = builder.shuffle_vector(rows[0], rows[1], ir.Constant(ir.VectorType(i32, 32), list(range(32))))
+        cd = builder.shuffle_vector(rows[2], rows[3], ir.Constant(ir.VectorType(i32, 32), list(range(32))))
+        order = [16 * k + q for q in range(16) for k in range(4)]
+        out = builder.shuffle_vector(ab, cd, ir.Constant(ir.VectorType(i32, 64), order))
+        dst = builder.bitcast(builder.gep(ptrs[5], [ji]), ir.VectorType(ir.IntType(16), 64).as_pointer())
+        builder.store(out, dst, align=8)
+        return context.get_dummy_value()
+
+    return types.void(i0, i1, i2, i3, p, buf, j, mx), codegen
+
+
+@overload(_words16, inline="always")
+def _ov_words16(i0, i1, i2, i3, p, buf, j, mx):
+    def impl(i0, i1, i2, i3, p, buf, j, mx):
+        _words16_ir(i0, i1, i2, i3, p, buf, j, mx)
+
+    return impl
+
+
+@njit(cache=True, inline="always")
+def _row_words16(i0, i1, i2, i3, base, j0, j1, buf, mx):
+    """_row_words by blocks of 16 columns (_words16; maxima into mx), the last < 16 columns one by one."""
+    j = j0
+    while j + 16 <= j1:
+        _words16(i0, i1, i2, i3, np.uint64(base + j), buf, np.uint64(j), mx)
+        j += 16
+    return _row_words(i0, i1, i2, i3, base, j, j1, buf)
+
+
+@njit(cache=True)
+def _packed_bound(cmax):
+    """(vmax, s): the largest value vmax <= 65535 [counts] whose bins of at most ``cmax`` pixels pack (Σ I, Σ I²)
+    into one uint64 word, and its bit position s = _packed_shift(cmax, vmax); (0, 0) when none does. Packing
+    is monotone in the maximum, so every pattern of maximum <= vmax packs with s (exact integer sums)."""
+    c = np.uint64(cmax)
+    if _packed_shift(c, np.uint64(1)) == 0:
+        return np.uint64(0), 0
+    lo = np.uint64(1)
+    hi = np.uint64(65535)
+    while lo < hi:
+        mid = (lo + hi + np.uint64(1)) >> np.uint64(1)
+        if _packed_shift(c, mid) > 0:
+            lo = mid
+        else:
+            hi = mid - np.uint64(1)
+    return lo, _packed_shift(c, lo)
+
+
+@njit(cache=True)
+def _fixed8_group(data, n, ny, nx, table, spans, sh, acc, b0, b1):
+    """Patterns n .. n + 7 in one sweep over the table: acc[8·table[p] + k] += I_k + (I_k² << sh) for pattern
+    n + k (pattern-major slots: the eight patterns of a slot side by side, four per vector add). Returns the
+    largest value of the pixels read [counts] (the caller checks it against the bound that fixed sh)."""
+    i0, i1, i2, i3 = data[n], data[n + 1], data[n + 2], data[n + 3]
+    i4, i5, i6, i7 = data[n + 4], data[n + 5], data[n + 6], data[n + 7]
+    ush = np.uint64(sh)
+    four = np.uint64(4)
+    m = np.uint64(0)
+    mx = np.zeros(16, data.dtype)
+    for a in range(ny):
+        base = a * nx
+        j0 = spans[a, 0]
+        j1 = spans[a, 1]
+        m = max(m, _row_words16(i0, i1, i2, i3, base, j0, j1, b0, mx))
+        m = max(m, _row_words16(i4, i5, i6, i7, base, j0, j1, b1, mx))
+        for j in range(j0, j1):
+            t = np.uint64(table[np.uint64(base + j)]) << np.uint64(3)
+            _vadd4(acc, t, b0[np.uint64(j)], ush)
+            _vadd4(acc, t + four, b1[np.uint64(j)], ush)
+    return max(m, np.uint64(mx.max()))
+
+
+@njit(cache=True)
+def _store_packed8(out, n, acc, k, nb, counts, sh):
+    """Write the bins of pattern n from its packed words acc[8·(b·_W + u) + k] (Σ I below bit sh, Σ I² above)."""
+    ush = np.uint64(sh)
+    low = (np.uint64(1) << ush) - np.uint64(1)
+    for b in range(nb):
+        a = np.uint64(0)
+        for u in range(_W):
+            a += acc[(b * _W + u) * _GROUP8 + k]
+        _store(out, n, b, counts[b], np.int64(a & low), np.int64(a >> ush))
+
+
+@njit(cache=True, error_model="numpy")
+def _store_profiles8(out, n, acc, k, nb, counts, sh):
+    """_store_packed8 into the finished profiles (a 5-tuple, see _store) with the arithmetic of _store_profiles,
+    branch-free over the bins (selects instead of branches; NumPy's error model, so empty bins divide by zero
+    instead of raising) so that the divisions and square roots vectorise: the same IEEE operations, the same
+    bits."""
+    mean, total, count, sem_p, sem_a = out
+    ush = np.uint64(sh)
+    low = (np.uint64(1) << ush) - np.uint64(1)
+    s1 = np.empty(nb)
+    s2 = np.empty(nb)
+    for b in range(nb):
+        a = np.uint64(0)
+        for u in range(_W):
+            a += acc[(b * _W + u) * _GROUP8 + k]
+        s1[b] = np.float64(np.int64(a & low))
+        s2[b] = np.float64(np.int64(a >> ush))
+    for b in range(nb):
+        c = np.float64(counts[b])
+        x = s1[b]
+        m = x / c
+        sp = math.sqrt(abs(x)) / c
+        n_eff = c * c / c
+        sa = math.sqrt(max(s2[b] / c - m * m, 0.0) / (n_eff - 1.0))
+        pos = c > 0
+        mean[n, b] = m if pos else np.nan
+        total[n, b] = x
+        count[n, b] = c
+        sem_p[n, b] = sp if pos and x >= 0 else np.nan
+        sem_a[n, b] = sa if pos and n_eff > 1 + 1e-12 else np.nan
+
+
+def _store8(out, n, acc, k, nb, counts, sh):
+    """_store_packed8; compiled (_ov_store8), finished profiles take _store_profiles8 (same values)."""
+    _store_packed8(out, n, acc, k, nb, counts, sh)
+
+
+@overload(_store8, inline="always")
+def _ov_store8(out, n, acc, k, nb, counts, sh):
+    if isinstance(out, types.BaseTuple) and len(out) == 5:
+
+        def impl(out, n, acc, k, nb, counts, sh):
+            _store_profiles8(out, n, acc, k, nb, counts, sh)
+
+    else:
+
+        def impl(out, n, acc, k, nb, counts, sh):
+            _store_packed8(out, n, acc, k, nb, counts, sh)
+
+    return impl
+
+
+@njit(parallel=True, cache=True)
+def _k_fixed8(data, ny, nx, table, spans, nb, counts, cmax, valid, out):
+    """_k_fixed with eight patterns per sweep and pattern-major accumulators, bit-identical to it (exact integer
+    sums): (Σ I, Σ I²) packed with the bit position s of _packed_bound(cmax), fixed before the sweep; a group
+    whose largest value exceeds that bound, and the patterns after the last full group, take _fixed_single
+    (packed with their own maximum when it allows, else the two accumulators)."""
+    n_pat = data.shape[0]
+    n_grp = n_pat // _GROUP8
+    off = (nb + 1) * _W * _GROUP8
+    vb, sh = _packed_bound(cmax)
+    for g in prange(n_grp + n_pat % _GROUP8):
+        if g >= n_grp:  # the remainder, one pattern at a time
+            _fixed_single(data, n_grp * _GROUP8 + g - n_grp, ny, nx, table, spans, nb, counts, cmax, valid, out)
+            continue
+        n = g * _GROUP8
+        acc = np.zeros(off, np.uint64)
+        packed = sh > 0
+        if packed:
+            b0 = np.empty(nx, np.uint64)
+            b1 = np.empty(nx, np.uint64)
+            packed = _fixed8_group(data, n, ny, nx, table, spans, sh, acc, b0, b1) <= vb
+        for k in range(_GROUP8):
+            if packed:
+                _store8(out, n + k, acc, k, nb, counts, sh)
+            else:
+                _fixed_single(data, n + k, ny, nx, table, spans, nb, counts, cmax, valid, out)
 
 
 # ----------------------------------------------------------------------------------------------------------
