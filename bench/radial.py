@@ -10,7 +10,8 @@ Cases (256² uint16, 120 one-pixel bins, a mask with a beam-stop arm, a dead col
    reference (a lower bound of what pyFAI would cost). Target: ≥ 6× at 1 thread each.
 3. 32 sectors with sub-pixel shifts — ``plan.integrate(stack, shifts, n_phi=32)`` against pyFAI's fastest
    ``integrate2d`` (32 azimuthal × 120 radial bins, fixed centre). Targets: ≥ 5× at 1 thread each, and
-   ``integrate(n_phi=32)`` within 1.3× of ``mean_profiles(n_phi=32)`` on the same data (1 and 2 threads).
+   ``integrate(n_phi=32)`` within 1.3× of ``mean_profiles(n_phi=32)`` on the same data (1 and 2 threads), judged
+   both with fresh outputs every call and with each writing into its earlier output (``out=``).
 
 Honesty rules: pyFAI runs in separate worker processes (one with OMP_NUM_THREADS=1, one with 2, both
 OMP_WAIT_POLICY=PASSIVE), so numba's and OpenMP's thread pools never spin against each other in one process;
@@ -171,11 +172,20 @@ def main(argv=None) -> int:
     plan_e = make_plan((SIZE, SIZE), center=c, ellipse_ratio=1.03, ellipse_angle=0.6, **kw)
     shifts = np.random.default_rng(args.seed + 2).normal(0.0, 1.5, (n, 2))
     words = stack.reshape(-1).view(np.uint64)
+    # outputs kept from one call to the next (plan once, integrate many, as a scan loop over chunks would): the
+    # same kernels without allocating and first-touching fresh output memory, which on this VM can cost more than
+    # the binning (transparent huge pages compacted on the first touch: kernel time, not ours)
+    reuse = {
+        "sectors": plan_e.integrate(stack, shifts, n_phi=N_PHI),
+        "sectors_mean": plan_e.mean_profiles(stack, shifts, n_phi=N_PHI),
+    }
     cases = {
         "fixed": lambda: plan.integrate(stack),
         "shift": lambda: plan_e.integrate(stack, shifts),
         "sectors": lambda: plan_e.integrate(stack, shifts, n_phi=N_PHI),
         "sectors_mean": lambda: plan_e.mean_profiles(stack, shifts, n_phi=N_PHI),
+        "sectors_out": lambda: plan_e.integrate(stack, shifts, n_phi=N_PHI, out=reuse["sectors"]),
+        "sectors_mean_out": lambda: plan_e.mean_profiles(stack, shifts, n_phi=N_PHI, out=reuse["sectors_mean"]),
         "read": lambda: read_sum(words),
         # what integrate(n_phi) must at least pay beyond the binning: writing its five float64 fields into fresh
         # memory (first touch: page faults), the same bytes as its output
@@ -244,6 +254,8 @@ def main(argv=None) -> int:
         ("per-pattern centre + ellipse + mask", "shift", "1d"),
         (f"{N_PHI} sectors, sub-pixel shifts (integrate)", "sectors", "2d"),
         (f"{N_PHI} sectors, sub-pixel shifts (mean_profiles)", "sectors_mean", "2d"),
+        (f"{N_PHI} sectors, integrate(out=…) (output reused)", "sectors_out", "2d"),
+        (f"{N_PHI} sectors, mean_profiles(out=…) (reused)", "sectors_mean_out", "2d"),
     )
     ratio = {}
     cpu_ratio = {}
@@ -295,11 +307,18 @@ def main(argv=None) -> int:
         met_all &= met
         print(f"  {text:80s} {value:8.2f}  {'MET' if met else 'NOT MET'}")
     for t in sorted({1, max_threads}):
-        slow = ours["sectors", t] / ours["sectors_mean", t]
-        met = slow <= TARGETS["sectors_vs_mean"]
-        met_all &= met
-        text = f"integrate(n_phi={N_PHI}) ≤ {TARGETS['sectors_vs_mean']}× mean_profiles time, {t} thread(s)"
-        print(f"  {text:80s} {slow:8.2f}  {'MET' if met else 'NOT MET'}")
+        for k, km, how in (("sectors", "sectors_mean", "fresh outputs"), ("sectors_out", "sectors_mean_out", "out=")):
+            slow = ours[k, t] / ours[km, t]
+            met = slow <= TARGETS["sectors_vs_mean"]
+            met_all &= met
+            text = f"integrate(n_phi={N_PHI}) ≤ {TARGETS['sectors_vs_mean']}× mean_profiles time, {t} thread(s), {how}"
+            print(f"  {text:80s} {slow:8.2f}  {'MET' if met else 'NOT MET'}")
+    print(
+        "  (fresh outputs: each call allocates and first-touches its output, integrate 5 float64 fields = "
+        f"{5 * N_PHI * N_BINS * 8 / 1e3:.0f} kB per pattern, mean_profiles 2 float32 = "
+        f"{2 * N_PHI * N_BINS * 4 / 1e3:.0f} kB; "
+        "out=: both write into the arrays of an earlier call)"
+    )
     return 1 if args.strict and not met_all else 0
 
 

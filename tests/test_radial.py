@@ -1053,3 +1053,35 @@ def test_packed_sector_sums_exact_at_the_packing_limit(rng):
         ref = radial_reference(data[n], center=c, edges=plan.edges, n_phi=4, **kw)
         for f in FIELDS:
             assert_close(getattr(prof, f)[n], ref[f], what=f"{f} pattern {n}")
+
+
+@pytest.mark.parametrize("n_phi", [None, 8])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+def test_integrate_into_out_equals_fresh_output(n_phi, dtype):
+    # out= reuses an earlier result's arrays: every field equal bit for bit to a fresh call (same kernels), the
+    # returned profiles share out's memory, and nothing of the earlier data survives
+    rng = np.random.default_rng(5)
+    data = rng.poisson(20.0, (3, 4, 64, 64)).astype(dtype)
+    plan = make_plan((64, 64), center=(31.6, 32.3), pixel_size=0.01, n_bins=24, q_max=0.3)
+    shifts = rng.normal(0.0, 1.2, (3, 4, 2))
+    fresh = plan.integrate(data, shifts, n_phi=n_phi)
+    prev = plan.integrate(data[..., ::-1, :].copy() * 2, shifts[::-1].copy(), n_phi=n_phi)
+    again = plan.integrate(data, shifts, n_phi=n_phi, out=prev)
+    for f in ("mean", "sum", "count", "sem_poisson", "sem_azimuthal"):
+        assert np.array_equal(getattr(fresh, f), getattr(again, f), equal_nan=True), f
+        assert np.shares_memory(getattr(again, f), getattr(prev, f)), f
+    # the general (median) path fills out by copy
+    med = plan.integrate(data, shifts, n_phi=n_phi, statistic="median")
+    med2 = plan.integrate(data, shifts, n_phi=n_phi, statistic="median", out=prev)
+    assert np.array_equal(med.mean, med2.mean, equal_nan=True) and np.shares_memory(med2.mean, prev.mean)
+
+
+def test_integrate_out_of_the_wrong_shape_is_refused():
+    plan = make_plan((32, 32), center=(16.0, 16.0), pixel_size=0.01, n_bins=10, q_max=0.15)
+    data = np.ones((4, 32, 32), np.uint16)
+    other = plan.integrate(data[:3])
+    with pytest.raises(ValueError, match="out.mean: need a C-contiguous float64 array of shape"):
+        plan.integrate(data, out=other)
+    sectors = plan.integrate(data, n_phi=4)
+    with pytest.raises(ValueError, match="same leading shape and n_phi"):
+        plan.integrate(data, out=sectors)

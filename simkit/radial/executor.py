@@ -239,7 +239,32 @@ def run_chunk(plan, block, shifts, n_phi, statistic, clip_sigma, bins_phi, out):
 # ----------------------------------------------------------------------------------------------------------
 # drivers
 # ----------------------------------------------------------------------------------------------------------
-def integrate(plan, data, shifts, *, n_phi, statistic, clip_sigma, chunk_size, progress) -> dict:
+_OUT_FIELDS = ("mean", "sum", "count", "sem_poisson", "sem_azimuthal")
+
+
+def check_out_profiles(out, lead: tuple[int, ...], shape: tuple[int, ...]) -> tuple[np.ndarray, ...] | None:
+    """The five fields of ``out`` (a RadialProfiles) as flat (n_pat, n_bins) views, after checking they are
+    C-contiguous float64 arrays of the output ``shape`` (``lead`` + bins); None when ``out`` is None."""
+    if out is None:
+        return None
+    n_pat = int(np.prod(lead, dtype=np.int64))
+    flat = []
+    for name in _OUT_FIELDS:
+        a = getattr(out, name, None)
+        if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != np.float64 or not a.flags.c_contiguous:
+            got = (None, None) if not isinstance(a, np.ndarray) else (a.shape, a.dtype)
+            raise ValueError(
+                f"out.{name}: need a C-contiguous float64 array of shape {shape} (got shape {got[0]}, dtype "
+                f"{got[1]}); pass the RadialProfiles of an earlier call on data of the same leading shape and "
+                "n_phi, or out=None"
+            )
+        if not a.flags.writeable:
+            raise ValueError(f"out.{name} is read-only; pass writeable arrays or out=None")
+        flat.append(a.reshape(n_pat, -1))
+    return tuple(flat)
+
+
+def integrate(plan, data, shifts, *, n_phi, statistic, clip_sigma, chunk_size, progress, out=None) -> dict:
     """Fields of the :class:`RadialProfiles` of ``data`` (see :meth:`RadialPlan.integrate`)."""
     shape = check_stack(data, plan.shape)
     if statistic not in STATISTICS:
@@ -256,6 +281,16 @@ def integrate(plan, data, shifts, *, n_phi, statistic, clip_sigma, chunk_size, p
     chunk = check_chunk(chunk_size, default=max(1, (128 << 20) // max(1, npix * np.dtype(data.dtype).itemsize)))
     bins_phi = plan._sector_entries(nphi)
     nb = nphi * plan.n_q
+    given = check_out_profiles(out, lead, lead + ((nphi, plan.n_q) if nphi > 1 else (plan.n_q,)))
+    if given is not None and (is_dask or statistic != "mean" or plan.split_pixels):
+        # the other paths build their own fields: computed as always, then copied into the given arrays
+        res = integrate(
+            plan, data, shifts, n_phi=n_phi, statistic=statistic, clip_sigma=clip_sigma, chunk_size=chunk_size,
+            progress=progress,
+        )  # fmt: skip
+        for name, a in zip(_OUT_FIELDS, given):
+            a[...] = res[name].reshape(a.shape)
+        return _profile_fields(plan, given, lead, nphi, statistic)
 
     def run(block, sh, out=None):
         block = native(block, npix)
@@ -271,7 +306,10 @@ def integrate(plan, data, shifts, *, n_phi, statistic, clip_sigma, chunk_size, p
     # statistic "mean" without splitting: the kernels write the finished fields (no accumulator array)
     fused = statistic == "mean" and not plan.split_pixels
     acc = np.empty((n_pat, _NF, nb)) if not fused else None
-    fields = tuple(np.empty((n_pat, nb)) for _ in range(5)) if fused else None
+    if given is not None:  # the fields' order in the kernels: mean, sum, count, sem_poisson, sem_azimuthal
+        fields = given
+    else:
+        fields = tuple(np.empty((n_pat, nb)) for _ in range(5)) if fused else None
     blocks = list(leading_blocks(lead, chunk))
     if progress:
         from tqdm.auto import tqdm

@@ -405,6 +405,7 @@ class RadialPlan:
         clip_sigma: float = 3.0,
         chunk_size: int | None = None,
         progress: bool = False,
+        out: RadialProfiles | None = None,
     ) -> RadialProfiles:
         """Integrate a stack of patterns into radial (or sector) profiles.
 
@@ -426,6 +427,13 @@ class RadialPlan:
             Patterns per chunk (default: about 128 MB of data per chunk).
         progress : bool
             Show a tqdm progress bar over chunks.
+        out : RadialProfiles or None
+            The result of an earlier call of the same output shape (leading dimensions, n_phi, n_q): its five
+            float64 fields (``mean``, ``sum``, ``count``, ``sem_poisson``, ``sem_azimuthal``) are overwritten and
+            shared by the returned profiles. Saves allocating and first touching the output in loops over
+            chunks of a scan: with 32 sectors it is 154 kB per pattern, more than a 256² uint16 pattern, and a
+            first touch of fresh memory can cost more than the binning (``docs/measurements.md``, "Output
+            volume and page faults").
 
         Returns
         -------
@@ -442,6 +450,7 @@ class RadialPlan:
                 clip_sigma=clip_sigma,
                 chunk_size=chunk_size,
                 progress=progress,
+                out=out,
             )
         )
 
