@@ -846,3 +846,22 @@ def sector_statistics_reference(q, m, s, window, n_sigma):
             bragg_q = np.where(cut > 0, lo_q - 0.5 * dq + r, np.where(cut < 0, hi_q + 0.5 * dq - r, bragg_q))
     return {"counts": counts, "pixels": pixels, "median": median, "max": mx, "noise": noise, "mean": mean,
             "std": std, "bragg": bragg, "bragg_q": bragg_q}  # fmt: skip
+
+
+# ==========================================================================================================
+# numba kernels run as plain Python (NUMBA_DISABLE_JIT=1): the same functions, interpreted
+# ==========================================================================================================
+def json_with_and_without_jit(code: str) -> tuple:
+    """Run ``code`` (a script printing one JSON document) in two subprocesses, compiled and with
+    NUMBA_DISABLE_JIT=1, and return both parsed documents (compiled first)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    results = []
+    for disable in ("0", "1"):
+        env = dict(os.environ, NUMBA_DISABLE_JIT=disable)
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        results.append(json.loads(res.stdout))
+    return tuple(results)

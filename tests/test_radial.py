@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,7 +21,7 @@ from simkit.radial import (
     pixel_size_from_mrad,
     weight_qn,
 )
-from tests.reference import radial_corrected_offsets, radial_reference
+from tests.reference import json_with_and_without_jit, radial_corrected_offsets, radial_reference
 
 FIELDS = ("count", "sum", "mean", "sem_poisson", "sem_azimuthal")
 
@@ -194,11 +190,7 @@ for split in (False, True):
         out[f"{split}-{name}"] = [np.nan_to_num(a, nan=-1.0).tolist() for a in plan.mean_profiles(d, sh, n_phi=3)]
 print(json.dumps(out))
 """
-    results = []
-    for disable in ("0", "1"):
-        env = dict(os.environ, NUMBA_DISABLE_JIT=disable)
-        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        results.append(json.loads(res.stdout))
+    results = json_with_and_without_jit(code)
     assert results[0].keys() == results[1].keys()
     for key in results[0]:
         for a, b in zip(results[0][key], results[1][key]):
@@ -901,20 +893,27 @@ def test_direct_angle_error_bound():
     assert err.max() < _ATAN_ERR
 
 
-def _shift_vs_direct(plan, data, shifts, n_phi):
-    from simkit.radial.kernels import _NF, _k_direct, _k_shift
+def _shift_vs(kernel, plan, data, shifts, n_phi):
+    """Accumulators of the look-up kernel _k_shift and of ``kernel`` ("direct": _k_direct, "sectors": _k_sectors)
+    on the same patterns: (a, b), each (n, _NF, n_phi·n_q)."""
+    from simkit.radial.kernels import _NF, _k_direct, _k_sectors, _k_shift
 
     m00, m01, m11 = plan._geo()
     ny, nx = plan.shape
     thr, lut, inv_h = plan._s_tables()
-    prm = plan._direct_params(n_phi)
-    assert prm is not None
     block = np.ascontiguousarray(data.reshape(data.shape[0], -1))
     nb = n_phi * plan.n_q
     a, b = np.empty((data.shape[0], _NF, nb)), np.empty((data.shape[0], _NF, nb))
     args = (block, shifts, ny, nx, plan.center[0], plan.center[1], m00, m01, m11, thr, lut, inv_h, n_phi)
     _k_shift(*args, plan._phi_lookup(n_phi), plan.mask.ravel(), a)
-    _k_direct(*args, prm, plan.mask.ravel(), b)
+    if kernel == "direct":
+        prm = plan._direct_params(n_phi)
+        assert prm is not None
+        _k_direct(*args, prm, plan.mask.ravel(), b)
+    else:
+        sp = plan._segment_params(n_phi)
+        assert sp is not None
+        _k_sectors(*args, *sp, plan.mask.ravel(), plan._sector_cmax(n_phi), b)
     return a, b
 
 
@@ -938,7 +937,7 @@ def test_direct_sector_bins_equal_lookup_kernel(rng, n_phi):
                 ellipse_angle=angle,
             )  # fmt: skip
             for d in (data, data.astype(np.float64)):
-                a, b = _shift_vs_direct(plan, d, shifts, n_phi)
+                a, b = _shift_vs("direct", plan, d, shifts, n_phi)
                 np.testing.assert_array_equal(a, b, err_msg=f"{center} {ratio} {edges[:2]} {d.dtype}")
 
 
@@ -954,21 +953,6 @@ def test_direct_falls_back_for_many_bins_or_uneven_edges():
 # --------------------------------------------------------------------------------------------------------
 # segment sectors, float32 radii and packed sums (uint8/uint16, sub-pixel shifts, n_phi > 1)
 # --------------------------------------------------------------------------------------------------------
-def _shift_vs_sectors(plan, data, shifts, n_phi):
-    from simkit.radial.kernels import _NF, _k_sectors, _k_shift
-
-    m00, m01, m11 = plan._geo()
-    ny, nx = plan.shape
-    thr, lut, inv_h = plan._s_tables()
-    sp = plan._segment_params(n_phi)
-    assert sp is not None
-    block = np.ascontiguousarray(data.reshape(data.shape[0], -1))
-    nb = n_phi * plan.n_q
-    a, b = np.empty((data.shape[0], _NF, nb)), np.empty((data.shape[0], _NF, nb))
-    args = (block, shifts, ny, nx, plan.center[0], plan.center[1], m00, m01, m11, thr, lut, inv_h, n_phi)
-    _k_shift(*args, plan._phi_lookup(n_phi), plan.mask.ravel(), a)
-    _k_sectors(*args, *sp, plan.mask.ravel(), plan._sector_cmax(n_phi), b)
-    return a, b
 
 
 @pytest.mark.parametrize("n_phi", [2, 4, 8, 32, 7])
@@ -996,7 +980,7 @@ def test_segment_sector_bins_equal_lookup_kernel(rng, n_phi):
                 ellipse_angle=angle,
             )  # fmt: skip
             for d in (data, data.clip(0, 255).astype(np.uint8)):
-                a, b = _shift_vs_sectors(plan, d, shifts, n_phi)
+                a, b = _shift_vs("sectors", plan, d, shifts, n_phi)
                 np.testing.assert_array_equal(a, b, err_msg=f"{center} {ratio} {edges[:2]} {d.dtype}")
 
 

@@ -4,17 +4,12 @@ the fallbacks above it, and NUMBA_DISABLE_JIT."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from simkit.radial import make_plan
 from simkit.radial.kernels import _packed_bound
-from tests.reference import radial_reference
+from tests.reference import json_with_and_without_jit, radial_reference
 
 FIELDS = ("count", "sum", "mean", "sem_poisson", "sem_azimuthal")
 
@@ -105,11 +100,7 @@ for dt in ("uint8", "uint16"):
                                                                       "sem_azimuthal")]
 print(json.dumps(out))
 """
-    results = []
-    for disable in ("0", "1"):
-        env = dict(os.environ, NUMBA_DISABLE_JIT=disable)
-        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        results.append(json.loads(res.stdout))
+    results = json_with_and_without_jit(code)
     assert results[0] == results[1]
 
 

@@ -385,14 +385,15 @@ def _fixed_packed_group(i0, i1, i2, i3, ny, nx, table, spans, sh, acc, off):
 
 
 @njit(cache=True)
-def _store_packed(out, n, acc, o, nb, counts, sh):
-    """Write the bins of pattern n from its packed words acc[o + b·_W + u] (Σ I below bit sh, Σ I² above)."""
+def _store_packed(out, n, acc, o, nb, counts, sh, stride=1):
+    """Write the bins of pattern n from its packed words acc[o + (b·_W + u)·stride] (Σ I below bit sh, Σ I²
+    above): stride 1 for _k_fixed's pattern blocks, _GROUP8 for _k_fixed8's pattern-major accumulators."""
     ush = np.uint64(sh)
     low = (np.uint64(1) << ush) - np.uint64(1)
     for b in range(nb):
         a = np.uint64(0)
         for u in range(_W):
-            a += acc[o + b * _W + u]
+            a += acc[o + (b * _W + u) * stride]
         _store(out, n, b, counts[b], np.int64(a & low), np.int64(a >> ush))
 
 
@@ -622,24 +623,12 @@ def _fixed8_group(data, n, ny, nx, table, spans, sh, acc, b0, b1):
     return max(m, np.uint64(mx.max()))
 
 
-@njit(cache=True)
-def _store_packed8(out, n, acc, k, nb, counts, sh):
-    """Write the bins of pattern n from its packed words acc[8·(b·_W + u) + k] (Σ I below bit sh, Σ I² above)."""
-    ush = np.uint64(sh)
-    low = (np.uint64(1) << ush) - np.uint64(1)
-    for b in range(nb):
-        a = np.uint64(0)
-        for u in range(_W):
-            a += acc[(b * _W + u) * _GROUP8 + k]
-        _store(out, n, b, counts[b], np.int64(a & low), np.int64(a >> ush))
-
-
 @njit(cache=True, error_model="numpy")
 def _store_profiles8(out, n, acc, k, nb, counts, sh):
-    """_store_packed8 into the finished profiles (a 5-tuple, see _store) with the arithmetic of _store_profiles,
-    branch-free over the bins (selects instead of branches; NumPy's error model, so empty bins divide by zero
-    instead of raising) so that the divisions and square roots vectorise: the same IEEE operations, the same
-    bits."""
+    """_store_packed (stride _GROUP8) into the finished profiles (a 5-tuple, see _store) with the arithmetic of
+    _store_profiles, branch-free over the bins (selects instead of branches; NumPy's error model, so empty bins
+    divide by zero instead of raising) so that the divisions and square roots vectorise: the same IEEE
+    operations, the same bits."""
     mean, total, count, sem_p, sem_a = out
     ush = np.uint64(sh)
     low = (np.uint64(1) << ush) - np.uint64(1)
@@ -667,8 +656,9 @@ def _store_profiles8(out, n, acc, k, nb, counts, sh):
 
 
 def _store8(out, n, acc, k, nb, counts, sh):
-    """_store_packed8; compiled (_ov_store8), finished profiles take _store_profiles8 (same values)."""
-    _store_packed8(out, n, acc, k, nb, counts, sh)
+    """_store_packed of _k_fixed8's accumulators; compiled (_ov_store8), finished profiles take _store_profiles8
+    (same values)."""
+    _store_packed(out, n, acc, k, nb, counts, sh, _GROUP8)
 
 
 @overload(_store8, inline="always")
@@ -681,7 +671,7 @@ def _ov_store8(out, n, acc, k, nb, counts, sh):
     else:
 
         def impl(out, n, acc, k, nb, counts, sh):
-            _store_packed8(out, n, acc, k, nb, counts, sh)
+            _store_packed(out, n, acc, k, nb, counts, sh, _GROUP8)
 
     return impl
 
