@@ -22,7 +22,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider --durations=20
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider
