@@ -187,3 +187,24 @@ def test_streamed_3gb_scan_under_1p5gb(tmp_path_factory):
     # maxrss across fork and execve, so a child of a pytest process that grew to 6 GB reports 6 GB
     assert int(out["life_hwm"]) < 1.5e9
     _compare(out, analyze_scan(path, None, figures=False, memory_budget=4e9))
+
+
+def test_scan_file_with_independent_realisations(tmp_path):
+    # pool=None: every pattern its own Poisson draw of its row's expectation — no two patterns of a row equal, and
+    # the row's summed counts within 5 σ of the expected total (Poisson: variance = mean)
+    import h5py
+
+    from tests.streaming_helpers import expected_rows
+
+    path = write_scan_file(tmp_path / "ind.h5", (2, 6), det=(32, 32), pool=None, electrons=2e4)
+    exp, _ = expected_rows(2, (32, 32), electrons=2e4, seed=0)
+    with h5py.File(path) as f:
+        names = []
+        f.visit(lambda n: names.append(n) if isinstance(f[n], h5py.Dataset) and f[n].ndim == 4 else None)
+        data = f[names[0]][()]
+    assert data.shape == (2, 6, 32, 32)
+    for i in range(2):
+        flat = data[i].reshape(6, -1)
+        assert len({row.tobytes() for row in flat}) == 6
+        mu = 6 * exp[i].sum()
+        assert abs(flat.sum() - mu) < 5 * np.sqrt(mu)
