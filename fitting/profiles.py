@@ -221,7 +221,7 @@ def _row_blocks(data, shifts, chunk, shift_mode, progress, desc):
     rd = None if isinstance(data, ScanSource) else reader(data)
     read = data.read_rows if rd is None else rd.read
     ahead = None
-    if PREFETCH and sy > rows and (rd is None or rd.fast):  # streamed reads only (not in-memory slicing)
+    if PREFETCH and sy > rows and (rd is None or rd.fast) and _concurrent_kernels_safe():  # streamed reads only
         from concurrent.futures import ThreadPoolExecutor
 
         ahead = ThreadPoolExecutor(1)
@@ -234,6 +234,18 @@ def _row_blocks(data, shifts, chunk, shift_mode, progress, desc):
 
 #: Read (and decode) the next block of scan rows in a second thread while the current one is integrated.
 PREFETCH = os.environ.get("SEI_SEND_PREFETCH", "1") != "0"
+
+
+def _concurrent_kernels_safe() -> bool:
+    """Whether numba ``parallel=True`` kernels may run from two Python threads at once: yes with the OpenMP and
+    TBB threading layers; numba's fallback "workqueue" layer terminates the process on concurrent access, and
+    before any parallel kernel has run the layer is not known (then no read-ahead)."""
+    import numba
+
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:
+        return False
 
 
 def _blocks(read, it, rows, sy, shifts, shift_mode, ahead):

@@ -208,3 +208,38 @@ def test_scan_file_with_independent_realisations(tmp_path):
         assert len({row.tobytes() for row in flat}) == 6
         mu = 6 * exp[i].sum()
         assert abs(flat.sum() - mu) < 5 * np.sqrt(mu)
+
+
+_WORKQUEUE_ANALYSIS = """
+import sys
+from pathlib import Path
+from tests.streaming_helpers import write_scan_file
+from fitting.io import load_scan
+from fitting.pipeline import analyze_scan
+p = write_scan_file(Path(sys.argv[1]) / "s.h5", (40, 6), det=(64, 64))
+res = analyze_scan(load_scan(p), memory_budget=0)
+import numba
+assert numba.threading_layer() == "workqueue"
+print("done", res.peak_map is not None)
+"""
+
+
+def test_streamed_analysis_runs_on_numba_workqueue_layer(tmp_path):
+    # numba's fallback threading layer terminates the process when parallel kernels run from two threads at once:
+    # the read-ahead of the streamed passes (decoder in a second thread) must then stay off
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.pop("SEI_SEND_PREFETCH", None)
+    res = subprocess.run(
+        [sys.executable, "-c", _WORKQUEUE_ANALYSIS, str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_read_ahead_allowed_with_a_threadsafe_layer():
+    from fitting.profiles import _concurrent_kernels_safe
+    from simkit.radial import make_plan
+
+    make_plan((16, 16), center=(8.0, 8.0), pixel_size=0.01, n_bins=4).integrate(np.ones((2, 16, 16)))
+    import numba
+
+    assert _concurrent_kernels_safe() == (numba.threading_layer() != "workqueue")
